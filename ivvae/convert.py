@@ -1,0 +1,136 @@
+"""The authors' released checkpoints (``ivvae_z{Z}_dim{C}.pth``) <-> our ``from_pretrained`` folders.
+
+Their state dicts name modules after their code (``encoder.downsamples.3.residual.2.conv_3d``);
+ours after the paper (``encoder.blocks.3.conv1.convs.temporal.conv``). The mapping is one list of
+renaming rules (ours -> theirs); the other direction is its inverse over the model's keys, so the
+two can never disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from .models.ivvae import IVVAE
+from .models.presets import RELEASED
+
+PAC_NAMES = ("PAC_0", "PAC_1", "PAC_3", "PAC_6", "PAC_9", "PAC_12")
+
+# (pattern, replacement) applied in order to our key to get the released checkpoint's key.
+_RULES: list[tuple[str, str]] = [
+    (r"^encoder\.quant_conv\.", "conv1."),
+    (r"^decoder\.post_quant_conv\.", "conv2."),
+    (r"\.norm1\.", ".residual.0."),
+    (r"\.norm2\.", ".residual.3."),
+    (r"\.conv1\.", ".residual.2."),
+    (r"\.conv2\.", ".residual.6."),
+    (r"convs\.keyframe\.", "conv_2d."),
+    (r"convs\.temporal\.conv\.", "conv_3d."),
+    (r"^encoder\.conv_in\.", "encoder.conv1."),
+    (r"^decoder\.conv_in\.", "decoder.conv1.conv."),
+    (r"^encoder\.blocks\.", "encoder.downsamples."),
+    (r"^decoder\.blocks\.", "decoder.upsamples."),
+    (r"^(en|de)coder\.norm_out\.", r"\1coder.head.0."),
+    (r"^encoder\.head\.fuse\.", "encoder.head.2.PAC_conv.conv."),
+    (r"^decoder\.conv_out\.", "decoder.head.2."),
+    (r"\.spatial\.keyframe\.", ".resample_2d.1."),
+    (r"\.spatial\.temporal\.", ".resample_3d.1."),
+    (r"\.time_convs\.temporal\.", ".time_conv."),
+    (r"\.blocks\.keyframe\.", ".Attention_2d."),
+    (r"\.blocks\.temporal\.", ".Attention_3d."),
+    (r"\.(residual\.[26]|shortcut)\.(weight|bias)$", r".\1.conv.\2"),  # dense 2-D convs
+]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not match the expected layout; the message lists what differs."""
+
+
+def official_key(key: str) -> str:
+    """Our state-dict key -> the released checkpoint's key (IV-VAE layout only)."""
+    pac = re.match(r"^encoder\.head\.convs\.(\d+)\.(.*)$", key)
+    if pac:
+        return f"encoder.head.2.{PAC_NAMES[int(pac.group(1))]}.conv.{pac.group(2)}"
+    for pattern, replacement in _RULES:
+        key = re.sub(pattern, replacement, key)
+    return key
+
+
+def official_layout(model: IVVAE) -> dict[str, str]:
+    """Released-checkpoint key -> our key, for every tensor of ``model``."""
+    return {official_key(key): key for key in model.state_dict()}
+
+
+def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a released ``.pth`` safely (``weights_only``), unwrapping common containers."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: '{path}' (pass the path of ivvae_z*_dim*.pth)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle/zip errors: name the file, not the unpickler internals
+        raise CheckpointError(f"cannot read checkpoint '{path}': {type(error).__name__}: {str(error).splitlines()[0]}") from None
+    for wrapper in ("state_dict", "model", "module"):
+        if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
+            state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"'{path}' does not hold a state dict of tensors")
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def infer_variant(state: Mapping[str, torch.Tensor]) -> str:
+    """The released variant whose (Z, C) matches the tensors."""
+    try:
+        latent = state["conv1.conv_2d.weight"].shape[0]
+        width = state["encoder.conv1.conv_2d.weight"].shape[0]
+    except KeyError as missing:
+        raise CheckpointError(f"not an IV-VAE checkpoint: tensor {missing} is missing; pass --variant to compare layouts") from None
+    for name, config in RELEASED.items():
+        if config["latent_channels"] == latent and config["base_channels"] == width:
+            return name
+    raise CheckpointError(f"no released variant has Z={latent}, C={width}; known: {', '.join(RELEASED)}")
+
+
+def _layout_report(expected: Mapping[str, torch.Size], found: Mapping[str, torch.Tensor], what: str) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    mismatched = [f"{k}: expected {tuple(expected[k])}, found {tuple(found[k].shape)}" for k in expected if k in found and found[k].shape != expected[k]]
+    if missing or unexpected or mismatched:
+        lines = [f"{what} does not match the expected layout:"]
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+            if keys:
+                shown = keys[:20] + ([f"... and {len(keys) - 20} more"] if len(keys) > 20 else [])
+                lines.append(f"  {label} ({len(keys)}): " + "; ".join(shown))
+        raise CheckpointError("\n".join(lines))
+
+
+def from_official_state_dict(state: Mapping[str, torch.Tensor], variant: str | None = None) -> IVVAE:
+    """Build the model of ``variant`` (inferred if None) and load a released state dict strictly."""
+    variant = variant or infer_variant(state)
+    if variant not in RELEASED:
+        raise CheckpointError(f"unknown variant {variant!r}; known: {', '.join(RELEASED)}")
+    model = IVVAE(**RELEASED[variant])
+    layout = official_layout(model)
+    ours = model.state_dict()
+    _layout_report({k: ours[v].shape for k, v in layout.items()}, state, f"checkpoint for {variant}")
+    model.load_state_dict({layout[k]: v.to(ours[layout[k]].dtype) for k, v in state.items()}, strict=True)
+    return model
+
+
+def to_official_state_dict(model: IVVAE) -> dict[str, torch.Tensor]:
+    """Our model's weights under the released checkpoint's names (for the authors' code)."""
+    return {official_key(key): value for key, value in model.state_dict().items()}
+
+
+def convert_official_checkpoint(path: str | os.PathLike, out_dir: str | os.PathLike, variant: str | None = None, overwrite: bool = False) -> IVVAE:
+    """Convert a released ``.pth`` into a ``from_pretrained`` folder (config + safetensors)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder '{out_dir}' exists and is not empty; choose another or pass --overwrite")
+    model = from_official_state_dict(load_official_state_dict(path), variant)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    return model

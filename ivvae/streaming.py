@@ -1,0 +1,148 @@
+"""Execution of a video VAE over videos of any size: padding, one pass vs chunks, spatial tiles.
+
+* **Padding.** The network needs ``T = 1 + k * t`` frames (``t`` = temporal compression, 4) and
+  ``H, W`` multiples of the spatial compression (8). Inputs are padded at the end by repeating the
+  last frame and, in space, by replicating the bottom row and right column; outputs are cropped
+  back, so a reconstruction always has the input's shape.
+* **One pass.** The whole video at once, every frame group batched: fastest.
+* **Chunks.** The video's first frame alone, then ``chunk_groups`` groups at a time through the
+  same layers in streaming mode (each temporal layer keeps its last input frames): exactly the
+  one-pass result, with peak memory set by the chunk and not by the video's length.
+* **Tiles.** Overlapping spatial tiles, each processed in full (one pass or chunks), blended
+  linearly over the overlap, for frames too large for memory.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import stream
+
+ChunkCallback = Callable[[int, int], None]
+
+
+def padded_length(num_frames: int, temporal_compression: int) -> int:
+    """Smallest ``1 + k * temporal_compression >= num_frames``."""
+    return 1 + math.ceil((num_frames - 1) / temporal_compression) * temporal_compression
+
+
+def latent_length(num_frames: int, temporal_compression: int) -> int:
+    """Latent frames for a video of ``num_frames`` frames (after padding)."""
+    return 1 + math.ceil((num_frames - 1) / temporal_compression)
+
+
+def pad_video(video: torch.Tensor, temporal_compression: int, spatial_compression: int) -> torch.Tensor:
+    """Pad ``(B, C, T, H, W)`` at the end of time and space to sizes the network accepts.
+
+    Time: the last frame is repeated. Space: the last row and column are replicated (no new
+    edges for the convs to reconstruct).
+    """
+    frames, height, width = video.shape[2:]
+    extra_t = padded_length(frames, temporal_compression) - frames
+    extra_h = -height % spatial_compression
+    extra_w = -width % spatial_compression
+    if extra_t:
+        video = torch.cat([video, video[:, :, -1:].expand(-1, -1, extra_t, -1, -1)], dim=2)
+    if extra_h or extra_w:
+        video = F.pad(video, (0, extra_w, 0, extra_h), mode="replicate")
+    return video
+
+
+def crop_video(video: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
+    """Undo :func:`pad_video`."""
+    return video[:, :, :frames, :height, :width]
+
+
+def chunk_slices(num_frames: int, frames_per_group: int, chunk_groups: int | None) -> list[slice]:
+    """The frame ranges of each chunk: the first frame alone, then ``chunk_groups`` groups at a time.
+
+    ``chunk_groups=None`` gives one slice over the whole video (one pass).
+    """
+    if chunk_groups is None:
+        return [slice(0, num_frames)]
+    if chunk_groups < 1:
+        raise ValueError(f"chunk_groups must be >= 1, got {chunk_groups}")
+    step = chunk_groups * frames_per_group
+    return [slice(0, 1)] + [slice(start, min(start + step, num_frames)) for start in range(1, num_frames, step)]
+
+
+def run_temporal(
+    module: nn.Module,
+    x: torch.Tensor,
+    frames_per_group: int,
+    chunk_groups: int | None = None,
+    callback: ChunkCallback | None = None,
+) -> torch.Tensor:
+    """Apply an encoder or decoder to a whole video, in one pass or chunk by chunk (exactly equal)."""
+    slices = chunk_slices(x.shape[2], frames_per_group, chunk_groups)
+    if len(slices) == 1:
+        out = module(x)
+        if callback:
+            callback(1, 1)
+        return out
+    outputs = []
+    with stream(module):
+        for done, piece in enumerate(slices, 1):
+            outputs.append(module(x[:, :, piece]))
+            if callback:
+                callback(done, len(slices))
+    return torch.cat(outputs, dim=2)
+
+
+def _tile_starts(size: int, tile: int, stride: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, stride))
+    return starts + [size - tile]
+
+
+def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool, device: torch.device) -> torch.Tensor:
+    """Blending weights along one axis of a tile: linear ramps over the overlaps with neighbours."""
+    weight = torch.ones(length, device=device)
+    if overlap > 0:
+        ramp = torch.arange(1, overlap + 1, device=device, dtype=torch.float32) / (overlap + 1)
+        if ramp_start:
+            weight[:overlap] = ramp
+        if ramp_end:
+            weight[-overlap:] = ramp.flip(0)
+    return weight
+
+
+def iter_tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int]]:
+    """Top-left corners of tiles of side ``tile`` that overlap by at least ``overlap``."""
+    stride = max(tile - overlap, 1)
+    for top in _tile_starts(height, tile, stride):
+        for left in _tile_starts(width, tile, stride):
+            yield top, left
+
+
+def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int, scale: float) -> torch.Tensor:
+    """Apply ``fn`` on overlapping spatial tiles of ``x`` and blend the outputs linearly.
+
+    ``fn`` maps a tile of side ``s`` to one of side ``s * scale`` (1/8 to encode, 8 to decode).
+    A tile covering the whole frame returns ``fn(x)`` exactly.
+    """
+    height, width = x.shape[-2:]
+    if height <= tile and width <= tile:
+        return fn(x)
+    out_h, out_w = round(height * scale), round(width * scale)
+    out_overlap = round(overlap * scale)
+    total = weights = None
+    for top, left in iter_tiles(height, width, tile, overlap):
+        piece = fn(x[..., top : top + tile, left : left + tile])
+        if total is None:
+            total = piece.new_zeros(*piece.shape[:-2], out_h, out_w)
+            weights = piece.new_zeros(out_h, out_w)
+        o_top, o_left = round(top * scale), round(left * scale)
+        ph, pw = piece.shape[-2:]
+        w_rows = _ramp(ph, out_overlap, top > 0, top + tile < height, piece.device)
+        w_cols = _ramp(pw, out_overlap, left > 0, left + tile < width, piece.device)
+        weight = (w_rows[:, None] * w_cols[None, :]).to(piece.dtype)
+        total[..., o_top : o_top + ph, o_left : o_left + pw] += piece * weight
+        weights[o_top : o_top + ph, o_left : o_left + pw] += weight
+    return total / weights
