@@ -34,9 +34,9 @@ __all__ = [
     "write_video",
 ]
 
-# Everything PyAV/FFmpeg may raise while opening, demuxing or decoding a damaged file.
-# av.FFmpegError subclasses (InvalidDataError is also a ValueError) plus OS-level errors.
-_AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError, EOFError, RuntimeError, ValueError)
+# What PyAV/FFmpeg raises while opening, demuxing or decoding a damaged file (all FFmpeg
+# errors derive from av.FFmpegError; I/O trouble is OSError). Kept narrow so bugs still surface.
+_AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError, EOFError)
 
 # Sequential decoding up to `start` is always frame-exact; seeking pays off only far into a
 # file (it needs a one-off demux pass to index the packets, cached per process).
@@ -109,6 +109,8 @@ def _check_file(path: str) -> None:
         raise VideoReadError(path, "not a regular file")
     if os.path.getsize(path) == 0:
         raise VideoReadError(path, "file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise VideoReadError(path, "permission denied")
 
 
 def _describe(err: BaseException) -> str:
@@ -120,7 +122,7 @@ def _describe(err: BaseException) -> str:
 def _open_input(path: str) -> av.container.InputContainer:
     _check_file(path)
     try:
-        container = av.open(path, mode="r")
+        container = av.open(path, mode="r", metadata_errors="replace")
     except _AV_ERRORS as e:
         if _looks_like_container(path):
             raise VideoReadError(path, f"corrupt or truncated container ({_describe(e)})") from None
@@ -152,14 +154,18 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     container = _open_input(path)
     try:
         stream = container.streams.video[0]
+        fps = _stream_fps(stream)
         num_frames = int(stream.frames or 0)
+        if num_frames > 0 and stream.duration and fps:
+            # Edit lists (e.g. cuts made by stream copy) hide samples the header still counts.
+            num_frames = min(num_frames, max(1, round(float(stream.duration * stream.time_base) * fps)))
         if num_frames <= 0:
             try:
                 num_frames = _count_packets(container, stream)
             except _AV_ERRORS as e:
                 raise VideoReadError(path, f"cannot demux ({_describe(e)})") from None
         ctx = stream.codec_context
-        return VideoInfo(path=path, num_frames=num_frames, fps=_stream_fps(stream),
+        return VideoInfo(path=path, num_frames=num_frames, fps=fps,
                          width=int(ctx.width), height=int(ctx.height))
     finally:
         container.close()
@@ -201,6 +207,16 @@ class _FrameIndex:
         self.pts = pts
         self.keyframes = keyframes
 
+    def seek_point(self, start: int) -> int | None:
+        """Keyframe pts to seek to for frame `start`, or None when seeking cannot help."""
+        target = int(self.pts[start])
+        k = int(np.searchsorted(self.keyframes, target, side="right")) - 1
+        if k < 1:
+            return None  # the wanted frame is in the first GOP (or before the first shown keyframe)
+        # One GOP of margin: open-GOP leading frames of the keyframe we land on are decoded
+        # without their references, but they precede that keyframe, which precedes `start`.
+        return int(self.keyframes[k - 1])
+
     def frame_of(self, pts: int | None) -> int | None:
         if pts is None:
             return None
@@ -215,23 +231,25 @@ def _build_index(path: str, stream_index: int) -> _FrameIndex | None:
     """Index packets by pts; None when timestamps are unusable for frame-exact seeking."""
     pts: list[int] = []
     keys: list[int] = []
-    with av.open(path) as container:
+    with av.open(path, metadata_errors="replace") as container:
         stream = container.streams.video[stream_index]
         first = True
         for p in container.demux(stream):
-            if not p.size or p.is_discard:
+            if not p.size:
                 continue
-            if p.pts is None or p.is_corrupt:
-                return None
             # A stream that does not open on a keyframe may lose leading frames in the decoder.
             if first and not p.is_keyframe:
                 return None
             first = False
+            if p.is_discard:  # decoded but never output (edit lists)
+                continue
+            if p.pts is None or p.is_corrupt:
+                return None
             pts.append(p.pts)
             if p.is_keyframe:
                 keys.append(p.pts)
     arr = np.sort(np.asarray(pts, dtype=np.int64))
-    if len(arr) == 0 or (len(arr) > 1 and np.any(np.diff(arr) == 0)) or arr[0] != keys[0]:
+    if len(arr) == 0 or not keys or np.any(np.diff(arr) == 0):
         return None
     return _FrameIndex(arr, np.sort(np.asarray(keys, dtype=np.int64)))
 
@@ -256,14 +274,12 @@ class _SeekFailed(Exception):
     """Frame numbering after a seek could not be verified; decode sequentially instead."""
 
 
-def _frames_after_seek(container, stream, index: _FrameIndex, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
-    """Yield (frame number, frame) from a keyframe before `start`, verifying the numbering."""
-    target = int(index.pts[start])
-    k = int(np.searchsorted(index.keyframes, target, side="right")) - 1
-    # One GOP of margin: open-GOP leading frames of the keyframe we land on are decoded without
-    # their references, but they precede that keyframe, which precedes `start`.
-    seek_pts = int(index.keyframes[max(k - 1, 0)])
-    container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+def _frames_after_seek(container, stream, index: _FrameIndex, seek_pts: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Yield (frame number, frame) from keyframe `seek_pts` on, verifying the numbering."""
+    try:
+        container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+    except _AV_ERRORS:
+        raise _SeekFailed from None
     expected = None
     for frame in container.decode(stream):
         if frame.pts is not None and frame.pts < seek_pts:
@@ -287,21 +303,35 @@ class _Decoded:
     arrays: list[np.ndarray]
     seen: int  # frames decoded up to where we stopped (the total when the end was reached)
     fps: float
-    header_frames: int  # frame count the container header claims (0 = unknown)
+    end_time: float | None  # seconds from the stream start to the end of the last decoded frame
+    duration: float | None  # stream duration from the container header
 
 
 def _collect(frames: Iterator[tuple[int, av.VideoFrame]], start: int, stride: int,
-             num_frames: int | None, size: tuple[int, int] | None) -> tuple[list[np.ndarray], int]:
-    """Convert the wanted frames; return them and the number of frames seen (last index + 1)."""
+             num_frames: int | None, size: tuple[int, int] | None
+             ) -> tuple[list[np.ndarray], int, av.VideoFrame | None]:
+    """Convert the wanted frames; return them, the frames seen (last index + 1), the last frame."""
     out: list[np.ndarray] = []
-    seen = 0
+    seen, last = 0, None
     for i, frame in frames:
-        seen = i + 1
+        seen, last = i + 1, frame
         if i >= start and (i - start) % stride == 0:
             out.append(_frame_to_array(frame, size))
             if num_frames is not None and len(out) == num_frames:
                 break
-    return out, seen
+    return out, seen, last
+
+
+def _summarise(stream, collected: tuple[list[np.ndarray], int, av.VideoFrame | None]) -> _Decoded:
+    arrays, seen, last = collected
+    fps = _stream_fps(stream)
+    end_time = duration = None
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    if last is not None and last.pts is not None and last.time_base:
+        span = float(last.duration * last.time_base) if last.duration else (1.0 / fps if fps else 0.0)
+        end_time = float((last.pts - (stream.start_time or 0)) * last.time_base) + span
+    return _Decoded(arrays, seen, fps, end_time, duration)
 
 
 def _decode(path: str, start: int, stride: int, num_frames: int | None,
@@ -310,21 +340,21 @@ def _decode(path: str, start: int, stride: int, num_frames: int | None,
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        info = (_stream_fps(stream), int(stream.frames or 0))
         size = _resize_target(resize, stream.codec_context.width, stream.codec_context.height)
         if start >= SEEK_MIN_FRAMES:
             index = _frame_index(path, stream.index)
-            if index is not None and start < len(index.pts):
+            seek_pts = index.seek_point(start) if index is not None and start < len(index.pts) else None
+            if seek_pts is not None:
                 try:
-                    frames = _frames_after_seek(container, stream, index, start)
-                    return _Decoded(*_collect(frames, start, stride, num_frames, size), *info)
+                    frames = _frames_after_seek(container, stream, index, seek_pts)
+                    return _summarise(stream, _collect(frames, start, stride, num_frames, size))
                 except _SeekFailed:
                     container.close()
                     container = _open_input(path)
                     stream = container.streams.video[0]
                     stream.thread_type = "AUTO"
         frames = _frames_sequential(container, stream)
-        return _Decoded(*_collect(frames, start, stride, num_frames, size), *info)
+        return _summarise(stream, _collect(frames, start, stride, num_frames, size))
     except VideoReadError:
         raise
     except _AV_ERRORS as e:
@@ -361,6 +391,7 @@ def read_video(path: str | os.PathLike, *, start: int = 0, num_frames: int | Non
         raise ValueError(f"stride must be >= 1, got {stride}")
     if num_frames is not None and num_frames < 1:
         raise ValueError(f"num_frames must be >= 1 or None, got {num_frames}")
+    _resize_target(resize, 2, 2)  # validate before touching the file
 
     dec = _decode(path, start, stride, num_frames, resize)
     if dec.seen == 0:
@@ -380,11 +411,12 @@ def _check_complete(path: str, dec: _Decoded, start: int, stride: int, num_frame
         raise VideoReadError(
             path, f"requested {num_frames} frames from frame {start} with stride {stride}, but the video has "
                   f"{total} decodable frames ({len(dec.arrays)} available from there)", total_frames=total)
-    # A stream cut at a packet boundary decodes "cleanly" but short of what the header
-    # promises (a few frames of slack for edit lists).
-    if dec.header_frames > 0 and total < dec.header_frames - 2:
-        raise VideoReadError(path, f"truncated: header lists {dec.header_frames} frames but only {total} "
-                                   f"are decodable", total_frames=total)
+    # A stream cut at a packet boundary decodes "cleanly" but ends before the duration the
+    # header promises. Compare times, not counts: edit lists make sample counts overstate.
+    if dec.duration and dec.end_time is not None and dec.fps:
+        if dec.end_time < dec.duration - 3.0 / dec.fps:
+            raise VideoReadError(path, f"truncated: decodable frames end at {dec.end_time:.2f}s but the header "
+                                       f"says the stream lasts {dec.duration:.2f}s", total_frames=total)
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,12 +452,6 @@ def _encode(tmp_path: str, muxer: str, frames: np.ndarray, rate: Fraction, crf: 
         container.mux(stream.encode(None))
 
 
-def _default_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float, *, crf: int = 18,
                 overwrite: bool = False) -> None:
     """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 (libx264, yuv420p).
@@ -454,22 +480,28 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
     if not 0 <= int(crf) <= 51:
         raise VideoWriteError(f"crf must be in [0, 51], got {crf}")
     data = _as_uint8_frames(frames)
-    rate = Fraction(fps).limit_denominator(10_000) if not isinstance(fps, Fraction) else fps
+    rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(10_000)
 
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     suffix = Path(path).suffix.lower()
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{Path(path).name}.", suffix=suffix or ".mp4")
-    os.close(fd)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{Path(path).name}.", suffix=suffix or ".mp4")
+        os.close(fd)
+    except OSError as e:
+        raise VideoWriteError(f"cannot write video '{path}': {_describe(e)}") from None
     try:
         try:
             _encode(tmp, _MUXERS.get(suffix, "mp4"), data, rate, int(crf))
         except _AV_ERRORS as e:
             raise VideoWriteError(f"cannot write video '{path}': encoding failed ({_describe(e)})") from None
-        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600 files
         if os.path.exists(path) and not overwrite:  # appeared while we were encoding
             raise FileExistsError(f"refusing to overwrite existing file '{path}' (pass overwrite=True)")
-        os.replace(tmp, path)
+        try:
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
+            os.replace(tmp, path)
+        except OSError as e:
+            raise VideoWriteError(f"cannot write video '{path}': {_describe(e)}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

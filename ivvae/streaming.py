@@ -49,7 +49,7 @@ def pad_video(video: torch.Tensor, temporal_compression: int, spatial_compressio
     if extra_t:
         video = torch.cat([video, video[:, :, -1:].expand(-1, -1, extra_t, -1, -1)], dim=2)
     if extra_h or extra_w:
-        video = F.pad(video, (0, extra_w, 0, extra_h), mode="replicate")
+        video = F.pad(video, (0, extra_w, 0, extra_h, 0, 0), mode="replicate")
     return video
 
 

@@ -32,6 +32,15 @@ from ivvae.train.losses import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny convs gain nothing from threads, and on a shared machine they oversubscribe."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _posterior(mean: torch.Tensor, logvar: torch.Tensor) -> DiagonalGaussianDistribution:
     return DiagonalGaussianDistribution(torch.cat([mean, logvar], dim=1))
 
@@ -369,6 +378,18 @@ def test_build_lpips_loss_maps_errors_raised_inside_lpips(fake_lpips_module):
     with pytest.raises(FileNotFoundError, match="default_alex.pth"):
         build_lpips_loss({"net": "alex"})
     assert build_lpips_loss({"net": "alex"}, on_missing="skip") is None
+
+
+def test_build_lpips_loss_with_the_real_module_untrained():
+    pytest.importorskip("ivvae.eval.lpips")
+    lpips = build_lpips_loss({"net": "alex", "pretrained": False})
+    x = _video(t=2, s=64)
+    x_rec = (x + 0.2 * torch.randn_like(x)).requires_grad_()
+    post = _posterior(torch.zeros(1, 2, 1, 8, 8), torch.zeros(1, 2, 1, 8, 8))
+    loss, logs = VAELoss(lpips=lpips, l1_weight=0.0)(x, x_rec, post, 0)
+    assert logs["lpips"] > 0
+    loss.backward()
+    assert x_rec.grad.abs().sum() > 0
 
 
 # ---------------------------------------------------------------------------------- DDP

@@ -283,7 +283,8 @@ class LPIPS(nn.Module):
     used as a perceptual loss.
 
     ``forward(x, y)`` takes images ``(B, 3, H, W)`` in ``[-1, 1]`` and returns ``(B,)``;
-    :meth:`video` takes videos ``(B, 3, T, H, W)`` and returns per-frame values ``(B, T)``.
+    :meth:`video` takes videos ``(B, 3, T, H, W)`` and returns the mean over frames ``(B,)`` (or the
+    per-frame values ``(B, T)``).
     """
 
     def __init__(
@@ -311,7 +312,7 @@ class LPIPS(nn.Module):
             self.load_backbone(self._resolve_backbone(backbone_weights))
             self.load_heads(self._resolve_heads(head_weights))
         else:
-            for lin, c in zip(self.lins, chns):
+            for lin, c in zip(self.lins, chns, strict=True):
                 nn.init.constant_(lin.model[1].weight, 1.0 / c)
         self.requires_grad_(False)
         super().train(False)
@@ -413,9 +414,10 @@ class LPIPS(nn.Module):
             val = val + self.lins[k](diff).mean(dim=(2, 3))[:, 0]
         return val
 
-    def video(self, x: torch.Tensor, y: torch.Tensor, frame_chunk: int = 16) -> torch.Tensor:
-        """Per-frame LPIPS of videos ``(B, 3, T, H, W)`` (or a clip ``(3, T, H, W)``) in ``[-1, 1]``
-        -> ``(B, T)``; a clip's LPIPS is the mean over its frames."""
+    def video(self, x: torch.Tensor, y: torch.Tensor, per_frame: bool = False, frame_chunk: int = 16) -> torch.Tensor:
+        """LPIPS of videos ``(B, 3, T, H, W)`` (or a clip ``(3, T, H, W)``) in ``[-1, 1]``: a clip's
+        LPIPS is the mean over its frames ``(B,)``; ``per_frame=True`` returns ``(B, T)``.
+        ``frame_chunk`` frames go through the network at once."""
         if x.dim() == 4:
             x, y = x.unsqueeze(0), y.unsqueeze(0)
         if x.shape != y.shape or x.dim() != 5:
@@ -424,7 +426,8 @@ class LPIPS(nn.Module):
         xf = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         yf = y.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         out = [self(xf[i : i + frame_chunk], yf[i : i + frame_chunk]) for i in range(0, b * t, frame_chunk)]
-        return torch.cat(out).view(b, t)
+        frames = torch.cat(out).view(b, t)
+        return frames if per_frame else frames.mean(dim=1)
 
     def extra_repr(self) -> str:
         return f"net={self.net_name!r}, backbone={self.backbone_path}, heads={self.head_path}"

@@ -96,6 +96,18 @@ class IVVAE(ModelMixin, ConfigMixin):
         return (batch, self.spec.latent_channels, streaming.latent_length(frames, self.temporal_compression), -(-height // s), -(-width // s))
 
     # ----------------------------------------------------------------------------- switches
+    def to_channels_last(self) -> "IVVAE":
+        """Store conv weights channels-last (``channels_last_3d`` / ``channels_last``).
+
+        With bf16 autocast this is the fast path of oneDNN convolutions on CPUs with AMX, and of
+        cuDNN on GPUs. Feed inputs with ``x.to(memory_format=torch.channels_last_3d)`` too.
+        """
+        formats = {5: torch.channels_last_3d, 4: torch.channels_last}
+        for param in self.parameters():
+            if param.dim() in formats:
+                param.data = param.data.contiguous(memory_format=formats[param.dim()])
+        return self
+
     def enable_streaming(self, chunk_groups: int = 1) -> None:
         """Process videos chunk by chunk, ``chunk_groups`` frame groups (4 frames / 1 latent frame) each.
 

@@ -165,7 +165,8 @@ def build_lpips_loss(
     """Build the frozen LPIPS network from an `lpips` config section, or return None.
 
     config keys: `net` ("alex" by default), `backbone_weights`, `head_weights` (paths; a missing
-    key lets `ivvae.eval.lpips.LPIPS` use its own default). `None` or `enabled: false` -> None.
+    key lets `ivvae.eval.lpips.LPIPS` search its default locations), `pretrained` (false: an
+    untrained network that reads no file, for smoke runs). `None` or `enabled: false` -> None.
 
     on_missing: what to do when a weights file does not exist. "stop" raises
     `FileNotFoundError` naming the file and the config field; "skip" logs a warning and returns
@@ -178,7 +179,7 @@ def build_lpips_loss(
     try:  # lazy: the LPIPS module is optional for users who only run inference
         from ivvae.eval.lpips import LPIPS, WeightsNotFoundError
     except ImportError as err:
-        raise ImportError(f"LPIPS loss needs ivvae.eval.lpips, which failed to import: {err}") from err
+        raise ImportError(f"the LPIPS loss needs ivvae.eval.lpips: {err}") from err
 
     fields = {
         k: str(Path(config[k]).expanduser())
@@ -189,6 +190,8 @@ def build_lpips_loss(
         if not Path(path).is_file():
             return _lpips_missing(f"{path} (config field lpips.{field})", on_missing)
     try:
+        if "pretrained" in config:  # False: an untrained network, for smoke runs only
+            fields["pretrained"] = bool(config["pretrained"])
         lpips = LPIPS(net=config.get("net", "alex"), **fields)
     except WeightsNotFoundError as err:  # e.g. a default path resolved inside LPIPS
         where = "config fields lpips.backbone_weights / lpips.head_weights"
@@ -333,7 +336,7 @@ class VAELoss(nn.Module):
         if not self.adaptive_weight:
             return g_loss.new_ones(())
         if last_layer_weight is None:
-            raise ValueError("the adaptive GAN weight needs last_layer_weight (decoder's last conv)")
+            raise ValueError("adaptive GAN weight needs last_layer_weight (decoder's last conv)")
         return adaptive_gan_weight(rec, g_loss, last_layer_weight, self.max_adaptive_weight)
 
     def _lpips(self, x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:

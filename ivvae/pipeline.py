@@ -1,0 +1,510 @@
+"""Video in, video out: the library functions behind the ``ivvae`` command line.
+
+Videos here are uint8 frames ``(T, H, W, 3)`` (as :func:`ivvae.io.read_video` returns them);
+latents are float32 ``(1, Z, T', H', W')`` tensors plus a metadata dict.
+
+* :func:`reconstruct`: encode to the latent mean and decode, in one pass or in chunks
+  (``chunk_groups``), optionally in spatial tiles (``tile``) and in bf16. The output has the
+  input's shape.
+* :func:`encode_video` / :func:`decode_latents` split it in two; :func:`save_latents` /
+  :func:`load_latents` store latents in a ``.safetensors`` file with the metadata needed to decode
+  them (fps, original size, model, normalisation). With the same model, dtype, chunking and tiling,
+  ``decode_latents(load_latents(save_latents(encode_video(v))))`` equals ``reconstruct(v)``
+  exactly (raw latents are stored bit for bit; ``reconstruct`` is built from the same two calls).
+* :func:`reconstruction_metrics`: PSNR and SSIM of a reconstruction against its input.
+* :func:`estimate_peak_memory_bytes` / :func:`check_memory`: a rough activation-size estimate,
+  used to refuse runs likely to exhaust memory and to suggest ``--chunk-groups 1`` / ``--tile``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, save_file
+
+from . import streaming
+from .io import frames_to_tensor, tensor_to_frames
+
+__all__ = [
+    "DTYPES",
+    "EncodedVideo",
+    "LatentFileError",
+    "MemoryRiskError",
+    "available_memory_bytes",
+    "center_crop",
+    "check_memory",
+    "config_hash",
+    "decode_latents",
+    "encode_video",
+    "estimate_peak_memory_bytes",
+    "load_latents",
+    "reconstruct",
+    "reconstruction_metrics",
+    "save_latents",
+    "side_by_side",
+]
+
+#: ``--dtype`` choices -> compute dtype. ``bf16`` runs under ``torch.autocast`` with channels-last weights.
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+LATENT_FORMAT = "ivvae-latents"
+LATENT_FORMAT_VERSION = "1"
+
+#: Fraction of the available memory above which :func:`check_memory` refuses a run.
+MEMORY_FRACTION = 0.7
+
+Tile = tuple[int, int] | None
+
+
+class LatentFileError(ValueError):
+    """A latents file that cannot be read or was not written by :func:`save_latents`."""
+
+
+class MemoryRiskError(ValueError):
+    """The estimated peak memory of a run exceeds the safe fraction of the available memory."""
+
+
+@dataclass
+class EncodedVideo:
+    """Latents ``(1, Z, T', H', W')`` (float32, CPU) and what is needed to decode them."""
+
+    latents: torch.Tensor
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Execution settings
+# --------------------------------------------------------------------------------------------
+def _dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype}")
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def _dtype_name(dtype: str | torch.dtype) -> str:
+    value = _dtype(dtype)
+    return next(name for name, d in DTYPES.items() if d == value)
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _check_tile(tile: Tile) -> Tile:
+    if tile is None:
+        return None
+    size, overlap = (int(v) for v in tile)
+    if size < 16 or overlap < 0 or overlap >= size:
+        raise ValueError(f"tile must be (size >= 16, 0 <= overlap < size) pixels, got ({size}, {overlap})")
+    return size, overlap
+
+
+def _check_chunk_groups(chunk_groups: int | None) -> int | None:
+    if chunk_groups is not None and int(chunk_groups) < 1:
+        raise ValueError(f"chunk_groups must be >= 1 (frame groups of 4 frames per chunk), got {chunk_groups}")
+    return None if chunk_groups is None else int(chunk_groups)
+
+
+@contextlib.contextmanager
+def _execution(model, tile: Tile, dtype: torch.dtype) -> Iterator[None]:
+    """Tiling and autocast for one call; the model's own tiling settings are restored after."""
+    saved = (model.use_tiling, model.tile_size, model.tile_overlap)
+    try:
+        if tile is not None:
+            model.enable_tiling(*tile)
+        else:
+            model.disable_tiling()
+        device = _model_device(model)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == torch.bfloat16 else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            yield
+    finally:
+        model.use_tiling, model.tile_size, model.tile_overlap = saved
+
+
+def _prepare_model(model, dtype: torch.dtype):
+    if dtype == torch.bfloat16:
+        model.to_channels_last()  # the fast layout of oneDNN / cuDNN convolutions in bf16
+    return model
+
+
+def _memory_format(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last_3d) if dtype == torch.bfloat16 else x
+
+
+def _tile_count(height: int, width: int, tile: Tile, scale: int = 1) -> int:
+    if tile is None:
+        return 1
+    size, overlap = (v // 8 * 8 // scale for v in tile)
+    if height <= size and width <= size:
+        return 1
+    return sum(1 for _ in streaming.iter_tiles(height, width, size, overlap))
+
+
+class _ChunkProgress:
+    """A tqdm bar over the chunks (and tiles) of one encode or decode call."""
+
+    def __init__(self, desc: str, total: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="chunk", leave=False, dynamic_ncols=True)
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _chunk_count(frames: int, frames_per_group: int, chunk_groups: int | None) -> int:
+    return len(streaming.chunk_slices(frames, frames_per_group, chunk_groups))
+
+
+# --------------------------------------------------------------------------------------------
+# Model identity
+# --------------------------------------------------------------------------------------------
+def config_hash(model) -> str:
+    """A short hash of the model's architecture and normalisation config (private keys excluded)."""
+    config = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
+    text = json.dumps(config, sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _model_name(model) -> str:
+    name = getattr(model, "name_or_path", None) or model.config.get("_name_or_path", "")
+    if name and os.path.isdir(name):
+        name = os.path.abspath(name)
+    return str(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Encode / decode / reconstruct
+# --------------------------------------------------------------------------------------------
+def _as_video(video: torch.Tensor) -> torch.Tensor:
+    video = torch.as_tensor(video)
+    if video.dtype != torch.uint8 or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] == 0:
+        raise ValueError(f"expected uint8 frames of shape (T, H, W, 3), got {video.dtype} {tuple(video.shape)}")
+    return video
+
+
+def encode_video(
+    model,
+    video: torch.Tensor,
+    *,
+    fps: float | None = None,
+    chunk_groups: int | None = None,
+    tile: Tile = None,
+    dtype: str | torch.dtype = "fp32",
+    normalize: bool = False,
+    progress: bool = True,
+) -> EncodedVideo:
+    """Encode uint8 frames ``(T, H, W, 3)`` to the latent mean ``(1, Z, T', H', W')`` (float32, CPU).
+
+    Args:
+        model: an :class:`~ivvae.models.IVVAE` (or family member) in eval mode.
+        fps: frame rate stored in the metadata (for decoding to a video file).
+        chunk_groups: ``None`` for one pass, else frame groups (4 frames) per chunk.
+        tile: ``(size, overlap)`` in pixels for spatial tiling, or ``None``.
+        dtype: ``"fp32"`` or ``"bf16"`` (autocast + channels-last).
+        normalize: store ``scaling_factor * (z - shift_factor)`` (what a diffusion model trains
+            on) instead of the raw latents. Raw latents (the default) decode bit-exactly.
+        progress: show a progress bar over chunks.
+    """
+    video = _as_video(video)
+    chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), _check_tile(tile), _dtype(dtype)
+    frames, height, width = video.shape[:3]
+    _prepare_model(model, compute)
+    x = frames_to_tensor(video).unsqueeze(0).to(_model_device(model))
+    x = _memory_format(x, compute)
+    padded_t = streaming.padded_length(frames, model.temporal_compression)
+    s = model.spatial_compression
+    total = _chunk_count(padded_t, model.temporal_compression, chunk_groups) * _tile_count(-(-height // s) * s, -(-width // s) * s, tile)
+    bar = _ChunkProgress("encode", total, progress)
+    try:
+        with _execution(model, tile, compute):
+            z = model.encode(x, chunk_groups=chunk_groups, callback=bar).latent_dist.mode()
+            if normalize:
+                z = model.normalize_latents(z.float())
+    finally:
+        bar.close()
+    latents = z.detach().to("cpu", torch.float32).contiguous()
+    metadata = {
+        "format": LATENT_FORMAT,
+        "version": LATENT_FORMAT_VERSION,
+        "fps": float(fps) if fps else 0.0,
+        "num_frames": int(frames),
+        "height": int(height),
+        "width": int(width),
+        "model": _model_name(model),
+        "model_class": type(model).__name__,
+        "config_hash": config_hash(model),
+        "normalized": bool(normalize),
+        "scaling_factor": float(model.config.scaling_factor),
+        "shift_factor": float(model.config.shift_factor),
+        "dtype": _dtype_name(compute),
+        "chunk_groups": chunk_groups,
+        "tile": list(tile) if tile else None,
+    }
+    return EncodedVideo(latents=latents, metadata=metadata)
+
+
+def decode_latents(
+    model,
+    latents: torch.Tensor | EncodedVideo,
+    metadata: dict[str, Any] | None = None,
+    *,
+    chunk_groups: int | None = None,
+    tile: Tile = None,
+    dtype: str | torch.dtype = "fp32",
+    progress: bool = True,
+    check_model: bool = True,
+) -> torch.Tensor:
+    """Decode latents to uint8 frames ``(T, H, W, 3)``, cropped to the original size in ``metadata``.
+
+    ``metadata`` (from :func:`encode_video` / :func:`load_latents`) gives the original frame count
+    and size and whether the latents are normalised (they are denormalised first). Without it the
+    full decoded size ``(1 + 4(T'-1), 8H', 8W')`` is returned. With ``check_model`` a metadata
+    config hash that differs from ``model``'s raises a ``ValueError``.
+    """
+    if isinstance(latents, EncodedVideo):
+        latents, metadata = latents.latents, (metadata or latents.metadata)
+    metadata = metadata or {}
+    chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), _check_tile(tile), _dtype(dtype)
+    if check_model and metadata.get("config_hash") and metadata["config_hash"] != config_hash(model):
+        raise ValueError(
+            f"these latents were made by another model (model '{metadata.get('model', '?')}', config hash "
+            f"{metadata['config_hash']}); this model's config hash is {config_hash(model)}: decode with the encoding model"
+        )
+    if latents.ndim == 4:
+        latents = latents.unsqueeze(0)
+    _prepare_model(model, compute)
+    z = latents.to(_model_device(model), torch.float32)
+    if metadata.get("normalized"):
+        z = model.denormalize_latents(z)
+    z = _memory_format(z, compute)
+    s = model.spatial_compression
+    total = _chunk_count(z.shape[2], 1, chunk_groups) * _tile_count(z.shape[3], z.shape[4], tile, s)
+    bar = _ChunkProgress("decode", total, progress)
+    try:
+        with _execution(model, tile, compute):
+            video = model.decode(
+                z,
+                chunk_groups=chunk_groups,
+                num_frames=metadata.get("num_frames"),
+                height=metadata.get("height"),
+                width=metadata.get("width"),
+                callback=bar,
+            ).sample
+    finally:
+        bar.close()
+    return tensor_to_frames(video[0].float().cpu())
+
+
+def reconstruct(
+    model,
+    video: torch.Tensor,
+    chunk_groups: int | None = None,
+    tile: Tile = None,
+    dtype: str | torch.dtype = "fp32",
+    progress: bool = True,
+) -> torch.Tensor:
+    """Encode (latent mean) and decode uint8 frames ``(T, H, W, 3)``; same shape out.
+
+    Exactly ``decode_latents(model, encode_video(model, video, ...))`` with the same settings.
+    """
+    encoded = encode_video(model, video, chunk_groups=chunk_groups, tile=tile, dtype=dtype, progress=progress)
+    return decode_latents(model, encoded, chunk_groups=chunk_groups, tile=tile, dtype=dtype, progress=progress)
+
+
+# --------------------------------------------------------------------------------------------
+# Latent files
+# --------------------------------------------------------------------------------------------
+def save_latents(path: str | os.PathLike, latents: torch.Tensor | EncodedVideo, metadata: dict[str, Any] | None = None, *, overwrite: bool = False) -> None:
+    """Write latents and their metadata to a ``.safetensors`` file (tensor ``"latents"``).
+
+    Metadata values are stored as JSON strings (safetensors metadata is ``str -> str``).
+    """
+    if isinstance(latents, EncodedVideo):
+        latents, metadata = latents.latents, (metadata or latents.metadata)
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"refusing to overwrite existing file '{path}' (pass --overwrite)")
+    meta = {"format": LATENT_FORMAT, "version": LATENT_FORMAT_VERSION, **(metadata or {})}
+    text = {key: json.dumps(value) for key, value in meta.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file({"latents": latents.detach().cpu().contiguous()}, str(tmp), metadata=text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_latents(path: str | os.PathLike) -> EncodedVideo:
+    """Read a file written by :func:`save_latents`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        LatentFileError: not a safetensors file, or one without IV-VAE latents.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"latents file not found: '{path}'")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            raw = handle.metadata() or {}
+    except (SafetensorsError, OSError, ValueError) as error:
+        raise LatentFileError(f"cannot read latents '{path}': not a safetensors file ({' '.join(str(error).split())})") from None
+    if "latents" not in tensors or raw.get("format") != json.dumps(LATENT_FORMAT):
+        raise LatentFileError(f"'{path}' holds no IV-VAE latents (write them with `ivvae encode`)")
+    try:
+        metadata = {key: json.loads(value) for key, value in raw.items()}
+    except json.JSONDecodeError:
+        raise LatentFileError(f"'{path}' has unreadable metadata") from None
+    return EncodedVideo(latents=tensors["latents"], metadata=metadata)
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics and frames helpers
+# --------------------------------------------------------------------------------------------
+def reconstruction_metrics(original: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, float]:
+    """PSNR (dB) and SSIM of uint8 frames ``(T, H, W, 3)``: per frame, averaged over frames.
+
+    Uses :func:`ivvae.eval.metrics.psnr` / :func:`~ivvae.eval.metrics.ssim` (values in [-1, 1],
+    ``data_range=2``; SSIM as scikit-image's Gaussian-window SSIM).
+    """
+    from .eval.metrics import psnr, ssim
+
+    original, reconstruction = _as_video(original), _as_video(reconstruction)
+    if original.shape != reconstruction.shape:
+        raise ValueError(f"shapes differ: {tuple(original.shape)} vs {tuple(reconstruction.shape)}")
+    x = frames_to_tensor(original).unsqueeze(0)
+    y = frames_to_tensor(reconstruction).unsqueeze(0)
+    return {"psnr": float(psnr(x, y, data_range=2.0)), "ssim": float(ssim(x, y, data_range=2.0))}
+
+
+def side_by_side(a: torch.Tensor, b: torch.Tensor, gap: int = 0) -> torch.Tensor:
+    """Frames ``(T, H, W, 3)`` of ``a`` and ``b`` next to each other (``a`` left), ``gap`` black pixels apart."""
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    if a.shape != b.shape or a.ndim != 4:
+        raise ValueError(f"side_by_side needs two (T, H, W, C) videos of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    parts = [a] + ([a.new_zeros(a.shape[0], a.shape[1], gap, a.shape[3])] if gap > 0 else []) + [b]
+    return torch.cat(parts, dim=2)
+
+
+def center_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Central ``height x width`` region of frames ``(T, H, W, C)`` (sizes clipped to the frame)."""
+    h, w = video.shape[1:3]
+    height, width = min(height, h), min(width, w)
+    top, left = (h - height) // 2, (w - width) // 2
+    return video[:, top : top + height, left : left + width].contiguous()
+
+
+# --------------------------------------------------------------------------------------------
+# Memory estimate
+# --------------------------------------------------------------------------------------------
+#: Live full-size feature maps at the peak (input, norm and conv outputs, padded group copies,
+#: allocator slack), calibrated on CPU against the peak RSS of fp32 runs (see benchmarks/).
+_ACTIVATION_COPIES = 6.0
+
+
+def estimate_peak_memory_bytes(
+    model,
+    num_frames: int,
+    height: int,
+    width: int,
+    chunk_groups: int | None = None,
+    tile: Tile = None,
+    dtype: str | torch.dtype = "fp32",
+) -> int:
+    """A rough estimate of the peak memory of reconstructing a ``num_frames x height x width`` video.
+
+    Weights, plus the widest feature map (full resolution at the first encoder / last decoder
+    stage, ``2 x base_channels`` channels over the frames of one chunk and the pixels of one
+    tile) times a calibrated number of live copies, plus the whole-video input/output buffers.
+    Good to a factor of about 1.5; meant to catch runs that cannot fit, not to budget.
+    """
+    compute = _dtype(dtype)
+    t_c, s = model.temporal_compression, model.spatial_compression
+    frames = streaming.padded_length(num_frames, t_c)
+    padded_h, padded_w = -(-height // s) * s, -(-width // s) * s
+    chunk_frames = frames if chunk_groups is None else min(frames, chunk_groups * t_c + 1)
+    tile_h, tile_w = (padded_h, padded_w) if tile is None else (min(padded_h, tile[0]), min(padded_w, tile[0]))
+    spec = model.spec
+    full_width = spec.base_channels * spec.num_branches  # channels of the full-resolution stages
+    element = 2 if compute == torch.bfloat16 else 4
+    activations = _ACTIVATION_COPIES * full_width * chunk_frames * tile_h * tile_w * element
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    if compute == torch.bfloat16:
+        weights += sum(p.numel() for p in model.parameters()) * 2  # autocast's bf16 weight copies
+    # uint8 in + float input, padded input, decoded chunks + their concatenation, uint8 out;
+    # tiles add the blended output accumulator.
+    video_float = 3 * frames * padded_h * padded_w * 4
+    buffers = video_float * (5 + (2 if tile is not None else 0))
+    return int(weights + activations + buffers)
+
+
+def available_memory_bytes(device: str | torch.device = "cpu") -> int:
+    """Free memory of ``device``: available RAM (psutil) on CPU, free GPU memory on CUDA."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_memory(
+    model,
+    num_frames: int,
+    height: int,
+    width: int,
+    chunk_groups: int | None = None,
+    tile: Tile = None,
+    dtype: str | torch.dtype = "fp32",
+    fraction: float = MEMORY_FRACTION,
+) -> int:
+    """Raise :class:`MemoryRiskError` if the estimate exceeds ``fraction`` of the available memory.
+
+    Returns the estimate (bytes). The message suggests ``--chunk-groups 1`` and/or ``--tile``.
+    """
+    estimate = estimate_peak_memory_bytes(model, num_frames, height, width, chunk_groups, tile, dtype)
+    available = available_memory_bytes(_model_device(model))
+    if estimate > fraction * available:
+        hints = []
+        if chunk_groups is None or chunk_groups > 1:
+            hints.append("--chunk-groups 1")
+        if tile is None or tile[0] > 256:
+            hints.append("--tile 256")
+        if not hints:
+            hints.append("fewer frames (--frames) or a smaller size (--resize)")
+        raise MemoryRiskError(
+            f"a {num_frames}x{height}x{width} video needs about {_gib(estimate)}, more than {fraction:.0%} of the "
+            f"{_gib(available)} available; try {' and/or '.join(hints)} (or --force to run anyway)"
+        )
+    return estimate

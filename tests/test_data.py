@@ -1,0 +1,369 @@
+"""Tests for ivvae.train.data: clip/image/synthetic-motion datasets, skipping, bucketing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from ivvae.io import read_video, sample_video_path, write_video
+from ivvae.train.data import (
+    BucketBatchSampler,
+    ImageDataset,
+    MovingCropDataset,
+    MultiBucketDataset,
+    VideoClipDataset,
+    clip_collate,
+    list_videos,
+)
+
+NUM_FRAMES = 24  # frames per synthetic video
+H, W = 64, 96
+
+
+def coded_frames(num: int, phase: int) -> np.ndarray:
+    """Frame t has a uniform red level 10 * t (decodable index); green/blue carry texture."""
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    out = np.empty((num, H, W, 3), np.uint8)
+    for t in range(num):
+        out[t, ..., 0] = 10 * t
+        out[t, ..., 1] = np.clip(128 + 90 * np.sin((xx + 4 * t + phase) / 11.0), 0, 255)
+        out[t, ..., 2] = np.clip(128 + 90 * np.cos((yy + xx / 2 + phase) / 9.0), 0, 255)
+    return out
+
+
+def frame_indices(video: torch.Tensor) -> list[int]:
+    """Recover frame numbers from the red level of a (3, T, H, W) clip in [-1, 1]."""
+    red = (video[0] + 1) * 127.5
+    return [int(round(v / 10)) for v in red.mean(dim=(1, 2)).tolist()]
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("videos")
+    (root / "sub").mkdir()
+    write_video(root / "a.mp4", coded_frames(NUM_FRAMES, 0), 25, crf=10)
+    write_video(root / "sub" / "b.mp4", coded_frames(NUM_FRAMES, 17), 25, crf=10)
+    (root / "notes.txt").write_text("ignored: not a video extension")
+    return root
+
+
+@pytest.fixture(scope="module")
+def mixed_dir(tmp_path_factory) -> Path:
+    """One good, one corrupt, one too-short video."""
+    root = tmp_path_factory.mktemp("mixed")
+    write_video(root / "good.mp4", coded_frames(NUM_FRAMES, 0), 25, crf=10)
+    write_video(root / "short.mp4", coded_frames(3, 0), 25, crf=10)
+    (root / "corrupt.mp4").write_text("this is not a video" * 50)
+    return root
+
+
+def small_clips(source, **kwargs) -> VideoClipDataset:
+    kwargs = {"num_frames": 5, "size": 48, "crop": 32, **kwargs}
+    return VideoClipDataset(source, **kwargs)
+
+
+# ---------------------------------------------------------------- listing
+
+def test_list_videos_folder_and_manifests(video_dir, tmp_path):
+    found = list_videos(video_dir)
+    assert found == sorted([str(video_dir / "a.mp4"), str(video_dir / "sub" / "b.mp4")])
+
+    csv_path = video_dir / "list.csv"
+    csv_path.write_text("path,caption\na.mp4,first\nsub/b.mp4,second\n")
+    assert list_videos(csv_path) == [str(video_dir / "a.mp4"), str(video_dir / "sub" / "b.mp4")]
+
+    jsonl = tmp_path / "list.jsonl"
+    jsonl.write_text(json.dumps({"path": str(video_dir / "a.mp4")}) + "\n\n")
+    assert list_videos(jsonl) == [str(video_dir / "a.mp4")]
+    assert list_videos([video_dir / "a.mp4"]) == [str(video_dir / "a.mp4")]
+
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("file\na.mp4\n")
+    with pytest.raises(ValueError, match="path"):
+        list_videos(bad_csv)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no video files"):
+        list_videos(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError):
+        list_videos(tmp_path / "nowhere")
+
+
+def test_manifest_dataset_reads(video_dir, tmp_path):
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("\n".join(json.dumps({"path": str(p)}) for p in list_videos(video_dir)))
+    ds = small_clips(manifest)
+    assert len(ds) == 2 and ds[1]["path"] == str(video_dir / "sub" / "b.mp4")
+
+
+# ---------------------------------------------------------------- video clips
+
+def test_clip_shapes_and_range(video_dir):
+    ds = small_clips(video_dir)
+    assert len(ds) == 2
+    item = ds[1]
+    video = item["video"]
+    assert video.dtype == torch.float32 and tuple(video.shape) == (3, 5, 32, 32)
+    assert video.min() >= -1 and video.max() <= 1
+    assert item["path"] in list_videos(video_dir)
+    assert 0 <= item["start"] <= NUM_FRAMES - 5
+    assert frame_indices(video) == list(range(item["start"], item["start"] + 5))
+
+
+def test_determinism_and_epochs(video_dir):
+    a, b = small_clips(video_dir, seed=3), small_clips(video_dir, seed=3)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    for i in range(len(a)):
+        x, y = a[i], b[i]
+        assert x["start"] == y["start"] and torch.equal(x["video"], y["video"])
+    draws = set()
+    for epoch in range(6):
+        a.set_epoch(epoch)
+        item = a[0]
+        draws.add((item["start"], item["video"][1, 0, 0, 0].item()))
+    assert len(draws) > 1  # epochs change the clip / crop / flip
+
+
+def test_frame_interval_range(video_dir):
+    ds = small_clips(video_dir, frame_interval=(2, 4), random_flip=False)
+    seen = set()
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            item = ds[i]
+            idx = frame_indices(item["video"])
+            steps = set(np.diff(idx).tolist())
+            assert len(steps) == 1 and 2 <= steps.pop() <= 4
+            assert idx[0] == item["start"]
+            seen.add(idx[1] - idx[0])
+    assert len(seen) > 1
+
+
+def test_time_reverse(video_dir):
+    ds = small_clips(video_dir, random_time_reverse=True)
+    orders = set()
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        idx = frame_indices(ds[0]["video"])
+        orders.add(idx[1] > idx[0])
+    assert orders == {True, False}
+
+
+def test_eval_mode_centre_crop(video_dir):
+    ds = small_clips(video_dir, train=False, crop=(32, 40), time_range=(0.5, 1.0))
+    item = ds[0]
+    # Source 96x64 -> short side 48 -> 72x48; centre crop 32x40 at (8, 16).
+    ref = read_video(item["path"], start=12, num_frames=5, resize=(72, 48)).frames[:, 8:40, 16:56]
+    expected = ref.permute(3, 0, 1, 2).float() / 127.5 - 1
+    assert item["start"] == 12
+    assert torch.allclose(item["video"], expected)
+    ds.set_epoch(5)
+    assert torch.equal(ds[0]["video"], item["video"])  # eval clips do not change with the epoch
+
+
+def test_time_range_split_is_disjoint(video_dir):
+    train = small_clips(video_dir, num_frames=4, time_range=(0.0, 0.75))
+    val = small_clips(video_dir, num_frames=4, time_range=(0.75, 1.0))
+    train_frames, val_frames = set(), set()
+    for epoch in range(5):
+        train.set_epoch(epoch)
+        val.set_epoch(epoch)
+        for i in range(2):
+            train_frames.update(frame_indices(train[i]["video"]))
+            val_frames.update(frame_indices(val[i]["video"]))
+    assert max(train_frames) < 18 <= min(val_frames)
+
+
+def test_bad_files_are_skipped(mixed_dir, caplog):
+    ds = small_clips(mixed_dir)
+    assert len(ds) == 3
+    with caplog.at_level(logging.WARNING, logger="ivvae.data"):
+        for _ in range(2):
+            for i in range(len(ds)):
+                assert ds[i]["path"].endswith("good.mp4")
+    assert ds.skipped == 2
+    assert set(Path(p).name for p in ds.bad_files) == {"corrupt.mp4", "short.mp4"}
+    assert "too short" in ds.bad_files[str(mixed_dir / "short.mp4")]
+    assert ds.num_fallbacks >= 2
+    warned = [r.getMessage() for r in caplog.records if r.name == "ivvae.data"]
+    assert sum("corrupt.mp4" in m for m in warned) == 1 and sum("short.mp4" in m for m in warned) == 1
+
+
+def test_skipping_is_deterministic(mixed_dir):
+    a, b = small_clips(mixed_dir, seed=1), small_clips(mixed_dir, seed=1)
+    b[2]  # warm b's bad-file memory in a different order
+    for i in (0, 1, 2):
+        assert torch.equal(a[i]["video"], b[i]["video"])
+
+
+def test_all_bad_raises(tmp_path):
+    (tmp_path / "x.mp4").write_bytes(b"")
+    (tmp_path / "y.mp4").write_text("garbage")
+    ds = small_clips(tmp_path)
+    with pytest.raises(RuntimeError, match="no item could be loaded"):
+        ds[0]
+
+
+def test_header_overcount_is_tolerated(video_dir, monkeypatch):
+    import ivvae.train.data as data
+
+    real_probe = data.probe_video
+
+    def lying_probe(path):
+        info = real_probe(path)
+        return type(info)(info.path, info.num_frames + 20, info.fps, info.width, info.height)
+
+    monkeypatch.setattr(data, "probe_video", lying_probe)
+    ds = small_clips(video_dir, num_frames=20)
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        assert frame_indices(ds[0]["video"])[-1] < NUM_FRAMES
+    assert ds.skipped == 0
+    assert ds._info[ds.paths[0]].num_frames == NUM_FRAMES  # learned from the short read
+
+
+def test_picklable(video_dir):
+    ds = small_clips(video_dir, seed=5)
+    ds[0]
+    clone = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(clone[1]["video"], ds[1]["video"])
+
+
+def test_spawned_worker_matches_main_process(video_dir):
+    ds = small_clips(video_dir, seed=5)
+    ds.set_epoch(2)
+    loader = DataLoader(ds, batch_size=2, num_workers=1, multiprocessing_context="spawn")
+    batch = next(iter(loader))
+    assert torch.equal(batch["video"], torch.stack([ds[0]["video"], ds[1]["video"]]))
+
+
+# ---------------------------------------------------------------- images
+
+def test_image_dataset_skimage():
+    ds = ImageDataset("skimage", size=64, crop=48, train=True, seed=0)
+    names = {it.path for it in ds.items}
+    assert {"astronaut", "chelsea", "coffee", "rocket"} <= names
+    item = ds[0]
+    assert tuple(item["video"].shape) == (3, 1, 48, 48)
+    assert item["video"].min() >= -1 and item["video"].max() <= 1
+    assert item["path"].startswith("skimage:")
+    eval_ds = ImageDataset("skimage", size=64, crop=48, train=False)
+    assert torch.equal(eval_ds[2]["video"], eval_ds[2]["video"])
+
+
+def test_image_dataset_folder_and_video_frames(tmp_path, video_dir):
+    rng = np.random.default_rng(0)
+    for name in ("p.png", "q.jpg"):
+        Image.fromarray(rng.integers(0, 255, (40, 70, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    ds = ImageDataset([tmp_path, video_dir], size=32, crop=32, video_frames_every=8,
+                      time_range=(0.0, 0.5))
+    kinds = [it.kind for it in ds.items]
+    assert kinds.count("file") == 3 and kinds.count("video") == 2 * 2  # frames 0 and 8 of each video
+    items = [ds[i] for i in range(len(ds))]
+    assert all(tuple(it["video"].shape) == (3, 1, 32, 32) for it in items)
+    assert ds.skipped == 1 and "broken.png" in next(iter(ds.bad_files))
+    video_items = [it for it in items if "#" in it["path"]]
+    for it in video_items:
+        assert frame_indices(it["video"])[0] == int(it["path"].rsplit("#", 1)[1])
+
+
+# ---------------------------------------------------------------- synthetic motion
+
+def test_moving_crop_has_motion():
+    ds = MovingCropDataset("skimage", num_frames=6, crop=32, max_speed_px=4, zoom_range=(1.0, 1.1), seed=0)
+    clip = ds[0]["video"]
+    assert tuple(clip.shape) == (3, 6, 32, 32)
+    assert clip.min() >= -1 and clip.max() <= 1
+    assert (clip[:, 0] - clip[:, -1]).abs().mean() > 0.02
+    assert torch.equal(ds[0]["video"], clip)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0]["video"], clip)
+
+
+def test_moving_crop_translation_is_consistent():
+    # Pure translation: each frame equals the previous one shifted by the same sub-pixel step,
+    # so frame differences stay roughly constant along the clip.
+    ds = MovingCropDataset("skimage", num_frames=5, crop=48, max_speed_px=3, zoom_range=(1.0, 1.0), seed=2,
+                           random_flip=False)
+    clip = ds[1]["video"]
+    diffs = [(clip[:, t + 1] - clip[:, t]).abs().mean().item() for t in range(4)]
+    assert min(diffs) > 0.005
+    assert max(diffs) < 3 * min(diffs)
+
+
+# ---------------------------------------------------------------- buckets
+
+def test_bucket_sampler_groups_and_covers():
+    bucket_of = [0] * 10 + [1] * 7
+    sampler = BucketBatchSampler(bucket_of, batch_size=3, shuffle=True, seed=4)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 4 + 3
+    for batch in batches:
+        assert len({bucket_of[i] for i in batch}) == 1
+    assert sorted(i for b in batches for i in b) == list(range(17))
+    assert batches == list(BucketBatchSampler(bucket_of, batch_size=3, shuffle=True, seed=4))
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+    dropped = list(BucketBatchSampler(bucket_of, batch_size=3, drop_last=True))
+    assert all(len(b) == 3 for b in dropped) and len(dropped) == 3 + 2
+
+
+def test_bucket_sampler_resume():
+    bucket_of = [0] * 11 + [1] * 9 + [2] * 5
+    sampler = BucketBatchSampler(bucket_of, batch_size=2, shuffle=True, seed=7)
+    sampler.set_epoch(3)
+    full = list(sampler)
+    it = iter(sampler)
+    consumed = [next(it) for _ in range(4)]
+    state = sampler.state_dict(batches_consumed=4)
+    assert consumed == full[:4]
+
+    resumed = BucketBatchSampler(bucket_of, batch_size=2, shuffle=True, seed=7)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(3)  # the training loop re-announces the epoch; the position is kept
+    assert len(resumed) == len(full) - 4
+    assert list(resumed) == full[4:]
+    assert list(resumed) == full  # the next pass starts the epoch from the beginning
+    with pytest.raises(ValueError, match="seed"):
+        BucketBatchSampler(bucket_of, 2, seed=8).load_state_dict(state)
+
+
+def test_bucket_sampler_weights():
+    bucket_of = [0] * 4 + [1] * 20
+    sampler = BucketBatchSampler(bucket_of, batch_size=2, weights=[3.0, 1.0], num_samples=40)
+    counts = np.bincount([bucket_of[i] for b in sampler for i in b])
+    assert counts.tolist() == [30, 10]
+
+
+def test_multi_bucket_loader(video_dir):
+    clips = small_clips(video_dir, num_frames=5, crop=32)
+    images = ImageDataset("skimage", size=48, crop=40)
+    multi = MultiBucketDataset([(clips, 1.0), (images, 1.0)])
+    assert len(multi) == 2 + len(images)
+    sampler = multi.batch_sampler(2, seed=0, drop_last=False)
+    multi.set_epoch(1)
+    loader = DataLoader(multi, batch_sampler=sampler, collate_fn=clip_collate, num_workers=0)
+    shapes = set()
+    for batch in loader:
+        assert len(set(batch["bucket"].tolist())) == 1
+        shapes.add(tuple(batch["video"].shape[1:]))
+    assert shapes == {(3, 5, 32, 32), (3, 1, 40, 40)}
+    assert clips.epoch == images.epoch == 1
+    with pytest.raises(ValueError, match="shapes"):
+        clip_collate([clips[0], images[0]])
+
+
+def test_real_sample_video_clip():
+    ds = VideoClipDataset([sample_video_path("carphone")], num_frames=9, frame_interval=2, size=64, crop=(48, 64),
+                          train=False)
+    item = ds[0]
+    assert tuple(item["video"].shape) == (3, 9, 48, 64)

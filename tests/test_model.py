@@ -1,0 +1,210 @@
+"""The IV-VAE network: shapes, the two execution paths, padding, API, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers.models.autoencoders.vae import DecoderOutput
+from diffusers.models.modeling_outputs import AutoencoderKLOutput
+
+from ivvae.layers import GroupCausalConv3d, stream
+from ivvae.models import IVVAE, RELEASED, build_model
+from ivvae.models.presets import RELEASED_PARAMETERS
+
+from conftest import tiny_ivvae
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED))
+def test_released_presets_have_the_published_parameter_counts(name):
+    with torch.device("meta"):
+        model = build_model(name)
+    assert sum(p.numel() for p in model.parameters()) == RELEASED_PARAMETERS[name]
+    assert model.config.scaling_factor == RELEASED[name]["scaling_factor"]
+    assert model.config.shift_factor == RELEASED[name]["shift_factor"]
+
+
+@pytest.mark.parametrize("frames", [1, 2, 5, 9, 17, 33])
+def test_streaming_equals_one_pass(tiny_model, frames):
+    x = torch.randn(2, 3, frames, 16, 24)
+    with torch.no_grad():
+        mean = tiny_model.encode(x).latent_dist.mode()
+        video = tiny_model.decode(mean).sample
+        for chunk_groups in (1, 2, 3):
+            streamed_mean = tiny_model.encode(x, chunk_groups=chunk_groups).latent_dist.mode()
+            streamed_video = tiny_model.decode(mean, chunk_groups=chunk_groups).sample
+            assert (streamed_mean - mean).abs().max() <= 1e-5
+            assert (streamed_video - video).abs().max() <= 1e-5
+
+
+def test_streaming_really_carries_the_cache(tiny_model):
+    """Zeroing the caches between chunks must change the result: the cache is really used."""
+    x = torch.randn(1, 3, 9, 16, 16)
+    encoder = tiny_model.encoder
+    with torch.no_grad():
+        full = encoder(x)
+        with stream(encoder):
+            first = encoder(x[:, :, :5])
+            for layer in encoder.modules():
+                if isinstance(layer, GroupCausalConv3d) and layer._cache is not None:
+                    layer._cache = torch.zeros_like(layer._cache)
+            second = encoder(x[:, :, 5:])
+    torch.testing.assert_close(first, full[:, :, :2])
+    assert (second - full[:, :, 2:]).abs().max() > 1e-4
+
+
+def test_group_causal_conv_padding_rule():
+    """Each group sees [previous frame, group, zero]; the first frame [x, x, 0]."""
+    torch.manual_seed(0)
+    conv = GroupCausalConv3d(2, 3, kernel_size=1, temporal_kernel=3, group_size=2)
+    x = torch.randn(1, 2, 5, 1, 1)
+    out = conv(x)
+    w, b = conv.weight[:, :, :, 0, 0], conv.bias
+
+    def tap(prev, cur, nxt):
+        return w[:, :, 0] @ prev + w[:, :, 1] @ cur + w[:, :, 2] @ nxt + b
+
+    f = [x[0, :, t, 0, 0] for t in range(5)]
+    zero = torch.zeros(2)
+    expected = [tap(f[0], f[0], zero), tap(f[0], f[1], f[2]), tap(f[1], f[2], zero), tap(f[2], f[3], f[4]), tap(f[3], f[4], zero)]
+    torch.testing.assert_close(out[0, :, :, 0, 0], torch.stack(expected, dim=1))
+    # Streaming: chunk [f0], then [f1 f2], then [f3 f4] gives the same.
+    with stream(conv):
+        streamed = torch.cat([conv(x[:, :, :1]), conv(x[:, :, 1:3]), conv(x[:, :, 3:])], dim=2)
+    torch.testing.assert_close(streamed, out)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 1, 8, 8), (2, 3, 4, 13, 21), (1, 3, 6, 30, 17), (3, 3, 17, 24, 40)])
+def test_any_input_size_reconstructs_to_the_input_shape(tiny_model, shape):
+    x = torch.rand(shape) * 2 - 1
+    with torch.no_grad():
+        out = tiny_model(x).sample
+        latent = tiny_model.encode(x).latent_dist.mode()
+    assert out.shape == x.shape
+    assert latent.shape == tiny_model.latent_shape(shape)
+
+
+def test_latent_shape_and_compression(tiny_model):
+    x = torch.zeros(1, 3, 17, 64, 48)
+    z = tiny_model.encode(x).latent_dist.mode()
+    assert z.shape == (1, 8, 5, 8, 6)
+    assert tiny_model.temporal_compression == 4 and tiny_model.spatial_compression == 8
+
+
+def test_padding_does_not_change_the_covered_part():
+    """A video that already has a valid size is unchanged by the padding rule (T=1+4k, H,W % 8)."""
+    model = tiny_ivvae()
+    x = torch.randn(1, 3, 9, 16, 16)
+    with torch.no_grad():
+        padded_in_time = model(torch.cat([x, x[:, :, -1:].expand(-1, -1, 3, -1, -1)], dim=2)).sample[:, :, :9]
+        direct = model(x).sample
+    # Frames 0..4 belong to latent frames 0..1 only, which see nothing of the padding.
+    torch.testing.assert_close(padded_in_time[:, :, :5], direct[:, :, :5])
+
+
+def test_batch_elements_are_independent_and_slicing_is_exact(tiny_model):
+    x = torch.randn(3, 3, 5, 16, 16)
+    with torch.no_grad():
+        batched = tiny_model(x).sample
+        single = tiny_model(x[1:2]).sample
+        tiny_model.enable_slicing()
+        sliced = tiny_model(x).sample
+        tiny_model.disable_slicing()
+    torch.testing.assert_close(batched[1:2], single, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sliced, batched, atol=1e-5, rtol=0)
+
+
+def test_api_outputs_and_sampling(tiny_model):
+    x = torch.randn(1, 3, 5, 16, 16)
+    encoded = tiny_model.encode(x)
+    assert isinstance(encoded, AutoencoderKLOutput)
+    dist = encoded.latent_dist
+    assert torch.equal(dist.mode(), dist.mean)
+    a = dist.sample(torch.Generator().manual_seed(1))
+    b = dist.sample(torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, dist.mean)
+    decoded = tiny_model.decode(dist.mode())
+    assert isinstance(decoded, DecoderOutput) and decoded.sample.shape == x.shape
+    assert isinstance(tiny_model.encode(x, return_dict=False), tuple)
+
+
+def test_latent_normalisation_round_trip():
+    model = tiny_ivvae(scaling_factor=0.9697, shift_factor=-0.1553)
+    z = torch.randn(1, 8, 2, 2, 2)
+    normalised = model.normalize_latents(z)
+    torch.testing.assert_close(normalised, 0.9697 * (z + 0.1553))
+    torch.testing.assert_close(model.denormalize_latents(normalised), z)
+
+
+def test_tiling_with_a_whole_frame_tile_is_exact_and_small_tiles_are_close(tiny_model):
+    x = torch.rand(1, 3, 5, 48, 64) * 2 - 1
+    with torch.no_grad():
+        reference = tiny_model(x).sample
+        tiny_model.enable_tiling(tile_size=64, tile_overlap=16)
+        whole = tiny_model(x).sample
+        tiny_model.enable_tiling(tile_size=32, tile_overlap=16)
+        tiled = tiny_model(x).sample
+        tiny_model.disable_tiling()
+    assert torch.equal(whole, reference)
+    assert tiled.shape == reference.shape
+    assert torch.isfinite(tiled).all()
+
+
+def test_tiled_blending_is_a_convex_combination():
+    """With an identity 'model', tiles blend back to the input exactly."""
+    from ivvae.streaming import run_tiled
+
+    x = torch.randn(1, 2, 3, 40, 56)
+    torch.testing.assert_close(run_tiled(lambda t: t, x, tile=16, overlap=8, scale=1.0), x)
+
+
+def test_save_and_load_pretrained_round_trip(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path / "model", safe_serialization=True)
+    assert (tmp_path / "model" / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = IVVAE.from_pretrained(tmp_path / "model").eval()
+    x = torch.randn(1, 3, 5, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).sample, tiny_model(x).sample)
+    assert list(loaded.config.branches) == list(tiny_model.config.branches)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.zeros(3, 5, 16, 16), "4-D"),
+        (torch.zeros(1, 4, 5, 16, 16), "4 channels"),
+        (torch.zeros(1, 5, 3, 16, 16), "channels second"),
+        (torch.zeros(1, 3, 5, 16, 16, dtype=torch.uint8), "dtype"),
+        (torch.zeros(1, 3, 0, 16, 16), "empty"),
+    ],
+)
+def test_bad_input_raises_a_clear_value_error(tiny_model, bad, message):
+    with pytest.raises(ValueError, match=r"\(batch, 3, frames, height, width\)") as info:
+        tiny_model.encode(bad)
+    assert message in str(info.value)
+
+
+def test_bad_latents_raise(tiny_model):
+    with pytest.raises(ValueError, match="latents of shape"):
+        tiny_model.decode(torch.zeros(1, 5, 2, 2, 2))
+
+
+def test_channels_last_bf16_matches_fp32_closely(tiny_model):
+    x = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        reference = tiny_model(x).sample
+        tiny_model.to_channels_last()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = tiny_model(x.to(memory_format=torch.channels_last_3d)).sample.float()
+    assert (fast - reference).abs().mean() < 0.05
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    x = torch.randn(1, 3, 5, 16, 16)
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_ivvae().train()
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+        model(x).sample.square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
