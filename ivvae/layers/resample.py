@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import FrameConv2d, branch_names, make_frame_conv
+from .conv import FrameConv2d, TimeConv3d, branch_names, make_frame_conv
 from .temporal import StreamingModule
 
 
@@ -35,7 +35,7 @@ def upsample_nearest_2x(x: torch.Tensor) -> torch.Tensor:
     return x[:, :, :, :, None, :, None].expand(b, c, t, h, 2, w, 2).reshape(b, c, t, 2 * h, 2 * w)
 
 
-class Downsample(StreamingModule):
+class Downsample(StreamingModule, nn.Module):
     """Halve height and width of each branch; with ``temporal``, also halve time.
 
     In time the keyframe branch (branch 0 of a two-branch model) keeps frames 0, 2, 4, ... of each
@@ -52,7 +52,7 @@ class Downsample(StreamingModule):
         self.keyframe_selects = num_branches == 2
         if temporal:
             convolved = names[1:] if self.keyframe_selects else names
-            self.time_convs = nn.ModuleDict({name: nn.Conv3d(width, width, (2, 1, 1), stride=(2, 1, 1)) for name in convolved})
+            self.time_convs = nn.ModuleDict({name: TimeConv3d(width, width, (2, 1, 1), stride=(2, 1, 1)) for name in convolved})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (0, 1, 0, 1))
@@ -69,7 +69,7 @@ class Downsample(StreamingModule):
         return _join_first_frame(first, rest)
 
 
-class Upsample(StreamingModule):
+class Upsample(StreamingModule, nn.Module):
     """Double height and width of each branch, halving its width; with ``temporal``, double time first.
 
     In time the keyframe branch repeats each frame; every other branch goes through a pointwise
@@ -85,7 +85,7 @@ class Upsample(StreamingModule):
         self.keyframe_repeats = num_branches == 2
         if temporal:
             convolved = names[1:] if self.keyframe_repeats else names
-            self.time_convs = nn.ModuleDict({name: nn.Conv3d(width, 2 * width, 1) for name in convolved})
+            self.time_convs = nn.ModuleDict({name: TimeConv3d(width, 2 * width, 1) for name in convolved})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = x.split(self.width, dim=1)

@@ -20,21 +20,20 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .conv import TimeConv3d
 
-class StreamingModule(nn.Module):
-    """A layer whose output depends on frames of earlier chunks of the same video.
+
+class StreamingModule:
+    """Mixin for a layer whose output depends on frames of earlier chunks of the same video.
 
     Outside streaming mode every call sees a whole video (frame 0 first) and keeps no state.
     Inside it, the layer remembers what it needs from the chunk it just processed.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.streaming = False
-        self._seen_frames = False
+    streaming: bool = False
+    _seen_frames: bool = False
 
     def start_stream(self) -> None:
         self.streaming = True
@@ -73,25 +72,13 @@ def stream(module: nn.Module) -> Iterator[nn.Module]:
             layer.end_stream()
 
 
-class _TemporalConv3d(StreamingModule):
-    """A 3-D conv (temporal kernel ``kt``, spatial ``k``) with 'same' zero padding in space."""
+class _TemporalConv3d(StreamingModule, TimeConv3d):
+    """A 3-D conv (temporal kernel ``kt``, spatial ``k``), 'same' zero padding in space only."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, temporal_kernel: int = 3) -> None:
-        super().__init__()
-        self.conv = nn.Conv3d(
-            in_channels, out_channels, (temporal_kernel, kernel_size, kernel_size), padding=(0, kernel_size // 2, kernel_size // 2)
-        )
+        super().__init__(in_channels, out_channels, (temporal_kernel, kernel_size, kernel_size), padding=(0, kernel_size // 2, kernel_size // 2))
         self.temporal_kernel = temporal_kernel
         self._cache: torch.Tensor | None = None
-
-    # Checkpoints hold ``<name>.weight``: expose the conv's parameters under this module's name.
-    @property
-    def weight(self) -> nn.Parameter:
-        return self.conv.weight
-
-    @property
-    def bias(self) -> nn.Parameter | None:
-        return self.conv.bias
 
     def reset_stream(self) -> None:
         super().reset_stream()
@@ -121,12 +108,12 @@ class GroupCausalConv3d(_TemporalConv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.temporal_kernel == 1:
-            return self.conv(x)
+            return super().forward(x)
         previous = self._previous_frames()
         outputs = []
         if previous is None:  # the first frame is a group of its own, padded [x, x, 0]
             first = x[:, :, :1]
-            outputs.append(self.conv(torch.cat([first, first, torch.zeros_like(first)], dim=2)))
+            outputs.append(super().forward(torch.cat([first, first, torch.zeros_like(first)], dim=2)))
             previous, x = first, x[:, :, 1:]
         if x.shape[2] > 0:
             outputs.append(self._convolve_groups(x, previous))
@@ -145,7 +132,7 @@ class GroupCausalConv3d(_TemporalConv3d):
         after = torch.zeros_like(before)
         padded = torch.cat([before, groups, after], dim=3)  # B C G size+2 H W
         padded = padded.transpose(1, 2).flatten(0, 1)  # (B G) C size+2 H W
-        out = self.conv(padded)  # (B G) C' size H W
+        out = super().forward(padded)  # (B G) C' size H W
         return out.unflatten(0, (batch, -1)).transpose(1, 2).flatten(2, 3)
 
 
@@ -158,10 +145,10 @@ class CausalConv3d(_TemporalConv3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         history = self.temporal_kernel - 1
         if history == 0:
-            return self.conv(x)
+            return super().forward(x)
         previous = self._previous_frames()
         if previous is None:
             previous = x[:, :, :1].expand(-1, -1, history, -1, -1)
         padded = torch.cat([previous, x], dim=2)
         self._remember(padded[:, :, -history:])
-        return self.conv(padded)
+        return super().forward(padded)

