@@ -2,7 +2,10 @@
 :mod:`ivvae.convert`.
 
 Each subcommand is one :class:`Command` (an ``add_arguments(parser)`` and a ``run(args)``),
-registered in :data:`COMMANDS` by :func:`register`; adding a command is a few lines.
+registered in :data:`COMMANDS` by :func:`register`; adding a command is a few lines. Commands
+whose code lives in heavy modules (training, evaluation) are registered with
+:func:`register_lazy`: only their one-line help is known up front, and the module is imported
+when that command is run, so ``ivvae --help`` stays instant.
 
 Errors a user can fix (missing or unreadable files, wrong checkpoints, outputs that exist, runs
 likely to exhaust memory, invalid values) print one line on stderr and exit with code 2; ``--debug``
@@ -33,6 +36,11 @@ class Command:
     run: Callable[[argparse.Namespace], int | None]
     description: str = ""
     epilog: str = ""
+    #: For lazily registered commands: returns the full command (imports its module).
+    load: Callable[[], Command] | None = None
+
+    def resolve(self) -> Command:
+        return self.load() if self.load is not None else self
 
 
 #: Subcommands by name, in the order ``ivvae --help`` lists them.
@@ -49,6 +57,13 @@ def register(
 ) -> Command:
     """Add a subcommand (replacing one of the same name)."""
     command = Command(name, help, add_arguments, run, textwrap.dedent(description).strip(), textwrap.dedent(epilog).strip())
+    COMMANDS[name] = command
+    return command
+
+
+def register_lazy(name: str, help: str, load: Callable[[], Command]) -> Command:
+    """Add a subcommand whose arguments and code are loaded (imported) only when it is run."""
+    command = Command(name, help, lambda parser: None, lambda args: 0, load=load)
     COMMANDS[name] = command
     return command
 
@@ -378,12 +393,10 @@ def _decode_run(args: argparse.Namespace) -> int:
 # convert
 # --------------------------------------------------------------------------------------------
 def _convert_arguments(parser: argparse.ArgumentParser) -> None:
-    from .models.presets import RELEASED
-
     parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="the authors' released state dict (ivvae_z{Z}_dim{C}.pth)")
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write (config.json + diffusion_pytorch_model.safetensors)")
     parser.add_argument("--variant", default=None, metavar="NAME",
-                        help=f"released variant ({', '.join(RELEASED)}); default: inferred from the tensor shapes")
+                        help="the released variant, e.g. ivvae_z16_dim64 (`ivvae info --presets` lists them); default: inferred from the tensor shapes")
     parser.add_argument("--overwrite", action="store_true", help="write into OUT_DIR even if it exists and is not empty")
 
 
@@ -619,9 +632,100 @@ register(
 
 
 # --------------------------------------------------------------------------------------------
+# inflate
+# --------------------------------------------------------------------------------------------
+def _inflate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image_vae", metavar="IMAGE_VAE", help="a trained image VAE: model folder or bundled name")
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write the video VAE to (config, safetensors, inflation_report.json)")
+    parser.add_argument("--mode", choices=["ktc", "tail", "same"], default="ktc",
+                        help="ktc: IV-VAE with twice the image latent channels (the paper's initialisation); tail: causal 3-D "
+                        "baseline with as many; same: IV-VAE with as many (default %(default)s)")
+    parser.add_argument("--temporal-frame", type=_nonnegative_int, default=None, metavar="I",
+                        help="frame of each group the temporal branch starts from (default: the mode's, frame 2 for ktc)")
+    parser.add_argument("--allow-unfilled", action="store_true", help="accept target tensors that no rule fills (left at random init)")
+    parser.add_argument("--overwrite", action="store_true", help="write into OUT_DIR even if it exists and is not empty")
+
+
+def _inflate_run(args: argparse.Namespace) -> int:
+    from .inflate import inflate_pretrained
+
+    model, report = inflate_pretrained(args.image_vae, args.out_dir, args.mode, temporal_frame=args.temporal_frame,
+                                       allow_unfilled=args.allow_unfilled, overwrite=args.overwrite)
+    n = sum(p.numel() for p in model.parameters())
+    print(report.summary())
+    print(f"wrote {args.out_dir} ({type(model).__name__}, {n:,} parameters, {model.config.latent_channels} latent channels)")
+    return 0
+
+
+register(
+    "inflate",
+    "initialise a video VAE from a trained image VAE (KTC)",
+    _inflate_arguments,
+    _inflate_run,
+    description="""
+        Build the video VAE that an image VAE initialises (method.md, "Initialisation (KTC)") and save it
+        as a model folder, with inflation_report.json listing the rule that filled every tensor. With
+        --mode ktc the result reconstructs each group's first frame exactly as the image VAE does.
+    """,
+    epilog="""
+        examples:
+          ivvae inflate runs/image_vae/export models/ivvae_init             # KTC: Z -> 2Z
+          ivvae inflate runs/image_vae/export models/causal_init --mode tail
+    """,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Commands from other modules (loaded when run)
+# --------------------------------------------------------------------------------------------
+def _train_command() -> Command:
+    from .train.trainer import add_train_arguments, train_main
+
+    return Command(
+        "train",
+        COMMANDS["train"].help,
+        add_train_arguments,
+        train_main,
+        description="Train an image VAE, IV-VAE or baseline from a YAML config (see configs/); checkpoints, logs and "
+        "the exported model folder go to the run folder.",
+        epilog=textwrap.dedent(
+            """
+            examples:
+              ivvae train configs/tiny_cpu.yaml
+              ivvae train configs/tiny_cpu.yaml --set optimizer.lr=2e-4 --resume auto
+              ivvae train configs/tiny_cpu.yaml --export-only      # export the latest checkpoint as a model folder
+            """
+        ).strip(),
+    )
+
+
+def _eval_command(name: str) -> Callable[[], Command]:
+    def load() -> Command:
+        from .eval.commands import COMMAND_SPECS
+
+        spec = next(spec for spec in COMMAND_SPECS if spec.name == name)
+        return Command(spec.name, spec.help, spec.add_arguments, spec.run, spec.description, spec.epilog)
+
+    return load
+
+
+register_lazy("train", "train a model from a YAML config", _train_command)
+register_lazy("eval", "evaluate models on a video data set (PSNR, SSIM, LPIPS, FVD, SSIM by position)", _eval_command("eval"))
+register_lazy("motion-score", "motion scores (mean optical-flow magnitude) of videos, for MotionHD", _eval_command("motion-score"))
+register_lazy("build-motionhd", "choose a MotionHD test set with a uniform motion-score histogram", _eval_command("build-motionhd"))
+
+
+# --------------------------------------------------------------------------------------------
 # Parser and entry point
 # --------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+def _selected_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the top-level options take no values)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``ivvae`` parser. Only the command named in ``argv`` gets its arguments (and imports its
+    module); the others are listed with their one-line help. ``argv=None``: every command in full."""
     parser = argparse.ArgumentParser(
         prog="ivvae",
         description="IV-VAE: the improved video VAE (keyframe-based temporal compression, group causal convs): "
@@ -646,7 +750,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line error messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    selected = _selected_command(argv) if argv is not None else None
     for command in COMMANDS.values():
+        if argv is None or command.name == selected:
+            command = command.resolve()
         sub = subparsers.add_parser(
             command.name,
             help=command.help,
@@ -671,7 +778,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _one_line(error: BaseException, limit: int = 600) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
+    # Multi-line messages (e.g. a checkpoint's layout report) keep a short piece of each line.
+    lines = [" ".join(line.split()) for line in str(error).splitlines() if line.strip()]
+    lines = lines[:1] + [line if len(line) <= 160 else line[:160] + "..." for line in lines[1:]]
+    text = " | ".join(lines) or type(error).__name__
     if isinstance(error, MemoryError) or "OutOfMemory" in type(error).__name__:
         text = f"out of memory ({text}); try --chunk-groups 1 and/or --tile 256, or fewer frames"
     if len(text) > limit:
@@ -681,7 +791,8 @@ def _one_line(error: BaseException, limit: int = 600) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ivvae`` console script; returns the exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version and argparse's usage errors

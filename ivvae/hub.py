@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported when a model is loaded, so `ivvae --help` stays instant
+    import torch
 
 __all__ = [
     "DEFAULT_MODEL",

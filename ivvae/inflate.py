@@ -148,7 +148,11 @@ def infer_mode(image_vae: nn.Module, target: nn.Module) -> str:
     source, spec = image_vae.spec, target.spec
     if source.branches != ("2d",) or any(source.temporal_downsample):
         raise InflationError(f"the source must be an image VAE (one '2d' branch, no temporal downsampling), got branches {source.branches}")
-    differ = [f"{name}: image VAE {_spec_value(image_vae, name)}, target {_spec_value(target, name)}" for name in SHARED_FIELDS if _spec_value(image_vae, name) != _spec_value(target, name)]
+    differ = [
+        f"{name}: image VAE {_spec_value(image_vae, name)}, target {_spec_value(target, name)}"
+        for name in SHARED_FIELDS
+        if _spec_value(image_vae, name) != _spec_value(target, name)
+    ]
     if differ:
         raise InflationError("the image VAE and the target differ in " + "; ".join(differ))
     z_source, z_target = source.latent_channels, spec.latent_channels
@@ -187,7 +191,7 @@ def _param_keys(conv: nn.Module, prefix: str) -> tuple[str, str | None]:
 
 def _span(index: torch.Tensor) -> str:
     first, last = int(index.min()), int(index.max())
-    return f"{first}:{last + 1}" if last - first + 1 == index.numel() else f"{index.numel()} channels"
+    return f"{first}:{last + 1}" if last - first + 1 == index.numel() else str(index.tolist())
 
 
 # ----------------------------------------------------------------------------------- the walk
@@ -208,7 +212,7 @@ class _Inflater:
     # -- state access
     def read(self, key: str) -> torch.Tensor:
         self.used.add(key)
-        return self.source_state[key].detach().float()
+        return self.source_state[key].detach().float().cpu()
 
     def buffer(self, key: str) -> torch.Tensor:
         if key not in self.out:
@@ -261,8 +265,11 @@ class _Inflater:
             raise InflationError(f"{key}: {columns} input channels cannot read the image VAE's {source_columns}")
         return part * source_columns + torch.arange(source_columns)
 
-    def conv_part(self, key_prefix: tuple[str, str], conv: nn.Module, source_prefix: str, part: int, row_offset: int, rows: int, tap: int | None, tap_rule: str, owner: nn.Module) -> None:
-        weight_key, bias_key = key_prefix
+    def conv_part(
+        self, keys: tuple[str, str | None], source_prefix: str, part: int, row_offset: int, rows: int, tap: int | None, tap_rule: str, owner: nn.Module
+    ) -> None:
+        """Fill rows ``row_offset..+rows`` (output part ``part``) of a target conv from the image VAE's conv."""
+        weight_key, bias_key = keys
         source_weight = self.read(f"{source_prefix}.weight")
         weight = self.buffer(weight_key)
         source_rows = self.rows_for(owner, part, rows, source_weight.shape[0], weight_key)
@@ -288,12 +295,12 @@ class _Inflater:
         source_prefix = f"{prefix}.convs.{source_name}"
         for part, (name, conv) in enumerate(target.convs.items()):
             tap, rule = _time_tap(conv)
-            self.conv_part(_param_keys(conv, f"{prefix}.convs.{name}"), conv, source_prefix, part, 0, conv.weight.shape[0], tap, rule, target)
+            self.conv_part(_param_keys(conv, f"{prefix}.convs.{name}"), source_prefix, part, 0, conv.weight.shape[0], tap, rule, target)
 
     def dense(self, target: FrameConv2d, source: FrameConv2d, prefix: str) -> None:
         rows = target.weight.shape[0] // self.n
         for part in range(self.n):
-            self.conv_part(_param_keys(target, prefix), target, prefix, part, part * rows, rows, None, "2-D", target)
+            self.conv_part(_param_keys(target, prefix), prefix, part, part * rows, rows, None, "2-D", target)
 
     def norm(self, target: RMSNorm, source: RMSNorm, prefix: str) -> None:
         gamma = self.read(f"{prefix}.gamma")
@@ -402,6 +409,13 @@ def inflate(
             "inflation would leave tensors unfilled or unused (pass allow_unfilled=True to accept): "
             + "; ".join(f"{label}: {', '.join(keys)}" for label, keys in (("unfilled", report.unfilled), ("unused", report.unused)) if keys)
         )
+    wrong = [
+        f"{key}: made {tuple(value.shape)}, needs {tuple(walker.target_state[key].shape)}"
+        for key, value in walker.out.items()
+        if value.shape != walker.target_state[key].shape
+    ]
+    if wrong:
+        raise InflationError("inflation made tensors of the wrong shape: " + "; ".join(wrong))
     state = dict(walker.target_state)
     state.update({key: value.to(walker.target_state[key].dtype) for key, value in walker.out.items()})
     target.load_state_dict(state, strict=True)

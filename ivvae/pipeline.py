@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from . import streaming
@@ -370,11 +370,9 @@ def load_latents(path: str | os.PathLike) -> EncodedVideo:
         raise FileNotFoundError(f"latents file not found: '{path}'")
     try:
         tensors = load_file(str(path))
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             raw = handle.metadata() or {}
-    except (SafetensorsError, OSError, ValueError) as error:
+    except (SafetensorError, OSError, ValueError) as error:
         raise LatentFileError(f"cannot read latents '{path}': not a safetensors file ({' '.join(str(error).split())})") from None
     if "latents" not in tensors or raw.get("format") != json.dumps(LATENT_FORMAT):
         raise LatentFileError(f"'{path}' holds no IV-VAE latents (write them with `ivvae encode`)")
@@ -424,9 +422,14 @@ def center_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # Memory estimate
 # --------------------------------------------------------------------------------------------
-#: Live full-size feature maps at the peak (input, norm and conv outputs, padded group copies,
-#: allocator slack), calibrated on CPU against the peak RSS of fp32 runs (see benchmarks/).
-_ACTIVATION_COPIES = 6.0
+#: Live copies of the widest feature map at the peak (block input, norm and conv outputs, the
+#: group-padded copies of the temporal convs, allocator slack), fitted to the peak RSS of fp32 CPU
+#: runs of ivvae_z16_dim64 at 17x256x256 (benchmarks/bench_streaming.py: one pass 6.3 GiB,
+#: chunks of one group 3.0 GiB).
+_ACTIVATION_COPIES = 11.5
+#: Extra full-resolution frames that streaming holds: each temporal conv's cached last frame
+#: and the per-chunk allocations.
+_STREAM_EXTRA_FRAMES = 4.5
 
 
 def estimate_peak_memory_bytes(
@@ -440,24 +443,27 @@ def estimate_peak_memory_bytes(
 ) -> int:
     """A rough estimate of the peak memory of reconstructing a ``num_frames x height x width`` video.
 
-    Weights, plus the widest feature map (full resolution at the first encoder / last decoder
-    stage, ``2 x base_channels`` channels over the frames of one chunk and the pixels of one
-    tile) times a calibrated number of live copies, plus the whole-video input/output buffers.
-    Good to a factor of about 1.5; meant to catch runs that cannot fit, not to budget.
+    Weights, plus the widest feature map (full resolution, at the first encoder and last decoder
+    stages: ``branches x base_channels`` channels) over the frames of one chunk and the pixels of
+    one tile, times a calibrated number of live copies, plus the whole-video input/output
+    buffers. Fitted on CPU fp32 runs (see ``benchmarks/``); good to a factor of about 1.5, meant
+    to catch runs that cannot fit, not to budget.
     """
     compute = _dtype(dtype)
     t_c, s = model.temporal_compression, model.spatial_compression
     frames = streaming.padded_length(num_frames, t_c)
     padded_h, padded_w = -(-height // s) * s, -(-width // s) * s
-    chunk_frames = frames if chunk_groups is None else min(frames, chunk_groups * t_c + 1)
+    if chunk_groups is None:
+        live_frames = frames
+    else:
+        live_frames = min(frames, chunk_groups * t_c) + _STREAM_EXTRA_FRAMES
     tile_h, tile_w = (padded_h, padded_w) if tile is None else (min(padded_h, tile[0]), min(padded_w, tile[0]))
     spec = model.spec
-    full_width = spec.base_channels * spec.num_branches  # channels of the full-resolution stages
+    full_width = spec.base_channels * spec.num_branches
     element = 2 if compute == torch.bfloat16 else 4
-    activations = _ACTIVATION_COPIES * full_width * chunk_frames * tile_h * tile_w * element
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    if compute == torch.bfloat16:
-        weights += sum(p.numel() for p in model.parameters()) * 2  # autocast's bf16 weight copies
+    activations = _ACTIVATION_COPIES * full_width * live_frames * tile_h * tile_w * element
+    parameters = sum(p.numel() for p in model.parameters())
+    weights = parameters * 4 + (parameters * 2 if compute == torch.bfloat16 else 0)  # + autocast's bf16 copies
     # uint8 in + float input, padded input, decoded chunks + their concatenation, uint8 out;
     # tiles add the blended output accumulator.
     video_float = 3 * frames * padded_h * padded_w * 4

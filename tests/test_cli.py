@@ -1,0 +1,287 @@
+"""The ``ivvae`` command line, run in-process through ``ivvae.cli.main`` on a tiny random model."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ivvae import cli, hub, pipeline
+from ivvae.convert import to_official_state_dict
+from ivvae.io import probe_video, read_video, write_video
+from ivvae.models import IVVAE
+
+
+def tiny_model(latent_channels: int = 8) -> IVVAE:
+    torch.manual_seed(0)
+    return IVVAE(latent_channels=latent_channels, base_channels=8, encoder_blocks=1, decoder_blocks=1).eval()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    tiny_model().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A 9-frame 24x40 MP4 at 25 fps."""
+    t = torch.arange(9).view(9, 1, 1, 1)
+    y = torch.arange(24).view(1, 24, 1, 1)
+    x = torch.arange(40).view(1, 1, 40, 1)
+    c = torch.arange(3).view(1, 1, 1, 3)
+    frames = (127 + 100 * torch.sin(0.3 * x + 0.2 * y + 0.5 * t + c)).to(torch.uint8)
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    write_video(path, frames, 25)
+    return path
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def error_line(err: str) -> str:
+    """The error message: exactly one line (progress bars aside), no traceback."""
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# --------------------------------------------------------------------------------------------
+# help
+# --------------------------------------------------------------------------------------------
+def test_console_script_help_subprocess():
+    exe = shutil.which("ivvae")
+    cmd = [exe, "--help"] if exe else [sys.executable, "-m", "ivvae.cli", "--help"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    for name in ("reconstruct", "encode", "decode", "convert", "info", "demo", "examples"):
+        assert name in result.stdout
+
+
+OWN_COMMANDS = ["reconstruct", "encode", "decode", "convert", "info", "demo", "inflate"]
+LAZY_COMMANDS = [name for name, command in cli.COMMANDS.items() if command.load is not None]
+
+
+@pytest.mark.parametrize("command", OWN_COMMANDS)
+def test_every_command_has_help_with_examples(capsys, command):
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0
+    assert "examples:" in out and f"ivvae {command}" in out
+
+
+def test_top_level_help_lists_every_command(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for name in cli.COMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("command", LAZY_COMMANDS)
+def test_lazily_loaded_commands_have_help(capsys, command):
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0 and f"ivvae {command}" in out
+
+
+def test_register_adds_a_command(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
+    seen = {}
+
+    def add(parser):
+        parser.add_argument("--value", type=int, default=1)
+
+    def run_hello(args):
+        seen["value"] = args.value
+        return 0
+
+    cli.register("hello", "say hello", add, run_hello, epilog="examples:\n  ivvae hello --value 3")
+    assert run(capsys, "hello", "--value", "3")[0] == 0 and seen == {"value": 3}
+
+
+def test_no_command_prints_usage(capsys):
+    code, _, err = run(capsys)
+    assert code == 2 and "COMMAND" in err
+
+
+def test_bad_argument_exits_2(capsys):
+    code, _, err = run(capsys, "reconstruct", "a.mp4", "b.mp4", "--dtype", "fp8")
+    assert code == 2 and "invalid choice" in err
+
+
+# --------------------------------------------------------------------------------------------
+# reconstruct / encode / decode
+# --------------------------------------------------------------------------------------------
+def test_reconstruct_writes_video_and_prints_metrics(capsys, model_dir, clip, tmp_path):
+    out = tmp_path / "recon.mp4"
+    code, stdout, err = run(capsys, "reconstruct", clip, out, "--model", model_dir, "--side-by-side", "--no-progress")
+    assert code == 0, err
+    info = probe_video(out)
+    assert (info.num_frames, info.height, info.width, info.fps) == (9, 24, 40, 25.0)
+    side = probe_video(tmp_path / "recon_side_by_side.mp4")
+    assert (side.num_frames, side.height, side.width) == (9, 24, 80)
+    assert "PSNR" in stdout and "dB" in stdout and "SSIM" in stdout
+
+
+def test_encode_decode_round_trip_equals_reconstruct(capsys, model_dir, clip, tmp_path):
+    common = ["--chunk-groups", "1", "--frames", "5", "--no-progress"]
+    assert run(capsys, "reconstruct", clip, tmp_path / "recon.mp4", "--model", model_dir, *common)[0] == 0
+    assert run(capsys, "encode", clip, tmp_path / "z.safetensors", "--model", model_dir, *common)[0] == 0
+    # decode takes the model, chunking and dtype from the latents file
+    code, _, err = run(capsys, "decode", tmp_path / "z.safetensors", tmp_path / "decoded.mp4", "--no-progress")
+    assert code == 0, err
+    decoded, recon = read_video(tmp_path / "decoded.mp4"), read_video(tmp_path / "recon.mp4")
+    assert decoded.frames.shape == (5, 24, 40, 3) and decoded.fps == 25.0
+    assert torch.equal(decoded.frames, recon.frames)
+    latents = pipeline.load_latents(tmp_path / "z.safetensors")
+    assert latents.latents.shape == (1, 8, 2, 3, 5) and latents.metadata["chunk_groups"] == 1
+
+
+def test_refuses_to_overwrite(capsys, model_dir, clip, tmp_path):
+    out = tmp_path / "exists.mp4"
+    out.write_bytes(b"keep me")
+    code, _, err = run(capsys, "reconstruct", clip, out, "--model", model_dir)
+    assert code == 2 and "--overwrite" in error_line(err) and str(out) in err
+    assert out.read_bytes() == b"keep me"
+    (tmp_path / "z.safetensors").write_bytes(b"keep me")
+    code, _, err = run(capsys, "encode", clip, tmp_path / "z.safetensors", "--model", model_dir)
+    assert code == 2 and "--overwrite" in error_line(err)
+
+
+def test_missing_model_dir(capsys, clip, tmp_path):
+    missing = tmp_path / "no_model"
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", missing)
+    line = error_line(err)
+    assert code == 2 and str(missing) in line and "--model" in line
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_missing_default_model(capsys, clip, tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "PRETRAINED_DIR", tmp_path / "pretrained")
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4")
+    assert code == 2 and hub.DEFAULT_MODEL in error_line(err)
+    code, _, err = run(capsys, "demo", "--out-dir", tmp_path / "demo")
+    assert code == 2 and "not installed" in error_line(err)
+
+
+def test_corrupt_input(capsys, model_dir, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("this is not a video\n")
+    code, _, err = run(capsys, "reconstruct", bad, tmp_path / "out.mp4", "--model", model_dir)
+    line = error_line(err)
+    assert code == 2 and "cannot read video" in line and str(bad) in line
+
+
+def test_debug_shows_traceback(model_dir, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("this is not a video\n")
+    with pytest.raises(ValueError, match="cannot read video"):
+        cli.main(["--debug", "reconstruct", str(bad), str(tmp_path / "out.mp4"), "--model", str(model_dir)])
+
+
+def test_decode_with_another_model_is_refused(capsys, model_dir, clip, tmp_path):
+    assert run(capsys, "encode", clip, tmp_path / "z.safetensors", "--model", model_dir, "--frames", "1", "--no-progress")[0] == 0
+    other = tmp_path / "other"
+    tiny_model(latent_channels=8).save_pretrained(other)
+    hub_config = other / "config.json"
+    hub_config.write_text(hub_config.read_text().replace('"scaling_factor": 1.0', '"scaling_factor": 0.5'))
+    code, _, err = run(capsys, "decode", tmp_path / "z.safetensors", tmp_path / "out.mp4", "--model", other)
+    assert code == 2 and "another model" in error_line(err)
+
+
+def test_memory_risk_is_refused(capsys, model_dir, clip, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "available_memory_bytes", lambda device="cpu": 2**20)
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", model_dir)
+    line = error_line(err)
+    assert code == 2 and "--chunk-groups 1" in line and "--force" in line
+
+
+# --------------------------------------------------------------------------------------------
+# convert
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_release(monkeypatch):
+    """Pretend a tiny variant was released: the converter's plumbing on a 1.7M-parameter model."""
+    import ivvae.convert
+
+    monkeypatch.setattr(ivvae.convert, "RELEASED", {"ivvae_z4_dim8": {"latent_channels": 4, "base_channels": 8}})
+    torch.manual_seed(1)
+    return IVVAE(latent_channels=4, base_channels=8)
+
+
+def test_convert_official_layout(capsys, tiny_release, tmp_path):
+    checkpoint = tmp_path / "ivvae_z4_dim8.pth"
+    torch.save(to_official_state_dict(tiny_release), checkpoint)
+    out_dir = tmp_path / "converted"
+    code, stdout, err = run(capsys, "convert", checkpoint, out_dir)
+    assert code == 0, err
+    assert str(out_dir) in stdout and "--model" in stdout
+    loaded = hub.load_model(out_dir)
+    for (name, a), (_, b) in zip(tiny_release.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    code, _, err = run(capsys, "convert", checkpoint, out_dir)
+    assert code == 2 and "--overwrite" in error_line(err)
+    assert run(capsys, "convert", checkpoint, out_dir, "--overwrite")[0] == 0
+
+
+def test_convert_wrong_checkpoint(capsys, tiny_release, tmp_path):
+    checkpoint = tmp_path / "random.pth"
+    torch.save({"foo.weight": torch.randn(3, 3), "bar.bias": torch.randn(3)}, checkpoint)
+    code, _, err = run(capsys, "convert", checkpoint, tmp_path / "out")
+    line = error_line(err)
+    assert code == 2 and "not an IV-VAE checkpoint" in line
+    # with --variant the layout report (missing/unexpected tensors) is squeezed onto one line
+    code, _, err = run(capsys, "convert", checkpoint, tmp_path / "out", "--variant", "ivvae_z4_dim8")
+    line = error_line(err)
+    assert code == 2 and "missing" in line and "unexpected" in line
+    code, _, err = run(capsys, "convert", tmp_path / "nothing.pth", tmp_path / "out")
+    assert code == 2 and "not found" in error_line(err)
+
+
+def test_inflate_image_vae(capsys, tmp_path):
+    from ivvae.models import ImageVAE
+
+    torch.manual_seed(0)
+    ImageVAE(latent_channels=4, base_channels=8, encoder_blocks=1, decoder_blocks=1).save_pretrained(tmp_path / "image")
+    code, _, err = run(capsys, "inflate", tmp_path / "image", tmp_path / "video")
+    assert code == 0, err
+    model = hub.load_model(tmp_path / "video")
+    assert type(model) is IVVAE and model.config.latent_channels == 8
+    assert (tmp_path / "video" / "inflation_report.json").is_file()
+    code, _, err = run(capsys, "inflate", tmp_path / "image", tmp_path / "video")
+    assert code == 2 and "--overwrite" in error_line(err)
+
+
+# --------------------------------------------------------------------------------------------
+# info / demo
+# --------------------------------------------------------------------------------------------
+def test_info_model_dir(capsys, model_dir):
+    code, out, err = run(capsys, "info", model_dir)
+    assert code == 0, err
+    params = sum(p.numel() for p in tiny_model().parameters())
+    assert f"{params:,}" in out
+    assert "(1, 8, 5, 32, 32)" in out  # latents of a 17x256x256 clip
+    assert "4x in time" in out and "8x8 in space" in out and "base_channels: 8" in out
+
+
+def test_info_presets_and_preset_name(capsys):
+    code, out, _ = run(capsys, "info", "--presets")
+    assert code == 0 and "ivvae_z16_dim96" in out and "241,854,742" in out and "107,798,550" in out
+    code, out, _ = run(capsys, "info", "ivvae_z4_dim64")
+    assert code == 0 and "107,170,842" in out and "(1, 4, 5, 32, 32)" in out
+
+
+def test_demo_with_model(capsys, model_dir, tmp_path):
+    out_dir = tmp_path / "demo"
+    code, out, err = run(capsys, "demo", "--out-dir", out_dir, "--model", model_dir, "--frames", "5", "--size", "64", "--no-progress")
+    assert code == 0, err
+    assert probe_video(out_dir / "reconstruction.mp4").num_frames == 5
+    side = probe_video(out_dir / "side_by_side.mp4")
+    assert (side.width, side.height) == (128, 64)
+    assert "PSNR" in out and "SSIM" in out

@@ -1,0 +1,409 @@
+"""The evaluation runner (ivvae.eval.runner / report / commands) and the long-video benchmark, on
+tiny random models and tiny synthetic videos."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from ivvae.eval import commands
+from ivvae.eval.lpips import LPIPS
+from ivvae.eval.report import REPORT_FILES, markdown_report, write_report
+from ivvae.eval.runner import PROTOCOLS, DatasetSpec, EvalResults, EvalSettings, evaluate, fit_size
+from ivvae.io import write_video
+from ivvae.models import IVVAE
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------------------------
+def _moving_texture(frames: int, height: int, width: int, dx: int, seed: int) -> np.ndarray:
+    """A smooth random texture translating by dx pixels per frame: uint8 (T, H, W, 3)."""
+    rng = np.random.default_rng(seed)
+    pad = abs(dx) * frames + 4
+    small = rng.integers(0, 256, ((height + 2 * pad) // 4 + 2, (width + 2 * pad) // 4 + 2, 3)).astype(np.float32)
+    canvas = np.kron(small, np.ones((4, 4, 1), np.float32))  # blocky but compressible
+    out = []
+    for t in range(frames):
+        x0 = pad + dx * t
+        out.append(canvas[pad : pad + height, x0 : x0 + width])
+    return np.clip(np.stack(out), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def _no_weights(tmp_path_factory, monkeypatch):
+    """No LPIPS / I3D weights anywhere, whatever the machine has."""
+    empty = tmp_path_factory.mktemp("no_weights")
+    monkeypatch.setenv("IVVAE_WEIGHTS_DIR", str(empty))
+    monkeypatch.setenv("TORCH_HOME", str(empty / "torch"))
+    monkeypatch.setenv("HOME", str(empty))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("videos")
+    write_video(d / "a.mp4", _moving_texture(17, 32, 48, 2, seed=0), 25)
+    write_video(d / "sub" / "b.mp4", _moving_texture(17, 32, 48, -1, seed=1), 25)
+    return d
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory) -> dict[str, Path]:
+    out = {}
+    for name, z, seed in [("tiny_z8", 8, 0), ("tiny_z16", 16, 1)]:
+        torch.manual_seed(seed)
+        path = tmp_path_factory.mktemp(name)
+        IVVAE(latent_channels=z, base_channels=8).eval().save_pretrained(path)
+        out[name] = path
+    return out
+
+
+class IdentityVAE:
+    """A stand-in with the IVVAE encode/decode API whose reconstruction is the input itself."""
+
+    temporal_compression = 4
+    spatial_compression = 8
+
+    def encode(self, x, chunk_groups=None):
+        return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: x.clone()))
+
+    def decode(self, z, chunk_groups=None, num_frames=None, height=None, width=None):
+        return SimpleNamespace(sample=z[:, :, :num_frames, :height, :width])
+
+
+def _cheap_features(videos: torch.Tensor) -> torch.Tensor:
+    """A stand-in for I3D features (B, 3*T): mean colour of each frame."""
+    return videos.float().mean(dim=(3, 4)).flatten(1).double()
+
+
+def _finite(v) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate + write_report
+# --------------------------------------------------------------------------------------------
+def test_two_models_report_without_weights(data_dir, model_dirs, tmp_path):
+    models = {name: str(p) for name, p in model_dirs.items()}
+    results = evaluate(models, DatasetSpec(data_dir), EvalSettings(progress=False))
+    paths = write_report(results, tmp_path / "report")
+    for name in REPORT_FILES:
+        assert (tmp_path / "report" / name).is_file() and (tmp_path / "report" / name).stat().st_size > 0
+    assert set(paths) == set(REPORT_FILES)
+
+    data = json.loads((tmp_path / "report" / "results.json").read_text())  # strict JSON
+    assert data["dataset"]["num_clips"] == 2 and data["dataset"]["skipped"] == []
+    assert data["settings"]["chunk_groups"] == 1
+    for name in models:
+        r = data["models"][name]
+        for metric in ("psnr", "ssim", "information_preservation"):
+            assert _finite(r["metrics"][metric]), (name, metric)
+        assert r["metrics"]["lpips"] is None and r["metrics"]["fvd"] is None
+        assert "alexnet-owt-7be5be79.pth" in r["unavailable"]["lpips"] and "--lpips-backbone" in r["unavailable"]["lpips"]
+        assert "i3d_pretrained_400.pt" in r["unavailable"]["fvd"]
+        assert len(r["ssim_by_position"]) == 4 and all(_finite(v) for v in r["ssim_by_position"])
+        assert len(r["psnr_per_frame"]) == 17 and all(_finite(v) for v in r["psnr_per_frame"])
+        assert len(r["per_clip"]) == 2 and {c["path"] for c in r["per_clip"]} == {str(data_dir / "a.mp4"), str(data_dir / "sub" / "b.mp4")}
+        assert r["info"]["params"] > 0
+    assert data["models"]["tiny_z8"]["info"]["latent_channels"] == 8
+    assert data["models"]["tiny_z16"]["info"]["latent_channels"] == 16
+    # the clip mean of the per-frame PSNR is the reported PSNR
+    r = results["tiny_z8"]
+    assert np.mean(r.psnr_per_frame) == pytest.approx(r.metrics["psnr"], abs=1e-9)
+
+    md = (tmp_path / "report" / "results.md").read_text()
+    assert "| model | params | Z | PSNR | SSIM | LPIPS | FVD |" in md
+    assert "| tiny_z8 | 1.73M | 8 |" in md and "| tiny_z16 |" in md
+    assert "SSIM pos 3" in md and "info. preservation" in md
+    assert "n/a [^1]" in md and "[^1]: LPIPS weights not found" in md
+
+    again = EvalResults.load_json(tmp_path / "report" / "results.json")
+    assert again["tiny_z16"].metrics == pytest.approx(results["tiny_z16"].metrics)
+    assert markdown_report(again) == md
+
+
+def test_perfect_reconstruction_aggregates_to_one(data_dir):
+    lpips = LPIPS(pretrained=False)
+    results = evaluate({"identity": IdentityVAE()}, DatasetSpec(data_dir),
+                       EvalSettings(progress=False, lpips=lpips, fvd=_cheap_features))
+    r = results["identity"]
+    assert r.metrics["ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert r.metrics["information_preservation"] == 1.0
+    assert r.metrics["psnr"] == 100.0  # identical frames: the per-frame cap
+    assert r.ssim_by_position == pytest.approx([1.0] * 4, abs=1e-6)
+    assert r.metrics["lpips"] == pytest.approx(0.0, abs=1e-7)
+    assert r.metrics["fvd"] == pytest.approx(0.0, abs=1e-6)
+    assert r.info["params"] is None and r.info["latent_channels"] is None
+    md = markdown_report(results)
+    assert "| identity | n/a | n/a | 100.00 | 1.0000 |" in md
+
+
+def test_clip_length_without_whole_groups(data_dir, tmp_path):
+    results = evaluate({"identity": IdentityVAE()}, DatasetSpec(data_dir, frames=16), EvalSettings(progress=False, lpips=False, fvd=False))
+    r = results["identity"]
+    assert r.ssim_by_position is None and "1 + k*4" in r.unavailable["ssim_by_position"]
+    assert len(r.psnr_per_frame) == 16
+    write_report(results, tmp_path)
+    assert "| identity | n/a [^" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "ssim_by_position.png").stat().st_size > 0
+
+
+def test_lpips_and_fvd_filled_when_given(data_dir, model_dirs, tmp_path):
+    torch.manual_seed(0)
+    results = evaluate({"m": str(model_dirs["tiny_z8"])}, DatasetSpec(data_dir),
+                       EvalSettings(progress=False, lpips=LPIPS(pretrained=False), fvd=_cheap_features, quantize=True))
+    r = results["m"]
+    assert _finite(r.metrics["lpips"]) and r.metrics["lpips"] > 0
+    assert _finite(r.metrics["fvd"]) and r.metrics["fvd"] > 0
+    assert "lpips" not in r.unavailable and "fvd" not in r.unavailable
+    assert any("untrained" in n for n in r.notes) and any("FVD from 2 clips" in n for n in r.notes)
+    assert all("lpips" in c for c in r.per_clip)
+    write_report(results, tmp_path)
+    md = (tmp_path / "results.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| m |"))
+    assert "n/a" not in row
+
+
+def test_too_short_and_broken_videos_are_skipped_and_replaced(data_dir, tmp_path):
+    d = tmp_path / "mixed"
+    write_video(d / "short.mp4", _moving_texture(9, 32, 48, 1, seed=3), 25)
+    (d / "broken.mp4").write_bytes(b"not a video at all")
+    write_video(d / "good.mp4", _moving_texture(17, 32, 48, 1, seed=4), 25)
+    spec = DatasetSpec(d, num_videos=1, seed=0)
+    items = list(spec.iter_clips())
+    clips = [i for i in items if not isinstance(i, tuple)]
+    skipped = [i for i in items if isinstance(i, tuple)]
+    assert len(clips) == 1 and clips[0].path.endswith("good.mp4")
+    reasons = {Path(p).name: why for p, why in skipped}
+    assert set(reasons) <= {"short.mp4", "broken.mp4"}
+    if "short.mp4" in reasons:
+        assert "too short" in reasons["short.mp4"]
+    results = evaluate({"id": IdentityVAE()}, DatasetSpec(d), EvalSettings(progress=False, lpips=False, fvd=False))
+    assert results.dataset["num_clips"] == 1
+    assert {Path(s["path"]).name for s in results.dataset["skipped"]} == {"short.mp4", "broken.mp4"}
+    assert results["id"].unavailable["fvd"].startswith("disabled")
+
+
+# --------------------------------------------------------------------------------------------
+# protocols and clip selection
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "protocol, native, expected",
+    [
+        ("resized-480", (1920, 1080), (848, 480)),
+        ("resized-720", (1920, 1080), (1280, 720)),
+        ("resized-1080", (3840, 2160), (1920, 1080)),
+        ("resized-480", (640, 480), (848, 480)),  # 4:3: enlarged until the crop fits
+        ("resized-720", (720, 1280), (1280, 720)),  # portrait
+        ("original", (176, 144), (176, 144)),
+        ("original", (1001, 333), (1001, 333)),
+    ],
+)
+def test_protocol_output_sizes(protocol, native, expected):
+    spec = DatasetSpec("unused", protocol=protocol)
+    assert spec.output_size(*native) == expected
+    crop = spec.crop_size
+    if crop is not None:
+        w, h = fit_size(*native, spec.short_side, crop)
+        assert w >= crop[0] and h >= crop[1]
+        assert min(w, h) >= spec.short_side
+
+
+def test_protocol_table_matches_the_paper_and_the_cli():
+    assert {k: (p.short_side, p.crop) for k, p in PROTOCOLS.items() if k.startswith("resized")} == {
+        "resized-480": (480, (848, 480)),
+        "resized-720": (720, (1280, 720)),
+        "resized-1080": (1080, (1920, 1080)),
+    }
+    assert commands.PROTOCOL_NAMES == tuple(PROTOCOLS)
+    with pytest.raises(ValueError, match="custom"):
+        DatasetSpec("x", protocol="resized-480", size=256)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        DatasetSpec("x", protocol="480p")
+
+
+def test_clips_are_read_at_the_documented_size(data_dir):
+    path = str(data_dir / "a.mp4")
+    clip = DatasetSpec(data_dir, protocol="resized-480").load_clip(path)
+    assert tuple(clip.video.shape) == (3, 17, 480, 848) and clip.size == (848, 480) and clip.native_size == (48, 32)
+    clip = DatasetSpec(data_dir, protocol="custom", size=24, crop=(20, 16), frames=9).load_clip(path)
+    assert tuple(clip.video.shape) == (3, 9, 16, 20)
+    clip = DatasetSpec(data_dir).load_clip(path)
+    assert tuple(clip.video.shape) == (3, 17, 32, 48)
+    assert float(clip.video.min()) >= -1 and float(clip.video.max()) <= 1
+
+
+def test_seeded_video_choice_and_clip_start(tmp_path):
+    d = tmp_path / "many"
+    for i in range(5):
+        write_video(d / f"v{i}.mp4", _moving_texture(21, 16, 16, 1, seed=i), 25)
+    paths = DatasetSpec(d).list_videos()
+    pick = lambda n, seed: [c.path for c in DatasetSpec(d, num_videos=n, seed=seed, frames=5).iter_clips(paths)]  # noqa: E731
+    assert pick(3, 0) == pick(3, 0)
+    assert pick(3, 0) == pick(4, 0)[:3]  # nested sets
+    assert len(set(pick(5, 0))) == 5 and sorted(pick(5, 0)) == paths
+    assert len({tuple(pick(2, s)) for s in range(6)}) > 1
+    starts = [DatasetSpec(d, frames=5, clip_start="random", seed=7).load_clip(p, i).start for i, p in enumerate(paths)]
+    again = [DatasetSpec(d, frames=5, clip_start="random", seed=7).load_clip(p, i).start for i, p in enumerate(paths)]
+    assert starts == again and all(0 <= s <= 21 - 5 for s in starts) and len(set(starts)) > 1
+    assert all(DatasetSpec(d, frames=5).load_clip(p).start == 0 for p in paths)
+
+
+def test_manifest_source(data_dir, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,motion_score\n{data_dir / 'a.mp4'},1.5\n")
+    spec = DatasetSpec(manifest, frames=5)
+    assert spec.list_videos() == [str(data_dir / "a.mp4")]
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------------
+def _random_lpips_files(tmp_path: Path) -> tuple[Path, Path]:
+    torch.manual_seed(0)
+    net = LPIPS(pretrained=False)
+    backbone = tmp_path / "alexnet_random.pth"
+    heads = tmp_path / "alex_heads_random.pth"
+    torch.save({f"features.{k}": v for k, v in net.net.features.state_dict().items()}, backbone)
+    torch.save({f"lin{i}.model.1.weight": lin.model[1].weight.detach().clone() for i, lin in enumerate(net.lins)}, heads)
+    return backbone, heads
+
+
+def test_register_adds_the_three_commands():
+    parser = argparse.ArgumentParser(prog="ivvae")
+    subs = commands.register(parser.add_subparsers(dest="command"))
+    assert set(subs) == {"eval", "motion-score", "build-motionhd"}
+    args = parser.parse_args(["eval", "--model", "m", "--data", "d", "--protocol", "resized-720", "--chunk-groups", "0"])
+    assert args.func is commands.run_eval and args._run is commands.run_eval
+    assert args.protocol == "resized-720" and args.chunk_groups == 0 and args.frames == 17
+    assert parser.parse_args(["build-motionhd", "--scores", "s.csv", "--n", "3", "--out", "o.csv"]).func is commands.run_build_motionhd
+    help_text = subs["eval"].format_help()
+    assert "examples:" in help_text and "resized-1080" in help_text and "--lpips-backbone" in help_text
+
+
+def test_eval_command(data_dir, model_dirs, tmp_path, capsys):
+    backbone, heads = _random_lpips_files(tmp_path)
+    out = tmp_path / "out"
+    argv = ["eval", "--model", f"z8={model_dirs['tiny_z8']}", "--data", str(data_dir), "--num-videos", "2", "--seed", "1",
+            "--lpips-backbone", str(backbone), "--lpips-heads", str(heads), "--no-progress", "--threads", "1", "--out", str(out)]
+    assert commands.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "| z8 |" in captured.out and "FVD unavailable: I3D weights not found" in captured.err
+    data = json.loads((out / "results.json").read_text())
+    assert _finite(data["models"]["z8"]["metrics"]["lpips"])
+    assert data["models"]["z8"]["metrics"]["fvd"] is None
+    assert data["dataset"]["num_videos"] == 2 and data["dataset"]["seed"] == 1
+    for name in REPORT_FILES:
+        assert (out / name).is_file()
+    # refused without --overwrite, before any work
+    assert commands.main(argv) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--protocol", "custom"], "--protocol custom needs --size"),
+        (["--size", "256"], "need --protocol custom"),
+        (["--lpips-backbone", "/nonexistent/alex.pth"], "LPIPS backbone weights not found"),
+        (["--i3d", "/nonexistent/i3d.pt"], "I3D weights not found"),
+        (["--name", "a", "--name", "b"], "--name was given 2 time(s) for 1 --model"),
+    ],
+)
+def test_eval_command_errors(extra, message, data_dir, tmp_path, capsys):
+    code = commands.main(["eval", "--model", "m", "--data", str(data_dir), "--out", str(tmp_path / "o"), *extra])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ivvae eval: error:") and message in err
+
+
+def test_model_names():
+    assert commands._model_names(["models/z16/", "other/z16", "a=x/y"], None) == {"z16": "models/z16/", "z16-2": "other/z16", "a": "x/y"}
+    assert commands._model_names(["p", "q"], ["one", "two"]) == {"one": "p", "two": "q"}
+
+
+def test_motion_commands(tmp_path, capsys):
+    d = tmp_path / "motion"
+    for name, dx in [("still", 0), ("slow", 1), ("fast", 2)]:
+        write_video(d / f"{name}.mp4", _moving_texture(7, 54, 96, dx, seed=len(name)), 25, crf=10)
+    scores_csv = tmp_path / "scores.csv"
+    code = commands.main(["motion-score", str(d / "still.mp4"), "--data", str(d), "--out", str(scores_csv), "--size", "192x108",
+                          "--max-pairs", "1", "--no-progress", "--plot", str(tmp_path / "scores.png")])
+    assert code == 0
+    assert "scored 3 of 3 video(s)" in capsys.readouterr().out
+    with scores_csv.open() as f:
+        rows = {Path(r["path"]).name: float(r["motion_score"]) for r in csv.DictReader(f)}
+    assert set(rows) == {"still.mp4", "slow.mp4", "fast.mp4"}
+    assert rows["still.mp4"] < 0.5 < rows["slow.mp4"] < rows["fast.mp4"]
+    assert (tmp_path / "scores.png").stat().st_size > 0
+
+    manifest = tmp_path / "motionhd.csv"
+    hi = max(rows.values()) + 1
+    code = commands.main(["build-motionhd", "--scores", str(scores_csv), "--n", "2", "--low", "0", "--high", str(hi), "--bins", "2",
+                          "--out", str(manifest), "--plot", str(tmp_path / "hd.png")])
+    assert code == 0
+    assert "chose 2 of 2 requested" in capsys.readouterr().out
+    chosen = DatasetSpec(manifest).list_videos()  # the manifest is an eval data set
+    assert len(chosen) == 2 and all(Path(p).is_absolute() and Path(p).is_file() for p in chosen)
+    assert (tmp_path / "hd.png").stat().st_size > 0
+
+    # range from a reference set; following its histogram
+    ref = tmp_path / "ref.csv"
+    ref.write_text("path,motion_score\nr1,0.0\nr2," + repr(hi) + "\n")
+    code = commands.main(["build-motionhd", "--scores", str(scores_csv), "--reference", str(ref), "--shape", "reference", "--n", "3",
+                          "--bins", "1", "--out", str(tmp_path / "m2.csv")])
+    assert code == 0
+    assert "chose 3 of 3" in capsys.readouterr().out
+    # errors: no range, output exists
+    assert commands.main(["build-motionhd", "--scores", str(scores_csv), "--n", "2", "--out", str(tmp_path / "m3.csv")]) == 2
+    assert "--low and --high" in capsys.readouterr().err
+    assert commands.main(["motion-score", str(d / "still.mp4"), "--out", str(scores_csv)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# long-video benchmark (paper Table 7): the library functions, no timing
+# --------------------------------------------------------------------------------------------
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_long_video", REPO / "benchmarks" / "bench_long_video.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_long_video_cache_is_exact_and_overlap_is_not(tiny_model):
+    bench = _bench()
+    x = torch.rand(1, 3, 13, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ref = bench.one_pass(tiny_model, x)
+    cached = bench.cache(tiny_model, x, chunk_groups=1)
+    overlapped = bench.overlap(tiny_model, x, clip_frames=5, history=1)
+    assert ref.shape == cached.shape == overlapped.shape == x.shape
+    assert (cached - ref).abs().max() <= 1e-5
+    assert (overlapped - ref).abs().max() > 1e-3
+    # causality: the first clip of the overlap path is the start of the one-pass video
+    assert (overlapped[:, :, :5] - ref[:, :, :5]).abs().max() <= 1e-5
+    diffs = bench.compare({"one_pass": ref, "cache": cached, "overlap": overlapped})
+    assert diffs["one_pass"]["max_abs_diff"] == 0 and diffs["cache"]["max_abs_diff"] <= 1e-5
+
+
+def test_long_video_clip_layout():
+    bench = _bench()
+    clips = bench.overlap_clips(49, 5, 1)
+    assert len(clips) == 12 and clips[0] == (0, 5) and clips[1] == (4, 9) and clips[-1] == (44, 49)
+    assert bench.describe_clips("one_pass", 49) == "49 frames x 1"
+    assert bench.describe_clips("overlap", 49) == "5 frames x 12"
+    assert bench.describe_clips("cache", 49) == "1 frame + 4 frames x 12"
+    assert bench.overlap_clips(7, 5, 1) == [(0, 5), (4, 7)]
+    with pytest.raises(ValueError):
+        bench.overlap_clips(10, 5, 5)

