@@ -250,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
 
     video = args.video or sample_video_path("bikes")
     with tempfile.TemporaryDirectory(prefix="long_video_") as tmp:
-        common = dict(model=args.model, preset=args.preset, width=args.width or None, seed=args.seed, video=video,
-                      frames=args.frames, size=args.size or None, threads=args.threads, repeats=args.repeats,
-                      clip_frames=args.clip_frames, history=args.history, chunk_groups=args.chunk_groups)
+        common = {"model": args.model, "preset": args.preset, "width": args.width or None, "seed": args.seed, "video": video,
+                  "frames": args.frames, "size": args.size or None, "threads": args.threads, "repeats": args.repeats,
+                  "clip_frames": args.clip_frames, "history": args.history, "chunk_groups": args.chunk_groups}
         results: dict[str, dict] = {}
         for name in ("baseline",) + APPROACHES:
             print(f"running {name} ...", file=sys.stderr, flush=True)
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(report, indent=2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
-    print(f"\n| approach | clips | memory (MiB) | time (s) | max abs diff vs one pass |", file=sys.stderr)
+    print("\n| approach | clips | memory (MiB) | time (s) | max abs diff vs one pass |", file=sys.stderr)
     print("|---|---|---|---|---|", file=sys.stderr)
     for name, c in cases.items():
         print(f"| {name} | {c['clips']} | {c['memory_mib']:.0f} | {c['time_s']:.2f} | {c['max_abs_diff']:.2e} |", file=sys.stderr)

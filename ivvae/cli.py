@@ -85,6 +85,13 @@ def _nonnegative_int(text: str) -> int:
     return value
 
 
+def _crf(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 51:
+        raise argparse.ArgumentTypeError(f"must be in [0, 51], got {value}")
+    return value
+
+
 def _size(text: str) -> int | tuple[int, int]:
     """``256`` (short side) or ``WxH``."""
     try:
@@ -162,7 +169,7 @@ def _add_input_selection(parser: argparse.ArgumentParser) -> None:
 def _add_writing(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument("--overwrite", action="store_true", help="replace output files that exist (refused otherwise)")
-    group.add_argument("--crf", type=int, default=18, metavar="Q",
+    group.add_argument("--crf", type=_crf, default=18, metavar="Q",
                        help="H.264 quality of written videos: 0 (lossless) to 51, lower is better (default %(default)s)")
 
 

@@ -249,7 +249,7 @@ def test_seeded_video_choice_and_clip_start(tmp_path):
     for i in range(5):
         write_video(d / f"v{i}.mp4", _moving_texture(21, 16, 16, 1, seed=i), 25)
     paths = DatasetSpec(d).list_videos()
-    pick = lambda n, seed: [c.path for c in DatasetSpec(d, num_videos=n, seed=seed, frames=5).iter_clips(paths)]  # noqa: E731
+    pick = lambda n, seed: [c.path for c in DatasetSpec(d, num_videos=n, seed=seed, frames=5).iter_clips(paths)]
     assert pick(3, 0) == pick(3, 0)
     assert pick(3, 0) == pick(4, 0)[:3]  # nested sets
     assert len(set(pick(5, 0))) == 5 and sorted(pick(5, 0)) == paths
@@ -407,3 +407,13 @@ def test_long_video_clip_layout():
     assert bench.overlap_clips(7, 5, 1) == [(0, 5), (4, 7)]
     with pytest.raises(ValueError):
         bench.overlap_clips(10, 5, 5)
+
+
+def test_wired_into_the_ivvae_cli(data_dir, tmp_path, capsys):
+    from ivvae.cli import main
+
+    assert main(["eval", "--model", "m", "--data", str(data_dir), "--protocol", "custom", "--out", str(tmp_path)]) == 2
+    assert "ivvae eval: error: --protocol custom needs --size" in capsys.readouterr().err
+    assert main(["build-motionhd", "--scores", str(tmp_path / "missing.csv"), "--n", "2", "--low", "0", "--high", "1",
+                 "--out", str(tmp_path / "o.csv")]) == 2
+    assert "file not found" in capsys.readouterr().err

@@ -136,7 +136,7 @@ def test_lr_schedule():
 
 def test_batch_sampler_buckets_shards_and_resume():
     bucket_of = [0] * 10 + [1] * 6
-    kwargs = dict(seed=3, weights=[1.0, 1.0], num_samples=16)
+    kwargs = {"seed": 3, "weights": [1.0, 1.0], "num_samples": 16}
     shards = [TrainBatchSampler(bucket_of, [2, 3], num_replicas=2, rank=r, **kwargs) for r in range(2)]
     batches = [list(s) for s in shards]
     assert len(batches[0]) == len(batches[1]) == len(shards[0])
@@ -176,7 +176,9 @@ def test_tiny_ivvae_learns(tmp_path):
 def uninterrupted(tmp_path_factory):
     """A 6-step run with checkpoints every 2 steps (the reference for the resume tests)."""
     root = tmp_path_factory.mktemp("reference")
-    path = write_config(root / "tiny.yaml", tiny_config())
+    path = write_config(root / "tiny.yaml", tiny_config(logging={"tensorboard": True}))
+    (root / "run").mkdir()
+    (root / "run" / "EXPORT").touch()  # asks the running trainer for an export (at step 1)
     summary = run_training(path, output_dir=root / "run")
     return root, path, summary
 
@@ -237,11 +239,29 @@ def test_checkpoints_atomic_latest_and_pruned(uninterrupted, tmp_path):
     assert ckpt.resolve_resume("auto", run).name == "step_00000006"
     with pytest.raises(FileNotFoundError, match="incomplete"):
         ckpt.resolve_resume(broken, run)
+    with pytest.raises(FileExistsError, match="--resume auto"):
+        run_training(path, output_dir=run)  # a fresh run would mix with the old checkpoints
     summary = run_training(path, resume="auto", output_dir=run)
     assert summary["start_step"] == 6 and summary["steps_this_session"] == 0
     assert not half.exists()  # stale temp dirs are cleaned up at the next checkpoint / prune
     # --resume PATH with a specific checkpoint
     assert ckpt.resolve_resume(root / "step_00000004", run).name == "step_00000004"
+
+
+def test_run_outputs(uninterrupted):
+    """summary.json, metrics.jsonl, TensorBoard events, validation images, exports on request."""
+    ref_root, _, summary = uninterrupted
+    run = ref_root / "run"
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved == json.loads(json.dumps(summary))
+    assert saved["steps"] == 6 and saved["steps_per_s"] > 0 and saved["num_skipped_files"] == 0
+    assert [v["step"] for v in saved["val_psnr"]] == [0, 3, 6] and all(v["psnr"] > 5 for v in saved["val_psnr"])
+    assert saved["first_losses"]["step"] == 1 and saved["last_losses"]["step"] == 6
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (run / "images").glob("*.png")) == ["val_00000000.png", "val_00000003.png", "val_00000006.png"]
+    assert (run / "exports/step_00000001/config.json").is_file() and not (run / "EXPORT").exists()
+    assert load_config(run / "config.yaml").train.max_steps == 6
+    assert "step 6: checkpoint" in (run / "train.log").read_text()
 
 
 def test_bad_files_are_skipped_and_counted(tmp_path, caplog):
@@ -280,6 +300,12 @@ def test_export_and_stage_chaining(uninterrupted, tmp_path):
     out = ckpt.export_checkpoint(ref_root / "run", tmp_path / "fp16", dtype="float16")
     half = IVVAE.from_pretrained(out, torch_dtype=torch.float16)
     assert next(half.parameters()).dtype == torch.float16
+    # ivvae train CONFIG --export-only (the CLI's train_main)
+    from ivvae.train.trainer import main
+
+    assert main([str(ref_root / "tiny.yaml"), "--output-dir", str(ref_root / "run"), "--export-only",
+                 "--set", "export.dir=export_cli", "--set", "export.dtype=float16"]) == 0
+    assert IVVAE.from_pretrained(ref_root / "run/export_cli", torch_dtype=torch.float16).dtype == torch.float16
     ema = ckpt.load_checkpoint_model(ckpt.latest_checkpoint(ref_root / "run/checkpoints"), "ema")
     raw = ckpt.load_checkpoint_model(ckpt.latest_checkpoint(ref_root / "run/checkpoints"), "model")
     assert all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), model.state_dict().values()))
@@ -326,3 +352,37 @@ def test_inflated_init_trains_with_gan_and_mixed_buckets(tmp_path):
     assert all(np.isfinite(m["total"]) for m in logs)
     assert (ckpt.latest_checkpoint(tmp_path / "run/checkpoints") / "model_1.safetensors").is_file()  # discriminator
     assert inflate is not None
+
+
+def test_bf16_channels_last_checkpointing_on_cpu(tmp_path):
+    """accelerate's bf16 autocast works on the CPU: gradients agree with fp32 in direction, and a
+    run with bf16 + channels-last + gradient checkpointing trains."""
+    from ivvae.io import frames_to_tensor
+    from ivvae.models import IVVAE
+    from ivvae.train.trainer import _Autoencoder
+
+    torch.manual_seed(0)
+    model = IVVAE(**TINY_MODEL)
+    frames = read_video(sample_video_path("carphone"), num_frames=5, resize=(40, 32)).frames[:, :, :32]
+    x = frames_to_tensor(frames).unsqueeze(0)
+    grads = []
+    for precision in ("fp32", "bf16"):
+        model.zero_grad()
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            rec, _, _ = _Autoencoder(model)(x, sample_posterior=False)
+        (rec.float() - x).abs().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert grads[1].abs().sum() > 0
+    cosine = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
+    assert cosine > 0.9, f"bf16 gradients disagree with fp32 (cosine {cosine:.3f})"
+
+    cfg = tiny_config(model={"gradient_checkpointing": True, "channels_last": True},
+                      data={"validation": {"num_clips": 1}}, train={"max_steps": 2, "precision": "bf16", "num_threads": 1},
+                      logging={"val_every": 0, "val_at_start": False}, checkpoint={"every": 0, "at_end": False},
+                      export={"at_end": True, "dtype": "bfloat16"})
+    summary = run_training(write_config(tmp_path / "bf16.yaml", cfg), output_dir=tmp_path / "run")
+    logs = metrics(tmp_path / "run")
+    assert summary["precision"] == "bf16" and len(logs) == 2
+    assert all(np.isfinite(m["total"]) and m["grad_norm"] > 0 for m in logs)
+    assert IVVAE.from_pretrained(tmp_path / "run/export", torch_dtype=torch.bfloat16).dtype == torch.bfloat16

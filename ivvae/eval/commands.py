@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["register", "COMMAND_SPECS", "CommandSpec", "run_eval", "run_motion_score", "run_build_motionhd", "main"]
+__all__ = ["COMMAND_SPECS", "CommandSpec", "main", "register", "run_build_motionhd", "run_eval", "run_motion_score"]
 
 EXIT_OK = 0
 EXIT_USAGE = 2

@@ -23,12 +23,12 @@ from typing import Any
 from .runner import EvalResults, ModelResult
 
 __all__ = [
-    "write_report",
-    "markdown_report",
-    "plot_ssim_by_position",
-    "plot_psnr_per_frame",
-    "format_params",
     "REPORT_FILES",
+    "format_params",
+    "markdown_report",
+    "plot_psnr_per_frame",
+    "plot_ssim_by_position",
+    "write_report",
 ]
 
 REPORT_FILES = ("results.json", "results.md", "ssim_by_position.png", "psnr_per_frame.png")
@@ -116,8 +116,10 @@ def markdown_report(results: EvalResults) -> str:
         )
     lines += [
         "",
-        "PSNR (dB), SSIM and LPIPS: per frame, averaged over frames, then over clips. FVD: I3D features of all "
-        "original vs all reconstructed clips.",
+        (
+            "PSNR (dB), SSIM and LPIPS: per frame, averaged over frames, then over clips. FVD: I3D features of all "
+            "original vs all reconstructed clips."
+        ),
         "",
         "## SSIM by position in the group and information preservation",
         "",
@@ -136,10 +138,12 @@ def markdown_report(results: EvalResults) -> str:
         lines.append(f"| {_escape(r.name)} | {pos} | {spread} | {_cell(r, 'information_preservation', 4, marks)} |")
     lines += [
         "",
-        f"SSIM by position (paper Appendix A.2): frame 0 dropped, the other frames form groups of {group} "
-        "(the frames decoded from one latent frame); each position's SSIM is averaged over groups and clips. "
-        "A flat profile means every frame of a group is reconstructed equally well. "
-        "Information preservation (Appendix A.1): `1 - sum|x - x'| / sum|x|` over all clips, values mapped to [0, 1].",
+        (
+            f"SSIM by position (paper Appendix A.2): frame 0 dropped, the other frames form groups of {group} "
+            "(the frames decoded from one latent frame); each position's SSIM is averaged over groups and clips. "
+            "A flat profile means every frame of a group is reconstructed equally well. "
+            "Information preservation (Appendix A.1): `1 - sum|x - x'| / sum|x|` over all clips, values mapped to [0, 1]."
+        ),
         "",
         "## Timing",
         "",

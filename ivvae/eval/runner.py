@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,23 +62,23 @@ from .metrics import InformationPreservation, MeanAccumulator, psnr_per_frame, s
 
 __all__ = [
     "PROTOCOLS",
-    "Protocol",
-    "DatasetSpec",
+    "RESULTS_FORMAT",
     "Clip",
+    "DatasetSpec",
+    "EvalResults",
     "EvalSettings",
     "ModelResult",
-    "EvalResults",
+    "Protocol",
     "evaluate",
-    "reconstruct_clip",
     "load_eval_model",
     "model_info",
-    "RESULTS_FORMAT",
+    "reconstruct_clip",
 ]
 
 RESULTS_FORMAT = "ivvae-eval-results"
 RESULTS_VERSION = 1
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 # --------------------------------------------------------------------------------------------

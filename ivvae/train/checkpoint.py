@@ -37,24 +37,24 @@ from torch import nn
 
 __all__ = [
     "CHECKPOINTS_DIR",
+    "DTYPES",
     "LATEST_FILE",
     "STATE_FILE",
     "TMP_PREFIX",
     "checkpoint_name",
     "checkpoint_step",
-    "is_complete",
-    "list_checkpoints",
-    "latest_checkpoint",
-    "resolve_resume",
-    "finalize_dir",
-    "write_latest",
-    "write_json_atomic",
-    "prune_checkpoints",
-    "load_checkpoint_model",
-    "resolve_pretrained",
-    "export_model",
     "export_checkpoint",
-    "DTYPES",
+    "export_model",
+    "finalize_dir",
+    "is_complete",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint_model",
+    "prune_checkpoints",
+    "resolve_pretrained",
+    "resolve_resume",
+    "write_json_atomic",
+    "write_latest",
 ]
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -228,7 +228,12 @@ def prune_checkpoints(root: str | os.PathLike, keep_last: int, keep: tuple[Path,
     if keep_last > 0:
         for path in list_checkpoints(root)[:-keep_last]:
             if path.resolve() not in keep_resolved:
-                shutil.rmtree(path, ignore_errors=True)
+                # rename first: a process killed while deleting leaves a temp dir, not a checkpoint
+                # that looks complete but lacks files
+                doomed = root / f"{TMP_PREFIX}del-{path.name}"
+                shutil.rmtree(doomed, ignore_errors=True)
+                os.rename(path, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
                 removed.append(path)
     for path in root.glob(f"{TMP_PREFIX}*"):
         if path.is_dir():

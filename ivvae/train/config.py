@@ -28,35 +28,36 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, Union
+from typing import Any, Literal, Union
 
 import yaml
 
 __all__ = [
-    "ConfigError",
-    "TrainConfig",
-    "ModelConfig",
-    "InitConfig",
-    "DataConfig",
     "BucketConfig",
-    "ValidationConfig",
+    "CheckpointConfig",
+    "ConfigError",
+    "DataConfig",
+    "DiscriminatorConfig",
+    "EmaConfig",
+    "ExportConfig",
+    "GanConfig",
+    "InitConfig",
+    "LoggingConfig",
     "LossConfig",
     "LpipsConfig",
-    "GanConfig",
-    "DiscriminatorConfig",
+    "ModelConfig",
+    "OptimConfig",
     "OptimizerConfig",
     "ScheduleConfig",
-    "OptimConfig",
-    "EmaConfig",
-    "LoggingConfig",
-    "CheckpointConfig",
-    "ExportConfig",
-    "load_config",
+    "TrainConfig",
+    "ValidationConfig",
+    "apply_overrides",
     "config_from_dict",
     "config_to_dict",
-    "apply_overrides",
+    "load_config",
     "parse_override",
 ]
 
@@ -337,7 +338,9 @@ class OptimConfig:
         gradient_accumulation_steps: micro-batches per optimiser step.
         max_grad_norm: gradient clipping by global norm (``null``: none).
         precision: ``no`` (fp32), ``bf16`` or ``fp16`` (mixed precision via accelerate).
-        find_unused_parameters: DDP option, for models with branches unused on some inputs.
+        find_unused_parameters: DDP option, for models with parameters unused on some inputs
+            (switched on automatically when a video model trains on one-frame buckets, which
+            leave its temporal resampling convs unused).
         num_threads: torch CPU threads per process (``null``: torch's default). Tiny models on a
             shared or small CPU often run fastest with 1.
         cpu: train on the CPU even if a GPU is present.
@@ -484,10 +487,6 @@ def _type_name(tp: Any) -> str:
     return str(tp)
 
 
-class _Mismatch(Exception):
-    pass
-
-
 def _convert(value: Any, tp: Any, where: str, ctx: str) -> Any:
     """Convert a YAML value to type ``tp``; raise ConfigError mentioning ``where`` (dotted key)."""
     if tp is Any:
@@ -505,13 +504,15 @@ def _convert(value: Any, tp: Any, where: str, ctx: str) -> Any:
             if type(None) in args:
                 return None
             raise ConfigError(f"{ctx}: '{where}' must be {_type_name(tp)}, got null")
-        errors = []
-        # Try exact kinds first so "1" (int) does not become a list etc.
-        for arg in sorted((a for a in args if a is not type(None)), key=lambda a: typing.get_origin(a) is not None):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # X | None: X's own, more precise message
+            return _convert(value, options[0], where, ctx)
+        # plain kinds first, so that 1 stays an int rather than failing as a list
+        for arg in sorted(options, key=lambda a: typing.get_origin(a) is not None):
             try:
                 return _convert(value, arg, where, ctx)
-            except ConfigError as err:
-                errors.append(err)
+            except ConfigError:
+                continue
         raise ConfigError(f"{ctx}: '{where}' must be {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         choices = typing.get_args(tp)
@@ -523,6 +524,8 @@ def _convert(value: Any, tp: Any, where: str, ctx: str) -> Any:
         raise ConfigError(f"{ctx}: '{where}' must be {_type_name(tp)}, got {value!r}{hint}")
     if origin in (list, tuple, Sequence):
         (item_tp,) = typing.get_args(tp)[:1] or (Any,)
+        if isinstance(value, str) and item_tp is str:  # a single source needs no brackets
+            value = [value]
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise ConfigError(f"{ctx}: '{where}' must be {_type_name(tp)}, got {value!r}")
         return [_convert(v, item_tp, f"{where}.{i}", ctx) for i, v in enumerate(value)]

@@ -9,7 +9,8 @@ weights).
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -81,7 +82,7 @@ class EMA:
             if name in buffers:
                 buf.copy_(buffers[name])
 
-    def to(self, device: torch.device | str) -> "EMA":
+    def to(self, device: torch.device | str) -> EMA:
         self.model.to(device)
         return self
 

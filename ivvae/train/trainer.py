@@ -36,7 +36,6 @@ checkpoints, so a resumed run repeats the uninterrupted one step for step (fp32;
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
@@ -46,7 +45,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -59,7 +58,6 @@ from torch import nn
 from .checkpoint import (
     CHECKPOINTS_DIR,
     EMA_DIR,
-    MODEL_CONFIG,
     STATE_FILE,
     TMP_PREFIX,
     checkpoint_name,
@@ -77,14 +75,14 @@ from .config import BucketConfig, ConfigError, TrainConfig, config_to_dict, load
 from .ema import EMA
 
 __all__ = [
-    "Trainer",
     "TrainBatchSampler",
-    "run_training",
+    "Trainer",
     "add_train_arguments",
-    "train_main",
     "build_model_from_config",
-    "resolve_source",
     "lr_factor",
+    "resolve_source",
+    "run_training",
+    "train_main",
 ]
 
 logger = logging.getLogger("ivvae.train")
@@ -270,14 +268,17 @@ def _train_dataset_class():
     from .data import MultiBucketDataset
 
     class _TrainDataset(MultiBucketDataset):
-        """Adds the unreadable files met so far (in this worker) to every item, for the trainer's count."""
+        """Adds the unreadable files met so far in this process (a DataLoader worker) to every item.
+
+        ``item["bad_files"]``: ``(bucket, path, reason)`` triples. The trainer counts them and copies
+        them into its own datasets, so that workers of later epochs (forked from it) skip those
+        files at once instead of failing on them again; the items they produce are the same.
+        """
 
         def __getitem__(self, index: int) -> dict[str, Any]:
             item = super().__getitem__(index)
-            bad: dict[str, str] = {}
-            for ds in self.datasets:
-                bad.update(getattr(ds, "bad_files", {}))
-            item["bad_files"] = tuple(sorted(bad.items()))
+            item["bad_files"] = tuple((k, path, reason) for k, ds in enumerate(self.datasets)
+                                      for path, reason in getattr(ds, "bad_files", {}).items())
             return item
 
     return _TrainDataset
@@ -323,7 +324,7 @@ def build_train_data(cfg: TrainConfig, num_replicas: int = 1, rank: int = 0):
     total_weight = sum(b.weight for _, b in datasets)
     for ds, b in datasets:
         # enough distinct indices that no item repeats within an epoch (repeats draw fresh crops)
-        share = int(round(samples * b.weight / total_weight))
+        share = round(samples * b.weight / total_weight)
         ds.repeats = max(1, math.ceil(share / max(len(ds) // ds.repeats, 1)))
         entries.append((ds, b.weight))
         batch_sizes.append(b.batch_size)
@@ -443,7 +444,7 @@ def _log_handlers(run_dir: Path | None, main: bool):
     old_level = root.level
     if main:
         fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-        if not any(isinstance(h, _TqdmHandler) for h in root.handlers):
+        if not root.handlers and not logging.getLogger().handlers:  # else the application shows logs already
             console = _TqdmHandler(logging.INFO)
             console.setFormatter(fmt)
             added.append(console)
@@ -476,8 +477,9 @@ class Trainer:
     Args:
         cfg: the config.
         output_dir: overrides ``cfg.output_dir`` (default ``runs/<name>``).
-        callbacks: ``fn(trainer, step, logs)`` called on every process after every optimiser
-            step (logs: this step's losses, averaged over micro-batches, this process only).
+        callbacks: ``fn(trainer, step, logs)`` called on every process at the end of every
+            optimiser step, after its logging, validation and checkpoint (logs: this step's
+            losses, averaged over micro-batches, this process only).
     """
 
     def __init__(self, cfg: TrainConfig, output_dir: str | os.PathLike | None = None,
@@ -493,6 +495,7 @@ class Trainer:
         t = cfg.train
         if t.precision == "fp16" and not torch.cuda.is_available():
             raise ConfigError(f"{cfg.source}: 'train.precision' fp16 needs a GPU; use bf16 (or no) on CPU")
+        _reset_accelerate_state()
         # Without CUDA, processes launched by torchrun / accelerate only form a (gloo) group when
         # accelerate is told to use the CPU.
         world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -531,6 +534,11 @@ class Trainer:
         if cfg.model.channels_last:
             vae.to_channels_last()
         self.vae = vae
+        single_frame = any(b.kind == "image" or b.num_frames == 1 for b in cfg.data.buckets if b.weight > 0)
+        handler = getattr(acc, "ddp_handler", None)
+        if single_frame and vae.temporal_compression > 1 and handler is not None and not handler.find_unused_parameters:
+            # one-frame clips leave the temporal resampling convs unused: DDP must be told
+            handler.find_unused_parameters = True
         g = cfg.loss.gan
         self.discriminator = None
         if g.enabled:
@@ -601,7 +609,6 @@ class Trainer:
         set_seed(cfg.seed + acc.process_index)  # training randomness differs per process
 
         if self.is_main:
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
             n_params = sum(p.numel() for p in vae.parameters())
             logger.info("model %s: %.2fM parameters; %d process(es) on %s, precision %s", type(vae).__name__, n_params / 1e6,
                         acc.num_processes, self.device, cfg.train.precision)
@@ -654,7 +661,10 @@ class Trainer:
 
     def _note_bad_files(self, batch: dict[str, Any]) -> None:
         for entries in batch.get("bad_files", ()):
-            for path, reason in entries:
+            for bucket, path, reason in entries:
+                known = getattr(self.train_dataset.datasets[bucket], "bad_files", None)
+                if known is not None:
+                    known.setdefault(path, reason)
                 if path not in self.bad_files:
                     self.bad_files[path] = reason
                     logger.warning("skipped unreadable file %s: %s (%d skipped so far)", path, reason, len(self.bad_files))
@@ -737,6 +747,12 @@ class Trainer:
     def _train(self, resume) -> dict[str, Any]:
         cfg, acc = self.cfg, self.accelerator
         checkpoint = resolve_resume(resume, self.run_dir)
+        if resume is None and latest_checkpoint(self.checkpoint_root) is not None:
+            raise FileExistsError(
+                f"'{self.run_dir}' already holds checkpoints (latest: {latest_checkpoint(self.checkpoint_root).name}): "
+                "continue that run with --resume auto, or start a new one with another --output-dir (or delete the folder)")
+        if self.is_main:
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         if self.is_main and self.checkpoint_root.is_dir():
             prune_checkpoints(self.checkpoint_root, 0)  # remove temp dirs a killed run left behind
         acc.wait_for_everyone()
@@ -770,8 +786,6 @@ class Trainer:
                     self.ema.update(self.vae_unwrapped, self.step)
                 for key, value in logs.items():
                     window[key].append(value)
-                for callback in self.callbacks:
-                    callback(self, self.step, logs)
                 if self._pbar is not None:
                     self._pbar.update(1)
                 if self.step % cfg.logging.every == 0 or self.step == cfg.train.max_steps:
@@ -789,6 +803,8 @@ class Trainer:
                     last_ckpt_step = self.step
                 self._maybe_export_during_run()
                 paused += time.perf_counter() - t0
+                for callback in self.callbacks:
+                    callback(self, self.step, logs)
         finally:
             batches.close()
         session_time = time.perf_counter() - session_start
@@ -1033,7 +1049,7 @@ class Trainer:
         if self.ema is not None:
             ema_file = path / EMA_DIR / "diffusion_pytorch_model.safetensors"
             if ema_file.is_file():
-                self.ema.load_state_dict(state.get("ema") or {}, load_file(str(ema_file), device=str(self.device)))
+                self.ema.load_state_dict(state.get("ema") or {}, load_file(str(ema_file)))
             else:
                 logger.warning("checkpoint has no EMA weights: the EMA restarts from the current weights")
                 self.ema.copy_from(self.vae_unwrapped)
@@ -1068,6 +1084,21 @@ class Trainer:
                 logger.info("step %d: exported to %s", self.step, out)
 
 
+def _reset_accelerate_state() -> None:
+    """Let a process run several trainings in turn (tests, notebooks) with different precision or
+    accumulation: accelerate keeps one process-wide state and refuses changes to it. The process
+    group (PartialState) is kept."""
+    try:
+        from accelerate.state import AcceleratorState, GradientState
+
+        if AcceleratorState._shared_state:
+            AcceleratorState._reset_state(reset_partial_state=False)
+        if GradientState._shared_state:
+            GradientState._reset_state()
+    except (ImportError, AttributeError):  # pragma: no cover - accelerate internals moved
+        pass
+
+
 def _mean_dicts(dicts: Sequence[dict[str, float]]) -> dict[str, float]:
     acc: dict[str, list[float]] = defaultdict(list)
     for d in dicts:
@@ -1094,7 +1125,7 @@ def run_training(config_path: str | os.PathLike, overrides: Sequence[str] = (), 
     Args:
         config_path: the YAML file (see :mod:`ivvae.train.config`).
         overrides: ``key.sub=value`` strings, as ``--set`` takes them.
-        resume: ``None`` (fresh run; an existing run dir is reused and its checkpoints kept),
+        resume: ``None`` (a fresh run; refused if the output dir already holds checkpoints),
             ``"auto"`` (the latest complete checkpoint of the output dir, or a fresh start if none),
             or a checkpoint / run folder.
         output_dir: overrides the config's ``output_dir``.
@@ -1102,6 +1133,7 @@ def run_training(config_path: str | os.PathLike, overrides: Sequence[str] = (), 
 
     Raises:
         ConfigError: an invalid config or override (the message names the key and the file).
+        FileExistsError: ``resume`` is None but the output dir already holds checkpoints.
     """
     cfg = load_config(config_path, overrides)
     trainer = Trainer(cfg, output_dir=output_dir, callbacks=callbacks)
@@ -1137,7 +1169,7 @@ def train_main(args: argparse.Namespace) -> int:
         print(f"exported {checkpoint} -> {out}")
         return 0
     summary = run_training(args.config, args.overrides, args.resume, output_dir=args.output_dir)
-    if summary.get("output_dir") and Path(summary["output_dir"], SUMMARY_FILE).exists():
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary per run, not per process
         print(json.dumps({k: summary[k] for k in ("output_dir", "steps", "time_s", "steps_per_s", "first_losses", "last_losses",
                                                   "val_psnr", "num_skipped_files", "checkpoint", "export")}, indent=1))
     return 0
@@ -1149,7 +1181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return train_main(args)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
