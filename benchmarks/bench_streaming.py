@@ -79,25 +79,42 @@ def run_case(case: dict) -> dict:
 
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
-    model = build_model(case["preset"]).eval()
+    device = torch.device(case.get("device", "cpu"))
+    cuda = device.type == "cuda"
+    model = build_model(case["preset"]).eval().to(device)
     frames, size, chunk_groups = case["frames"], case["size"], case["chunk_groups"]
-    x = torch.rand(1, 3, frames, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x = (torch.rand(1, 3, frames, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
     gc.collect()
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
 
     def once() -> tuple[float, float]:
         with torch.inference_mode():
+            sync()
             t0 = time.perf_counter()
             z = model.encode(x, chunk_groups=chunk_groups).latent_dist.mode()
+            sync()
             t1 = time.perf_counter()
             y = model.decode(z, chunk_groups=chunk_groups, num_frames=frames).sample
+            sync()
             t2 = time.perf_counter()
         assert y.shape == x.shape, (y.shape, x.shape)
         return t1 - t0, t2 - t1
 
-    reset = _reset_peak()
-    baseline = _status_kib("VmRSS") * 1024 if reset else _maxrss_bytes()
-    times = [once()]
-    peak = _status_kib("VmHWM") * 1024 if reset else _maxrss_bytes()
+    if cuda:  # GPU memory: the allocator's peak above what model and input hold
+        torch.cuda.reset_peak_memory_stats(device)
+        reset, baseline = False, torch.cuda.memory_allocated(device)
+        times = [once()]
+        peak = torch.cuda.max_memory_allocated(device)
+        method = "torch.cuda.max_memory_allocated minus memory_allocated after loading"
+    else:
+        reset = _reset_peak()
+        baseline = _status_kib("VmRSS") * 1024 if reset else _maxrss_bytes()
+        times = [once()]
+        peak = _status_kib("VmHWM") * 1024 if reset else _maxrss_bytes()
+        method = "VmHWM after clear_refs reset" if reset else "ru_maxrss minus ru_maxrss after loading"
     for _ in range(case["repeats"] - 1):
         times.append(once())
     encode = statistics.median(t[0] for t in times)
@@ -110,7 +127,7 @@ def run_case(case: dict) -> dict:
         "baseline_rss_mib": round(baseline / 2**20, 1),
         "peak_rss_mib": round(peak / 2**20, 1),
         "peak_memory_mib": round((peak - baseline) / 2**20, 1),
-        "memory_method": "VmHWM after clear_refs reset" if reset else "ru_maxrss minus ru_maxrss after loading",
+        "memory_method": method,
     }
 
 
@@ -143,7 +160,7 @@ def summarize(args: argparse.Namespace, results: dict[str, dict]) -> dict:
         ratios["stream_n1_memory_long_vs_short"] = round(long["peak_memory_mib"] / stream["peak_memory_mib"], 3)
         targets["memory_growth_met"] = ratios["stream_n1_memory_long_vs_short"] <= TARGET_MEMORY_GROWTH
     return {
-        "config": {"preset": args.preset, "dtype": "fp32", "device": "cpu", "frames": args.frames, "long_frames": args.long_frames,
+        "config": {"preset": args.preset, "dtype": "fp32", "device": args.device, "frames": args.frames, "long_frames": args.long_frames,
                    "size": args.size, "threads": args.threads, "repeats": args.repeats, "quick": args.quick},
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
                         "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
@@ -164,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-frames", type=int, default=65, help="long clip T_long for the streaming memory check (default %(default)s)")
     parser.add_argument("--size", type=int, default=256, help="frame height = width (default %(default)s)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores, %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: on CUDA, time is synchronised and memory is the allocator's peak")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per case, median reported (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 32x32 frames, T=5 and T_long=9")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here (e.g. benchmarks/results/streaming.json)")
@@ -176,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.size, args.frames, args.long_frames = 32, 5, 9
 
-    common = {"preset": args.preset, "size": args.size, "threads": args.threads, "repeats": args.repeats}
+    common = {"preset": args.preset, "device": args.device, "size": args.size, "threads": args.threads, "repeats": args.repeats}
     cases = [
         dict(name="one_pass", frames=args.frames, chunk_groups=None, **common),
         dict(name="stream_n1", frames=args.frames, chunk_groups=1, **common),

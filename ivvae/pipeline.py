@@ -222,7 +222,8 @@ def encode_video(
         fps: frame rate stored in the metadata (for decoding to a video file).
         chunk_groups: ``None`` for one pass, else frame groups (4 frames) per chunk.
         tile: ``(size, overlap)`` in pixels for spatial tiling, or ``None``.
-        dtype: ``"fp32"`` or ``"bf16"`` (autocast + channels-last).
+        dtype: ``"fp32"`` or ``"bf16"`` (autocast + channels-last; this stores the model's conv
+            weights channels-last in place, a layout change that later calls keep).
         normalize: store ``scaling_factor * (z - shift_factor)`` (what a diffusion model trains
             on) instead of the raw latents. Raw latents (the default) decode bit-exactly.
         progress: show a progress bar over chunks.
