@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
+from .argtypes import nonnegative_int, positive_int, size
 
 EXIT_USAGE = 2  # user-fixable errors, as argparse uses for bad arguments
 
@@ -71,41 +72,12 @@ def register_lazy(name: str, help: str, load: Callable[[], Command]) -> Command:
 # --------------------------------------------------------------------------------------------
 # Shared options
 # --------------------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
 
 def _crf(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 51:
         raise argparse.ArgumentTypeError(f"must be in [0, 51], got {value}")
     return value
-
-
-def _size(text: str) -> int | tuple[int, int]:
-    """``256`` (short side) or ``WxH``."""
-    try:
-        if "x" in text.lower():
-            w, h = (int(v) for v in text.lower().split("x"))
-            if w < 1 or h < 1:
-                raise ValueError
-            return (w, h)
-        value = int(text)
-        if value < 1:
-            raise ValueError
-        return value
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive size N or WxH, got {text!r}") from None
 
 
 def _add_model(parser: argparse.ArgumentParser, default: str | None) -> None:
@@ -125,7 +97,7 @@ def _add_execution(parser: argparse.ArgumentParser, from_metadata: bool = False)
     group = parser.add_argument_group("execution")
     group.add_argument(
         "--chunk-groups",
-        type=_nonnegative_int,
+        type=nonnegative_int,
         default=None,
         metavar="N",
         help="stream the video in chunks of N frame groups (4 frames = 1 latent frame each): exactly the one-pass result "
@@ -134,7 +106,7 @@ def _add_execution(parser: argparse.ArgumentParser, from_metadata: bool = False)
     )
     group.add_argument(
         "--tile",
-        type=_nonnegative_int,
+        type=nonnegative_int,
         nargs="?",
         const=256,
         default=None,
@@ -142,7 +114,7 @@ def _add_execution(parser: argparse.ArgumentParser, from_metadata: bool = False)
         help="process frames in overlapping spatial tiles of SIZE pixels (default SIZE 256 when given without a value; "
         f"0 = no tiling); for frames too large for memory. Default: {'as recorded at encoding' if from_metadata else 'no tiling'}",
     )
-    group.add_argument("--tile-overlap", type=_nonnegative_int, default=None, metavar="PX",
+    group.add_argument("--tile-overlap", type=nonnegative_int, default=None, metavar="PX",
                        help="overlap of neighbouring tiles in pixels, blended linearly (default 64)")
     group.add_argument(
         "--dtype",
@@ -158,12 +130,12 @@ def _add_execution(parser: argparse.ArgumentParser, from_metadata: bool = False)
 
 def _add_input_selection(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("input selection")
-    group.add_argument("--start", type=_nonnegative_int, default=0, metavar="S", help="first frame to read (default 0)")
-    group.add_argument("--frames", type=_positive_int, default=None, metavar="N", help="number of frames to read (default: to the end)")
-    group.add_argument("--stride", type=_positive_int, default=1, metavar="K", help="read every K-th frame; the output fps is divided by K (default 1)")
-    group.add_argument("--resize", type=_size, default=None, metavar="N|WxH",
+    group.add_argument("--start", type=nonnegative_int, default=0, metavar="S", help="first frame to read (default 0)")
+    group.add_argument("--frames", type=positive_int, default=None, metavar="N", help="number of frames to read (default: to the end)")
+    group.add_argument("--stride", type=positive_int, default=1, metavar="K", help="read every K-th frame; the output fps is divided by K (default 1)")
+    group.add_argument("--resize", type=size, default=None, metavar="N|WxH",
                        help="resize frames: N = short side to N pixels keeping the aspect ratio, WxH = exact size")
-    group.add_argument("--crop", type=_size, default=None, metavar="N|WxH", help="centre crop after resizing: N = NxN, WxH = that size")
+    group.add_argument("--crop", type=size, default=None, metavar="N|WxH", help="centre crop after resizing: N = NxN, WxH = that size")
 
 
 def _add_writing(parser: argparse.ArgumentParser) -> None:
@@ -498,8 +470,8 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to write input.mp4, reconstruction.mp4 and side_by_side.mp4 (default: ./ivvae-demo)")
     _add_model(parser, DEFAULT_MODEL)
     parser.add_argument("--sample", default="bikes", help="bundled sample video: bikes, bigbuckbunny or carphone (default %(default)s)")
-    parser.add_argument("--frames", type=_positive_int, default=17, metavar="N", help="frames to reconstruct from the start (default %(default)s)")
-    parser.add_argument("--size", type=_positive_int, default=256, metavar="PX",
+    parser.add_argument("--frames", type=positive_int, default=17, metavar="N", help="frames to reconstruct from the start (default %(default)s)")
+    parser.add_argument("--size", type=positive_int, default=256, metavar="PX",
                         help="resize the short side to PX and centre-crop to PXxPX (default %(default)s)")
     _add_execution(parser)
     _add_writing(parser)
@@ -647,7 +619,7 @@ def _inflate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=["ktc", "tail", "same"], default="ktc",
                         help="ktc: IV-VAE with twice the image latent channels (the paper's initialisation); tail: causal 3-D "
                         "baseline with as many; same: IV-VAE with as many (default %(default)s)")
-    parser.add_argument("--temporal-frame", type=_nonnegative_int, default=None, metavar="I",
+    parser.add_argument("--temporal-frame", type=nonnegative_int, default=None, metavar="I",
                         help="frame of each group the temporal branch starts from (default: the mode's, frame 2 for ktc)")
     parser.add_argument("--allow-unfilled", action="store_true", help="accept target tensors that no rule fills (left at random init)")
     parser.add_argument("--overwrite", action="store_true", help="write into OUT_DIR even if it exists and is not empty")

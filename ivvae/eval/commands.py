@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..argtypes import nonnegative_int, positive_int, size
+
 __all__ = ["COMMAND_SPECS", "CommandSpec", "main", "register", "run_build_motionhd", "run_eval", "run_motion_score"]
 
 EXIT_OK = 0
@@ -40,44 +42,8 @@ PROTOCOL_NAMES = ("original", "resized-480", "resized-720", "resized-1080", "cus
 # --------------------------------------------------------------------------------------------
 # argument types
 # --------------------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _wxh_or_int(text: str) -> int | tuple[int, int]:
-    """``N`` or ``WxH``."""
-    try:
-        if "x" in text.lower():
-            w, h = (int(v) for v in text.lower().split("x"))
-            if w < 1 or h < 1:
-                raise ValueError
-            return (w, h)
-        value = int(text)
-        if value < 1:
-            raise ValueError
-        return value
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive size N or WxH, got {text!r}") from None
-
-
 def _wxh(text: str) -> tuple[int, int]:
-    value = _wxh_or_int(text)
+    value = size(text)
     if isinstance(value, int):
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}")
     return value
@@ -217,16 +183,16 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                       "'path' column (e.g. from build-motionhd), .jsonl with \"path\" keys, or .txt with one path per line")
     data.add_argument("--protocol", choices=PROTOCOL_NAMES, default="original",
                       help="resolution preset, see above (default %(default)s)")
-    data.add_argument("--num-videos", type=_positive_int, default=None, metavar="N",
+    data.add_argument("--num-videos", type=positive_int, default=None, metavar="N",
                       help="evaluate N videos chosen at random with --seed (default: all videos)")
     data.add_argument("--seed", type=int, default=0, help="seed of the video choice and of random clip starts (default 0)")
-    data.add_argument("--frames", type=_positive_int, default=17, metavar="T",
+    data.add_argument("--frames", type=positive_int, default=17, metavar="T",
                       help="frames per clip (default 17; SSIM by position needs 1 + 4k)")
     data.add_argument("--clip-start", choices=("first", "random"), default="first",
                       help="first frames of each video, or a seeded random start per video (default first)")
-    data.add_argument("--size", type=_positive_int, default=None, metavar="N",
+    data.add_argument("--size", type=positive_int, default=None, metavar="N",
                       help="custom protocol: resize the short side to N pixels")
-    data.add_argument("--crop", type=_wxh_or_int, default=None, metavar="N|WxH",
+    data.add_argument("--crop", type=size, default=None, metavar="N|WxH",
                       help="custom protocol: centre crop NxN or WxH after resizing")
 
     metrics = parser.add_argument_group("metrics")
@@ -242,16 +208,16 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                          help="round reconstructions to 8 bits before measuring (as if written to a video file)")
 
     execution = parser.add_argument_group("execution")
-    execution.add_argument("--chunk-groups", type=_nonnegative_int, default=1, metavar="N",
+    execution.add_argument("--chunk-groups", type=nonnegative_int, default=1, metavar="N",
                            help="stream each clip in chunks of N frame groups (4 frames each); exact whatever N; "
                            "0 = one pass (default 1: the least memory)")
-    execution.add_argument("--tile", type=_nonnegative_int, default=None, metavar="SIZE",
+    execution.add_argument("--tile", type=nonnegative_int, default=None, metavar="SIZE",
                            help="spatial tiles of SIZE pixels for large frames (0 or absent: no tiling)")
-    execution.add_argument("--tile-overlap", type=_nonnegative_int, default=64, metavar="PX",
+    execution.add_argument("--tile-overlap", type=nonnegative_int, default=64, metavar="PX",
                            help="overlap of neighbouring tiles (default %(default)s)")
     execution.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="compute precision (default fp32)")
     execution.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
-    execution.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    execution.add_argument("--threads", type=positive_int, default=None, metavar="N",
                            help="CPU threads for torch (default: torch's choice); 1 is often fastest on a busy machine")
     execution.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -380,9 +346,9 @@ def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", default=None, metavar="HIST.png", help="also write a histogram of the scores")
     parser.add_argument("--method", choices=("farneback", "raft"), default="farneback", help="optical flow (default farneback)")
     parser.add_argument("--raft-weights", default=None, metavar="PATH", help="RAFT-large weights (method raft)")
-    parser.add_argument("--frame-interval", type=_positive_int, default=3, metavar="K", help="frames between the two frames of a pair (default 3)")
+    parser.add_argument("--frame-interval", type=positive_int, default=3, metavar="K", help="frames between the two frames of a pair (default 3)")
     parser.add_argument("--size", type=_wxh, default=(768, 432), metavar="WxH", help="frames are resized to WxH (default 768x432)")
-    parser.add_argument("--max-pairs", type=_positive_int, default=None, metavar="N", help="use at most the first N pairs per video (default: all)")
+    parser.add_argument("--max-pairs", type=positive_int, default=None, metavar="N", help="use at most the first N pairs per video (default: all)")
     parser.add_argument("--device", default="cpu", help="device for RAFT (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -457,13 +423,13 @@ MOTIONHD_EPILOG = """
 
 def add_motionhd_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scores", required=True, metavar="SCORES.csv", help="scored pool (from motion-score)")
-    parser.add_argument("--n", type=_nonnegative_int, required=True, metavar="N", help="number of videos to choose")
+    parser.add_argument("--n", type=nonnegative_int, required=True, metavar="N", help="number of videos to choose")
     parser.add_argument("--low", type=float, default=None, metavar="L", help="lower end of the score range (default: reference min)")
     parser.add_argument("--high", type=float, default=None, metavar="H", help="upper end of the score range (default: reference max)")
     parser.add_argument("--reference", default=None, metavar="REF.csv", help="scores of the reference set (from motion-score)")
     parser.add_argument("--shape", choices=("uniform", "reference"), default="uniform",
                         help="target histogram: uniform over [L, H] (the paper) or the reference's (default uniform)")
-    parser.add_argument("--bins", type=_positive_int, default=20, metavar="B", help="histogram bins over [L, H] (default 20)")
+    parser.add_argument("--bins", type=positive_int, default=20, metavar="B", help="histogram bins over [L, H] (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws within bins (default 0)")
     parser.add_argument("--out", required=True, metavar="MANIFEST.csv", help="output manifest (path,motion_score)")
     parser.add_argument("--plot", default=None, metavar="HIST.png", help="also plot the pool and the chosen set")

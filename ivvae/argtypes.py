@@ -1,0 +1,42 @@
+"""Argument types shared by the command-line front ends (``ivvae.cli``, ``ivvae.eval.commands``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def size(text: str) -> int | tuple[int, int]:
+    """``N`` (a short side or a square) or ``WxH``."""
+    try:
+        if "x" in text.lower():
+            w, h = (int(v) for v in text.lower().split("x"))
+            if w < 1 or h < 1:
+                raise ValueError
+            return (w, h)
+        value = int(text)
+        if value < 1:
+            raise ValueError
+        return value
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive size N or WxH, got {text!r}") from None
