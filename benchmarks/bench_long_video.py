@@ -165,6 +165,10 @@ def run_case(case: dict) -> dict:
 
     import torch
 
+    if case.get("tune_malloc", True):
+        from ivvae.runtime import tune_cpu_allocator
+
+        tune_cpu_allocator()
     torch.set_num_threads(case["threads"])
     model = build_model(case["model"], case["preset"], case["width"], case["seed"])
     x = load_clip(case["video"], case["frames"], case["size"])

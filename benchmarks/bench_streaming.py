@@ -77,6 +77,10 @@ def run_case(case: dict) -> dict:
 
     from ivvae.models import build_model
 
+    if case.get("tune_malloc", True):
+        from ivvae.runtime import tune_cpu_allocator
+
+        tune_cpu_allocator()
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
     device = torch.device(case.get("device", "cpu"))
@@ -161,7 +165,8 @@ def summarize(args: argparse.Namespace, results: dict[str, dict]) -> dict:
         targets["memory_growth_met"] = ratios["stream_n1_memory_long_vs_short"] <= TARGET_MEMORY_GROWTH
     return {
         "config": {"preset": args.preset, "dtype": "fp32", "device": args.device, "frames": args.frames, "long_frames": args.long_frames,
-                   "size": args.size, "threads": args.threads, "repeats": args.repeats, "quick": args.quick},
+                   "size": args.size, "threads": args.threads, "repeats": args.repeats, "quick": args.quick,
+                   "malloc_tuning": not args.no_malloc_tuning},
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
                         "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
         "method": "each case in a fresh subprocess; peak memory = peak RSS during encode+decode minus RSS after loading model and input "
@@ -183,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores, %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: on CUDA, time is synchronised and memory is the allocator's peak")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per case, median reported (default %(default)s)")
+    parser.add_argument("--no-malloc-tuning", action="store_true",
+                        help="leave glibc malloc as is (default: ivvae.runtime.tune_cpu_allocator(), as the ivvae command does)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 32x32 frames, T=5 and T_long=9")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here (e.g. benchmarks/results/streaming.json)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -194,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.size, args.frames, args.long_frames = 32, 5, 9
 
-    common = {"preset": args.preset, "device": args.device, "size": args.size, "threads": args.threads, "repeats": args.repeats}
+    common = {"preset": args.preset, "device": args.device, "size": args.size, "threads": args.threads, "repeats": args.repeats,
+              "tune_malloc": not args.no_malloc_tuning}
     cases = [
         dict(name="one_pass", frames=args.frames, chunk_groups=None, **common),
         dict(name="stream_n1", frames=args.frames, chunk_groups=1, **common),

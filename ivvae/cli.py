@@ -780,6 +780,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     prog = f"ivvae {args.command}"
+    from .runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # large activations: reuse freed memory instead of page-faulting it in again
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

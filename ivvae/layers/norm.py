@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+
+_EPS = 1e-12  # F.normalize's: the norm is clamped to at least this
 
 
 class RMSNorm(nn.Module):
@@ -25,8 +27,8 @@ class RMSNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones(width * num_branches, *([1] * spatial_dims)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.num_branches == 1:
-            normed = F.normalize(x, dim=1)
-        else:
-            normed = F.normalize(x.unflatten(1, (self.num_branches, self.width)), dim=2).flatten(1, 2)
-        return normed * self.scale * self.gamma
+        # F.normalize computes the same, but its strided channel reduction was 2.5x slower on CPU
+        # (15% of a forward pass); a sum of squares reduces over channels as whole-plane adds.
+        branches = x.unflatten(1, (self.num_branches, self.width))
+        inv_norm = branches.square().sum(2, keepdim=True).clamp_min(_EPS**2).rsqrt()
+        return (branches * (inv_norm * self.scale)).flatten(1, 2) * self.gamma

@@ -487,8 +487,11 @@ class Trainer:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
+        from ivvae.runtime import tune_cpu_allocator
+
         self.cfg = cfg
         self.callbacks = list(callbacks)
+        tune_cpu_allocator()  # activations freed by one step are reused by the next (no page faults)
         if cfg.train.num_threads is not None:
             torch.set_num_threads(cfg.train.num_threads)
         self.run_dir = Path(output_dir or cfg.output_dir or Path("runs") / (cfg.name or "run"))

@@ -1,0 +1,174 @@
+"""Held-out quality of a training run against its steps, and its loss curve.
+
+Evaluates every step export of a run (``export.every`` in the config writes
+``<run>/export/step_N``; the final export is ``<run>/export``) on the held-out set of the bundled
+model -- the same clips as ``ivvae eval ... --start-fraction 0.8 --clips-per-video 2 --crop 256
+--small-frames native`` in docs/default-model.md -- next to the bicubic x4 reference, then plots
+
+* ``heldout_curve.png``: held-out PSNR and SSIM against training steps, with the bicubic x4 reference
+  and the floor of issue #6 (>= 26 dB, >= bicubic + 1 dB, SSIM >= 0.75);
+* ``loss_curve.png``: the training L1 loss (per bucket) and the in-run validation PSNR of each run.
+
+Results are cached in ``heldout_curve.json`` (one entry per evaluated folder), so rerunning after
+more steps only evaluates the new exports.
+
+    python benchmarks/heldout_curve.py --run runs/small_z16/2_ivvae_video \\
+        --start runs/small_z16/1_image_vae=KTC init --loss-run runs/small_z16/1_image_vae \\
+        --out docs/default-model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from ivvae.eval.runner import DatasetSpec, EvalSettings, evaluate
+
+HELD_OUT_SOURCES = ["sample:carphone", "sample:bikes", "sample:bigbuckbunny"]
+FLOOR_PSNR, FLOOR_SSIM, FLOOR_MARGIN_DB, FLOOR_POSITION_SPREAD = 26.0, 0.75, 1.0, 0.02
+
+
+def held_out_set() -> DatasetSpec:
+    """carphone (never trained on) and the last 20% of bikes and bigbuckbunny; 17-frame clips,
+    256x256 centre crops (native size when smaller), up to 2 consecutive clips per video."""
+    return DatasetSpec(HELD_OUT_SOURCES, protocol="custom", crop=256, small_frames="native", frames=17,
+                       start_fraction=0.8, clips_per_video=2)
+
+
+def step_exports(run: Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of ``<run>/export/step_N`` and of the final export (its step from summary.json)."""
+    found = []
+    for folder in sorted((run / "export").glob("step_*")):
+        match = re.fullmatch(r"step_(\d+)", folder.name)
+        if match and (folder / "config.json").is_file():
+            found.append((int(match.group(1)), folder))
+    final = run / "export"
+    summary = run / "summary.json"
+    if (final / "config.json").is_file() and summary.is_file():
+        step = int(json.loads(summary.read_text()).get("steps", 0))
+        if step not in {s for s, _ in found}:
+            found.append((step, final))
+    return sorted(found)
+
+
+def evaluate_folder(model: str | Path, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    settings = EvalSettings(chunk_groups=1, lpips=False, fvd=False, progress=False)
+    result = evaluate({"m": str(model)}, held_out_set(), settings)["m"]
+    return {
+        "psnr": result.metrics["psnr"],
+        "ssim": result.metrics["ssim"],
+        "ssim_by_position": result.ssim_by_position,
+        "ssim_position_spread": result.ssim_position_spread,
+        "per_clip": [{k: c[k] for k in ("path", "start", "psnr", "ssim")} for c in result.per_clip],
+        "seconds_per_clip": result.timing["seconds_per_clip"],
+    }
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def plot_curve(data: dict, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted((e["step"], e) for e in data["runs"].values())
+    steps = [s for s, _ in points]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(steps, [e["psnr"] for _, e in points], "o-", label="ivvae-small-z16 (held-out)")
+    ax2.plot(steps, [e["ssim"] for _, e in points], "o-", label="ivvae-small-z16 (held-out)")
+    ref = data.get("bicubic-x4")
+    if ref:
+        ax1.axhline(ref["psnr"], color="gray", ls="--", label=f"bicubic x4 ({ref['psnr']:.2f} dB)")
+        ax1.axhline(max(FLOOR_PSNR, ref["psnr"] + FLOOR_MARGIN_DB), color="red", ls=":", label="floor")
+        ax2.axhline(ref["ssim"], color="gray", ls="--", label=f"bicubic x4 ({ref['ssim']:.3f})")
+    ax2.axhline(FLOOR_SSIM, color="red", ls=":", label="floor")
+    for ax, name in ((ax1, "PSNR (dB)"), (ax2, "SSIM")):
+        ax.set_xlabel("video-training steps (0 = KTC-inflated image VAE)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("held-out set: carphone + last 20% of bikes and bigbuckbunny, 17x256x256 (native when smaller)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_losses(runs: list[Path], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False)
+    for ax, run in zip(axes[0], runs):
+        rows = _read_jsonl(run / "metrics.jsonl")
+        keys = sorted({k for r in rows for k in r if k.startswith("l1/")}) or ["l1"]
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in rows if key in r]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=f"train {key}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("L1 (pixels in [-1, 1])")
+        ax.set_title(run.name, fontsize=9)
+        ax.grid(alpha=0.3)
+        summary = run / "summary.json"
+        val = json.loads(summary.read_text()).get("val_psnr", []) if summary.is_file() else []
+        if val:
+            twin = ax.twinx()
+            twin.plot([v["step"] for v in val], [v.get("psnr_ema", v.get("psnr")) for v in val], "k.--", label="in-run val PSNR (EMA)")
+            twin.set_ylabel("dB")
+            twin.legend(fontsize=8, loc="center right")
+        ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, type=Path, help="training run folder with export/step_N folders")
+    parser.add_argument("--start", default=None, metavar="FOLDER",
+                        help="model evaluated as step 0 (e.g. the KTC inflation the run started from)")
+    parser.add_argument("--loss-run", action="append", type=Path, default=[],
+                        help="earlier runs whose loss curves are plotted before --run's (repeatable)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache_path = args.out / "heldout_curve.json"
+    data = json.loads(cache_path.read_text()) if cache_path.is_file() else {"runs": {}}
+    data["held_out_set"] = held_out_set().to_dict()
+    todo = step_exports(args.run)
+    if args.start:
+        todo = [(0, Path(args.start))] + todo
+    if "bicubic-x4" not in data:
+        data["bicubic-x4"] = evaluate_folder("bicubic-x4", args.threads)
+    for step, folder in todo:
+        key = f"{folder}@{step}"
+        if key in data["runs"]:
+            continue
+        entry = evaluate_folder(folder, args.threads)
+        entry["step"] = step
+        data["runs"][key] = entry
+        print(f"step {step}: held-out PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.3f} ({folder})", file=sys.stderr)
+        cache_path.write_text(json.dumps(data, indent=2) + "\n")  # after each folder: an interrupted run keeps its work
+    cache_path.write_text(json.dumps(data, indent=2) + "\n")
+    plot_curve(data, args.out / "heldout_curve.png")
+    plot_losses(args.loss_run + [args.run], args.out / "loss_curve.png")
+    print(f"wrote {cache_path}, {args.out / 'heldout_curve.png'}, {args.out / 'loss_curve.png'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
