@@ -1,7 +1,7 @@
 """Held-out quality of a training run against its steps, and its loss curve.
 
 Evaluates every step export of a run (``export.every`` in the config writes
-``<run>/export/step_N``; the final export is ``<run>/export``) on the held-out set of the bundled
+``<run>/exports/step_N``; the final export is ``<run>/export``) on the held-out set of the bundled
 model -- the same clips as ``ivvae eval ... --start-fraction 0.8 --clips-per-video 2 --crop 256
 --small-frames native`` in docs/default-model.md -- next to the bicubic x4 reference, then plots
 
@@ -41,9 +41,9 @@ def held_out_set() -> DatasetSpec:
 
 
 def step_exports(run: Path) -> list[tuple[int, Path]]:
-    """``(step, folder)`` of ``<run>/export/step_N`` and of the final export (its step from summary.json)."""
+    """``(step, folder)`` of ``<run>/exports/step_N`` and of the final export (its step from summary.json)."""
     found = []
-    for folder in sorted((run / "export").glob("step_*")):
+    for folder in sorted((run / "exports").glob("step_*")):
         match = re.fullmatch(r"step_(\d+)", folder.name)
         if match and (folder / "config.json").is_file():
             found.append((int(match.group(1)), folder))
@@ -136,7 +136,7 @@ def plot_losses(runs: list[Path], out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, type=Path, help="training run folder with export/step_N folders")
+    parser.add_argument("--run", required=True, type=Path, help="training run folder with exports/step_N folders")
     parser.add_argument("--start", default=None, metavar="FOLDER",
                         help="model evaluated as step 0 (e.g. the KTC inflation the run started from)")
     parser.add_argument("--loss-run", action="append", type=Path, default=[],

@@ -279,8 +279,10 @@ def test_info_presets_and_preset_name(capsys):
 
 def test_demo_with_model(capsys, model_dir, tmp_path):
     out_dir = tmp_path / "demo"
-    code, out, err = run(capsys, "demo", "--out-dir", out_dir, "--model", model_dir, "--frames", "5", "--size", "64", "--no-progress")
+    code, out, err = run(capsys, "demo", "--out-dir", out_dir, "--model", model_dir, "--frames", "5", "--size", "64", "--crop", "64",
+                         "--no-progress")
     assert code == 0, err
+    assert "frames 200-204" in out  # bikes has 250 frames: the held-out part starts at frame 200
     assert probe_video(out_dir / "reconstruction.mp4").num_frames == 5
     side = probe_video(out_dir / "side_by_side.mp4")
     assert (side.width, side.height) == (128, 64)

@@ -417,7 +417,7 @@ class ExportConfig:
 
     Attributes:
         at_end: export when the run ends, to ``<output_dir>/<dir>``.
-        every: also export every N steps, to ``<output_dir>/<dir>/step_N`` (0: never).
+        every: also export every N steps, to ``<output_dir>/exports/step_N`` (0: never).
         dtype: ``float32``, ``float16`` or ``bfloat16``.
         use_ema: export the EMA weights when EMA is enabled (else the raw weights).
         dir: folder name inside the output dir.
