@@ -21,3 +21,20 @@ def test_bundled_model_reconstructs_a_held_out_clip():
         recon = model(video).sample.clamp(-1, 1)
     assert recon.shape == video.shape
     assert float(psnr(video, recon)) > 17.0  # measured 19.2 dB
+
+
+def test_default_model_training_configs_load():
+    from pathlib import Path
+
+    from ivvae.train.config import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    configs = sorted((repo / "configs" / "small_z16").glob("*.yaml"))
+    assert [p.name for p in configs] == ["1_image_vae.yaml", "2_ivvae_video.yaml", "3_continue.yaml"]
+    stages = [load_config(p) for p in configs]
+    assert stages[1].model.init.inflate_from == stages[0].output_dir + "/export" and stages[1].model.init.mode == "ktc"
+    # stage 3 continues from the shipped weights, which a fresh clone has
+    assert (repo / stages[2].model.init.from_pretrained / "config.json").is_file()
+    # every stage holds out the same part of the sample clips
+    assert all(s.data.train_time_range == [0.0, 0.8] for s in stages)
+    assert all("sample:carphone" not in s.data.sources for s in stages)
