@@ -70,6 +70,18 @@ def evaluate_folder(model: str | Path, threads: int) -> dict:
     }
 
 
+def floor_check(entry: dict, reference: dict) -> dict:
+    """Issue #6's quality floor for one evaluated model: each condition and whether it holds."""
+    spread = entry.get("ssim_position_spread")
+    checks = {
+        "psnr_at_least_26_db": entry["psnr"] >= FLOOR_PSNR,
+        "psnr_at_least_bicubic_plus_1_db": entry["psnr"] >= reference["psnr"] + FLOOR_MARGIN_DB,
+        "ssim_at_least_0.75": entry["ssim"] >= FLOOR_SSIM,
+        "ssim_by_position_spread_at_most_0.02": spread is not None and spread <= FLOOR_POSITION_SPREAD,
+    }
+    return {**checks, "met": all(checks.values())}
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
@@ -88,9 +100,10 @@ def plot_curve(data: dict, out: Path) -> Path:
     ref = data.get("bicubic-x4")
     if ref:
         ax1.axhline(ref["psnr"], color="gray", ls="--", label=f"bicubic x4 ({ref['psnr']:.2f} dB)")
-        ax1.axhline(max(FLOOR_PSNR, ref["psnr"] + FLOOR_MARGIN_DB), color="red", ls=":", label="floor")
+        floor = max(FLOOR_PSNR, ref["psnr"] + FLOOR_MARGIN_DB)
+        ax1.axhline(floor, color="red", ls=":", label=f"floor ({floor:.2f} dB = max(26, bicubic + 1))")
         ax2.axhline(ref["ssim"], color="gray", ls="--", label=f"bicubic x4 ({ref['ssim']:.3f})")
-    ax2.axhline(FLOOR_SSIM, color="red", ls=":", label="floor")
+    ax2.axhline(FLOOR_SSIM, color="red", ls=":", label=f"floor ({FLOOR_SSIM})")
     for ax, name in ((ax1, "PSNR (dB)"), (ax2, "SSIM")):
         ax.set_xlabel("video-training steps (0 = KTC-inflated image VAE)")
         ax.set_ylabel(name)
@@ -160,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         entry = evaluate_folder(folder, args.threads)
         entry["step"] = step
+        entry["floor"] = floor_check(entry, data["bicubic-x4"])
         data["runs"][key] = entry
-        print(f"step {step}: held-out PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.3f} ({folder})", file=sys.stderr)
+        print(f"step {step}: held-out PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.3f}, SSIM-by-position spread "
+              f"{entry['ssim_position_spread']:.4f}, floor met: {entry['floor']['met']} ({folder})", file=sys.stderr)
         cache_path.write_text(json.dumps(data, indent=2) + "\n")  # after each folder: an interrupted run keeps its work
     cache_path.write_text(json.dumps(data, indent=2) + "\n")
     plot_curve(data, args.out / "heldout_curve.png")
