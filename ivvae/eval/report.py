@@ -94,6 +94,9 @@ def markdown_report(results: EvalResults) -> str:
         f"- protocol: **{ds.get('protocol')}** ({_escape(ds.get('protocol_description', ''))})"
         + (f": {size}" if ds.get("protocol") == "custom" else ""),
         f"- clips: {ds.get('num_clips')} clips of {ds.get('frames')} frames, start: {ds.get('clip_start')}"
+        + (f" from {ds['start_fraction']:g} of each video" if ds.get("start_fraction") else "")
+        + (f", up to {ds['clips_per_video']} consecutive clips per video" if (ds.get("clips_per_video") or 1) > 1 else "")
+        + (", frames smaller than the crop kept at native size" if ds.get("small_frames") == "native" else "")
         + (f"; {len(ds['skipped'])} video(s) skipped (see results.json)" if ds.get("skipped") else ""),
         f"- frame sizes evaluated (width x height, clips): {sizes or NA}",
         f"- execution: {st.get('execution')}, {st.get('dtype')}, device {st.get('device')}"
