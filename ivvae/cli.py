@@ -498,7 +498,8 @@ def _demo_run(args: argparse.Namespace) -> int:
     source = sample_video_path(args.sample)
     start = args.start
     if start is None:  # the held-out tail (train_time_range [0, 0.8] in configs/small_z16/)
-        start = max(0, min(int(probe_video(source).num_frames * HELD_OUT_FROM), probe_video(source).num_frames - args.frames))
+        total = probe_video(source).num_frames
+        start = max(0, min(int(total * HELD_OUT_FROM), total - args.frames))
     video = read_video(source, start=start, num_frames=args.frames, resize=args.size)
     frames = center_crop(video.frames, args.crop, args.crop)
     fps = video.fps or 25.0
