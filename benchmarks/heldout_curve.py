@@ -28,16 +28,16 @@ from pathlib import Path
 import torch
 
 from ivvae.eval.runner import DatasetSpec, EvalSettings, evaluate
+from ivvae.hub import HELD_OUT_SOURCES, HELD_OUT_START_FRACTION
 
-HELD_OUT_SOURCES = ["sample:carphone", "sample:bikes", "sample:bigbuckbunny"]
 FLOOR_PSNR, FLOOR_SSIM, FLOOR_MARGIN_DB, FLOOR_POSITION_SPREAD = 26.0, 0.75, 1.0, 0.02
 
 
 def held_out_set() -> DatasetSpec:
     """carphone (never trained on) and the last 20% of bikes and bigbuckbunny; 17-frame clips,
     256x256 centre crops (native size when smaller), up to 2 consecutive clips per video."""
-    return DatasetSpec(HELD_OUT_SOURCES, protocol="custom", crop=256, small_frames="native", frames=17,
-                       start_fraction=0.8, clips_per_video=2)
+    return DatasetSpec(list(HELD_OUT_SOURCES), protocol="custom", crop=256, small_frames="native", frames=17,
+                       start_fraction=HELD_OUT_START_FRACTION, clips_per_video=2)
 
 
 def step_exports(run: Path) -> list[tuple[int, Path]]:

@@ -463,10 +463,6 @@ def _info_run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # demo
 # --------------------------------------------------------------------------------------------
-#: Where the bundled model's held-out part of each sample video begins (fraction of its frames).
-HELD_OUT_FROM = 0.8
-
-
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     from .hub import DEFAULT_MODEL
 
@@ -486,6 +482,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo_run(args: argparse.Namespace) -> int:
+    from .hub import HELD_OUT_START_FRACTION
     from .io import probe_video, read_video, sample_video_path, write_video
     from .pipeline import center_crop
 
@@ -497,9 +494,9 @@ def _demo_run(args: argparse.Namespace) -> int:
     _check_memory(args, model, args.frames, args.crop, args.crop, chunk_groups, tile, dtype)
     source = sample_video_path(args.sample)
     start = args.start
-    if start is None:  # the held-out tail (train_time_range [0, 0.8] in configs/small_z16/)
+    if start is None:  # the default model's held-out tail
         total = probe_video(source).num_frames
-        start = max(0, min(int(total * HELD_OUT_FROM), total - args.frames))
+        start = max(0, min(int(total * HELD_OUT_START_FRACTION), total - args.frames))
     video = read_video(source, start=start, num_frames=args.frames, resize=args.size)
     frames = center_crop(video.frames, args.crop, args.crop)
     fps = video.fps or 25.0

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # torch is imported when a model is loaded, so `ivvae --help`
 
 __all__ = [
     "DEFAULT_MODEL",
+    "HELD_OUT_SOURCES",
+    "HELD_OUT_START_FRACTION",
     "PRETRAINED_DIR",
     "ModelLoadError",
     "ModelNotFoundError",
@@ -31,6 +33,12 @@ __all__ = [
 
 #: The model used when none is given (bundled inside the package once trained).
 DEFAULT_MODEL = "ivvae-small-z16"
+
+#: The default model's held-out data, never trained on (configs/small_z16/ train on frames
+#: before ``HELD_OUT_START_FRACTION`` of bikes and bigbuckbunny only): carphone entirely, and
+#: the tail of the other two sample videos from this fraction of their frames on.
+HELD_OUT_SOURCES = ("sample:carphone", "sample:bikes", "sample:bigbuckbunny")
+HELD_OUT_START_FRACTION = 0.8
 
 #: Where bundled models live: ``ivvae/pretrained/<name>/config.json`` + weights.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"

@@ -26,15 +26,19 @@ def test_bundled_model_reconstructs_a_held_out_clip():
 def test_default_model_training_configs_load():
     from pathlib import Path
 
+    from ivvae.hub import HELD_OUT_SOURCES, HELD_OUT_START_FRACTION
     from ivvae.train.config import load_config
 
     repo = Path(__file__).resolve().parents[1]
     configs = sorted((repo / "configs" / "small_z16").glob("*.yaml"))
-    assert [p.name for p in configs] == ["1_image_vae.yaml", "2_ivvae_video.yaml", "3_continue.yaml"]
-    stages = [load_config(p) for p in configs]
-    assert stages[1].model.init.inflate_from == stages[0].output_dir + "/export" and stages[1].model.init.mode == "ktc"
+    assert [p.name for p in configs] == ["1_image_vae.yaml", "1b_image_vae_more.yaml", "2_ivvae_video.yaml", "3_continue.yaml"]
+    image, image_more, video, more = (load_config(p) for p in configs)
+    # each stage starts from the previous one's export
+    assert image_more.model.init.from_pretrained == image.output_dir + "/export"
+    assert video.model.init.inflate_from == image_more.output_dir + "/export" and video.model.init.mode == "ktc"
     # stage 3 continues from the shipped weights, which a fresh clone has
-    assert (repo / stages[2].model.init.from_pretrained / "config.json").is_file()
+    assert (repo / more.model.init.from_pretrained / "config.json").is_file()
     # every stage holds out the same part of the sample clips
-    assert all(s.data.train_time_range == [0.0, 0.8] for s in stages)
-    assert all("sample:carphone" not in s.data.sources for s in stages)
+    for stage in (image, image_more, video, more):
+        assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
+        assert HELD_OUT_SOURCES[0] not in stage.data.sources

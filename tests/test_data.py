@@ -276,6 +276,48 @@ def test_image_dataset_folder_and_video_frames(tmp_path, video_dir):
         assert frame_indices(it["video"])[0] == int(it["path"].rsplit("#", 1)[1])
 
 
+def test_video_clips_reuse_cached_frames(video_dir, monkeypatch):
+    import ivvae.train.data as data
+
+    reads = []
+    real_read = data.read_video
+    monkeypatch.setattr(data, "read_video", lambda *a, **k: reads.append(k["start"]) or real_read(*a, **k))
+    ds = small_clips(video_dir / "a.mp4", num_frames=4, frame_interval=(1, 3), random_time_reverse=True, seed=3)
+    clips = []
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        clips.append(ds[0]["video"])
+    for clip in clips:  # cached or decoded, every clip has the frames its plan asks for
+        idx = frame_indices(clip)
+        steps = {b - a for a, b in zip(idx, idx[1:])}
+        assert len(steps) == 1 and abs(steps.pop()) in (1, 2, 3)
+    assert len(reads) < len(clips)  # later clips come (at least partly) from frames already decoded
+    uncached = small_clips(video_dir / "a.mp4", num_frames=4, frame_cache_mb=0)
+    reads.clear()
+    uncached[0], uncached[0]
+    assert len(reads) == 2
+
+
+def test_image_dataset_caches_decoded_video_frames(video_dir, monkeypatch):
+    ds = ImageDataset(video_dir, size=32, crop=32, video_frames_every=8, time_range=(0.0, 0.5))
+    decodes = []
+    decode = ds._decode_frame
+    monkeypatch.setattr(ds, "_decode_frame", lambda it, size: decodes.append(it.frame) or decode(it, size))
+    first = [ds[i]["video"] for i in range(len(ds))]
+    second = [ds[i]["video"] for i in range(len(ds))]
+    assert len(decodes) == len(ds.items)  # each frame decoded once
+    assert all(frame_indices(a)[0] == frame_indices(b)[0] for a, b in zip(first, second))
+    first[0].add_(1)  # items do not share memory with the cache
+    assert frame_indices(ds[0]["video"])[0] == frame_indices(second[0])[0]
+
+    uncached = ImageDataset(video_dir, size=32, crop=32, video_frames_every=8, time_range=(0.0, 0.5), frame_cache_mb=0)
+    decodes.clear()
+    monkeypatch.setattr(uncached, "_decode_frame", lambda it, size: decodes.append(it.frame) or decode(it, size))
+    for _ in range(2):
+        uncached[0]
+    assert len(decodes) == 2
+
+
 # ---------------------------------------------------------------- synthetic motion
 
 def test_moving_crop_has_motion():

@@ -209,6 +209,8 @@ class DataConfig:
         validation: held-out clips (:class:`ValidationConfig`).
         num_workers: DataLoader worker processes decoding videos (0: in the main process).
         prefetch_factor: batches prefetched per worker.
+        frame_cache_mb: decoded frames each process keeps in memory (MiB; 0: none): a dataset
+            that fits is decoded once, not once per clip.
         pin_memory: pin host memory (GPU runs).
         samples_per_epoch: samples in a (virtual) epoch across buckets (default: the larger of
             1000 and the number of files); smaller files lists are repeated with fresh crops.
@@ -222,6 +224,7 @@ class DataConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     num_workers: int = 4
     prefetch_factor: int = 2
+    frame_cache_mb: float = 256.0
     pin_memory: bool = True
     samples_per_epoch: int | None = None
     random_flip: bool = True
@@ -666,6 +669,8 @@ def _validate(cfg: TrainConfig) -> None:
             fail(key, f"must be [start, end] with 0 <= start < end <= 1, got {tr}")
     if d.num_workers < 0:
         fail("data.num_workers", f"must be >= 0, got {d.num_workers}")
+    if d.frame_cache_mb < 0:
+        fail("data.frame_cache_mb", f"must be >= 0 (0 turns the cache off), got {d.frame_cache_mb}")
     v = d.validation
     if v.enabled:
         if v.num_clips < 1:

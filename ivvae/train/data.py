@@ -25,7 +25,8 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Union
@@ -197,6 +198,33 @@ def _crop_offsets(height: int, width: int, crop_hw: tuple[int, int] | None, rng:
     return (height - ch) // 2, (width - cw) // 2, ch, cw
 
 
+#: Default memory for decoded frames each dataset keeps (per process; see ``frame_cache_mb``).
+DEFAULT_FRAME_CACHE_MB = 256.0
+
+
+class _ByteBudgetCache:
+    """Least-recently-used arrays up to a total size in MiB (0: keeps nothing)."""
+
+    def __init__(self, max_mb: float):
+        self.max_bytes = int(max_mb * 2**20)
+        self.nbytes = 0
+        self._arrays: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+
+    def get(self, key: Hashable) -> np.ndarray | None:
+        arr = self._arrays.get(key)
+        if arr is not None:
+            self._arrays.move_to_end(key)
+        return arr
+
+    def put(self, key: Hashable, arr: np.ndarray) -> None:
+        if arr.nbytes > self.max_bytes or key in self._arrays:
+            return
+        self._arrays[key] = arr
+        self.nbytes += arr.nbytes
+        while self.nbytes > self.max_bytes:
+            self.nbytes -= self._arrays.popitem(last=False)[1].nbytes
+
+
 class _SkipItem(Exception):
     """This item cannot be produced, but its file is not broken (e.g. header overcounted frames)."""
 
@@ -319,6 +347,8 @@ class VideoClipDataset(_RobustDataset):
             for training and ``(0.8, 1.0)`` for held-out validation (disjoint frames).
         seed: base seed; items draw from ``(seed, epoch, index)``.
         repeats: clips per video per epoch (index ``i`` reads video ``i % num_videos``).
+        frame_cache_mb: memory for decoded frames kept between clips (per process; ``0``:
+            none). Small datasets then decode each frame once instead of once per clip.
 
     Items: ``{"video": float32 (3, T, H, W) in [-1, 1], "path": str, "start": int}``.
     """
@@ -326,7 +356,8 @@ class VideoClipDataset(_RobustDataset):
     def __init__(self, source: Source, num_frames: int = 17, frame_interval: int | tuple[int, int] = 1,
                  size: int | None = 256, crop: int | tuple[int, int] | None = 256, random_flip: bool = True,
                  random_time_reverse: bool = False, train: bool = True,
-                 time_range: tuple[float, float] = (0.0, 1.0), seed: int = 0, repeats: int = 1):
+                 time_range: tuple[float, float] = (0.0, 1.0), seed: int = 0, repeats: int = 1,
+                 frame_cache_mb: float = DEFAULT_FRAME_CACHE_MB):
         super().__init__(seed, repeats)
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -347,6 +378,7 @@ class VideoClipDataset(_RobustDataset):
         self.train = train
         self.time_range = _check_time_range(time_range)
         self._info: dict[str, VideoInfo] = {}  # probe cache, filled lazily in each worker
+        self._frame_cache = _ByteBudgetCache(frame_cache_mb)
 
     def _num_items(self) -> int:
         return len(self.paths)
@@ -387,21 +419,32 @@ class VideoClipDataset(_RobustDataset):
         for _ in range(2):
             plan = self._plan(info, self._rng(*rng_keys))
             try:
-                video = read_video(path, start=plan.start, num_frames=self.num_frames, stride=plan.interval,
-                                   resize=plan.size)
+                frames = self._read_frames(path, plan)
             except VideoReadError as err:
                 # Headers may overcount frames; learn the true length and redraw once.
                 if err.total_frames is not None and 0 < err.total_frames < info.num_frames:
                     info = self._info[path] = dataclasses.replace(info, num_frames=err.total_frames)
                     continue
                 raise
-            frames = video.frames[:, plan.top:plan.top + plan.crop_h, plan.left:plan.left + plan.crop_w]
+            frames = frames[:, plan.top:plan.top + plan.crop_h, plan.left:plan.left + plan.crop_w]
             if plan.flip:
                 frames = frames.flip(2)
             if plan.reverse:
                 frames = frames.flip(0)
             return {"video": frames_to_tensor(frames.contiguous()), "path": path, "start": plan.start}
         raise VideoReadError(path, "frame count changed while reading")
+
+    def _read_frames(self, path: str, plan: _ClipPlan) -> torch.Tensor:
+        """uint8 ``(T, H, W, 3)`` frames of the plan (uncropped), from the cache when all are there."""
+        keys = [(path, plan.start + i * plan.interval, plan.size) for i in range(self.num_frames)]
+        cached = [self._frame_cache.get(key) for key in keys]
+        if all(frame is not None for frame in cached):
+            return torch.from_numpy(np.stack(cached))
+        frames = read_video(path, start=plan.start, num_frames=self.num_frames, stride=plan.interval,
+                            resize=plan.size).frames
+        for key, frame in zip(keys, frames):
+            self._frame_cache.put(key, frame.numpy().copy())
+        return frames
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,7 +458,7 @@ SKIMAGE_IMAGES = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "immuno
 _SKIMAGE_MIN_SIDE = 256
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=len(SKIMAGE_IMAGES))  # ~25 MB for all of them
 def _skimage_array(name: str) -> np.ndarray:
     """uint8 (H, W, 3) array of a scikit-image sample; raises OSError if unavailable offline."""
     import skimage.data
@@ -486,6 +529,9 @@ class ImageDataset(_RobustDataset):
             (``None``: ignore videos).
         time_range: fraction of each video's frames to take frames from (see VideoClipDataset).
         repeats: passes over the images per epoch.
+        frame_cache_mb: memory for decoded video frames kept between items (per process;
+            ``0``: none): decoding one frame means seeking to a keyframe and decoding from
+            there, which costs more than a training step's share of the batch.
 
     Items: ``{"video": float32 (3, 1, H, W) in [-1, 1], "path": str}``.
     """
@@ -493,7 +539,7 @@ class ImageDataset(_RobustDataset):
     def __init__(self, sources: Source, size: int | None = 256, crop: int | tuple[int, int] | None = 256,
                  random_flip: bool = True, train: bool = True, seed: int = 0, *,
                  video_frames_every: int | None = None, time_range: tuple[float, float] = (0.0, 1.0),
-                 repeats: int = 1):
+                 repeats: int = 1, frame_cache_mb: float = DEFAULT_FRAME_CACHE_MB):
         super().__init__(seed, repeats)
         if video_frames_every is not None and video_frames_every < 1:
             raise ValueError(f"video_frames_every must be >= 1 or None, got {video_frames_every}")
@@ -506,6 +552,7 @@ class ImageDataset(_RobustDataset):
         self.items = self._collect_items(sources)
         if not self.items:
             raise ValueError(f"no usable images found in {sources!r}")
+        self._frame_cache = _ByteBudgetCache(frame_cache_mb)
 
     # -- item list
     def _collect_items(self, sources: Source) -> list[_ImageItem]:
@@ -548,18 +595,27 @@ class ImageDataset(_RobustDataset):
         it = self.items[item]
         if it.kind == "video":
             size = _fit_size(it.width, it.height, short_side, min_hw)
-            try:
-                return read_video(it.path, start=it.frame, num_frames=1, resize=size).frames[0].numpy()
-            except VideoReadError as err:
-                if err.total_frames is not None and it.frame >= err.total_frames > 0:
-                    raise _SkipItem from None  # header overcounted; the file itself is fine
-                raise
+            key = (item, size)
+            frame = self._frame_cache.get(key)
+            if frame is None:
+                frame = self._decode_frame(it, size)
+                self._frame_cache.put(key, frame)
+            return frame.copy()  # callers flip/crop views of it
         if it.kind == "skimage":
             arr = _skimage_array(it.path)
         else:
             with Image.open(it.path) as img:
                 arr = np.asarray(img.convert("RGB"))
         return _resize_rgb(arr, _fit_size(arr.shape[1], arr.shape[0], short_side, min_hw))
+
+    @staticmethod
+    def _decode_frame(it: _ImageItem, size: tuple[int, int] | None) -> np.ndarray:
+        try:
+            return read_video(it.path, start=it.frame, num_frames=1, resize=size).frames[0].numpy()
+        except VideoReadError as err:
+            if err.total_frames is not None and it.frame >= err.total_frames > 0:
+                raise _SkipItem from None  # header overcounted; the file itself is fine
+            raise
 
     def _load(self, item: int, rng_keys: tuple[int, ...]) -> dict[str, Any]:
         rng = self._rng(*rng_keys)

@@ -292,11 +292,12 @@ def build_train_data(cfg: TrainConfig, num_replicas: int = 1, rank: int = 0):
             files = _video_files(b.sources or d.sources, f"{key}.sources" if b.sources else "data.sources")
             ds = VideoClipDataset(files, num_frames=b.num_frames, frame_interval=_pair_or_int(b.frame_interval), size=b.size,
                                   crop=crop, random_flip=d.random_flip, random_time_reverse=d.random_time_reverse, train=True,
-                                  time_range=time_range, seed=seed)
+                                  time_range=time_range, seed=seed, frame_cache_mb=d.frame_cache_mb)
         elif b.kind == "image":
             try:
                 ds = ImageDataset(_image_sources(b.sources or d.image_sources), size=b.size, crop=crop, random_flip=d.random_flip,
-                                  train=True, seed=seed, video_frames_every=b.video_frames_every, time_range=time_range)
+                                  train=True, seed=seed, video_frames_every=b.video_frames_every, time_range=time_range,
+                                  frame_cache_mb=d.frame_cache_mb)
             except (FileNotFoundError, ValueError) as err:
                 raise ConfigError(f"{key}: {err}") from None
         else:
