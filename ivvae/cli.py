@@ -667,6 +667,202 @@ register(
 )
 
 
+
+# --------------------------------------------------------------------------------------------
+# latent-stats
+# --------------------------------------------------------------------------------------------
+def _latent_stats_arguments(parser: argparse.ArgumentParser) -> None:
+    from .hub import DEFAULT_MODEL
+
+    _add_model(parser, DEFAULT_MODEL)
+    data = parser.add_argument_group("data (the diffusion model's training videos, not an evaluation set)")
+    data.add_argument("--data", required=True, action="append", metavar="SRC",
+                      help="the videos the diffusion model will train on (or a representative part of them), NOT an "
+                      "evaluation set: a folder of videos (recursive), a manifest (.csv with a 'path' column, .jsonl, .txt), "
+                      "a video file, or sample:NAME (bundled sample: bikes, bigbuckbunny, carphone); repeat to combine several")
+    data.add_argument("--frames", type=positive_int, default=17, metavar="T", help="frames per clip (default %(default)s)")
+    data.add_argument("--size", type=positive_int, default=None, metavar="N",
+                      help="resize the short side to N pixels before cropping (default: native size)")
+    data.add_argument("--crop", type=size, default=256, metavar="N|WxH",
+                      help="centre crop NxN or WxH, clipped to frames smaller than it (default %(default)s)")
+    data.add_argument("--clips-per-video", type=positive_int, default=4, metavar="K",
+                      help="up to K consecutive non-overlapping clips per video, as many as fit (default %(default)s)")
+    data.add_argument("--start-fraction", type=float, default=0.0, metavar="F",
+                      help="read clips only from F * (frame count) on (default 0: from the first frame)")
+    data.add_argument("--num-videos", type=positive_int, default=None, metavar="N",
+                      help="use N videos chosen at random with --seed (default: every video)")
+    data.add_argument("--seed", type=int, default=0, help="seed of the --num-videos choice (default 0)")
+    execution = parser.add_argument_group("execution")
+    execution.add_argument("--chunk-groups", type=nonnegative_int, default=1, metavar="N",
+                           help="encode each clip in chunks of N frame groups (4 frames each): exactly the one-pass latents; "
+                           "0 = one pass (default 1: the least memory)")
+    execution.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    execution.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                           help="CPU threads for torch (default: torch's choice); 1 is often fastest on a busy machine")
+    execution.add_argument("--no-progress", action="store_true", help="hide the progress bar over clips")
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                        help="write the statistics (the two factors, mean, std, per channel, clips used) as JSON")
+    output.add_argument("--write-model", type=Path, default=None, metavar="DIR",
+                        help="save a copy of the model with scaling_factor and shift_factor set (weights in the stored dtype); "
+                        "the input model is never changed")
+    output.add_argument("--overwrite", action="store_true", help="replace OUT.json / a non-empty DIR if they exist (refused otherwise)")
+
+
+def _stored_dtype(folder: Path) -> str:
+    """``float32``, ``float16`` or ``bfloat16``: the dtype of a model folder's floating-point weights
+    (``float32`` when they are mixed, of another type or not in safetensors)."""
+    from .hub import WEIGHTS_NAMES
+
+    names = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+    path = folder / WEIGHTS_NAMES[0]
+    if not path.is_file():
+        return "float32"
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        found = {f.get_slice(key).get_dtype() for key in f.keys()}  # noqa: SIM118 (a safetensors handle, not a dict)
+    floating = {d for d in found if d.startswith(("F", "BF"))}
+    return names.get(floating.pop(), "float32") if len(floating) == 1 else "float32"
+
+
+def _check_write_model(target: Path, model_folder: Path, overwrite: bool) -> None:
+    resolved, folder = target.expanduser().resolve(), model_folder.resolve()
+    if resolved == folder or folder in resolved.parents or resolved in folder.parents:
+        raise ValueError(f"--write-model {target}: would write over the input model folder '{folder}'; choose another folder")
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"--write-model {target}: is a file, not a folder")
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder '{target}' exists and is not empty; choose another or pass --overwrite")
+
+
+def _latent_stats_run(args: argparse.Namespace) -> int:
+    import itertools
+    import json
+
+    from .hub import resolve_model_path
+    from .io import resolve_source
+
+    prog = "ivvae latent-stats"
+    _refuse_existing([args.json] if args.json else [], args.overwrite)
+    model_folder = resolve_model_path(args.model)
+    if args.write_model is not None:
+        _check_write_model(args.write_model, model_folder, args.overwrite)
+    for source in args.data:
+        if not Path(resolve_source(source)).exists():
+            raise FileNotFoundError(f"--data {source}: not found (give a folder, a manifest, a video file or sample:NAME)")
+
+    import torch
+
+    from .eval.runner import DatasetSpec
+    from .latent_stats import estimate_latent_statistics, with_latent_statistics
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = DatasetSpec(args.data[0] if len(args.data) == 1 else list(args.data), protocol="custom", num_videos=args.num_videos,
+                       seed=args.seed, frames=args.frames, size=args.size, crop=args.crop, start_fraction=args.start_fraction,
+                       clips_per_video=args.clips_per_video, small_frames="native")
+    chunk_groups = _chunk_groups(args.chunk_groups)
+    model = _load(args.model, _device(args.device))
+    before = {"scaling_factor": float(model.config.scaling_factor), "shift_factor": float(model.config.shift_factor)}
+    crop = spec.crop_size
+    print(f"model   {_describe_loaded(model)}: {_execution_text(chunk_groups, None, 'fp32')}")
+    print(f"data    {', '.join(args.data)}: {args.frames}-frame clips, up to {args.clips_per_video} per video"
+          + (f", short side {args.size}" if args.size else "") + (f", centre crops of up to {crop[0]}x{crop[1]}" if crop else "")
+          + (f", from {args.start_fraction:g} of each video" if args.start_fraction else ""))
+
+    skipped: list[dict[str, str]] = []
+
+    def readable():
+        for item in spec.iter_clips():
+            if isinstance(item, tuple):
+                path, reason = item
+                skipped.append({"path": path, "reason": reason})
+                print(f"{prog}: warning: skipping '{path}': {reason}", file=sys.stderr)
+                continue
+            yield item
+
+    clips = readable()
+    first = next(clips, None)
+    if first is None:
+        raise ValueError(f"no clip could be read from {', '.join(args.data)} ({len(skipped)} video(s) skipped, see the "
+                         f"warnings above); try fewer --frames or a smaller --start-fraction")
+    stats = estimate_latent_statistics(model, itertools.chain([first], clips), chunk_groups=chunk_groups,
+                                       progress=not args.no_progress)
+
+    videos = len({c.get("path") for c in stats.clips})
+    channels = len(stats.channel_mean)
+    sizes = sorted({(c["size"][0], c["size"][1]) for c in stats.clips}, key=lambda wh: (-wh[0] * wh[1], wh))
+    shown = ", ".join(f"{w}x{h}" for w, h in sizes[:3]) + (f", ... ({len(sizes)} sizes)" if len(sizes) > 3 else "")
+    print(f"clips   {len(stats.clips)} from {videos} video(s), {args.frames} frames, {shown}"
+          + (f" ({len(skipped)} video(s) skipped)" if skipped else ""))
+    print(f"latents {stats.num_values:,} values, {channels} channels; per channel: mean {min(stats.channel_mean):.4f} .. "
+          f"{max(stats.channel_mean):.4f}, std {min(stats.channel_std):.4f} .. {max(stats.channel_std):.4f}")
+    print(f"mean    {stats.mean:.6f}, std {stats.std:.6f} (all latent values)")
+    print(f"shift_factor    {stats.shift_factor:>10.6f}  (model now: {before['shift_factor']:g})")
+    print(f"scaling_factor  {stats.scaling_factor:>10.6f}  (model now: {before['scaling_factor']:g})")
+    report = {
+        "format": "ivvae-latent-stats",
+        "version": 1,
+        "model": str(args.model),
+        "model_class": type(model).__name__,
+        "model_factors_before": before,
+        **stats.to_dict(),
+        "data": spec.to_dict(),
+        "chunk_groups": chunk_groups,
+        "skipped": skipped,
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote   {args.json}")
+    if args.write_model is not None:
+        from .train.checkpoint import export_model
+
+        dtype = _stored_dtype(model_folder)
+        export_model(with_latent_statistics(model, stats), args.write_model, dtype)
+        (args.write_model / "latent_stats.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote   {args.write_model} (the model with these factors, {dtype} weights; use it with --model {args.write_model})")
+    else:
+        print(f"use     --write-model DIR for a copy of the model with these factors, or set \"scaling_factor\": "
+              f"{stats.scaling_factor:.6g}, \"shift_factor\": {stats.shift_factor:.6g} in its config.json")
+    print("        diffusion latents = scaling_factor * (z - shift_factor): `ivvae encode --normalize` stores them")
+    return 0
+
+
+register(
+    "latent-stats",
+    "estimate scaling_factor / shift_factor (latent normalisation) on a diffusion model's training videos",
+    _latent_stats_arguments,
+    _latent_stats_run,
+    description="""
+        Estimate the latent normalisation a latent diffusion model trains on: shift_factor and
+        scaling_factor such that scaling_factor * (z - shift_factor) has zero mean and unit variance
+        over the given videos (the SD3 / Flux convention: shift_factor = mean of all latent
+        elements, scaling_factor = 1 / their standard deviation). z is the posterior mean, the
+        latents `ivvae encode` stores. Clips are chosen as `ivvae eval --protocol custom
+        --small-frames native` chooses them: --frames consecutive frames, up to --clips-per-video
+        consecutive clips per video, optional resize, centre crop; unreadable or too-short videos
+        are skipped with a warning.
+
+        Give the diffusion model's TRAINING videos (or a random part of them, --num-videos), not an
+        evaluation set: the factors belong to the diffusion model's input pipeline. The result is
+        printed, written as JSON with --json, and applied to a copy of the model with --write-model
+        (weights in their stored dtype); the input model folder is never changed. With the new
+        factors, `ivvae encode --normalize` stores latents of zero mean and unit variance.
+    """,
+    epilog="""
+        examples:
+          ivvae latent-stats --model models/z16 --data train_videos/ --num-videos 500 --json z16_stats.json
+          ivvae latent-stats --model models/z16 --data train.csv --write-model models/z16_normalised
+          ivvae latent-stats --data sample:bikes --frames 17 --crop 256 --threads 1   # the bundled model
+
+        Use the factors with --write-model DIR (then --model DIR), or copy them into the
+        "scaling_factor" and "shift_factor" fields of the model's config.json.
+    """,
+)
+
+
 # --------------------------------------------------------------------------------------------
 # Commands from other modules (loaded when run)
 # --------------------------------------------------------------------------------------------
