@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from cli_helpers import error_line, run
 
 from ivvae import cli, hub, pipeline
 from ivvae.convert import to_official_state_dict
@@ -40,18 +41,6 @@ def clip(tmp_path_factory):
     return path
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def error_line(err: str) -> str:
-    """The error message: exactly one line (progress bars aside), no traceback."""
-    lines = [line for line in err.splitlines() if "error:" in line]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 # --------------------------------------------------------------------------------------------

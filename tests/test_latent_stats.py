@@ -6,9 +6,10 @@ import json
 
 import pytest
 import torch
+from cli_helpers import error_line, run
 from safetensors import safe_open
 
-from ivvae import cli, hub
+from ivvae import hub
 from ivvae.io import frames_to_tensor, read_video, write_video
 from ivvae.latent_stats import (
     LatentStatistics,
@@ -109,18 +110,6 @@ def test_bad_clips_raise():
 # --------------------------------------------------------------------------------------------
 # ivvae latent-stats
 # --------------------------------------------------------------------------------------------
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def error_line(err: str) -> str:
-    """The error message: exactly one line, no traceback."""
-    lines = [line for line in err.splitlines() if "error:" in line]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def folder_bytes(folder) -> dict[str, bytes]:
