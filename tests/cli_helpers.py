@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import torch
+
 from ivvae import cli
+from ivvae.io import write_video
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -18,3 +21,13 @@ def error_line(err: str) -> str:
     assert len(lines) == 1, err
     assert "Traceback" not in err
     return lines[0]
+
+
+def write_sine_video(path, frames: int, height: int, width: int):
+    """A moving colour sine pattern as an MP4 at 25 fps; returns ``path``."""
+    t = torch.arange(frames).view(frames, 1, 1, 1)
+    y = torch.arange(height).view(1, height, 1, 1)
+    x = torch.arange(width).view(1, 1, width, 1)
+    c = torch.arange(3).view(1, 1, 1, 3)
+    write_video(path, (127 + 100 * torch.sin(0.3 * x + 0.2 * y + 0.5 * t + c)).to(torch.uint8), 25)
+    return path

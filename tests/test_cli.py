@@ -8,11 +8,11 @@ import sys
 
 import pytest
 import torch
-from cli_helpers import error_line, run
+from cli_helpers import error_line, run, write_sine_video
 
 from ivvae import cli, hub, pipeline
 from ivvae.convert import to_official_state_dict
-from ivvae.io import probe_video, read_video, write_video
+from ivvae.io import probe_video, read_video
 from ivvae.models import IVVAE
 
 
@@ -31,16 +31,7 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """A 9-frame 24x40 MP4 at 25 fps."""
-    t = torch.arange(9).view(9, 1, 1, 1)
-    y = torch.arange(24).view(1, 24, 1, 1)
-    x = torch.arange(40).view(1, 1, 40, 1)
-    c = torch.arange(3).view(1, 1, 1, 3)
-    frames = (127 + 100 * torch.sin(0.3 * x + 0.2 * y + 0.5 * t + c)).to(torch.uint8)
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    write_video(path, frames, 25)
-    return path
-
-
+    return write_sine_video(tmp_path_factory.mktemp("video") / "clip.mp4", 9, 24, 40)
 
 
 # --------------------------------------------------------------------------------------------

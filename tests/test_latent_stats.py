@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from cli_helpers import error_line, run
+from cli_helpers import error_line, run, write_sine_video
 from safetensors import safe_open
 
 from ivvae import hub
-from ivvae.io import frames_to_tensor, read_video, write_video
+from ivvae.io import frames_to_tensor, read_video
 from ivvae.latent_stats import (
     LatentStatistics,
     estimate_latent_statistics,
@@ -119,14 +119,7 @@ def folder_bytes(folder) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     """A 10-frame 32x32 MP4: two 5-frame clips."""
-    t = torch.arange(10).view(10, 1, 1, 1)
-    y = torch.arange(32).view(1, 32, 1, 1)
-    x = torch.arange(32).view(1, 1, 32, 1)
-    c = torch.arange(3).view(1, 1, 1, 3)
-    frames = (127 + 100 * torch.sin(0.3 * x + 0.2 * y + 0.5 * t + c)).to(torch.uint8)
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    write_video(path, frames, 25)
-    return path
+    return write_sine_video(tmp_path_factory.mktemp("video") / "clip.mp4", 10, 32, 32)
 
 
 @pytest.fixture
