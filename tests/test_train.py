@@ -172,6 +172,36 @@ def test_tiny_ivvae_learns(tmp_path):
     assert summary["steps_per_s"] > 0
 
 
+def test_time_budget_plans_the_horizon_from_the_measured_pace():
+    from ivvae.train.trainer import _TimeBudget
+
+    budget = _TimeBudget(seconds=100.0, start=0.0)
+    assert budget.horizon(step=10, now=20.0, max_steps=10_000) == 10_000  # first call: only the reference
+    # 10 steps in 10 s after the reference -> 1 s/step; 70 s left -> 70 more steps
+    assert budget.horizon(step=20, now=30.0, max_steps=10_000) == 90
+    assert budget.horizon(step=20, now=30.0, max_steps=50) == 50  # never beyond max_steps
+    assert budget.horizon(step=25, now=100.0, max_steps=10_000) == 25  # spent: stop now
+
+
+def test_time_budget_ends_the_run_with_its_schedule(tmp_path):
+    """With train.max_minutes the run stops early, on its own, and its lr schedule ends there too."""
+    cfg = tiny_config(
+        data={"validation": {"enabled": False}},
+        schedule={"kind": "cosine", "warmup_steps": 1, "min_lr_ratio": 0.1},
+        train={"max_steps": 100_000, "max_minutes": 0.05, "num_threads": 1},
+        logging={"every": 2},
+        checkpoint={"every": 0, "at_end": True},
+    )
+    summary = run_training(write_config(tmp_path / "budget.yaml", cfg), output_dir=tmp_path / "run")
+    logs = metrics(tmp_path / "run")
+    assert 4 <= summary["steps"] < 100_000 and summary["max_minutes"] == 0.05
+    assert summary["time_s"] < 3 * 60 * 0.05 + 10
+    assert logs[-1]["step"] == summary["steps"]
+    # the cosine reached (close to) its floor at the shortened horizon, not at step 100k
+    assert logs[-1]["lr"] < 0.5 * 3e-3
+    assert (tmp_path / "run" / "export" / "config.json").is_file()
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """A 6-step run with checkpoints every 2 steps (the reference for the resume tests)."""

@@ -338,6 +338,12 @@ class OptimConfig:
 
     Attributes:
         max_steps: optimiser steps of the run (also the schedule's horizon).
+        max_minutes: wall-clock budget of this session's training loop (validation and checkpoints
+            during the run included; start-up and the final validation/checkpoint/export not), or
+            ``null`` for none. With a budget the run measures its speed and shortens its horizon
+            (and so the learning-rate schedule) to the steps that fit, never beyond ``max_steps``:
+            set ``max_steps`` high and let the budget decide, e.g. on a lent GPU. A resumed run
+            plans its horizon again from its own budget.
         gradient_accumulation_steps: micro-batches per optimiser step.
         max_grad_norm: gradient clipping by global norm (``null``: none).
         precision: ``no`` (fp32), ``bf16`` or ``fp16`` (mixed precision via accelerate).
@@ -350,6 +356,7 @@ class OptimConfig:
     """
 
     max_steps: int = 1000
+    max_minutes: float | None = None
     gradient_accumulation_steps: int = 1
     max_grad_norm: float | None = 1.0
     precision: Precision = "no"
@@ -683,6 +690,8 @@ def _validate(cfg: TrainConfig) -> None:
     t = cfg.train
     if t.max_steps < 1:
         fail("train.max_steps", f"must be >= 1, got {t.max_steps}")
+    if t.max_minutes is not None and not t.max_minutes > 0:
+        fail("train.max_minutes", f"must be > 0 (or null for no budget), got {t.max_minutes}")
     if t.gradient_accumulation_steps < 1:
         fail("train.gradient_accumulation_steps", f"must be >= 1, got {t.gradient_accumulation_steps}")
     if t.num_threads is not None and t.num_threads < 1:

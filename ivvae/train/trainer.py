@@ -505,6 +505,8 @@ class Trainer:
         acc = self.accelerator
         self.is_main = acc.is_main_process
         self.device = acc.device
+        if self.device.type == "cuda":  # a run sees a few fixed bucket shapes: let cuDNN pick the fastest convs
+            torch.backends.cudnn.benchmark = True
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
@@ -549,9 +551,10 @@ class Trainer:
         o = cfg.optimizer
         opt = torch.optim.AdamW(vae.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
         s = cfg.schedule
-        total = cfg.train.max_steps
+        # The schedule's horizon: max_steps, unless a time budget (train.max_minutes) shortens it.
+        self.total_steps = cfg.train.max_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(step, s.warmup_steps, total, s.kind, s.min_lr_ratio))
+            opt, lambda step: lr_factor(step, s.warmup_steps, self.total_steps, s.kind, s.min_lr_ratio))
         self.ae = _Autoencoder(vae)
         if self.discriminator is not None:
             od = g.optimizer
@@ -559,7 +562,8 @@ class Trainer:
                                       weight_decay=od.weight_decay, eps=od.eps)
             start = g.start_step
             self.scheduler_d = torch.optim.lr_scheduler.LambdaLR(
-                opt_d, lambda step: lr_factor(max(step - start, 0), s.warmup_steps, max(total - start, 1), s.kind, s.min_lr_ratio))
+                opt_d, lambda step: lr_factor(max(step - start, 0), s.warmup_steps, max(self.total_steps - start, 1), s.kind,
+                                              s.min_lr_ratio))
             self.ae, self.discriminator, self.optimizer, self.optimizer_d = acc.prepare(self.ae, self.discriminator, opt, opt_d)
         else:
             self.scheduler_d = None
@@ -721,7 +725,10 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- run
     def train(self, resume: str | os.PathLike | None = None) -> dict[str, Any]:
-        """Train to ``train.max_steps`` (resuming if asked); returns the summary (also in summary.json)."""
+        """Train to ``train.max_steps`` (or as far as ``train.max_minutes`` allows; resuming if asked).
+
+        Returns the summary (also written to summary.json).
+        """
         try:
             return self._train(resume)
         finally:
@@ -772,9 +779,10 @@ class Trainer:
             paused += time.perf_counter() - t0
         window: dict[str, list[float]] = defaultdict(list)
         window_start, window_paused, window_step = time.perf_counter(), paused, self.step
+        budget = _TimeBudget(cfg.train.max_minutes * 60.0, session_start) if cfg.train.max_minutes else None
         batches = self._batches()
         try:
-            while self.step < cfg.train.max_steps:
+            while self.step < self.total_steps:
                 logs = self._optimizer_step(batches)
                 self.step += 1
                 if self.ema is not None:
@@ -783,12 +791,14 @@ class Trainer:
                     window[key].append(value)
                 if self._pbar is not None:
                     self._pbar.update(1)
-                if self.step % cfg.logging.every == 0 or self.step == cfg.train.max_steps:
+                if self.step % cfg.logging.every == 0 or self.step == self.total_steps:
                     now = time.perf_counter()
                     train_time = (now - window_start) - (paused - window_paused)
                     self._log(window, (self.step - window_step) / max(train_time, 1e-9))
                     window.clear()
                     window_start, window_paused, window_step = now, paused, self.step
+                    if budget is not None:
+                        self._fit_horizon_to_budget(budget, now)
                 t0 = time.perf_counter()
                 if validation and cfg.logging.val_every and self.step % cfg.logging.val_every == 0:
                     self.validate()
@@ -821,6 +831,8 @@ class Trainer:
             "model": type(self.vae_unwrapped).__name__,
             "parameters": sum(p.numel() for p in self.vae_unwrapped.parameters()),
             "steps": self.step,
+            "max_steps": cfg.train.max_steps,
+            "max_minutes": cfg.train.max_minutes,
             "start_step": start_step,
             "resumed_from": str(self._resumed_from) if self._resumed_from else None,
             "steps_this_session": steps,
@@ -846,6 +858,26 @@ class Trainer:
                         session_time, summary["steps_per_s"] or 0.0, _fmt(self.first_losses), _fmt(self.last_losses),
                         summary["num_skipped_files"])
         return summary
+
+    def _fit_horizon_to_budget(self, budget: "_TimeBudget", now: float) -> None:
+        """Shorten the run (and its lr schedule) to the steps that fit the time budget.
+
+        Every process must stop at the same step, so the main process decides and broadcasts.
+        """
+        from accelerate.utils import broadcast
+
+        horizon = budget.horizon(self.step, now, self.cfg.train.max_steps) if self.is_main else 0
+        if self.accelerator.num_processes > 1:
+            horizon = int(broadcast(torch.tensor([horizon], device=self.device)).item())
+        horizon = max(horizon, self.step)
+        if horizon != self.total_steps:
+            if self.total_steps == self.cfg.train.max_steps and self.is_main:
+                logger.info("time budget %.1f min: the run ends at step %d (was %d)", budget.seconds / 60, horizon,
+                            self.cfg.train.max_steps)
+            self.total_steps = horizon
+            if self._pbar is not None:
+                self._pbar.total = horizon
+                self._pbar.refresh()
 
     def _all_bad_files(self) -> dict[str, str]:
         from accelerate.utils import gather_object
@@ -1077,6 +1109,31 @@ class Trainer:
                 out = export_model(self.ema.model if use_ema else self.vae_unwrapped,
                                    self.run_dir / "exports" / checkpoint_name(self.step), self.cfg.export.dtype)
                 logger.info("step %d: exported to %s", self.step, out)
+
+
+class _TimeBudget:
+    """Plans how many steps fit a wall-clock budget, from the pace measured so far.
+
+    The pace is taken from the first call on (by then the first steps' one-off costs, such as
+    kernel selection and data-worker start-up, are behind), over wall time, so validation and
+    checkpoints during the run count against the budget too.
+    """
+
+    def __init__(self, seconds: float, start: float) -> None:
+        self.seconds, self.start = seconds, start
+        self._reference: tuple[int, float] | None = None
+
+    def horizon(self, step: int, now: float, max_steps: int) -> int:
+        """The last step to run: ``step`` when the budget is spent, at most ``max_steps``."""
+        remaining = self.seconds - (now - self.start)
+        if remaining <= 0:
+            return step
+        if self._reference is None or step <= self._reference[0]:
+            self._reference = (step, now)
+            return max_steps
+        ref_step, ref_time = self._reference
+        seconds_per_step = (now - ref_time) / (step - ref_step)
+        return min(max_steps, step + int(remaining / seconds_per_step))
 
 
 def _reset_accelerate_state() -> None:

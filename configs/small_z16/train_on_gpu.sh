@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Stages 1c and 2g of ivvae-small-z16 on one GPU, each for a fixed time (train.max_minutes in
+# their configs): ~7 minutes of an H200 in all. Needs the stage-1b export
+# (runs/small_z16/1b_image_vae_more/export, from configs 1 and 1b). If stage 1c fails, stage 2g
+# inflates the 1b export instead, so the run still yields a video model.
+#
+#   configs/small_z16/train_on_gpu.sh [RESULTS_DIR] [IVVAE_TRAIN_ARGS...]
+#
+# RESULTS_DIR (default runs/small_z16/gpu_results) receives one tar per stage (export, metrics,
+# summary, config, log). Extra arguments go to both `ivvae train` calls (e.g. --set ...).
+set -u -o pipefail
+results=${1:-runs/small_z16/gpu_results}
+shift || true
+mkdir -p "$results"
+ivvae_cmd=(python3 -m ivvae.cli)
+
+train_stage() {  # NAME CONFIG RUN_DIR [ARGS...]: train, then pack what a later session needs
+  local name=$1 config=$2 run_dir=$3
+  shift 3
+  echo "=== stage $name: $config ($(date -u +%T))"
+  "${ivvae_cmd[@]}" train "$config" --set logging.progress_bar=false "$@" 2>&1 | tee "$results/$name.log"
+  local status=$?
+  echo "=== stage $name ended with status $status ($(date -u +%T))"
+  if [[ -f $run_dir/export/config.json ]]; then
+    cp "$results/$name.log" "$run_dir/train.log"
+    tar -cf "$results/$name.tar" -C "$run_dir" export metrics.jsonl summary.json config.yaml train.log
+  fi
+  return $status
+}
+
+image_dir=runs/small_z16/1c_image_vae_gpu
+train_stage stage1c configs/small_z16/1c_image_vae_gpu.yaml "$image_dir" "$@"
+video_args=()
+if [[ ! -f $image_dir/export/config.json ]]; then
+  echo "stage 1c left no export: stage 2g inflates the stage-1b image VAE instead"
+  video_args=(--set model.init.inflate_from=runs/small_z16/1b_image_vae_more/export)
+fi
+train_stage stage2g configs/small_z16/2g_ivvae_video_gpu.yaml runs/small_z16/2g_ivvae_video_gpu "${video_args[@]}" "$@"
