@@ -251,10 +251,17 @@ def _print_metrics(metrics: dict[str, float]) -> None:
 
 
 def _reconstruct_and_write(args, model, frames, fps, out: Path, side: Path | None, chunk_groups, tile, dtype) -> dict[str, float]:
+    import time
+
+    import torch
+
     from .io import write_video
     from .pipeline import reconstruct, reconstruction_metrics, side_by_side
 
+    started = time.perf_counter()
     output = reconstruct(model, frames, chunk_groups=chunk_groups, tile=tile, dtype=dtype, progress=not args.no_progress)
+    where = f"{torch.get_num_threads()} CPU threads" if model.device.type == "cpu" else str(model.device)
+    print(f"time    {time.perf_counter() - started:.1f} s to encode and decode ({where})")
     write_video(out, output, fps, crf=args.crf, overwrite=args.overwrite)
     print(f"wrote   {out}")
     if side is not None:

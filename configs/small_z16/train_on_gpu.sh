@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Stages 1c and 2g of ivvae-small-z16 on one GPU, each for a fixed time (train.max_minutes in
-# their configs): ~7 minutes of an H200 in all. Needs the stage-1b export
-# (runs/small_z16/1b_image_vae_more/export, from configs 1 and 1b). If stage 1c fails, stage 2g
-# inflates the 1b export instead, so the run still yields a video model.
+# Stages 1c and 2 of ivvae-small-z16 on one GPU, each for a fixed time (train.max_minutes in
+# their configs), then stage 2 resumed for 3.4 more minutes: ~11 minutes of an H200 in all, which
+# is how the shipped model was made (session 4; the resume used the time left on the lease).
+# Needs the stage-1b export (runs/small_z16/1b_image_vae_more/export, from configs 1 and 1b). If
+# stage 1c fails, stage 2 inflates the 1b export instead, so the run still yields a video model.
 #
 #   configs/small_z16/train_on_gpu.sh [RESULTS_DIR] [IVVAE_TRAIN_ARGS...]
 #
@@ -22,8 +23,8 @@ train_stage() {  # NAME CONFIG RUN_DIR [ARGS...]: train, then pack what a later 
   local status=$?
   echo "=== stage $name ended with status $status ($(date -u +%T))"
   if [[ -f $run_dir/export/config.json ]]; then
-    cp "$results/$name.log" "$run_dir/train.log"
-    tar -cf "$results/$name.tar" -C "$run_dir" export metrics.jsonl summary.json config.yaml train.log
+    cp "$results/$name.log" "$run_dir/$name.log"
+    tar -cf "$results/$name.tar" -C "$run_dir" export metrics.jsonl summary.json config.yaml "$name.log"
   fi
   return $status
 }
@@ -32,7 +33,12 @@ image_dir=runs/small_z16/1c_image_vae_gpu
 train_stage stage1c configs/small_z16/1c_image_vae_gpu.yaml "$image_dir" "$@"
 video_args=()
 if [[ ! -f $image_dir/export/config.json ]]; then
-  echo "stage 1c left no export: stage 2g inflates the stage-1b image VAE instead"
+  echo "stage 1c left no export: stage 2 inflates the stage-1b image VAE instead"
   video_args=(--set model.init.inflate_from=runs/small_z16/1b_image_vae_more/export)
 fi
-train_stage stage2g configs/small_z16/2g_ivvae_video_gpu.yaml runs/small_z16/2g_ivvae_video_gpu "${video_args[@]}" "$@"
+video_dir=runs/small_z16/2_ivvae_video_gpu
+train_stage stage2 configs/small_z16/2_ivvae_video_gpu.yaml "$video_dir" "${video_args[@]}" "$@" || exit
+# A resumed run plans a new horizon from its own budget: the lr rises again (a warm restart) and
+# decays to the end of the extra time.
+train_stage stage2_more configs/small_z16/2_ivvae_video_gpu.yaml "$video_dir" --resume auto --set train.max_minutes=3.4 \
+  "${video_args[@]}" "$@"
