@@ -318,6 +318,45 @@ def test_image_dataset_caches_decoded_video_frames(video_dir, monkeypatch):
     assert len(decodes) == 2
 
 
+def test_preloaded_frame_caches_serve_every_item_without_decoding(video_dir, monkeypatch):
+    """fill_frame_cache decodes each video once, sequentially; afterwards items need no decoder
+    and are exactly what an uncached dataset gives."""
+    import ivvae.train.data as data
+
+    clips = small_clips(video_dir, num_frames=4, frame_interval=(1, 3), time_range=(0.0, 0.8), seed=5)
+    stills = ImageDataset(video_dir, size=32, crop=32, video_frames_every=3, time_range=(0.0, 0.5), seed=5)
+    both = MultiBucketDataset([(clips, 1.0), (stills, 1.0)])
+    usable = int(NUM_FRAMES * 0.8)
+    assert both.fill_frame_caches() == 2 * usable + len(stills.items)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although the cache was filled")
+
+    monkeypatch.setattr(data, "read_video", no_decoding)
+    monkeypatch.setattr(stills, "_decode_frame", no_decoding)
+    epochs = [0, 1, 2]
+    cached = []
+    for epoch in epochs:
+        both.set_epoch(epoch)
+        cached.append([both[i]["video"] for i in range(len(both))])
+    monkeypatch.undo()
+    fresh = MultiBucketDataset([(small_clips(video_dir, num_frames=4, frame_interval=(1, 3), time_range=(0.0, 0.8),
+                                             seed=5, frame_cache_mb=0), 1.0),
+                                (ImageDataset(video_dir, size=32, crop=32, video_frames_every=3, time_range=(0.0, 0.5),
+                                              seed=5, frame_cache_mb=0), 1.0)])
+    for epoch, items in zip(epochs, cached):
+        fresh.set_epoch(epoch)
+        for i, video in enumerate(items):
+            assert torch.equal(video, fresh[i]["video"]), (epoch, i)
+
+
+def test_preload_stops_at_the_cache_budget(video_dir):
+    one_frame = 72 * 48 * 3  # a test frame (96x64) resized to a 48-px short side
+    clips = small_clips(video_dir, size=48, crop=32, frame_cache_mb=(NUM_FRAMES + 1) * one_frame / 2**20)
+    assert clips.fill_frame_cache() == NUM_FRAMES  # the second video no longer fits: left to lazy decoding
+    assert small_clips(video_dir, frame_cache_mb=0).fill_frame_cache() == 0
+
+
 # ---------------------------------------------------------------- synthetic motion
 
 def test_moving_crop_has_motion():

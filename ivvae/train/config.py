@@ -211,6 +211,10 @@ class DataConfig:
         prefetch_factor: batches prefetched per worker.
         frame_cache_mb: decoded frames each process keeps in memory (MiB; 0: none): a dataset
             that fits is decoded once, not once per clip.
+        preload_frames: before training, decode the training videos into the frame caches (as
+            far as ``frame_cache_mb`` allows), one sequential pass per video, in the main process:
+            the data workers, made afresh each epoch, then start with warm caches instead of
+            decoding again (with the default ``fork`` start method they share the pages).
         pin_memory: pin host memory (GPU runs).
         samples_per_epoch: samples in a (virtual) epoch across buckets (default: the larger of
             1000 and the number of files); smaller files lists are repeated with fresh crops.
@@ -225,6 +229,7 @@ class DataConfig:
     num_workers: int = 4
     prefetch_factor: int = 2
     frame_cache_mb: float = 256.0
+    preload_frames: bool = True
     pin_memory: bool = True
     samples_per_epoch: int | None = None
     random_flip: bool = True

@@ -216,6 +216,10 @@ class _ByteBudgetCache:
             self._arrays.move_to_end(key)
         return arr
 
+    def room(self) -> int:
+        """Bytes that can still be added without evicting anything."""
+        return self.max_bytes - self.nbytes
+
     def put(self, key: Hashable, arr: np.ndarray) -> None:
         if arr.nbytes > self.max_bytes or key in self._arrays:
             return
@@ -434,6 +438,30 @@ class VideoClipDataset(_RobustDataset):
             return {"video": frames_to_tensor(frames.contiguous()), "path": path, "start": plan.start}
         raise VideoReadError(path, "frame count changed while reading")
 
+    def fill_frame_cache(self) -> int:
+        """Decode the usable frames of each video into the frame cache (while they fit); returns the count.
+
+        One sequential decode per video instead of one seek per clip. The trainer calls it once in
+        the main process, so every data worker (made afresh each epoch) starts with a warm cache.
+        Unreadable videos are left to the items that read them (which report or skip them).
+        """
+        added = 0
+        for path in self.paths:
+            try:
+                info = self._probe(path)
+                lo, hi = _usable_frames(info.num_frames, self.time_range)
+                size = _fit_size(info.width, info.height, self.size, self.crop)
+                width, height = size if size is not None else (info.width, info.height)
+                if hi <= lo or (hi - lo) * width * height * 3 > self._frame_cache.room():
+                    continue
+                frames = read_video(path, start=lo, num_frames=hi - lo, resize=size).frames
+            except VideoReadError:
+                continue
+            for k, frame in enumerate(frames):
+                self._frame_cache.put((path, lo + k, size), frame.numpy().copy())
+            added += len(frames)
+        return added
+
     def _read_frames(self, path: str, plan: _ClipPlan) -> torch.Tensor:
         """uint8 ``(T, H, W, 3)`` frames of the plan (uncropped), from the cache when all are there."""
         keys = [(path, plan.start + i * plan.interval, plan.size) for i in range(self.num_frames)]
@@ -607,6 +635,33 @@ class ImageDataset(_RobustDataset):
             with Image.open(it.path) as img:
                 arr = np.asarray(img.convert("RGB"))
         return _resize_rgb(arr, _fit_size(arr.shape[1], arr.shape[0], short_side, min_hw))
+
+    def fill_frame_cache(self) -> int:
+        """Decode the video frames among the items into the frame cache (while they fit); returns the count.
+
+        One sequential decode per video instead of a seek per frame (see
+        :meth:`VideoClipDataset.fill_frame_cache`).
+        """
+        by_path: dict[str, list[int]] = {}
+        for index, it in enumerate(self.items):
+            if it.kind == "video":
+                by_path.setdefault(it.path, []).append(index)
+        added = 0
+        for path, indices in by_path.items():
+            first = self.items[indices[0]]
+            size = _fit_size(first.width, first.height, self.size, self.crop)
+            width, height = size if size is not None else (first.width, first.height)
+            if len(indices) * width * height * 3 > self._frame_cache.room():
+                continue
+            try:  # the items of a video are frames lo, lo + every, ... (see _video_items)
+                frames = read_video(path, start=first.frame, num_frames=len(indices), stride=self.video_frames_every,
+                                    resize=size).frames
+            except VideoReadError:
+                continue
+            for index, frame in zip(indices, frames):
+                self._frame_cache.put((index, size), frame.numpy().copy())
+            added += len(frames)
+        return added
 
     @staticmethod
     def _decode_frame(it: _ImageItem, size: tuple[int, int] | None) -> np.ndarray:
@@ -856,6 +911,10 @@ class MultiBucketDataset(Dataset):
         item = dict(self.datasets[k][index - self.offsets[k]])
         item["bucket"] = k
         return item
+
+    def fill_frame_caches(self) -> int:
+        """Fill the frame cache of every child dataset that has one; returns the frames decoded."""
+        return sum(ds.fill_frame_cache() for ds in self.datasets if hasattr(ds, "fill_frame_cache"))
 
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to every child dataset that supports it."""

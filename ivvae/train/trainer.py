@@ -639,6 +639,12 @@ class Trainer:
     def _batches(self) -> Iterator[dict[str, Any]]:
         resume = self._resume_sampler_state
         self._resume_sampler_state = None
+        if self.cfg.data.preload_frames and self.cfg.data.frame_cache_mb > 0:
+            started = time.perf_counter()
+            frames = self.train_dataset.fill_frame_caches()
+            if frames:
+                logger.info("preloaded %d decoded frames into the frame caches in %.1f s", frames,
+                            time.perf_counter() - started)
         while True:
             self.train_sampler.set_epoch(self.epoch)
             self.train_dataset.set_epoch(self.epoch)

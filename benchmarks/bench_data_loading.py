@@ -1,0 +1,87 @@
+"""Training-data throughput with and without preloaded frame caches (``data.preload_frames``).
+
+Builds a config's training data exactly as ``ivvae train`` does and draws batches the way the
+trainer does (a fresh DataLoader, hence fresh workers, every epoch), once with the frame caches
+filled in the main process before the first epoch (workers inherit them) and once without (each
+worker decodes what its items need, again every epoch). Reports batches per second over all
+epochs, the preload time included, and the ratio.
+
+    python benchmarks/bench_data_loading.py configs/small_z16/1c_image_vae_gpu.yaml \\
+        --workers 2 --epochs 2 --batches 30 --out benchmarks/results/data_loading.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ivvae.train.config import load_config
+from ivvae.train.data import clip_collate
+from ivvae.train.trainer import build_train_data
+
+
+def draw(config: str, overrides: list[str], preload: bool, workers: int, epochs: int, batches: int) -> dict:
+    cfg = load_config(config, overrides + [f"data.num_workers={workers}"])
+    dataset, sampler, _, _ = build_train_data(cfg)
+    started = time.perf_counter()
+    preloaded = dataset.fill_frame_caches() if preload else 0
+    preload_s = time.perf_counter() - started
+    drawn, per_epoch = 0, []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        epoch_start = time.perf_counter()
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=clip_collate,
+                            persistent_workers=False, **({"prefetch_factor": 2} if workers else {}))
+        for i, _batch in enumerate(loader):
+            drawn += 1
+            if i + 1 >= batches:
+                break
+        del loader
+        per_epoch.append(round(time.perf_counter() - epoch_start, 3))
+    total = time.perf_counter() - started
+    return {"preload": preload, "frames_preloaded": preloaded, "preload_s": round(preload_s, 3), "batches": drawn,
+            "epoch_s": per_epoch, "total_s": round(total, 3), "batches_per_s": round(drawn / total, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="training config (its data section is used)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--workers", type=int, default=2, help="data workers (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs, each with fresh workers (default %(default)s)")
+    parser.add_argument("--batches", type=int, default=30, help="batches drawn per epoch (default %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 1 epoch of 2 batches")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.batches = 1, 2
+
+    torch.set_num_threads(1)
+    cases = [draw(args.config, args.overrides, preload, args.workers, args.epochs, args.batches) for preload in (False, True)]
+    result = {
+        "config": args.config, "overrides": args.overrides, "workers": args.workers, "epochs": args.epochs,
+        "batches_per_epoch": args.batches,
+        "environment": {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": __import__("os").cpu_count()},
+        "cases": cases,
+        "speedup_preload": round(cases[1]["batches_per_s"] / cases[0]["batches_per_s"], 3),
+    }
+    for case in cases:
+        print(f"preload {str(case['preload']):5}: {case['batches_per_s']:.2f} batches/s "
+              f"(preload {case['preload_s']:.1f} s, {case['frames_preloaded']} frames; epochs {case['epoch_s']} s)")
+    print(f"speed-up from preloading: {result['speedup_preload']:.2f}x")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
