@@ -23,8 +23,13 @@ from pathlib import Path
 
 from . import __version__
 from .argtypes import nonnegative_int, positive_int, size
-
-EXIT_USAGE = 2  # user-fixable errors, as argparse uses for bad arguments
+from .cli_support import (
+    EXIT_USAGE,
+    check_data_sources,
+    refuse_existing,
+    resolve_device,
+    run_handler,
+)
 
 
 @dataclass(frozen=True)
@@ -148,22 +153,8 @@ def _add_writing(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return name
 
 
-def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
-    if overwrite:
-        return
-    for path in paths:
-        if path.exists():
-            raise FileExistsError(f"output '{path}' exists; pass --overwrite to replace it")
 
 
 def _side_by_side_path(out: Path) -> Path:
@@ -292,10 +283,10 @@ def _reconstruct_run(args: argparse.Namespace) -> int:
     side = _side_by_side_path(out) if args.side_by_side else None
     if out.resolve() == args.input.resolve():
         raise ValueError(f"OUT '{out}' is the input video; choose another output path")
-    _refuse_existing([p for p in (out, side) if p is not None], args.overwrite)
+    refuse_existing([p for p in (out, side) if p is not None], args.overwrite)
     frames_n, height, width = _selected_shape(args)
     chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
-    model = _load(args.model, _device(args.device))
+    model = _load(args.model, resolve_device(args.device))
     _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
     frames, fps = _read_input(args)
     print(f"input   {args.input}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
@@ -325,10 +316,10 @@ def _encode_arguments(parser: argparse.ArgumentParser) -> None:
 def _encode_run(args: argparse.Namespace) -> int:
     from .pipeline import encode_video, save_latents
 
-    _refuse_existing([args.latents], args.overwrite)
+    refuse_existing([args.latents], args.overwrite)
     frames_n, height, width = _selected_shape(args)
     chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
-    model = _load(args.model, _device(args.device))
+    model = _load(args.model, resolve_device(args.device))
     _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
     frames, fps = _read_input(args)
     print(f"input   {args.input}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
@@ -355,13 +346,13 @@ def _decode_run(args: argparse.Namespace) -> int:
     from .io import write_video
     from .pipeline import decode_latents, load_latents
 
-    _refuse_existing([args.output], args.overwrite)
+    refuse_existing([args.output], args.overwrite)
     encoded = load_latents(args.latents)
     meta = encoded.metadata
     chunk_groups = _chunk_groups(args.chunk_groups) if args.chunk_groups is not None else meta.get("chunk_groups")
     tile = _tile(args, default=meta.get("tile"))
     dtype = args.dtype or meta.get("dtype") or "fp32"
-    model = _load(args.model or meta.get("model") or DEFAULT_MODEL, _device(args.device))
+    model = _load(args.model or meta.get("model") or DEFAULT_MODEL, resolve_device(args.device))
     frames_n = meta.get("num_frames") or 1 + model.temporal_compression * (encoded.latents.shape[2] - 1)
     height = meta.get("height") or encoded.latents.shape[3] * model.spatial_compression
     width = meta.get("width") or encoded.latents.shape[4] * model.spatial_compression
@@ -495,9 +486,9 @@ def _demo_run(args: argparse.Namespace) -> int:
 
     out_dir = args.out_dir
     paths = [out_dir / "input.mp4", out_dir / "reconstruction.mp4", out_dir / "side_by_side.mp4"]
-    _refuse_existing(paths, args.overwrite)
+    refuse_existing(paths, args.overwrite)
     chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
-    model = _load(args.model, _device(args.device))
+    model = _load(args.model, resolve_device(args.device))
     _check_memory(args, model, args.frames, args.crop, args.crop, chunk_groups, tile, dtype)
     source = sample_video_path(args.sample)
     start = args.start
@@ -748,16 +739,13 @@ def _latent_stats_run(args: argparse.Namespace) -> int:
     import json
 
     from .hub import resolve_model_path
-    from .io import resolve_source
 
     prog = "ivvae latent-stats"
-    _refuse_existing([args.json] if args.json else [], args.overwrite)
+    refuse_existing([args.json] if args.json else [], args.overwrite)
     model_folder = resolve_model_path(args.model)
     if args.write_model is not None:
         _check_write_model(args.write_model, model_folder, args.overwrite)
-    for source in args.data:
-        if not Path(resolve_source(source)).exists():
-            raise FileNotFoundError(f"--data {source}: not found (give a folder, a manifest, a video file or sample:NAME)")
+    check_data_sources(args.data)
 
     import torch
 
@@ -770,7 +758,7 @@ def _latent_stats_run(args: argparse.Namespace) -> int:
                        seed=args.seed, frames=args.frames, size=args.size, crop=args.crop, start_fraction=args.start_fraction,
                        clips_per_video=args.clips_per_video, small_frames="native")
     chunk_groups = _chunk_groups(args.chunk_groups)
-    model = _load(args.model, _device(args.device))
+    model = _load(args.model, resolve_device(args.device))
     before = {"scaling_factor": float(model.config.scaling_factor), "shift_factor": float(model.config.shift_factor)}
     crop = spec.crop_size
     print(f"model   {_describe_loaded(model)}: {_execution_text(chunk_groups, None, 'fp32')}")
@@ -962,26 +950,6 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that are the user's to fix: one line on stderr, exit code 2."""
-    import torch
-
-    errors: list[type[BaseException]] = [OSError, ValueError, MemoryError]  # covers VideoReadError, CheckpointError, FileExistsError, ...
-    if hasattr(torch, "OutOfMemoryError"):
-        errors.append(torch.OutOfMemoryError)
-    return tuple(errors)
-
-
-def _one_line(error: BaseException, limit: int = 600) -> str:
-    # Multi-line messages (e.g. a checkpoint's layout report) keep a short piece of each line.
-    lines = [" ".join(line.split()) for line in str(error).splitlines() if line.strip()]
-    lines = lines[:1] + [line if len(line) <= 160 else line[:160] + "..." for line in lines[1:]]
-    text = " | ".join(lines) or type(error).__name__
-    if isinstance(error, MemoryError) or "OutOfMemory" in type(error).__name__:
-        text = f"out of memory ({text}); try --chunk-groups 1 and/or --tile 256, or fewer frames"
-    if len(text) > limit:
-        text = text[:limit] + " ... (run with --debug for the full message)"
-    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -999,22 +967,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .runtime import tune_cpu_allocator
 
     tune_cpu_allocator()  # large activations: reuse freed memory instead of page-faulting it in again
-    try:
-        return int(args._run(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except _user_errors() as error:
-        if args.debug:
-            raise
-        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
-    except RuntimeError as error:
-        # CPU allocation failures surface as RuntimeError("... can't allocate memory ...").
-        if args.debug or "allocate" not in str(error):
-            raise
-        print(f"{prog}: error: {_one_line(MemoryError(str(error).splitlines()[0]))}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_handler(prog, args._run, args)
 
 
 if __name__ == "__main__":

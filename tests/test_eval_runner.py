@@ -370,6 +370,8 @@ def test_eval_command(data_dir, model_dirs, tmp_path, capsys):
         (["--lpips-backbone", "/nonexistent/alex.pth"], "LPIPS backbone weights not found"),
         (["--i3d", "/nonexistent/i3d.pt"], "I3D weights not found"),
         (["--name", "a", "--name", "b"], "--name was given 2 time(s) for 1 --model"),
+        # a mistyped second source is an error, not a video silently left out
+        (["--data", "/nonexistent/videos"], "--data /nonexistent/videos: not found"),
     ],
 )
 def test_eval_command_errors(extra, message, data_dir, tmp_path, capsys):

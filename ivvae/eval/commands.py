@@ -24,16 +24,22 @@ import functools
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..argtypes import nonnegative_int, positive_int, size
+from ..cli_support import (
+    EXIT_USAGE,
+    check_data_sources,
+    refuse_existing,
+    resolve_device,
+    run_handler,
+)
 
 __all__ = ["COMMAND_SPECS", "CommandSpec", "main", "register", "run_build_motionhd", "run_eval", "run_motion_score"]
 
 EXIT_OK = 0
-EXIT_USAGE = 2
 
 #: names of :data:`ivvae.eval.runner.PROTOCOLS` (kept here so that building the parser imports no torch)
 PROTOCOL_NAMES = ("original", "resized-480", "resized-720", "resized-1080", "custom")
@@ -52,53 +58,17 @@ def _wxh(text: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 # error handling shared by the handlers
 # --------------------------------------------------------------------------------------------
-def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [OSError, ValueError, MemoryError]
-    try:
-        import torch
-
-        if hasattr(torch, "OutOfMemoryError"):
-            errors.append(torch.OutOfMemoryError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
-
-
-def _one_line(error: BaseException, limit: int = 800) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    if isinstance(error, MemoryError) or "OutOfMemory" in type(error).__name__:
-        text = f"out of memory ({text}); try --chunk-groups 1 and/or --tile 256"
-    return text if len(text) <= limit else text[:limit] + " ... (run with --debug for the full message)"
-
-
 def _guarded(prog: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
     """Turn user-fixable errors into one line on stderr and exit code 2 (``args.debug`` re-raises)."""
 
     def wrap(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
         @functools.wraps(fn)
         def run(args: argparse.Namespace) -> int:
-            try:
-                return int(fn(args) or 0)
-            except KeyboardInterrupt:
-                print(f"{prog}: interrupted", file=sys.stderr)
-                return 130
-            except _user_errors() as error:
-                if getattr(args, "debug", False):
-                    raise
-                print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
-                return EXIT_USAGE
+            return run_handler(prog, fn, args)
 
         return run
 
     return wrap
-
-
-def _refuse_existing(paths: Iterable[Path], overwrite: bool) -> None:
-    if overwrite:
-        return
-    for path in paths:
-        if path.exists():
-            raise FileExistsError(f"output '{path}' exists; pass --overwrite to replace it")
 
 
 def _check_file(path: str | None, what: str, option: str) -> None:
@@ -107,14 +77,6 @@ def _check_file(path: str | None, what: str, option: str) -> None:
         raise FileNotFoundError(f"{option} {path}: {what} not found (leave the option out to look in the default locations)")
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return name
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +235,8 @@ def run_eval(args: argparse.Namespace) -> int:
     out = Path(args.out)
     from .report import REPORT_FILES
 
-    _refuse_existing([out / f for f in REPORT_FILES], args.overwrite)
+    refuse_existing([out / f for f in REPORT_FILES], args.overwrite)
+    check_data_sources(args.data)
     if args.protocol != "custom" and (args.size is not None or args.crop is not None):
         raise ValueError(f"--size/--crop need --protocol custom (--protocol {args.protocol} fixes the size)")
     if args.protocol == "custom" and args.size is None and args.crop is None:
@@ -305,7 +268,7 @@ def run_eval(args: argparse.Namespace) -> int:
         chunk_groups=args.chunk_groups or None,
         tile=tile,
         dtype=args.dtype,
-        device=_device(args.device),
+        device=resolve_device(args.device),
         quantize=args.quantize,
         lpips=not args.no_lpips,
         lpips_net=args.lpips_net,
@@ -378,7 +341,7 @@ def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
 def run_motion_score(args: argparse.Namespace) -> int:
     """Handler of ``ivvae motion-score``."""
     out = Path(args.out)
-    _refuse_existing([out] + ([Path(args.plot)] if args.plot else []), args.overwrite)
+    refuse_existing([out] + ([Path(args.plot)] if args.plot else []), args.overwrite)
     paths = [os.path.abspath(v) for v in args.videos]
     if args.data:
         from ..train.data import list_videos
@@ -460,7 +423,7 @@ def add_motionhd_arguments(parser: argparse.ArgumentParser) -> None:
 def run_build_motionhd(args: argparse.Namespace) -> int:
     """Handler of ``ivvae build-motionhd``."""
     out = Path(args.out)
-    _refuse_existing([out] + ([Path(args.plot)] if args.plot else []), args.overwrite)
+    refuse_existing([out] + ([Path(args.plot)] if args.plot else []), args.overwrite)
     from . import motion
 
     if not Path(args.scores).is_file():
