@@ -214,7 +214,8 @@ class DataConfig:
         preload_frames: before training, decode the training videos into the frame caches (as
             far as ``frame_cache_mb`` allows), one sequential pass per video, in the main process:
             the data workers, made afresh each epoch, then start with warm caches instead of
-            decoding again (with the default ``fork`` start method they share the pages).
+            decoding again. Workers are forked on Linux (sharing the pages); where they would be
+            spawned (macOS, Windows) the preload is skipped unless ``num_workers`` is 0.
         pin_memory: pin host memory (GPU runs).
         samples_per_epoch: samples in a (virtual) epoch across buckets (default: the larger of
             1000 and the number of files); smaller files lists are repeated with fresh crops.
@@ -347,8 +348,9 @@ class OptimConfig:
             during the run included; start-up and the final validation/checkpoint/export not), or
             ``null`` for none. With a budget the run measures its speed and shortens its horizon
             (and so the learning-rate schedule) to the steps that fit, never beyond ``max_steps``:
-            set ``max_steps`` high and let the budget decide, e.g. on a lent GPU. A resumed run
-            plans its horizon again from its own budget.
+            set ``max_steps`` high and let the budget decide, e.g. on a lent GPU. The plan is
+            revised at each logging step (``logging.every``), so keep that a small share of the
+            run. A resumed run plans its horizon again from its own budget.
         gradient_accumulation_steps: micro-batches per optimiser step.
         max_grad_norm: gradient clipping by global norm (``null``: none).
         precision: ``no`` (fp32), ``bf16`` or ``fp16`` (mixed precision via accelerate).

@@ -632,6 +632,7 @@ class Trainer:
         kwargs: dict[str, Any] = {}
         if workers > 0:
             kwargs["prefetch_factor"] = d.prefetch_factor
+            kwargs["multiprocessing_context"] = _worker_start_method()
         return DataLoader(self.train_dataset, batch_sampler=self.train_sampler, num_workers=workers, collate_fn=clip_collate,
                           pin_memory=d.pin_memory and torch.cuda.is_available(), generator=generator,
                           persistent_workers=False, **kwargs)
@@ -639,7 +640,9 @@ class Trainer:
     def _batches(self) -> Iterator[dict[str, Any]]:
         resume = self._resume_sampler_state
         self._resume_sampler_state = None
-        if self.cfg.data.preload_frames and self.cfg.data.frame_cache_mb > 0:
+        d = self.cfg.data
+        # Workers inherit a preloaded cache only when forked; spawned ones would get it pickled each epoch.
+        if d.preload_frames and d.frame_cache_mb > 0 and (d.num_workers == 0 or _worker_start_method() == "fork"):
             started = time.perf_counter()
             frames = self.train_dataset.fill_frame_caches()
             if frames:
@@ -1115,6 +1118,15 @@ class Trainer:
                 out = export_model(self.ema.model if use_ema else self.vae_unwrapped,
                                    self.run_dir / "exports" / checkpoint_name(self.step), self.cfg.export.dtype)
                 logger.info("step %d: exported to %s", self.step, out)
+
+
+def _worker_start_method() -> str | None:
+    """``fork`` for data workers on Linux (they then share the preloaded frame caches' pages instead
+    of each decoding the videos again; Python 3.14 made ``forkserver`` the default there), else
+    the platform's default."""
+    import multiprocessing
+
+    return "fork" if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() else None
 
 
 class _TimeBudget:
