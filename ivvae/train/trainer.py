@@ -868,7 +868,7 @@ class Trainer:
                         summary["num_skipped_files"])
         return summary
 
-    def _fit_horizon_to_budget(self, budget: "_TimeBudget", now: float) -> None:
+    def _fit_horizon_to_budget(self, budget: _TimeBudget, now: float) -> None:
         """Shorten the run (and its lr schedule) to the steps that fit the time budget.
 
         Every process must stop at the same step, so the main process decides and broadcasts.
