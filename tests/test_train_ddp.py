@@ -116,3 +116,18 @@ def test_ddp_resume_repeats_the_uninterrupted_run(ddp_run, ddp_config):
     assert again[0]["disc"] == ranks[0]["disc"]
     for r in range(2):
         assert again[r]["l1"] == {k: v for k, v in ranks[r]["l1"].items() if int(k) > 2}
+
+
+def test_ddp_time_budget_stops_every_process_at_the_same_step(ddp_config, tmp_path):
+    """With train.max_minutes the main process plans the horizon and broadcasts it: both processes
+    stop at the same step (a disagreement would hang the next collective) with equal weights."""
+    root, path = ddp_config
+    cfg = yaml.safe_load(path.read_text())
+    cfg["train"].update({"max_steps": 100_000, "max_minutes": 0.05})
+    cfg["checkpoint"] = {"every": 0, "keep_last": 0}
+    budget = tmp_path / "budget.yaml"
+    budget.write_text(yaml.safe_dump(cfg))
+    ranks = launch(tmp_path, budget, tmp_path / "run")
+    steps = [r["summary_steps"] for r in ranks]
+    assert steps[0] == steps[1] and 2 <= steps[0] < 100_000
+    assert ranks[0]["vae"] == ranks[1]["vae"]
