@@ -1,0 +1,133 @@
+"""Training-step throughput of a config's model against batch size (no data loading).
+
+Answers, in a minute of a lent GPU, the question a time-limited run needs first: does a larger
+batch cost proportionally more time (the device is busy: keep the batch), or almost nothing (the
+step is bound by kernel launches and Python: raise the batch)? For each batch size it runs
+forward (encode, posterior sample, decode), L1 + KL loss, backward and an AdamW step on random
+clips of one bucket's shape, with the config's precision and memory format, and reports seconds
+per step, samples and megapixels per second, and peak device memory. Ratios are against the
+smallest batch of the same run.
+
+    python benchmarks/bench_train_step.py configs/small_z16/2_ivvae_video_gpu.yaml --bucket 0 \\
+        --batch-sizes 8 16 32 --random-init --device cuda --out benchmarks/results/train_step_h200.json
+    python benchmarks/bench_train_step.py configs/small_z16/2_ivvae_video_gpu.yaml --quick   # CPU smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from ivvae.train.config import InitConfig, load_config
+from ivvae.train.trainer import _Autoencoder, build_model_from_config
+
+
+def time_steps(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device, precision: str, channels_last: bool,
+               warmup: int, steps: int) -> dict:
+    ae = _Autoencoder(model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).mul_(2).sub_(1).to(device)
+    if channels_last and x.dim() == 5:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def step() -> None:
+        with autocast:
+            rec, mean, logvar = ae(x)
+            kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).mean()
+            loss = (rec.float() - x).abs().mean() + 1e-6 * kl
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    seconds = (time.perf_counter() - started) / steps
+    batch, _, frames, height, width = shape
+    return {"batch_size": batch, "shape": list(shape), "s_per_step": round(seconds, 5),
+            "samples_per_s": round(batch / seconds, 3), "mpix_per_s": round(batch * frames * height * width / seconds / 1e6, 3),
+            "peak_memory_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="training config: its model, precision, memory format and buckets are used")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--bucket", type=int, default=0, help="which data.buckets entry gives the clip shape (default %(default)s)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default: the bucket's, x2 and x4")
+    parser.add_argument("--random-init", action="store_true", help="skip model.init (no run folders needed; needs model.class/config or a preset)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per batch size (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per batch size (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: random init, 32 px, 5 frames, batch 1 and 2, 1+1 steps")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+
+    overrides = list(args.overrides)
+    if args.quick:
+        args.random_init, args.warmup, args.steps, args.batch_sizes = True, 1, 1, [1, 2]
+        overrides += [f"data.buckets.{args.bucket}.crop=32", f"data.buckets.{args.bucket}.num_frames=5"]
+    cfg = load_config(args.config, overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not 0 <= args.bucket < len(cfg.data.buckets):
+        raise SystemExit(f"--bucket {args.bucket}: the config has {len(cfg.data.buckets)} bucket(s)")
+    bucket = cfg.data.buckets[args.bucket]
+    if bucket.crop is None:
+        raise SystemExit(f"data.buckets.{args.bucket} has no crop: give it one with --set data.buckets.{args.bucket}.crop=N")
+    height, width = (bucket.crop, bucket.crop) if isinstance(bucket.crop, int) else bucket.crop
+    frames = 1 if bucket.kind == "image" else bucket.num_frames
+    if args.random_init:
+        if not (cfg.model.preset or cfg.model.class_name or cfg.model.config):
+            raise SystemExit("--random-init needs a config whose model section names a preset or class/config")
+        cfg.model.init = InitConfig()
+    device = torch.device(args.device)
+    precision = cfg.train.precision
+    rows = []
+    for batch in args.batch_sizes or [bucket.batch_size, 2 * bucket.batch_size, 4 * bucket.batch_size]:
+        model = build_model_from_config(cfg.model)
+        if cfg.model.channels_last:
+            model.to_channels_last()
+        rows.append(time_steps(model, (batch, 3, frames, height, width), device, precision, cfg.model.channels_last,
+                               args.warmup, args.steps))
+        print(f"batch {batch:4d}: {rows[-1]['s_per_step']:.4f} s/step, {rows[-1]['samples_per_s']:.1f} samples/s, "
+              f"{rows[-1]['mpix_per_s']:.2f} Mpix/s" + (f", peak {rows[-1]['peak_memory_mib']:.0f} MiB" if rows[-1]["peak_memory_mib"] else ""))
+        del model
+    base = rows[0]
+    for row in rows:
+        row["throughput_vs_smallest"] = round(row["samples_per_s"] / base["samples_per_s"], 3)
+        row["batch_vs_smallest"] = round(row["batch_size"] / base["batch_size"], 3)
+    result = {"config": args.config, "overrides": overrides, "bucket": args.bucket, "device": str(device),
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+              "precision": precision, "channels_last": cfg.model.channels_last, "torch": torch.__version__,
+              "warmup": args.warmup, "steps": args.steps, "rows": rows}
+    print("throughput vs the smallest batch: " + ", ".join(f"x{r['batch_vs_smallest']:g} batch -> x{r['throughput_vs_smallest']:.2f}"
+                                                          for r in rows[1:]))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
