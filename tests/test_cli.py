@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -267,3 +268,4 @@ def test_demo_with_model(capsys, model_dir, tmp_path):
     side = probe_video(out_dir / "side_by_side.mp4")
     assert (side.width, side.height) == (128, 64)
     assert "PSNR" in out and "SSIM" in out
+    assert re.search(r"^time +[0-9.]+ s to encode and decode \(\d+ CPU threads\)$", out, re.MULTILINE)
