@@ -13,12 +13,12 @@ epochs, the preload time included, and the ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import torch
+from _results import write_results
 from torch.utils.data import DataLoader
 
 from ivvae.train.config import load_config
@@ -73,13 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_preload": round(cases[1]["batches_per_s"] / cases[0]["batches_per_s"], 3),
     }
     for case in cases:
-        print(f"preload {str(case['preload']):5}: {case['batches_per_s']:.2f} batches/s "
+        print(f"preload {case['preload']!s:5}: {case['batches_per_s']:.2f} batches/s "
               f"(preload {case['preload_s']:.1f} s, {case['frames_preloaded']} frames; epochs {case['epoch_s']} s)")
     print(f"speed-up from preloading: {result['speedup_preload']:.2f}x")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    write_results(args.out, result)
     return 0
 
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import platform
 import time
 from pathlib import Path
 
 import torch
+from _results import write_results
 
 from ivvae.train.config import InitConfig, load_config
 from ivvae.train.trainer import _Autoencoder, build_model_from_config
@@ -122,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
               "warmup": args.warmup, "steps": args.steps, "rows": rows}
     print("throughput vs the smallest batch: " + ", ".join(f"x{r['batch_vs_smallest']:g} batch -> x{r['throughput_vs_smallest']:.2f}"
                                                           for r in rows[1:]))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    write_results(args.out, result)
     return 0
 
 
