@@ -10,7 +10,8 @@ model -- the same clips as ``ivvae eval ... --start-fraction 0.8 --clips-per-vid
 * ``loss_curve.png``: the training L1 loss (per bucket) and the in-run validation PSNR of each run.
 
 Results are cached in ``heldout_curve.json`` (one entry per evaluated folder), so rerunning after
-more steps only evaluates the new exports.
+more steps only evaluates the new exports; runs evaluated into the same ``--out`` are plotted as
+separate lines (``--label``).
 
     python benchmarks/heldout_curve.py --run runs/small_z16/2_ivvae_video \\
         --start runs/small_z16/1_image_vae=KTC init --loss-run runs/small_z16/1_image_vae \\
@@ -92,11 +93,15 @@ def plot_curve(data: dict, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = sorted((e["step"], e) for e in data["runs"].values())
-    steps = [s for s, _ in points]
+    by_run: dict[str, list[dict]] = {}
+    for entry in data["runs"].values():
+        by_run.setdefault(entry.get("run", "ivvae-small-z16"), []).append(entry)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot(steps, [e["psnr"] for _, e in points], "o-", label="ivvae-small-z16 (held-out)")
-    ax2.plot(steps, [e["ssim"] for _, e in points], "o-", label="ivvae-small-z16 (held-out)")
+    for run, entries in by_run.items():
+        entries = sorted(entries, key=lambda e: e["step"])
+        steps = [e["step"] for e in entries]
+        ax1.plot(steps, [e["psnr"] for e in entries], "o-", label=run)
+        ax2.plot(steps, [e["ssim"] for e in entries], "o-", label=run)
     ref = data.get("bicubic-x4")
     if ref:
         ax1.axhline(ref["psnr"], color="gray", ls="--", label=f"bicubic x4 ({ref['psnr']:.2f} dB)")
@@ -154,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="model evaluated as step 0 (e.g. the KTC inflation the run started from)")
     parser.add_argument("--loss-run", action="append", type=Path, default=[],
                         help="earlier runs whose loss curves are plotted before --run's (repeatable)")
+    parser.add_argument("--label", default=None,
+                        help="the run's name in the plot legend (default: the run folder's name); each run is its own line")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
@@ -173,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         entry = evaluate_folder(folder, args.threads)
         entry["step"] = step
+        entry["run"] = args.label or args.run.name
         entry["floor"] = floor_check(entry, data["bicubic-x4"])
         data["runs"][key] = entry
         print(f"step {step}: held-out PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.3f}, SSIM-by-position spread "

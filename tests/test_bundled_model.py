@@ -32,17 +32,21 @@ def test_default_model_training_configs_load():
     repo = Path(__file__).resolve().parents[1]
     configs = sorted((repo / "configs" / "small_z16").glob("*.yaml"))
     assert [p.name for p in configs] == ["1_image_vae.yaml", "1b_image_vae_more.yaml", "1c_image_vae_gpu.yaml",
-                                         "2_ivvae_video_gpu.yaml", "3_continue.yaml"]
-    image, image_more, image_gpu, video, more = (load_config(p) for p in configs)
+                                         "1d_image_vae_gpu.yaml", "2_ivvae_video_gpu.yaml", "2b_ivvae_video_gpu.yaml",
+                                         "3_continue.yaml"]
+    image, image_more, image_gpu, image_gpu_more, video, video_more, more = (load_config(p) for p in configs)
     # each stage starts from the previous one's export
     assert image_more.model.init.from_pretrained == image.output_dir + "/export"
     assert image_gpu.model.init.from_pretrained == image_more.output_dir + "/export"
+    assert image_gpu_more.model.init.from_pretrained == image_gpu.output_dir + "/export"
     assert video.model.init.inflate_from == image_gpu.output_dir + "/export" and video.model.init.mode == "ktc"
+    assert video_more.model.init.inflate_from == image_gpu_more.output_dir + "/export"
+    assert video_more.model.init.mode == "ktc"
     # the GPU stages run for a fixed time, their horizon fitted to it
-    assert image_gpu.train.max_minutes and video.train.max_minutes
+    assert all(stage.train.max_minutes for stage in (image_gpu, image_gpu_more, video, video_more))
     # stage 3 continues from the shipped weights, which a fresh clone has
     assert (repo / more.model.init.from_pretrained / "config.json").is_file()
     # every stage holds out the same part of the sample clips
-    for stage in (image, image_more, image_gpu, video, more):
+    for stage in (image, image_more, image_gpu, image_gpu_more, video, video_more, more):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources

@@ -318,6 +318,20 @@ def test_image_dataset_caches_decoded_video_frames(video_dir, monkeypatch):
     assert len(decodes) == 2
 
 
+def test_image_dataset_caches_resized_stills(monkeypatch):
+    """A still is read and resized once; later items crop the cached copy and equal uncached ones."""
+    ds = ImageDataset("skimage", size=64, crop=48, train=False)
+    reads = []
+    read = ds._read_still
+    monkeypatch.setattr(ds, "_read_still", lambda it: reads.append(it.path) or read(it))
+    first = ds[0]["video"]
+    first.add_(1)  # items do not share memory with the cache
+    second = ds[0]["video"]
+    assert reads == [ds.items[0].path]
+    uncached = ImageDataset("skimage", size=64, crop=48, train=False, frame_cache_mb=0)
+    assert torch.equal(second, uncached[0]["video"])
+
+
 def test_preloaded_frame_caches_serve_every_item_without_decoding(video_dir, monkeypatch):
     """fill_frame_cache decodes each video once, sequentially; afterwards items need no decoder
     and are exactly what an uncached dataset gives."""

@@ -13,21 +13,7 @@ set -u -o pipefail
 results=${1:-runs/small_z16/gpu_results}
 shift || true
 mkdir -p "$results"
-ivvae_cmd=(python3 -m ivvae.cli)
-
-train_stage() {  # NAME CONFIG RUN_DIR [ARGS...]: train, then pack what a later session needs
-  local name=$1 config=$2 run_dir=$3
-  shift 3
-  echo "=== stage $name: $config ($(date -u +%T))"
-  "${ivvae_cmd[@]}" train "$config" --set logging.progress_bar=false "$@" 2>&1 | tee "$results/$name.log"
-  local status=$?
-  echo "=== stage $name ended with status $status ($(date -u +%T))"
-  if [[ -f $run_dir/export/config.json ]]; then
-    cp "$results/$name.log" "$run_dir/$name.log"
-    tar -cf "$results/$name.tar" -C "$run_dir" export metrics.jsonl summary.json config.yaml "$name.log"
-  fi
-  return $status
-}
+source "$(dirname "$0")/_stage.sh"
 
 image_dir=runs/small_z16/1c_image_vae_gpu
 train_stage stage1c configs/small_z16/1c_image_vae_gpu.yaml "$image_dir" "$@"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Stages 1d and 2b of ivvae-small-z16 on one GPU, each for a fixed time (train.max_minutes in
+# their configs): the stage-1c image VAE trained on with larger batches (4 min), then inflated
+# into an IV-VAE and trained on video (3.5 min): ~9 minutes of one GPU in all (session 5).
+# Needs the stage-1c export (runs/small_z16/1c_image_vae_gpu/export, from train_on_gpu.sh). If
+# stage 1d fails, stage 2b inflates the stage-1c export instead.
+#
+#   configs/small_z16/train_on_gpu_more.sh [RESULTS_DIR] [IVVAE_TRAIN_ARGS...]
+#
+# RESULTS_DIR (default runs/small_z16/gpu_results) receives one tar per stage. Extra arguments go
+# to both `ivvae train` calls (e.g. --set ...).
+set -u -o pipefail
+results=${1:-runs/small_z16/gpu_results}
+shift || true
+mkdir -p "$results"
+source "$(dirname "$0")/_stage.sh"
+
+image_dir=runs/small_z16/1d_image_vae_gpu
+train_stage stage1d configs/small_z16/1d_image_vae_gpu.yaml "$image_dir" "$@"
+video_args=()
+if [[ ! -f $image_dir/export/config.json ]]; then
+  echo "stage 1d left no export: stage 2b inflates the stage-1c image VAE instead"
+  video_args=(--set model.init.inflate_from=runs/small_z16/1c_image_vae_gpu/export)
+fi
+train_stage stage2b configs/small_z16/2b_ivvae_video_gpu.yaml runs/small_z16/2b_ivvae_video_gpu "${video_args[@]}" "$@"
