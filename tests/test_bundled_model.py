@@ -20,7 +20,7 @@ def test_bundled_model_reconstructs_a_held_out_clip():
     with torch.no_grad():
         recon = model(video).sample.clamp(-1, 1)
     assert recon.shape == video.shape
-    assert float(psnr(video, recon)) > 21.3  # measured 21.65 dB (the session-3 model: 21.03, session 2: 19.15)
+    assert float(psnr(video, recon)) > 21.3  # measured 21.64 dB (session-4 model: 21.65, session 3: 21.03, session 2: 19.15)
 
 
 def test_default_model_training_configs_load():

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Stages 1d and 2b of ivvae-small-z16 on one GPU, each for a fixed time (train.max_minutes in
 # their configs): the stage-1c image VAE trained on with larger batches (4 min), then inflated
-# into an IV-VAE and trained on video (3.5 min): ~9 minutes of one GPU in all (session 5).
+# into an IV-VAE and trained on video (3.5 min), then stage 2b resumed for 3.6 more minutes:
+# ~13 minutes of one GPU in all, which is how the session-5 model was made (the resume was a
+# second call, on the time left on the lease).
 # Needs the stage-1c export (runs/small_z16/1c_image_vae_gpu/export, from train_on_gpu.sh). If
 # stage 1d fails, stage 2b inflates the stage-1c export instead.
 #
@@ -22,4 +24,8 @@ if [[ ! -f $image_dir/export/config.json ]]; then
   echo "stage 1d left no export: stage 2b inflates the stage-1c image VAE instead"
   video_args=(--set model.init.inflate_from=runs/small_z16/1c_image_vae_gpu/export)
 fi
-train_stage stage2b configs/small_z16/2b_ivvae_video_gpu.yaml runs/small_z16/2b_ivvae_video_gpu "${video_args[@]}" "$@"
+video_dir=runs/small_z16/2b_ivvae_video_gpu
+train_stage stage2b configs/small_z16/2b_ivvae_video_gpu.yaml "$video_dir" "${video_args[@]}" "$@" || exit
+# the resumed run plans a new horizon from its own budget: a warm restart of the lr (see train_on_gpu.sh)
+train_stage stage2b_more configs/small_z16/2b_ivvae_video_gpu.yaml "$video_dir" --resume auto --set train.max_minutes=3.6 \
+  "${video_args[@]}" "$@"
