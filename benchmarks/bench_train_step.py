@@ -10,6 +10,8 @@ smallest batch of the same run.
 
     python benchmarks/bench_train_step.py configs/small_z16/2_ivvae_video_gpu.yaml --bucket 0 \\
         --batch-sizes 8 16 32 --random-init --device cuda --out benchmarks/results/train_step_h200.json
+    python benchmarks/bench_train_step.py configs/small_z16/1d_image_vae_gpu.yaml --random-init --device cuda \\
+        --batch-sizes 16 48 --memory-format both --profile 15 --out benchmarks/results/train_step_image_h200.json
     python benchmarks/bench_train_step.py configs/small_z16/2_ivvae_video_gpu.yaml --quick   # CPU smoke test
 """
 
@@ -28,8 +30,24 @@ from ivvae.train.config import InitConfig, load_config
 from ivvae.train.trainer import _Autoencoder, build_model_from_config
 
 
+def top_ops(step, device: torch.device, top: int) -> list[dict]:
+    """The ``top`` operators of one profiled step by self time on the device (CPU time on a CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, attr), reverse=True)
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    return [{"op": e.key, "calls": e.count, "self_ms": round(getattr(e, attr) / 1e3, 3),
+             "share": round(getattr(e, attr) / total, 4)} for e in events[:top]]
+
+
 def time_steps(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device, precision: str, channels_last: bool,
-               warmup: int, steps: int) -> dict:
+               warmup: int, steps: int, profile_top: int = 0) -> dict:
     ae = _Autoencoder(model).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).mul_(2).sub_(1).to(device)
@@ -62,9 +80,12 @@ def time_steps(model: torch.nn.Module, shape: tuple[int, ...], device: torch.dev
     sync()
     seconds = (time.perf_counter() - started) / steps
     batch, _, frames, height, width = shape
-    return {"batch_size": batch, "shape": list(shape), "s_per_step": round(seconds, 5),
-            "samples_per_s": round(batch / seconds, 3), "mpix_per_s": round(batch * frames * height * width / seconds / 1e6, 3),
-            "peak_memory_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None}
+    row = {"batch_size": batch, "shape": list(shape), "channels_last": channels_last, "s_per_step": round(seconds, 5),
+           "samples_per_s": round(batch / seconds, 3), "mpix_per_s": round(batch * frames * height * width / seconds / 1e6, 3),
+           "peak_memory_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None}
+    if profile_top:
+        row["top_ops"] = top_ops(step, device, profile_top)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per batch size (default %(default)s)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per batch size (default %(default)s)")
+    parser.add_argument("--memory-format", choices=["config", "channels_last", "contiguous", "both"], default="config",
+                        help="the config's (model.channels_last), one of the two, or both in turn (default %(default)s)")
+    parser.add_argument("--profile", type=int, default=0, metavar="K",
+                        help="also profile one step per row and record its K most expensive operators")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="smoke test: random init, 32 px, 5 frames, batch 1 and 2, 1+1 steps")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
@@ -102,26 +127,33 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model.init = InitConfig()
     device = torch.device(args.device)
     precision = cfg.train.precision
+    formats = {"config": [cfg.model.channels_last], "channels_last": [True], "contiguous": [False],
+               "both": [False, True]}[args.memory_format]
     rows = []
     for batch in args.batch_sizes or [bucket.batch_size, 2 * bucket.batch_size, 4 * bucket.batch_size]:
-        model = build_model_from_config(cfg.model)
-        if cfg.model.channels_last:
-            model.to_channels_last()
-        rows.append(time_steps(model, (batch, 3, frames, height, width), device, precision, cfg.model.channels_last,
-                               args.warmup, args.steps))
-        print(f"batch {batch:4d}: {rows[-1]['s_per_step']:.4f} s/step, {rows[-1]['samples_per_s']:.1f} samples/s, "
-              f"{rows[-1]['mpix_per_s']:.2f} Mpix/s" + (f", peak {rows[-1]['peak_memory_mib']:.0f} MiB" if rows[-1]["peak_memory_mib"] else ""))
-        del model
-    base = rows[0]
-    for row in rows:
+        for channels_last in formats:
+            model = build_model_from_config(cfg.model)
+            if channels_last:
+                model.to_channels_last()
+            row = time_steps(model, (batch, 3, frames, height, width), device, precision, channels_last, args.warmup,
+                             args.steps, args.profile)
+            rows.append(row)
+            print(f"batch {batch:4d} {'channels-last' if channels_last else 'contiguous':13s}: {row['s_per_step']:.4f} s/step, "
+                  f"{row['samples_per_s']:.1f} samples/s, {row['mpix_per_s']:.2f} Mpix/s"
+                  + (f", peak {row['peak_memory_mib']:.0f} MiB" if row["peak_memory_mib"] else ""))
+            for op in row.get("top_ops", []):
+                print(f"    {op['share']:6.1%} {op['self_ms']:10.2f} ms {op['calls']:6d}x  {op['op']}")
+            del model
+    for row in rows:  # ratios against the smallest batch in the same memory format
+        base = next(r for r in rows if r["channels_last"] == row["channels_last"])
         row["throughput_vs_smallest"] = round(row["samples_per_s"] / base["samples_per_s"], 3)
         row["batch_vs_smallest"] = round(row["batch_size"] / base["batch_size"], 3)
     result = {"config": args.config, "overrides": overrides, "bucket": args.bucket, "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-              "precision": precision, "channels_last": cfg.model.channels_last, "torch": torch.__version__,
+              "precision": precision, "memory_format": args.memory_format, "torch": torch.__version__,
               "warmup": args.warmup, "steps": args.steps, "rows": rows}
     print("throughput vs the smallest batch: " + ", ".join(f"x{r['batch_vs_smallest']:g} batch -> x{r['throughput_vs_smallest']:.2f}"
-                                                          for r in rows[1:]))
+                                                          for r in rows if r["batch_vs_smallest"] != 1))
     write_results(args.out, result)
     return 0
 
