@@ -462,3 +462,24 @@ def test_real_sample_video_clip():
                           train=False)
     item = ds[0]
     assert tuple(item["video"].shape) == (3, 9, 48, 64)
+
+
+@pytest.mark.parametrize("tag_epoch", [True, False])
+def test_persistent_workers_draw_each_epoch_from_epoch_tagged_keys(tag_epoch):
+    """A worker that outlives an epoch never sees set_epoch; (epoch, index) keys carry the epoch
+    to it, so its items equal the in-process ones of that epoch (untagged, it repeats epoch 0)."""
+    images = ImageDataset("skimage", size=64, crop=32, seed=1)
+    dataset = MultiBucketDataset([(images, 1.0)])
+    sampler = BucketBatchSampler(dataset.bucket_of, batch_size=2, seed=0, weights=[1.0], num_samples=4,
+                                 tag_epoch=tag_epoch)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=1, persistent_workers=True, collate_fn=clip_collate)
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)  # reaches this process only, not the worker
+        for batch, keys in zip(loader, list(sampler)):
+            indices = [k[1] if tag_epoch else k for k in keys]
+            expected = torch.stack([dataset[i]["video"] for i in indices])
+            if tag_epoch or epoch == 0:
+                assert torch.equal(batch["video"], expected)
+            else:
+                assert not torch.equal(batch["video"], expected)  # the stale epoch the tags avoid

@@ -4,8 +4,10 @@ Every dataset returns float32 tensors in [-1, 1] laid out ``(3, T, H, W)`` (imag
 under the key ``"video"``.
 
 Randomness is reproducible: each item draws from an RNG seeded by ``(seed, epoch, index)``;
-call ``set_epoch(epoch)`` on datasets and samplers before each epoch (with
-``persistent_workers=True`` the workers keep the epoch they were started with).
+call ``set_epoch(epoch)`` on datasets and samplers before each epoch. Persistent DataLoader
+workers keep the dataset epoch they were started with, so a sampler made with
+``tag_epoch=True`` hands out ``(epoch, index)`` keys instead, which every dataset here accepts:
+the key's epoch then decides the draws.
 
 Unreadable items (corrupt/truncated/too-short files) are skipped: ``__getitem__`` falls back to
 another item chosen deterministically, logs the file and reason once (logger ``ivvae.data``) and
@@ -237,6 +239,14 @@ class _SkipItem(Exception):
 _SKIPPABLE = (VideoReadError, OSError, _SkipItem, Image.DecompressionBombError)
 
 
+def split_epoch_key(key: int | tuple[int, int], default_epoch: int) -> tuple[int, int]:
+    """``(epoch, index)`` of a dataset key: an index alone means the dataset's current epoch."""
+    if isinstance(key, tuple):
+        epoch, index = key
+        return int(epoch), int(index)
+    return int(default_epoch), int(key)
+
+
 class _RobustDataset(Dataset):
     """Base: per-item seeded RNG, virtual repeats, deterministic fallback over unreadable files.
 
@@ -279,14 +289,15 @@ class _RobustDataset(Dataset):
         return self._num_items() * self.repeats
 
     def _rng(self, *keys: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, *keys]))
+        """The RNG of ``(seed, *keys)``; the keys an item gets start with its epoch."""
+        return np.random.default_rng(np.random.SeedSequence([self.seed, *keys]))
 
-    def _candidates(self, index: int) -> Iterator[tuple[int, int]]:
+    def _candidates(self, epoch: int, index: int) -> Iterator[tuple[int, int]]:
         """(attempt, item) pairs: the item itself, then all others in a seeded order."""
         n = self._num_items()
         first = index % n
         yield 0, first
-        order = self._rng(index, self._FALLBACK_TAG).permutation(n)
+        order = self._rng(epoch, index, self._FALLBACK_TAG).permutation(n)
         yield from enumerate((int(i) for i in order if i != first), start=1)
 
     def _mark_bad(self, key: str, err: BaseException) -> None:
@@ -295,14 +306,16 @@ class _RobustDataset(Dataset):
             self.bad_files[key] = reason
             logger.warning("skipping unreadable file '%s': %s", key, reason)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        """Item ``index`` of the current epoch, or of ``epoch`` for an ``(epoch, index)`` key."""
+        epoch, index = split_epoch_key(index, self.epoch)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for dataset of length {len(self)}")
-        for attempt, item in self._candidates(index):
+        for attempt, item in self._candidates(epoch, index):
             key = self._item_key(item)
             if key not in self.bad_files:
                 try:
-                    return self._load(item, (index, attempt))
+                    return self._load(item, (epoch, index, attempt))
                 except _SkipItem:
                     pass
                 except _SKIPPABLE as err:
@@ -802,6 +815,8 @@ class BucketBatchSampler(Sampler[list[int]]):
             without replacement and cycling through the bucket if it is smaller. Without
             weights every index appears once per epoch.
         num_samples: epoch size when weights are given (default ``len(bucket_of)``).
+        tag_epoch: yield ``(epoch, index)`` keys instead of indices, so that persistent
+            DataLoader workers draw each epoch's crops without ``set_epoch`` reaching them.
 
     Resuming: ``state_dict(batches_consumed)`` records the epoch and position;
     ``load_state_dict`` makes the next iteration skip the consumed batches of that epoch
@@ -810,7 +825,7 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __init__(self, bucket_of: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False, *, weights: Sequence[float] | Mapping[int, float] | None = None,
-                 num_samples: int | None = None):
+                 num_samples: int | None = None, tag_epoch: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.bucket_of = np.asarray(bucket_of, dtype=np.int64)
@@ -818,6 +833,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.seed = int(seed)
         self.drop_last = drop_last
+        self.tag_epoch = tag_epoch
         self.buckets = {int(b): np.flatnonzero(self.bucket_of == b) for b in np.unique(self.bucket_of)}
         self.counts = self._bucket_counts(weights, num_samples)
         self.epoch = 0
@@ -867,7 +883,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self._yielded = start
         for batch in batches[start:]:
             self._yielded += 1
-            yield batch
+            yield [(self.epoch, j) for j in batch] if self.tag_epoch else batch
 
     def __len__(self) -> int:
         per_bucket = (c // self.batch_size if self.drop_last else -(-c // self.batch_size)
@@ -913,11 +929,14 @@ class MultiBucketDataset(Dataset):
     def __len__(self) -> int:
         return self.offsets[-1]
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        """Item ``index``; an ``(epoch, index)`` key passes its epoch on to the child dataset."""
+        epoch, index = split_epoch_key(index, -1) if isinstance(index, tuple) else (None, index)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for dataset of length {len(self)}")
         k = bisect.bisect_right(self.offsets, index) - 1
-        item = dict(self.datasets[k][index - self.offsets[k]])
+        child_index = index - self.offsets[k]
+        item = dict(self.datasets[k][child_index if epoch is None else (epoch, child_index)])
         item["bucket"] = k
         return item
 

@@ -228,8 +228,10 @@ class TrainBatchSampler:
         from .data import BucketBatchSampler
 
         class _Sampler(BucketBatchSampler):
-            def __init__(self, bucket_of, batch_sizes, seed=0, *, weights=None, num_samples=None, num_replicas=1, rank=0):
-                super().__init__(bucket_of, 1, shuffle=True, seed=seed, drop_last=True, weights=weights, num_samples=num_samples)
+            def __init__(self, bucket_of, batch_sizes, seed=0, *, weights=None, num_samples=None, num_replicas=1, rank=0,
+                         tag_epoch=False):
+                super().__init__(bucket_of, 1, shuffle=True, seed=seed, drop_last=True, weights=weights, num_samples=num_samples,
+                                 tag_epoch=tag_epoch)
                 self.batch_sizes = {int(b): int(s) for b, s in dict(enumerate(batch_sizes)).items()}
                 self.num_replicas = int(num_replicas)
                 self.rank = int(rank)
@@ -261,12 +263,12 @@ def _train_dataset_class():
     class _TrainDataset(MultiBucketDataset):
         """Adds the unreadable files met so far in this process (a DataLoader worker) to every item.
 
-        ``item["bad_files"]``: ``(bucket, path, reason)`` triples. The trainer counts them and copies
-        them into its own datasets, so that workers of later epochs (forked from it) skip those
-        files at once instead of failing on them again; the items they produce are the same.
+        ``item["bad_files"]``: ``(bucket, path, reason)`` triples. The trainer counts and reports
+        them, and copies them into its own datasets (so that workers of a later run of the loader
+        skip those files at once); the items produced are the same either way.
         """
 
-        def __getitem__(self, index: int) -> dict[str, Any]:
+        def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
             item = super().__getitem__(index)
             item["bad_files"] = tuple((k, path, reason) for k, ds in enumerate(self.datasets)
                                       for path, reason in getattr(ds, "bad_files", {}).items())
@@ -321,8 +323,9 @@ def build_train_data(cfg: TrainConfig, num_replicas: int = 1, rank: int = 0):
         entries.append((ds, b.weight))
         batch_sizes.append(b.batch_size)
     dataset = _train_dataset_class()(entries)
+    # (epoch, index) keys: the data workers persist across epochs and never see set_epoch
     sampler = TrainBatchSampler(dataset.bucket_of, batch_sizes, seed=cfg.seed, weights=dataset.weights, num_samples=samples,
-                                num_replicas=num_replicas, rank=rank)
+                                num_replicas=num_replicas, rank=rank, tag_epoch=True)
     return dataset, sampler, [b for _, b in datasets], names
 
 
@@ -621,51 +624,53 @@ class Trainer:
         return self.run_dir / CHECKPOINTS_DIR
 
     # ----------------------------------------------------------------------------- data
-    def _make_loader(self, epoch: int):
+    def _make_loader(self):
+        """One loader for the whole run: its workers persist across epochs (starting a dozen
+        workers every epoch stalled the GPU when epochs were a few seconds long); the sampler's
+        ``(epoch, index)`` keys carry the epoch to them."""
         from torch.utils.data import DataLoader
 
         from .data import clip_collate
 
         d = self.cfg.data
         workers = d.num_workers
-        generator = torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)
         kwargs: dict[str, Any] = {}
         if workers > 0:
             kwargs["prefetch_factor"] = d.prefetch_factor
             kwargs["multiprocessing_context"] = _worker_start_method()
+            kwargs["persistent_workers"] = True
         return DataLoader(self.train_dataset, batch_sampler=self.train_sampler, num_workers=workers, collate_fn=clip_collate,
-                          pin_memory=d.pin_memory and torch.cuda.is_available(), generator=generator,
-                          persistent_workers=False, **kwargs)
+                          pin_memory=d.pin_memory and torch.cuda.is_available(),
+                          generator=torch.Generator().manual_seed(self.cfg.seed * 7919), **kwargs)
 
     def _batches(self) -> Iterator[dict[str, Any]]:
         resume = self._resume_sampler_state
         self._resume_sampler_state = None
         d = self.cfg.data
-        # Workers inherit a preloaded cache only when forked; spawned ones would get it pickled each epoch.
+        # Workers inherit a preloaded cache only when forked; spawned ones would each get a pickled copy.
         if d.preload_frames and d.frame_cache_mb > 0 and (d.num_workers == 0 or _worker_start_method() == "fork"):
             started = time.perf_counter()
             frames = self.train_dataset.fill_frame_caches()
             if frames:
                 logger.info("preloaded %d decoded frames into the frame caches in %.1f s", frames,
                             time.perf_counter() - started)
-        while True:
-            self.train_sampler.set_epoch(self.epoch)
-            self.train_dataset.set_epoch(self.epoch)
-            if resume is not None:
-                self.train_sampler.load_state_dict(resume)
-                self.batches_consumed = int(resume["batches_consumed"])
-                resume = None
-            else:
-                self.batches_consumed = 0
-            loader = self._make_loader(self.epoch)
-            iterator = iter(loader)
-            try:
-                for batch in iterator:
+        loader = self._make_loader()
+        try:
+            while True:
+                self.train_sampler.set_epoch(self.epoch)
+                self.train_dataset.set_epoch(self.epoch)
+                if resume is not None:
+                    self.train_sampler.load_state_dict(resume)
+                    self.batches_consumed = int(resume["batches_consumed"])
+                    resume = None
+                else:
+                    self.batches_consumed = 0
+                for batch in loader:
                     self.batches_consumed += 1
                     yield batch
-            finally:
-                del iterator
-            self.epoch += 1
+                self.epoch += 1
+        finally:
+            del loader  # shuts the persistent workers down
 
     def _note_bad_files(self, batch: dict[str, Any]) -> None:
         for entries in batch.get("bad_files", ()):
