@@ -213,8 +213,8 @@ class DataConfig:
             that fits is decoded once, not once per clip.
         preload_frames: before training, decode the training videos into the frame caches (as
             far as ``frame_cache_mb`` allows), one sequential pass per video, in the main process:
-            the data workers, made afresh each epoch, then start with warm caches instead of
-            decoding again. Workers are forked on Linux (sharing the pages); where they would be
+            the data workers (started once, kept across epochs) then start with warm caches
+            instead of decoding again. Workers are forked on Linux (sharing the pages); where they would be
             spawned (macOS, Windows) the preload is skipped unless ``num_workers`` is 0.
         pin_memory: pin host memory (GPU runs).
         samples_per_epoch: samples in a (virtual) epoch across buckets (default: the larger of

@@ -455,7 +455,7 @@ class VideoClipDataset(_RobustDataset):
         """Decode the usable frames of each video into the frame cache (while they fit); returns the count.
 
         One sequential decode per video instead of one seek per clip. The trainer calls it once in
-        the main process, so every data worker (made afresh each epoch) starts with a warm cache.
+        the main process before its data workers start, so every worker starts with a warm cache.
         Unreadable videos are left to the items that read them (which report or skip them).
         """
         added = 0
