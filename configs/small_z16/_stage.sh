@@ -16,3 +16,23 @@ train_stage() {
   fi
   return $status
 }
+
+# run_round IMAGE_NAME IMAGE_CONFIG IMAGE_DIR FALLBACK_EXPORT VIDEO_NAME VIDEO_CONFIG VIDEO_DIR RESUME_MINUTES [ARGS...]:
+# an image stage; then the video stage, which KTC-inflates the image stage's export (or
+# FALLBACK_EXPORT if that stage left none, so the round still yields a video model); then the
+# video stage resumed for RESUME_MINUTES more. ARGS go to every `ivvae train` call.
+run_round() {
+  local image_name=$1 image_config=$2 image_dir=$3 fallback=$4 video_name=$5 video_config=$6 video_dir=$7 resume_minutes=$8
+  shift 8
+  train_stage "$image_name" "$image_config" "$image_dir" "$@"
+  local video_args=()
+  if [[ ! -f $image_dir/export/config.json ]]; then
+    echo "$image_name left no export: $video_name inflates $fallback instead"
+    video_args=(--set "model.init.inflate_from=$fallback")
+  fi
+  train_stage "$video_name" "$video_config" "$video_dir" "${video_args[@]}" "$@" || return
+  # A resumed run plans a new horizon from its own budget: the lr rises again (a warm restart) and
+  # decays to the end of the extra time.
+  train_stage "${video_name}_more" "$video_config" "$video_dir" --resume auto --set "train.max_minutes=$resume_minutes" \
+    "${video_args[@]}" "$@"
+}

@@ -10,22 +10,13 @@
 #   configs/small_z16/train_on_gpu_more.sh [RESULTS_DIR] [IVVAE_TRAIN_ARGS...]
 #
 # RESULTS_DIR (default runs/small_z16/gpu_results) receives one tar per stage. Extra arguments go
-# to both `ivvae train` calls (e.g. --set ...).
+# to every `ivvae train` call (e.g. --set ...).
 set -u -o pipefail
 results=${1:-runs/small_z16/gpu_results}
 shift || true
 mkdir -p "$results"
 source "$(dirname "$0")/_stage.sh"
 
-image_dir=runs/small_z16/1d_image_vae_gpu
-train_stage stage1d configs/small_z16/1d_image_vae_gpu.yaml "$image_dir" "$@"
-video_args=()
-if [[ ! -f $image_dir/export/config.json ]]; then
-  echo "stage 1d left no export: stage 2b inflates the stage-1c image VAE instead"
-  video_args=(--set model.init.inflate_from=runs/small_z16/1c_image_vae_gpu/export)
-fi
-video_dir=runs/small_z16/2b_ivvae_video_gpu
-train_stage stage2b configs/small_z16/2b_ivvae_video_gpu.yaml "$video_dir" "${video_args[@]}" "$@" || exit
-# the resumed run plans a new horizon from its own budget: a warm restart of the lr (see train_on_gpu.sh)
-train_stage stage2b_more configs/small_z16/2b_ivvae_video_gpu.yaml "$video_dir" --resume auto --set train.max_minutes=3.6 \
-  "${video_args[@]}" "$@"
+run_round stage1d configs/small_z16/1d_image_vae_gpu.yaml runs/small_z16/1d_image_vae_gpu \
+  runs/small_z16/1c_image_vae_gpu/export \
+  stage2b configs/small_z16/2b_ivvae_video_gpu.yaml runs/small_z16/2b_ivvae_video_gpu 3.6 "$@"
