@@ -214,8 +214,9 @@ class DataConfig:
         preload_frames: before training, decode the training videos into the frame caches (as
             far as ``frame_cache_mb`` allows), one sequential pass per video, in the main process:
             the data workers (started once, kept across epochs) then start with warm caches
-            instead of decoding again. Workers are forked on Linux (sharing the pages); where they would be
-            spawned (macOS, Windows) the preload is skipped unless ``num_workers`` is 0.
+            instead of decoding again. Workers are forked on Linux (sharing the pages); where
+            they would be spawned (macOS, Windows) the preload is skipped unless ``num_workers``
+            is 0.
         pin_memory: pin host memory (GPU runs).
         samples_per_epoch: samples in a (virtual) epoch across buckets (default: the larger of
             1000 and the number of files); smaller files lists are repeated with fresh crops.

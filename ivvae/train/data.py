@@ -931,7 +931,7 @@ class MultiBucketDataset(Dataset):
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
         """Item ``index``; an ``(epoch, index)`` key passes its epoch on to the child dataset."""
-        epoch, index = split_epoch_key(index, -1) if isinstance(index, tuple) else (None, index)
+        epoch, index = index if isinstance(index, tuple) else (None, index)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for dataset of length {len(self)}")
         k = bisect.bisect_right(self.offsets, index) - 1
