@@ -263,9 +263,8 @@ def _train_dataset_class():
     class _TrainDataset(MultiBucketDataset):
         """Adds the unreadable files met so far in this process (a DataLoader worker) to every item.
 
-        ``item["bad_files"]``: ``(bucket, path, reason)`` triples. The trainer counts and reports
-        them, and copies them into its own datasets (so that workers of a later run of the loader
-        skip those files at once); the items produced are the same either way.
+        ``item["bad_files"]``: ``(bucket, path, reason)`` triples, which the trainer counts and
+        reports (the workers persist across epochs, so each keeps skipping what it has met).
         """
 
         def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
@@ -674,10 +673,7 @@ class Trainer:
 
     def _note_bad_files(self, batch: dict[str, Any]) -> None:
         for entries in batch.get("bad_files", ()):
-            for bucket, path, reason in entries:
-                known = getattr(self.train_dataset.datasets[bucket], "bad_files", None)
-                if known is not None:
-                    known.setdefault(path, reason)
+            for _bucket, path, reason in entries:
                 if path not in self.bad_files:
                     self.bad_files[path] = reason
                     logger.warning("skipped unreadable file %s: %s (%d skipped so far)", path, reason, len(self.bad_files))
