@@ -25,6 +25,7 @@ __all__ = [
     "PRETRAINED_DIR",
     "ModelLoadError",
     "ModelNotFoundError",
+    "bundled_model_folder",
     "bundled_models",
     "load_model",
     "model_class",
@@ -65,6 +66,15 @@ def bundled_models() -> list[str]:
     if not PRETRAINED_DIR.is_dir():
         return []
     return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_NAME).is_file())
+
+
+def bundled_model_folder(name: object) -> Path | None:
+    """The folder of the bundled model called ``name``, if ``name`` is such a short name and not
+    also an existing path; else None (so a folder of the same name in the working directory wins)."""
+    if not isinstance(name, str) or not _looks_like_name(name) or Path(name).exists():
+        return None
+    folder = PRETRAINED_DIR / name
+    return folder if (folder / CONFIG_NAME).is_file() else None
 
 
 def _looks_like_name(text: str) -> bool:

@@ -200,6 +200,20 @@ def test_bundled_model_by_name(model, tmp_path, monkeypatch):
     assert isinstance(hub.load_model(hub.DEFAULT_MODEL), IVVAE)
 
 
+def test_from_pretrained_takes_a_bundled_short_name(model, tmp_path, monkeypatch):
+    """``IVVAE.from_pretrained("ivvae-small-z16")`` loads the bundled folder (no Hub request);
+    a folder of that name in the working directory wins over it."""
+    monkeypatch.setattr(hub, "PRETRAINED_DIR", tmp_path / "pretrained")
+    model.save_pretrained(tmp_path / "pretrained" / "tiny-bundled")
+    monkeypatch.chdir(tmp_path)
+    loaded = IVVAE.from_pretrained("tiny-bundled")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    assert hub.bundled_model_folder("tiny-bundled") == tmp_path / "pretrained" / "tiny-bundled"
+    (tmp_path / "tiny-bundled").mkdir()  # a local folder of the same name is what the user means
+    assert hub.bundled_model_folder("tiny-bundled") is None
+    assert hub.bundled_model_folder("org/tiny-bundled") is None and hub.bundled_model_folder(tmp_path) is None
+
+
 def test_missing_default_model_message(tmp_path, monkeypatch):
     monkeypatch.setattr(hub, "PRETRAINED_DIR", tmp_path / "pretrained")
     with pytest.raises(hub.ModelNotFoundError) as info:

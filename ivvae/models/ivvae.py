@@ -74,6 +74,16 @@ class IVVAE(ModelMixin, ConfigMixin):
         self.tile_size = 256
         self.tile_overlap = 64
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """diffusers' ``from_pretrained``, which also takes the short name of a model bundled with
+        the package (``IVVAE.from_pretrained("ivvae-small-z16")``, offline); a folder or a Hub
+        repo id of the same name wins over a bundled model."""
+        from ..hub import bundled_model_folder
+
+        bundled = bundled_model_folder(pretrained_model_name_or_path)
+        return super().from_pretrained(bundled or pretrained_model_name_or_path, *args, **kwargs)
+
     # ----------------------------------------------------------------------------- properties
     @property
     def temporal_compression(self) -> int:
