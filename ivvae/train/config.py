@@ -340,6 +340,36 @@ class ScheduleConfig:
 
 
 @dataclass
+class CompileConfig:
+    """``torch.compile`` of the autoencoder's training step (forward, and so its backward).
+
+    A compiled step is a different program from the eager one, and compilers have bugs (with bf16
+    autocast on CPU, compiled nearest-neighbour upsampling once returned zero gradients, so every
+    layer before the last upsample stopped learning). So by default the run first compares the
+    gradients of one compiled step with an eager step on its first batch, and trains eagerly if
+    they differ (a warning in the log, ``compile`` in summary.json).
+
+    Attributes:
+        enabled: compile the step.
+        mode: ``torch.compile`` mode: ``default``, ``reduce-overhead``, ``max-autotune`` or
+            ``max-autotune-no-cudagraphs``.
+        dynamic: ``false`` compiles each bucket's shape on its own (the default; a few fixed
+            shapes), ``true`` one graph for all shapes, ``null`` torch's choice (dynamic from the
+            second shape on).
+        check_gradients: compare compiled and eager gradients before the first step.
+        min_cosine: the check passes when every parameter's compiled gradient has at least this
+            cosine similarity with its eager gradient and none is zeroed where the eager one is
+            not. (Dropout > 0 draws differently compiled and fails the check; the family uses 0.)
+    """
+
+    enabled: bool = False
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    dynamic: bool | None = False
+    check_gradients: bool = True
+    min_cosine: float = 0.99
+
+
+@dataclass
 class OptimConfig:
     """Optimisation loop.
 
@@ -361,6 +391,8 @@ class OptimConfig:
         num_threads: torch CPU threads per process (``null``: torch's default). Tiny models on a
             shared or small CPU often run fastest with 1.
         cpu: train on the CPU even if a GPU is present.
+        compile: ``torch.compile`` of the training step (:class:`CompileConfig`; off by default:
+            compiling takes minutes, which a short run may not win back).
     """
 
     max_steps: int = 1000
@@ -371,6 +403,7 @@ class OptimConfig:
     find_unused_parameters: bool = False
     num_threads: int | None = None
     cpu: bool = False
+    compile: CompileConfig = field(default_factory=CompileConfig)
 
 
 @dataclass
@@ -706,6 +739,8 @@ def _validate(cfg: TrainConfig) -> None:
         fail("train.num_threads", f"must be >= 1 or null, got {t.num_threads}")
     if t.max_grad_norm is not None and t.max_grad_norm <= 0:
         fail("train.max_grad_norm", f"must be > 0 or null, got {t.max_grad_norm}")
+    if not -1 <= t.compile.min_cosine <= 1:
+        fail("train.compile.min_cosine", f"must be in [-1, 1], got {t.compile.min_cosine}")
     for key, o in (("optimizer", cfg.optimizer), ("loss.gan.optimizer", cfg.loss.gan.optimizer)):
         if o.lr <= 0:
             fail(f"{key}.lr", f"must be > 0, got {o.lr}")

@@ -572,6 +572,7 @@ class Trainer:
             self.optimizer_d = None
             self.ae, self.optimizer = acc.prepare(self.ae, opt)
         self.vae_unwrapped = acc.unwrap_model(self.ae).vae
+        self._compile(cfg.train.compile)
 
         lp = cfg.loss.lpips
         lpips_cfg = {"enabled": lp.enabled, "net": lp.net, "backbone_weights": lp.backbone_weights,
@@ -616,6 +617,40 @@ class Trainer:
             logger.info("data: %s; %d validation clip(s)", ", ".join(
                 f"{n} (weight {b.weight:g}, batch {b.batch_size})" for n, b in zip(self.bucket_names, self.buckets)),
                 len(self.val_clips))
+
+    def _compile(self, cc) -> None:
+        """Compile the step (``train.compile``); its gradients are checked on the first batch."""
+        self.ae_eager = self.ae
+        self.compile_report: dict[str, Any] = {"enabled": cc.enabled}
+        self._compile_check_pending = False
+        if not cc.enabled:
+            return
+        from .compiled import compile_module
+
+        self.ae = compile_module(self.ae_eager, mode=cc.mode, dynamic=cc.dynamic)
+        self.compile_report.update(mode=cc.mode, dynamic=cc.dynamic, used=True)
+        self._compile_check_pending = cc.check_gradients
+
+    def _check_compiled_step(self, x: torch.Tensor) -> None:
+        """One L1 step on ``x`` eagerly and compiled (no update); train eagerly if they disagree."""
+        from .compiled import compare_gradients, step_gradients
+
+        cc = self.cfg.train.compile
+        started = time.perf_counter()
+        named = [(n, p) for n, p in self.vae_unwrapped.named_parameters() if p.requires_grad]
+        names, params = [n for n, _ in named], [p for _, p in named]
+        eager = step_gradients(self.ae_eager, params, x, self.accelerator.autocast)
+        compiled = step_gradients(self.ae, params, x, self.accelerator.autocast)  # compiles
+        check = compare_gradients(eager, compiled, names, cc.min_cosine)
+        self.compile_report.update(check=check.to_dict(), compile_and_check_s=round(time.perf_counter() - started, 2))
+        if check.passed:
+            logger.info("torch.compile: compiled in %.1f s; gradients match eager (%s)",
+                        self.compile_report["compile_and_check_s"], check.describe())
+        else:
+            self.ae = self.ae_eager
+            self.compile_report["used"] = False
+            logger.warning("torch.compile: the compiled step's gradients differ from eager ones (%s): training "
+                           "eagerly; set train.compile.enabled false to skip the compile", check.describe())
 
     # ----------------------------------------------------------------------------- paths
     @property
@@ -686,6 +721,9 @@ class Trainer:
         if cfg.model.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         bucket = int(batch["bucket"][0])
+        if self._compile_check_pending:
+            self._compile_check_pending = False
+            self._check_compiled_step(x)
         models = [self.ae] + ([self.discriminator] if self.discriminator is not None else [])
         with acc.accumulate(*models):
             with acc.autocast():
@@ -860,6 +898,7 @@ class Trainer:
             "world_size": acc.num_processes,
             "precision": cfg.train.precision,
             "device": str(self.device),
+            "compile": self.compile_report,
         }
         summary["num_skipped_files"] = len(summary["skipped_files"])
         if self.is_main:
