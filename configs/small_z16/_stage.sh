@@ -1,6 +1,11 @@
 # Sourced by the train_on_gpu*.sh scripts: train_stage NAME CONFIG RUN_DIR [ARGS...] trains one
 # stage with `ivvae train`, then packs what a later session needs into $results/NAME.tar
-# (export, metrics, summary, config, log).
+# (export, metrics, summary, config, log). Sourcing it takes the script's first argument,
+# RESULTS_DIR (default runs/small_z16/gpu_results), off the script's arguments.
+set -u -o pipefail
+results=${1:-runs/small_z16/gpu_results}
+shift || true
+mkdir -p "$results"
 ivvae_cmd=(python3 -m ivvae.cli)
 
 train_stage() {
@@ -20,7 +25,8 @@ train_stage() {
 # run_round IMAGE_NAME IMAGE_CONFIG IMAGE_DIR FALLBACK_EXPORT VIDEO_NAME VIDEO_CONFIG VIDEO_DIR RESUME_MINUTES [ARGS...]:
 # an image stage; then the video stage, which KTC-inflates the image stage's export (or
 # FALLBACK_EXPORT if that stage left none, so the round still yields a video model); then the
-# video stage resumed for RESUME_MINUTES more. ARGS go to every `ivvae train` call.
+# video stage resumed for RESUME_MINUTES more (0: not resumed, e.g. to leave the resume to a
+# second command on a lease with a per-command limit). ARGS go to every `ivvae train` call.
 run_round() {
   local image_name=$1 image_config=$2 image_dir=$3 fallback=$4 video_name=$5 video_config=$6 video_dir=$7 resume_minutes=$8
   shift 8
@@ -31,6 +37,7 @@ run_round() {
     video_args=(--set "model.init.inflate_from=$fallback")
   fi
   train_stage "$video_name" "$video_config" "$video_dir" "${video_args[@]}" "$@" || return
+  [[ $resume_minutes == 0 ]] && return
   # A resumed run plans a new horizon from its own budget: the lr rises again (a warm restart) and
   # decays to the end of the extra time.
   train_stage "${video_name}_more" "$video_config" "$video_dir" --resume auto --set "train.max_minutes=$resume_minutes" \

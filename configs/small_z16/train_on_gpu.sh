@@ -9,11 +9,7 @@
 #
 # RESULTS_DIR (default runs/small_z16/gpu_results) receives one tar per stage (export, metrics,
 # summary, config, log). Extra arguments go to every `ivvae train` call (e.g. --set ...).
-set -u -o pipefail
-results=${1:-runs/small_z16/gpu_results}
-shift || true
-mkdir -p "$results"
-source "$(dirname "$0")/_stage.sh"
+source "$(dirname "$0")/_stage.sh"  # takes RESULTS_DIR off the arguments
 
 run_round stage1c configs/small_z16/1c_image_vae_gpu.yaml runs/small_z16/1c_image_vae_gpu \
   runs/small_z16/1b_image_vae_more/export \

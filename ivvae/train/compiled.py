@@ -65,7 +65,8 @@ def compare_gradients(eager: Iterable[torch.Tensor | None], compiled: Iterable[t
                       names: Iterable[str], min_cosine: float = 0.99) -> GradientCheck:
     """Compare per-parameter gradients of the same step run eagerly and compiled.
 
-    Parameters whose eager gradient is missing or zero are not judged (nothing to compare with).
+    Parameters whose eager gradient is missing or zero are not judged (nothing to compare with);
+    a non-finite compiled gradient counts as cosine -1.
     """
     judged = zeroed = 0
     worst, worst_name = 1.0, None
@@ -73,13 +74,13 @@ def compare_gradients(eager: Iterable[torch.Tensor | None], compiled: Iterable[t
         if a is None or not bool(a.abs().max() > 0):
             continue
         judged += 1
-        if b is None or not bool(b.abs().max() > 0):
+        if b is not None and not bool(torch.isfinite(b).all()):
+            cosine = -1.0  # NaN or inf: as wrong as a gradient can be
+        elif b is None or not bool(b.abs().max() > 0):
             zeroed += 1
             cosine = 0.0
         else:
             cosine = float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0))
-            if cosine != cosine:  # NaN in the compiled gradient
-                cosine = -1.0
         if cosine < worst:
             worst, worst_name = cosine, name
     return GradientCheck(passed=zeroed == 0 and worst >= min_cosine, parameters=judged, zeroed=zeroed,
