@@ -673,23 +673,9 @@ def _latent_stats_arguments(parser: argparse.ArgumentParser) -> None:
     from .hub import DEFAULT_MODEL
 
     _add_model(parser, DEFAULT_MODEL)
-    data = parser.add_argument_group("data (the diffusion model's training videos, not an evaluation set)")
-    data.add_argument("--data", required=True, action="append", metavar="SRC",
-                      help="the videos the diffusion model will train on (or a representative part of them), NOT an "
-                      "evaluation set: a folder of videos (recursive), a manifest (.csv with a 'path' column, .jsonl, .txt), "
-                      "a video file, or sample:NAME (bundled sample: bikes, bigbuckbunny, carphone); repeat to combine several")
-    data.add_argument("--frames", type=positive_int, default=17, metavar="T", help="frames per clip (default %(default)s)")
-    data.add_argument("--size", type=positive_int, default=None, metavar="N",
-                      help="resize the short side to N pixels before cropping (default: native size)")
-    data.add_argument("--crop", type=size, default=256, metavar="N|WxH",
-                      help="centre crop NxN or WxH, clipped to frames smaller than it (default %(default)s)")
-    data.add_argument("--clips-per-video", type=positive_int, default=4, metavar="K",
-                      help="up to K consecutive non-overlapping clips per video, as many as fit (default %(default)s)")
-    data.add_argument("--start-fraction", type=float, default=0.0, metavar="F",
-                      help="read clips only from F * (frame count) on (default 0: from the first frame)")
-    data.add_argument("--num-videos", type=positive_int, default=None, metavar="N",
-                      help="use N videos chosen at random with --seed (default: every video)")
-    data.add_argument("--seed", type=int, default=0, help="seed of the --num-videos choice (default 0)")
+    _add_clip_selection(parser, "data (the diffusion model's training videos, not an evaluation set)",
+                        "the videos the diffusion model will train on (or a representative part of them), NOT an "
+                        "evaluation set: ", crop_default=256, clips_default=4)
     execution = parser.add_argument_group("execution")
     execution.add_argument("--chunk-groups", type=nonnegative_int, default=1, metavar="N",
                            help="encode each clip in chunks of N frame groups (4 frames each): exactly the one-pass latents; "
@@ -705,6 +691,35 @@ def _latent_stats_arguments(parser: argparse.ArgumentParser) -> None:
                         help="save a copy of the model with scaling_factor and shift_factor set (weights in the stored dtype); "
                         "the input model is never changed")
     output.add_argument("--overwrite", action="store_true", help="replace OUT.json / a non-empty DIR if they exist (refused otherwise)")
+
+
+def _add_clip_selection(parser: argparse.ArgumentParser, title: str, data_help: str, crop_default, clips_default: int) -> None:
+    """The options choosing clips from videos, as `ivvae eval --protocol custom --small-frames native`."""
+    data = parser.add_argument_group(title)
+    data.add_argument("--data", required=True, action="append", metavar="SRC",
+                      help=data_help + "a folder of videos (recursive), a manifest (.csv with a 'path' column, .jsonl, .txt), "
+                      "a video file, or sample:NAME (bundled sample: bikes, bigbuckbunny, carphone); repeat to combine several")
+    data.add_argument("--frames", type=positive_int, default=17, metavar="T", help="frames per clip (default %(default)s)")
+    data.add_argument("--size", type=positive_int, default=None, metavar="N",
+                      help="resize the short side to N pixels before cropping (default: native size)")
+    data.add_argument("--crop", type=size, default=crop_default, metavar="N|WxH",
+                      help="centre crop NxN or WxH, clipped to frames smaller than it (default: "
+                      + (f"{crop_default})" if crop_default else "none, whole frames)"))
+    data.add_argument("--clips-per-video", type=positive_int, default=clips_default, metavar="K",
+                      help="up to K consecutive non-overlapping clips per video, as many as fit (default %(default)s)")
+    data.add_argument("--start-fraction", type=float, default=0.0, metavar="F",
+                      help="read clips only from F * (frame count) on (default 0: from the first frame)")
+    data.add_argument("--num-videos", type=positive_int, default=None, metavar="N",
+                      help="use N videos chosen at random with --seed (default: every video)")
+    data.add_argument("--seed", type=int, default=0, help="seed of the --num-videos choice (default 0)")
+
+
+def _clip_spec(args: argparse.Namespace):
+    from .eval.runner import DatasetSpec
+
+    return DatasetSpec(args.data[0] if len(args.data) == 1 else list(args.data), protocol="custom", num_videos=args.num_videos,
+                       seed=args.seed, frames=args.frames, size=args.size, crop=args.crop, start_fraction=args.start_fraction,
+                       clips_per_video=args.clips_per_video, small_frames="native")
 
 
 def _stored_dtype(folder: Path) -> str:
@@ -749,14 +764,11 @@ def _latent_stats_run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .eval.runner import DatasetSpec
     from .latent_stats import estimate_latent_statistics, with_latent_statistics
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    spec = DatasetSpec(args.data[0] if len(args.data) == 1 else list(args.data), protocol="custom", num_videos=args.num_videos,
-                       seed=args.seed, frames=args.frames, size=args.size, crop=args.crop, start_fraction=args.start_fraction,
-                       clips_per_video=args.clips_per_video, small_frames="native")
+    spec = _clip_spec(args)
     chunk_groups = _chunk_groups(args.chunk_groups)
     model = _load(args.model, resolve_device(args.device))
     before = {"scaling_factor": float(model.config.scaling_factor), "shift_factor": float(model.config.shift_factor)}
@@ -854,6 +866,113 @@ register(
 
         Use the factors with --write-model DIR (then --model DIR), or copy them into the
         "scaling_factor" and "shift_factor" fields of the model's config.json.
+    """,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# encode-dataset
+# --------------------------------------------------------------------------------------------
+def _encode_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    from .hub import DEFAULT_MODEL
+    from .latent_dataset import STORAGE_DTYPES
+
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR",
+                        help="folder to write (shards, clips.jsonl, dataset.json); a folder made with the same settings is "
+                        "resumed")
+    _add_model(parser, DEFAULT_MODEL)
+    _add_clip_selection(parser, "data", "the videos to encode: ", crop_default=None, clips_default=1)
+    output = parser.add_argument_group("output")
+    output.add_argument("--normalize", action="store_true",
+                        help="store scaling_factor * (z - shift_factor), the latents a diffusion model trains on "
+                        "(default: raw latents; LatentDataset(..., normalize=True) can normalise them when read)")
+    output.add_argument("--storage-dtype", choices=list(STORAGE_DTYPES), default="float32",
+                        help="dtype of the stored latents: float32 keeps them bit for bit, float16/bfloat16 halve the size "
+                        "(default %(default)s)")
+    output.add_argument("--shard-size", type=positive_int, default=256, metavar="N",
+                        help="clips per shard file (a video's clips always share one; default %(default)s)")
+    output.add_argument("--overwrite", action="store_true",
+                        help="replace the latent data set in OUT_DIR (default: resume it if its settings match, else refuse)")
+    execution = parser.add_argument_group("execution")
+    execution.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
+                           help="encode up to B clips of one shape at once (faster on a GPU; default %(default)s)")
+    execution.add_argument("--chunk-groups", type=nonnegative_int, default=0, metavar="N",
+                           help="encode each clip in chunks of N frame groups (4 frames each): exactly the one-pass latents, "
+                           "with less memory; 0 = one pass (default)")
+    execution.add_argument("--tile", type=nonnegative_int, nargs="?", const=256, default=None, metavar="SIZE",
+                           help="encode frames in overlapping spatial tiles of SIZE pixels (default 256 when given without a "
+                           "value); for frames too large for memory")
+    execution.add_argument("--tile-overlap", type=nonnegative_int, default=None, metavar="PX",
+                           help="overlap of neighbouring tiles in pixels (default 64)")
+    execution.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                           help="compute precision: fp32 (default) or bf16 autocast (faster on GPUs and CPUs with AMX)")
+    execution.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    execution.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                           help="CPU threads for torch (default: torch's choice)")
+    execution.add_argument("--force", action="store_true",
+                           help="run even if a batch's estimated peak memory exceeds 70%% of the available memory")
+    execution.add_argument("--no-progress", action="store_true", help="hide the progress bar over videos")
+
+
+def _encode_dataset_run(args: argparse.Namespace) -> int:
+    prog = "ivvae encode-dataset"
+    check_data_sources(args.data)
+    tile = _tile(args)
+
+    import torch
+
+    from .latent_dataset import encode_dataset
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = _clip_spec(args)
+    model = _load(args.model, resolve_device(args.device))
+    chunk_groups = _chunk_groups(args.chunk_groups)
+    crop = spec.crop_size
+    print(f"model   {_describe_loaded(model)}: {_execution_text(chunk_groups, tile, args.dtype)}, batches of {args.batch_size}")
+    print(f"data    {', '.join(args.data)}: {args.frames}-frame clips, up to {args.clips_per_video} per video"
+          + (f", short side {args.size}" if args.size else "") + (f", centre crops of up to {crop[0]}x{crop[1]}" if crop else "")
+          + (f", from {args.start_fraction:g} of each video" if args.start_fraction else ""))
+    report = encode_dataset(
+        model, spec, args.out_dir, normalize=args.normalize, storage_dtype=args.storage_dtype, shard_size=args.shard_size,
+        batch_size=args.batch_size, chunk_groups=chunk_groups, tile=tile, dtype=args.dtype, overwrite=args.overwrite,
+        check_memory=not args.force, progress=not args.no_progress,
+        warn=lambda message: print(f"{prog}: warning: {message}", file=sys.stderr))
+    if report["already_done"]:
+        print(f"resume  {report['already_done']} video(s) already done in {args.out_dir} (clips.jsonl, skipped.jsonl)")
+    print(f"encoded {report['clips']} clip(s) from {report['videos']} video(s) into {report['shards']} shard(s)"
+          + (f"; {report['skipped']} video(s) skipped (see {args.out_dir / 'skipped.jsonl'})" if report["skipped"] else ""))
+    print(f"wrote   {args.out_dir}: {report['total_clips']} clip(s) from {report['total_videos']} video(s) in all, "
+          f"{'normalised' if args.normalize else 'raw'} latents, {args.storage_dtype}")
+    if report["total_clips"] == 0:
+        raise ValueError(f"no clip could be read from {', '.join(args.data)}; try fewer --frames or a smaller --start-fraction")
+    return 0
+
+
+register(
+    "encode-dataset",
+    "encode the clips of a video data set to latents (shards + index), for training a diffusion model",
+    _encode_dataset_arguments,
+    _encode_dataset_run,
+    description="""
+        Encode the clips of many videos to latents (posterior means) for training a latent
+        diffusion model. Clips are chosen as `ivvae latent-stats` chooses them: --frames
+        consecutive frames, up to --clips-per-video consecutive clips per video, optional resize
+        (--size) and centre crop (--crop). OUT_DIR receives safetensors shards (one tensor
+        (Z, T', H', W') per clip), clips.jsonl (one line per clip: source path, first frame, size,
+        fps, shard), skipped.jsonl (unreadable or too-short videos, with the reason) and
+        dataset.json (model, weights hash, normalisation, selection). Read it back with
+        `ivvae.latent_dataset.LatentDataset(OUT_DIR)`, a torch Dataset.
+
+        Interrupted? Run the same command again: it resumes, skipping the videos already written
+        (a run with other settings into the same folder is refused unless --overwrite).
+    """,
+    epilog="""
+        examples:
+          ivvae encode-dataset latents/ --data train_videos/ --size 256 --crop 256 --frames 17 --clips-per-video 4
+          ivvae encode-dataset latents/ --data train.csv --model models/z16 --normalize --storage-dtype bfloat16 \\
+              --batch-size 8 --device cuda --dtype bf16
+          ivvae encode-dataset demo_latents/ --data sample:bikes --crop 256 --clips-per-video 4   # bundled model
     """,
 )
 

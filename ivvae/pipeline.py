@@ -8,9 +8,11 @@ latents are float32 ``(1, Z, T', H', W')`` tensors plus a metadata dict.
   input's shape.
 * :func:`encode_video` / :func:`decode_latents` split it in two; :func:`save_latents` /
   :func:`load_latents` store latents in a ``.safetensors`` file with the metadata needed to decode
-  them (fps, original size, model, normalisation). With the same model, dtype, chunking and tiling,
-  ``decode_latents(load_latents(save_latents(encode_video(v))))`` equals ``reconstruct(v)``
-  exactly (raw latents are stored bit for bit; ``reconstruct`` is built from the same two calls).
+  them (fps, original size, model, normalisation). With the same model, dtype, chunking and
+  tiling, ``decode_latents(load_latents(save_latents(encode_video(v))))`` equals
+  ``reconstruct(v)`` exactly (raw latents are stored bit for bit; ``reconstruct`` is built from
+  the same two calls). :func:`encode_clips` encodes a batch of ``(B, 3, T, H, W)`` clips (what
+  :mod:`ivvae.latent_dataset` does for whole data sets).
 * :func:`reconstruction_metrics`: PSNR and SSIM of a reconstruction against its input.
 * :func:`estimate_peak_memory_bytes` / :func:`check_memory`: a rough activation-size estimate,
   used to refuse runs likely to exhaust memory and to suggest ``--chunk-groups 1`` / ``--tile``.
@@ -44,6 +46,7 @@ __all__ = [
     "check_memory",
     "config_hash",
     "decode_latents",
+    "encode_clips",
     "encode_video",
     "estimate_peak_memory_bytes",
     "load_latents",
@@ -231,21 +234,8 @@ def encode_video(
     video = _as_video(video)
     chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), _check_tile(tile), _dtype(dtype)
     frames, height, width = video.shape[:3]
-    _prepare_model(model, compute)
-    x = frames_to_tensor(video).unsqueeze(0).to(_model_device(model))
-    x = _memory_format(x, compute)
-    padded_t = streaming.padded_length(frames, model.temporal_compression)
-    s = model.spatial_compression
-    total = _chunk_count(padded_t, model.temporal_compression, chunk_groups) * _tile_count(-(-height // s) * s, -(-width // s) * s, tile)
-    bar = _ChunkProgress("encode", total, progress)
-    try:
-        with _execution(model, tile, compute):
-            z = model.encode(x, chunk_groups=chunk_groups, callback=bar).latent_dist.mode()
-            if normalize:
-                z = model.normalize_latents(z.float())
-    finally:
-        bar.close()
-    latents = z.detach().to("cpu", torch.float32).contiguous()
+    latents = encode_clips(model, frames_to_tensor(video).unsqueeze(0), chunk_groups=chunk_groups, tile=tile, dtype=compute,
+                           normalize=normalize, progress=progress)
     metadata = {
         "format": LATENT_FORMAT,
         "version": LATENT_FORMAT_VERSION,
@@ -264,6 +254,36 @@ def encode_video(
         "tile": list(tile) if tile else None,
     }
     return EncodedVideo(latents=latents, metadata=metadata)
+
+
+def encode_clips(
+    model,
+    clips: torch.Tensor,
+    *,
+    chunk_groups: int | None = None,
+    tile: Tile = None,
+    dtype: str | torch.dtype = "fp32",
+    normalize: bool = False,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Encode a batch of clips ``(B, 3, T, H, W)`` in ``[-1, 1]`` to latent means ``(B, Z, T', H', W')``
+    (float32, CPU); the options are :func:`encode_video`'s."""
+    chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), _check_tile(tile), _dtype(dtype)
+    _prepare_model(model, compute)
+    x = _memory_format(clips.to(_model_device(model)), compute)
+    frames, height, width = x.shape[2:]
+    padded_t = streaming.padded_length(frames, model.temporal_compression)
+    s = model.spatial_compression
+    total = _chunk_count(padded_t, model.temporal_compression, chunk_groups) * _tile_count(-(-height // s) * s, -(-width // s) * s, tile)
+    bar = _ChunkProgress("encode", total, progress)
+    try:
+        with _execution(model, tile, compute):
+            z = model.encode(x, chunk_groups=chunk_groups, callback=bar).latent_dist.mode()
+            if normalize:
+                z = model.normalize_latents(z.float())
+    finally:
+        bar.close()
+    return z.detach().to("cpu", torch.float32).contiguous()
 
 
 def decode_latents(

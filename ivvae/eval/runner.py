@@ -307,14 +307,21 @@ class DatasetSpec:
             if done >= wanted:
                 return
             try:
-                clips = [self.load_clip(paths[i], i)]
-                wanted_here = self.clip_count(probe_video(paths[i]).num_frames) if self.clips_per_video > 1 else 1
-                clips += [self.load_clip(paths[i], i, k) for k in range(1, wanted_here)]
+                clips = self.video_clips(paths[i], i)
             except (VideoReadError, OSError) as err:
                 yield paths[i], " ".join(str(err).split())
                 continue
             done += 1
             yield from clips
+
+    def video_clips(self, path: str, index: int = 0) -> list[Clip]:
+        """Every clip chosen from one video (``index``: its position in the listing).
+
+        Raises :class:`~ivvae.io.VideoReadError` (or ``OSError``) when the video cannot be read
+        or is too short for one clip."""
+        clips = [self.load_clip(path, index)]
+        wanted = self.clip_count(probe_video(path).num_frames) if self.clips_per_video > 1 else 1
+        return clips + [self.load_clip(path, index, k) for k in range(1, wanted)]
 
     def to_dict(self) -> dict[str, Any]:
         source = self.source

@@ -1,0 +1,437 @@
+"""Latents of a whole video data set, for training a latent diffusion model on them.
+
+:func:`encode_dataset` (``ivvae encode-dataset``) encodes the clips a :class:`~ivvae.eval.runner.DatasetSpec`
+chooses (``--frames`` consecutive frames, up to ``--clips-per-video`` clips per video, optional
+resize and centre crop) to their posterior means and writes them to a folder;
+:class:`LatentDataset` reads it back as a ``torch.utils.data.Dataset``. The folder holds
+
+* ``dataset.json``: what was encoded and how (model name, class, config and weights hashes,
+  latent normalisation, clip selection, dtypes); a later run into the same folder must match it.
+* ``shard-00000.safetensors``, ...: the latents, one tensor ``(Z, T', H', W')`` per clip named by
+  its id (``"00000000"``), in the storage dtype (float32 by default: raw latents bit for bit).
+* ``clips.jsonl``: one line per clip (id, shard, source path, first frame, size, fps, shape).
+* ``skipped.jsonl``: videos that could not be read or are too short, with the reason.
+
+A shard is written (to a temporary name, then renamed) before its clips are listed in
+``clips.jsonl``, and a video's clips always share a shard, so an interrupted run loses at most the
+clips of its unwritten shard: running the same command again skips the videos already listed in
+``clips.jsonl`` or ``skipped.jsonl`` and encodes the rest (delete ``skipped.jsonl`` to retry those).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["LatentDataset", "LatentDatasetError", "STORAGE_DTYPES", "encode_dataset", "weights_hash"]
+
+FORMAT = "ivvae-latent-dataset"
+FORMAT_VERSION = 1
+DATASET_FILE = "dataset.json"
+CLIPS_FILE = "clips.jsonl"
+SKIPPED_FILE = "skipped.jsonl"
+SHARD_PREFIX = "shard-"
+
+#: Storage dtypes of the latents (float32 keeps raw latents bit for bit; the others halve the size).
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+#: dataset.json keys a resumed run may change (they do not change the latents).
+_FREE_KEYS = ("format", "version", "model")
+
+
+class LatentDatasetError(ValueError):
+    """A folder that is not a latent data set, or one made with other settings."""
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """A short hash of the model's weights (names, dtypes, shapes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def shard_name(index: int) -> str:
+    return f"{SHARD_PREFIX}{index:05d}.safetensors"
+
+
+# --------------------------------------------------------------------------------------------
+# The folder's index
+# --------------------------------------------------------------------------------------------
+def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The records of a JSON-lines file, and whether it ended in a broken line (an interrupted write)."""
+    if not path.is_file():
+        return [], False
+    records = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            return records, True
+    return records, False
+
+
+def complete_clip_records(folder: Path) -> list[dict[str, Any]]:
+    """The clips of ``clips.jsonl`` whose video is complete (every clip listed), in file order."""
+    records, _ = _read_jsonl(folder / CLIPS_FILE)
+    listed: dict[str, int] = {}
+    for r in records:
+        listed[r["path"]] = listed.get(r["path"], 0) + 1
+    return [r for r in records if listed[r["path"]] == r["video_clips"]]
+
+
+def _read_info(folder: Path) -> dict[str, Any]:
+    path = folder / DATASET_FILE
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LatentDatasetError(f"'{folder}' is not a latent data set (no {DATASET_FILE}); make one with "
+                                 "`ivvae encode-dataset`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise LatentDatasetError(f"cannot read '{path}': {' '.join(str(error).split())}") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise LatentDatasetError(f"'{path}' does not describe a latent data set (format is not '{FORMAT}')")
+    return info
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    keys = (set(old) | set(new)) - set(_FREE_KEYS)
+    return sorted(k for k in keys if old.get(k) != new.get(k))
+
+
+def _our_files(folder: Path) -> list[Path]:
+    names = {DATASET_FILE, CLIPS_FILE, SKIPPED_FILE}
+    return [p for p in folder.iterdir() if p.name in names or (p.name.startswith(SHARD_PREFIX) and p.suffix == ".safetensors")]
+
+
+@dataclass
+class _FolderState:
+    """What an earlier run into the folder finished: videos done, next clip id and shard index."""
+
+    done: set[str] = field(default_factory=set)
+    encoded_videos: set[str] = field(default_factory=set)
+    next_id: int = 0
+    next_shard: int = 0
+
+
+def _open_folder(folder: Path, info: dict[str, Any], overwrite: bool) -> _FolderState:
+    """Prepare ``folder`` for writing: new, resumed (same settings), or cleared (``overwrite``)."""
+    if folder.exists() and not folder.is_dir():
+        raise LatentDatasetError(f"'{folder}' is a file, not a folder; choose another output folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    has_dataset = (folder / DATASET_FILE).exists()
+    if overwrite:
+        for path in _our_files(folder):
+            path.unlink()
+    elif has_dataset:
+        old = _read_info(folder)
+        changed = _differences(old, info)
+        if changed:
+            raise LatentDatasetError(
+                f"'{folder}' holds latents made with other settings (differ: {', '.join(changed)}); choose another folder, "
+                "or pass --overwrite to replace them")
+    elif any(folder.iterdir()):
+        raise LatentDatasetError(f"'{folder}' is not empty and holds no latent data set; choose a new or empty folder")
+    _write_json(folder / DATASET_FILE, info)
+    return _resume_state(folder)
+
+
+def _resume_state(folder: Path) -> _FolderState:
+    records, broken = _read_jsonl(folder / CLIPS_FILE)
+    complete = complete_clip_records(folder)
+    if broken or len(complete) != len(records):  # an interrupted append: keep whole videos only
+        _rewrite_jsonl(folder / CLIPS_FILE, complete)
+    skipped, broken_skipped = _read_jsonl(folder / SKIPPED_FILE)
+    if broken_skipped:
+        _rewrite_jsonl(folder / SKIPPED_FILE, skipped)
+    state = _FolderState()
+    state.encoded_videos = {r["path"] for r in complete}
+    state.done = state.encoded_videos | {r["path"] for r in skipped}
+    if records:  # ids and shards of dropped records are not reused either
+        state.next_id = max(r["id"] for r in records) + 1
+        state.next_shard = max(int(r["shard"][len(SHARD_PREFIX):].split(".")[0]) for r in records) + 1
+    return state
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _rewrite_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, path)
+
+
+def _append_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    with path.open("a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))  # one write: a whole shard's lines
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Video:
+    """One source video's clips on their way to a shard."""
+
+    path: str
+    fps: float
+    clips: list[Any]  # ivvae.eval.runner.Clip
+    latents: list[torch.Tensor] = field(default_factory=list)
+
+
+class _ShardWriter:
+    """Collects encoded videos and writes a shard once it holds ``shard_size`` clips or more."""
+
+    def __init__(self, folder: Path, state: _FolderState, shard_size: int, storage_dtype: torch.dtype) -> None:
+        self.folder, self.shard_size, self.storage_dtype = folder, shard_size, storage_dtype
+        self.next_id, self.next_shard = state.next_id, state.next_shard
+        self.pending: list[_Video] = []
+        self.shards_written = 0
+
+    def add(self, videos: Iterable[_Video]) -> None:
+        self.pending.extend(videos)
+        if sum(len(v.clips) for v in self.pending) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        name = shard_name(self.next_shard)
+        tensors, records = {}, []
+        for video in self.pending:
+            for clip, latents in zip(video.clips, video.latents):
+                key = f"{self.next_id:08d}"
+                tensors[key] = latents.to(self.storage_dtype).contiguous()
+                records.append({"id": self.next_id, "shard": name, "key": key, "path": video.path,
+                                "video_clips": len(video.clips), "start": clip.start, "frames": int(clip.video.shape[1]),
+                                "size": list(clip.size), "native_size": list(clip.native_size), "fps": video.fps,
+                                "shape": list(latents.shape)})
+                self.next_id += 1
+        from safetensors.torch import save_file
+
+        tmp = self.folder / f".{name}.tmp"
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+        os.replace(tmp, self.folder / name)
+        _append_jsonl(self.folder / CLIPS_FILE, records)
+        self.next_shard += 1
+        self.shards_written += 1
+        self.pending = []
+
+
+def _encode_videos(videos: list[_Video], encode: Callable[[torch.Tensor], torch.Tensor], batch_size: int) -> None:
+    """Encode every clip of ``videos`` in batches of up to ``batch_size`` clips of one shape."""
+    clips = [(video, clip) for video in videos for clip in video.clips]
+    by_shape: dict[tuple[int, ...], list[tuple[_Video, Any]]] = {}
+    for item in clips:
+        by_shape.setdefault(tuple(item[1].video.shape), []).append(item)
+    latents_of: dict[int, torch.Tensor] = {}
+    for items in by_shape.values():
+        for i in range(0, len(items), batch_size):
+            batch = items[i:i + batch_size]
+            z = encode(torch.stack([clip.video for _, clip in batch]))
+            for (_, clip), latents in zip(batch, z):
+                latents_of[id(clip)] = latents
+    for video in videos:
+        video.latents = [latents_of[id(clip)] for clip in video.clips]
+
+
+def encode_dataset(
+    model,
+    spec,
+    out_dir: str | os.PathLike,
+    *,
+    normalize: bool = False,
+    storage_dtype: str = "float32",
+    shard_size: int = 256,
+    batch_size: int = 1,
+    chunk_groups: int | None = None,
+    tile: tuple[int, int] | None = None,
+    dtype: str = "fp32",
+    overwrite: bool = False,
+    check_memory: bool = True,
+    progress: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Encode the clips ``spec`` chooses into the latent data set folder ``out_dir`` (see the module
+    docstring); resumes a folder made with the same settings.
+
+    Args:
+        model: an IV-VAE (or family member) in eval mode.
+        spec: a :class:`~ivvae.eval.runner.DatasetSpec` (videos, frames per clip, clips per video,
+            size, crop, start fraction, number of videos).
+        normalize: store ``scaling_factor * (z - shift_factor)`` (what a diffusion model trains on).
+        storage_dtype: ``float32``, ``float16`` or ``bfloat16``.
+        shard_size: clips per shard (a shard can hold more: a video's clips share one).
+        batch_size: clips of one shape encoded together (faster on a GPU).
+        chunk_groups, tile, dtype: as :func:`ivvae.pipeline.encode_video`.
+        overwrite: replace a latent data set in ``out_dir`` instead of resuming it.
+        check_memory: refuse a batch likely to exhaust memory (:func:`ivvae.pipeline.check_memory`).
+        warn: called with a one-line message for each skipped video.
+
+    Returns:
+        A report: videos and clips encoded in this run, videos skipped, shards written, videos
+        found done from an earlier run, and the folder's totals.
+
+    Raises:
+        LatentDatasetError: ``out_dir`` holds something else, or latents made with other settings.
+    """
+    from tqdm.auto import tqdm
+
+    from .io import VideoReadError, probe_video
+    from .pipeline import _dtype_name, _model_name, config_hash, encode_clips
+    from .pipeline import check_memory as check_memory_fn
+
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage_dtype must be one of {', '.join(STORAGE_DTYPES)}, got {storage_dtype!r}")
+    if shard_size < 1 or batch_size < 1:
+        raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
+    folder = Path(out_dir)
+    info = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "model": _model_name(model),
+        "model_class": type(model).__name__,
+        "config_hash": config_hash(model),
+        "weights_hash": weights_hash(model),
+        "latent_channels": int(model.config.latent_channels),
+        "temporal_compression": int(model.temporal_compression),
+        "spatial_compression": int(model.spatial_compression),
+        "normalized": bool(normalize),
+        "scaling_factor": float(model.config.scaling_factor),
+        "shift_factor": float(model.config.shift_factor),
+        "storage_dtype": storage_dtype,
+        "dtype": _dtype_name(dtype),
+        "tile": list(tile) if tile else None,
+        "clips": spec.to_dict(),
+    }
+    info = json.loads(json.dumps(info))  # as a resumed run reads it back (lists, not tuples)
+    state = _open_folder(folder, info, overwrite)
+    writer = _ShardWriter(folder, state, shard_size, STORAGE_DTYPES[storage_dtype])
+    checked_shapes: set[tuple[int, ...]] = set()
+
+    def encode(batch: torch.Tensor) -> torch.Tensor:
+        if check_memory and tuple(batch.shape) not in checked_shapes:
+            b, _, t, h, w = batch.shape
+            check_memory_fn(model, t * b, h, w, chunk_groups, tile, dtype)  # b clips ~ one b-times-longer clip
+            checked_shapes.add(tuple(batch.shape))
+        return encode_clips(model, batch, chunk_groups=chunk_groups, tile=tile, dtype=dtype, normalize=normalize)
+
+    paths = spec.list_videos()
+    wanted = len(paths) if spec.num_videos is None else spec.num_videos
+    report = {"videos": 0, "clips": 0, "skipped": 0, "shards": 0, "already_done": 0}
+    counted = 0  # videos with latents, this run's and earlier ones, towards `wanted`
+    group: list[_Video] = []
+    bar = tqdm(total=wanted, desc="encode-dataset", unit="video", disable=not progress, dynamic_ncols=True)
+    try:
+        for i in spec.order(paths):
+            if counted >= wanted:
+                break
+            path = paths[i]
+            if path in state.done:
+                counted += path in state.encoded_videos
+                report["already_done"] += 1
+                bar.update(path in state.encoded_videos)
+                continue
+            try:
+                video = _Video(path, float(probe_video(path).fps or 0.0), spec.video_clips(path, i))
+            except (VideoReadError, OSError) as error:
+                reason = " ".join(str(error).split())
+                _append_jsonl(folder / SKIPPED_FILE, [{"path": path, "reason": reason}])
+                report["skipped"] += 1
+                if warn is not None:
+                    warn(f"skipping '{path}': {reason}")
+                continue
+            counted += 1
+            group.append(video)
+            if sum(len(v.clips) for v in group) >= batch_size:
+                _encode_videos(group, encode, batch_size)
+                writer.add(group)
+                report["videos"] += len(group)
+                report["clips"] += sum(len(v.clips) for v in group)
+                bar.update(len(group))
+                group = []
+        if group:
+            _encode_videos(group, encode, batch_size)
+            writer.add(group)
+            report["videos"] += len(group)
+            report["clips"] += sum(len(v.clips) for v in group)
+            bar.update(len(group))
+        writer.flush()
+    finally:
+        bar.close()
+    report["shards"] = writer.shards_written
+    report["total_clips"] = len(complete_clip_records(folder))
+    report["total_videos"] = len({r["path"] for r in complete_clip_records(folder)})
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+class LatentDataset(torch.utils.data.Dataset):
+    """The clips of a folder written by :func:`encode_dataset` / ``ivvae encode-dataset``.
+
+    ``dataset[i]`` is a dict: ``latents`` ``(Z, T', H', W')`` (in ``dtype``, default float32), and
+    the clip's record (``path``, ``start``, ``frames``, ``size``, ``fps``, ``id``, ...). ``info``
+    is the folder's ``dataset.json`` (model, hashes, ``normalized``, ``scaling_factor``,
+    ``shift_factor``, clip selection). Shards are opened lazily in each process, so the dataset
+    works with DataLoader workers.
+
+    Args:
+        folder: the latent data set folder.
+        dtype: dtype of the returned latents (``None``: as stored).
+        normalize: return ``scaling_factor * (z - shift_factor)`` even where raw latents were
+            stored (and raw latents are never un-normalised: ``False`` returns what is stored).
+    """
+
+    def __init__(self, folder: str | os.PathLike, dtype: torch.dtype | None = torch.float32, normalize: bool = False) -> None:
+        self.folder = Path(folder)
+        self.info = _read_info(self.folder)
+        self.records = complete_clip_records(self.folder)
+        self.dtype = dtype
+        self.normalize = normalize and not self.info.get("normalized", False)
+        self._handles: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        latents = self._shard(record["shard"]).get_tensor(record["key"])
+        if self.normalize:
+            latents = self.info["scaling_factor"] * (latents.float() - self.info["shift_factor"])
+        if self.dtype is not None:
+            latents = latents.to(self.dtype)
+        return {"latents": latents, **record}
+
+    def _shard(self, name: str):
+        handle = self._handles.get(name)
+        if handle is None:
+            from safetensors import safe_open
+
+            path = self.folder / name
+            if not path.is_file():
+                raise LatentDatasetError(f"shard '{path}' listed in {CLIPS_FILE} is missing; re-run `ivvae encode-dataset` "
+                                         "into a new folder")
+            handle = self._handles[name] = safe_open(str(path), framework="pt")
+        return handle
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers open their own handles
+        return {**self.__dict__, "_handles": {}}

@@ -1,0 +1,166 @@
+"""Latent data sets (``ivvae.latent_dataset``, ``ivvae encode-dataset``): exact latents, resume after
+an interruption, refusal of mixed settings, skipped videos, reading back with ``LatentDataset``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from cli_helpers import error_line, run, write_sine_video
+from safetensors import safe_open
+
+from ivvae.eval.runner import DatasetSpec
+from ivvae.latent_dataset import CLIPS_FILE, SKIPPED_FILE, LatentDataset, LatentDatasetError, encode_dataset
+from ivvae.models import IVVAE
+
+
+def tiny_model() -> IVVAE:
+    torch.manual_seed(0)
+    return IVVAE(latent_channels=4, base_channels=8, encoder_blocks=1, decoder_blocks=1).eval()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Three short clips of different lengths and sizes, and one corrupt file, in one folder."""
+    folder = tmp_path_factory.mktemp("videos")
+    write_sine_video(folder / "a.mp4", 20, 40, 48)
+    write_sine_video(folder / "b.mp4", 11, 32, 32)
+    write_sine_video(folder / "c.mp4", 9, 48, 40)
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    return folder
+
+
+def spec_for(folder, **overrides) -> DatasetSpec:
+    settings = {"protocol": "custom", "frames": 9, "crop": 32, "clips_per_video": 2, "small_frames": "native"}
+    return DatasetSpec(folder, **{**settings, **overrides})
+
+
+def by_clip(dataset: LatentDataset) -> dict[tuple[str, int], torch.Tensor]:
+    return {(item["path"].rsplit("/", 1)[-1], item["start"]): item["latents"] for item in dataset}
+
+
+def test_latents_equal_the_models_and_skipped_videos_are_listed(videos, tmp_path):
+    model, spec, warnings = tiny_model(), spec_for(videos), []
+    report = encode_dataset(model, spec, tmp_path / "lat", shard_size=2, progress=False, warn=warnings.append)
+    # a.mp4 gives two 9-frame clips, b and c one each; broken.mp4 is skipped with its reason
+    assert (report["videos"], report["clips"], report["skipped"]) == (3, 4, 1)
+    skipped = [json.loads(line) for line in (tmp_path / "lat" / SKIPPED_FILE).read_text().splitlines()]
+    assert [s["path"].rsplit("/", 1)[-1] for s in skipped] == ["broken.mp4"] and skipped[0]["reason"]
+    assert len(warnings) == 1 and "broken.mp4" in warnings[0]
+    dataset = LatentDataset(tmp_path / "lat")
+    assert len(dataset) == 4 and dataset.info["latent_channels"] == 4 and not dataset.info["normalized"]
+    assert report["shards"] >= 2  # shard_size 2: a.mp4's two clips fill the first one
+    expected = {}
+    for clip in spec.iter_clips():
+        if isinstance(clip, tuple):
+            continue
+        with torch.no_grad():
+            expected[(clip.path.rsplit("/", 1)[-1], clip.start)] = model.encode(clip.video[None].contiguous()).latent_dist.mode()[0]
+    got = by_clip(dataset)
+    assert sorted(got) == sorted(expected) == [("a.mp4", 0), ("a.mp4", 9), ("b.mp4", 0), ("c.mp4", 0)]
+    for key, latents in expected.items():
+        assert torch.equal(got[key], latents), key  # float32 storage: bit for bit
+    first = dataset[0]
+    assert first["frames"] == 9 and first["size"] == [32, 32] and first["fps"] == 25.0 and first["shape"] == [4, 3, 4, 4]
+
+
+def test_batches_storage_dtype_and_normalisation(videos, tmp_path):
+    model = tiny_model()
+    model.register_to_config(scaling_factor=0.5, shift_factor=0.25)
+    encode_dataset(model, spec_for(videos), tmp_path / "one", progress=False)
+    encode_dataset(model, spec_for(videos), tmp_path / "batched", batch_size=3, storage_dtype="float16", progress=False)
+    reference = by_clip(LatentDataset(tmp_path / "one"))
+    batched = LatentDataset(tmp_path / "batched", dtype=None)
+    with safe_open(str(tmp_path / "batched" / batched.records[0]["shard"]), "pt") as f:
+        assert f.get_tensor(batched.records[0]["key"]).dtype == torch.float16
+    for key, latents in by_clip(batched).items():
+        assert torch.allclose(latents.float(), reference[key], atol=2e-3, rtol=2e-3), key
+    normalised = by_clip(LatentDataset(tmp_path / "one", normalize=True))
+    for key, latents in normalised.items():
+        assert torch.allclose(latents, 0.5 * (reference[key] - 0.25))
+    encode_dataset(model, spec_for(videos), tmp_path / "stored_normalised", normalize=True, progress=False)
+    stored = LatentDataset(tmp_path / "stored_normalised", normalize=True)  # already normalised: returned as stored
+    for key, latents in by_clip(stored).items():
+        assert torch.allclose(latents, normalised[key], atol=1e-6), key
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(videos, tmp_path, monkeypatch):
+    from ivvae import latent_dataset
+
+    model, spec = tiny_model(), spec_for(videos)
+    encode_dataset(model, spec, tmp_path / "whole", shard_size=1, progress=False)
+    real = latent_dataset._encode_videos
+    calls = {"n": 0}
+
+    def dies_on_second_group(group, encode, batch_size):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real(group, encode, batch_size)
+
+    monkeypatch.setattr(latent_dataset, "_encode_videos", dies_on_second_group)
+    with pytest.raises(KeyboardInterrupt):
+        encode_dataset(model, spec, tmp_path / "resumed", shard_size=1, progress=False)
+    monkeypatch.setattr(latent_dataset, "_encode_videos", real)
+    assert len(LatentDataset(tmp_path / "resumed")) == 2  # a.mp4's two clips were written
+    with (tmp_path / "resumed" / CLIPS_FILE).open("a") as f:
+        f.write('{"id": 99, "shard": "shard-')  # and a line cut short by the interruption
+    report = encode_dataset(model, spec, tmp_path / "resumed", shard_size=1, progress=False)
+    assert (report["already_done"], report["videos"], report["skipped"]) == (1, 2, 1)  # a.mp4 was done
+    whole, resumed = by_clip(LatentDataset(tmp_path / "whole")), by_clip(LatentDataset(tmp_path / "resumed"))
+    assert sorted(whole) == sorted(resumed)
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    ids = [r["id"] for r in LatentDataset(tmp_path / "resumed").records]
+    assert len(set(ids)) == len(ids)
+
+
+def test_other_settings_foreign_folders_and_missing_shards_are_refused(videos, tmp_path):
+    model = tiny_model()
+    encode_dataset(model, spec_for(videos), tmp_path / "lat", progress=False)
+    with pytest.raises(LatentDatasetError, match="differ: clips"):
+        encode_dataset(model, spec_for(videos, frames=5), tmp_path / "lat", progress=False)
+    other = tiny_model()
+    with torch.no_grad():
+        other.decoder.conv_out.convs["keyframe"].weight.add_(1.0)  # same config, other weights
+    with pytest.raises(LatentDatasetError, match="weights_hash"):
+        encode_dataset(other, spec_for(videos), tmp_path / "lat", progress=False)
+    report = encode_dataset(model, spec_for(videos, frames=5), tmp_path / "lat", overwrite=True, progress=False)
+    assert report["already_done"] == 0 and LatentDataset(tmp_path / "lat").records[0]["frames"] == 5
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(LatentDatasetError, match="not empty"):
+        encode_dataset(model, spec_for(videos), tmp_path / "foreign", progress=False)
+    assert (tmp_path / "foreign" / "notes.txt").read_text() == "mine"
+    with pytest.raises(LatentDatasetError, match="no dataset.json"):
+        LatentDataset(tmp_path / "foreign")
+    dataset = LatentDataset(tmp_path / "lat")
+    (tmp_path / "lat" / dataset.records[0]["shard"]).unlink()
+    with pytest.raises(LatentDatasetError, match="missing"):
+        dataset[0]
+
+
+def test_dataset_loads_in_dataloader_workers(videos, tmp_path):
+    encode_dataset(tiny_model(), spec_for(videos, clips_per_video=1, crop=24), tmp_path / "lat", progress=False)
+    dataset = LatentDataset(tmp_path / "lat")
+    dataset[0]  # an open shard handle must not stop the dataset from reaching the workers
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=1,
+                                         collate_fn=lambda items: torch.stack([i["latents"] for i in items]))
+    (batch,) = list(loader)
+    assert batch.shape == (3, 4, 3, 3, 3)
+
+
+def test_cli_encode_dataset_resumes_and_refuses_other_settings(videos, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    tiny_model().save_pretrained(model_dir)
+    args = ["encode-dataset", tmp_path / "lat", "--model", model_dir, "--data", videos, "--frames", "9", "--crop", "32",
+            "--no-progress"]
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    assert "encoded 3 clip(s) from 3 video(s)" in out and "1 video(s) skipped" in out and "broken.mp4" in err
+    code, out, _ = run(capsys, *args)
+    assert code == 0 and "4 video(s) already done" in out and "encoded 0 clip(s)" in out
+    code, _, err = run(capsys, *args[:-1], "--frames", "5", "--no-progress")
+    assert code == 2 and "differ: clips" in error_line(err) and "--overwrite" in error_line(err)
+    code, _, err = run(capsys, "encode-dataset", tmp_path / "none", "--model", model_dir, "--data", tmp_path / "missing")
+    assert code == 2 and "missing" in error_line(err)
