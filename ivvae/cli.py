@@ -896,6 +896,9 @@ def _encode_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     execution = parser.add_argument_group("execution")
     execution.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
                            help="encode up to B clips of one shape at once (faster on a GPU; default %(default)s)")
+    execution.add_argument("--workers", type=nonnegative_int, default=0, metavar="N",
+                           help="processes decoding videos while the model encodes (default 0: decode in the main process, "
+                           "between batches; workers overlap the two, useful when the model runs on a GPU)")
     execution.add_argument("--chunk-groups", type=nonnegative_int, default=0, metavar="N",
                            help="encode each clip in chunks of N frame groups (4 frames each): exactly the one-pass latents, "
                            "with less memory; 0 = one pass (default)")
@@ -935,7 +938,7 @@ def _encode_dataset_run(args: argparse.Namespace) -> int:
           + (f", from {args.start_fraction:g} of each video" if args.start_fraction else ""))
     report = encode_dataset(
         model, spec, args.out_dir, normalize=args.normalize, storage_dtype=args.storage_dtype, shard_size=args.shard_size,
-        batch_size=args.batch_size, chunk_groups=chunk_groups, tile=tile, dtype=args.dtype, overwrite=args.overwrite,
+        batch_size=args.batch_size, workers=args.workers, chunk_groups=chunk_groups, tile=tile, dtype=args.dtype, overwrite=args.overwrite,
         check_memory=not args.force, progress=not args.no_progress,
         warn=lambda message: print(f"{prog}: warning: {message}", file=sys.stderr))
     if report["already_done"]:
@@ -971,7 +974,7 @@ register(
         examples:
           ivvae encode-dataset latents/ --data train_videos/ --size 256 --crop 256 --frames 17 --clips-per-video 4
           ivvae encode-dataset latents/ --data train.csv --model models/z16 --normalize --storage-dtype bfloat16 \\
-              --batch-size 8 --device cuda --dtype bf16
+              --batch-size 8 --workers 4 --device cuda --dtype bf16
           ivvae encode-dataset demo_latents/ --data sample:bikes --crop 256 --clips-per-video 4   # bundled model
     """,
 )

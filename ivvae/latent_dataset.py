@@ -252,6 +252,36 @@ def _encode_videos(videos: list[_Video], encode: Callable[[torch.Tensor], torch.
         video.latents = [latents_of[id(clip)] for clip in video.clips]
 
 
+class _VideoReads(torch.utils.data.Dataset):
+    """Reads the clips of one video per item: ``(path, _Video, None)`` or ``(path, None, reason)``
+    (unreadable or too short), so DataLoader workers can decode while the model encodes."""
+
+    def __init__(self, spec, items: Sequence[tuple[int, str]]) -> None:
+        self.spec, self.items = spec, list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> tuple[str, _Video | None, str | None]:
+        from .io import VideoReadError, probe_video
+
+        index, path = self.items[k]
+        try:
+            return path, _Video(path, float(probe_video(path).fps or 0.0), self.spec.video_clips(path, index)), None
+        except (VideoReadError, OSError) as error:
+            return path, None, " ".join(str(error).split())
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def _read_videos(reads: _VideoReads, workers: int) -> Iterable[tuple[str, _Video | None, str | None]]:
+    if workers == 0:
+        return (reads[k] for k in range(len(reads)))
+    return torch.utils.data.DataLoader(reads, batch_size=None, num_workers=workers, collate_fn=_as_is)
+
+
 def encode_dataset(
     model,
     spec,
@@ -261,6 +291,7 @@ def encode_dataset(
     storage_dtype: str = "float32",
     shard_size: int = 256,
     batch_size: int = 1,
+    workers: int = 0,
     chunk_groups: int | None = None,
     tile: tuple[int, int] | None = None,
     dtype: str = "fp32",
@@ -280,6 +311,7 @@ def encode_dataset(
         storage_dtype: ``float32``, ``float16`` or ``bfloat16``.
         shard_size: clips per shard (a shard can hold more: a video's clips share one).
         batch_size: clips of one shape encoded together (faster on a GPU).
+        workers: processes decoding videos while the model encodes (0: decode in this process).
         chunk_groups, tile, dtype: as :func:`ivvae.pipeline.encode_video`.
         overwrite: replace a latent data set in ``out_dir`` instead of resuming it.
         check_memory: refuse a batch likely to exhaust memory (:func:`ivvae.pipeline.check_memory`).
@@ -294,7 +326,6 @@ def encode_dataset(
     """
     from tqdm.auto import tqdm
 
-    from .io import VideoReadError, probe_video
     from .pipeline import _dtype_name, _model_name, config_hash, encode_clips
     from .pipeline import check_memory as check_memory_fn
 
@@ -334,45 +365,40 @@ def encode_dataset(
         return encode_clips(model, batch, chunk_groups=chunk_groups, tile=tile, dtype=dtype, normalize=normalize)
 
     paths = spec.list_videos()
+    ordered = [(i, paths[i]) for i in spec.order(paths)]
     wanted = len(paths) if spec.num_videos is None else spec.num_videos
-    report = {"videos": 0, "clips": 0, "skipped": 0, "shards": 0, "already_done": 0}
-    counted = 0  # videos with latents, this run's and earlier ones, towards `wanted`
+    report = {"videos": 0, "clips": 0, "skipped": 0, "shards": 0,
+              "already_done": sum(path in state.done for _, path in ordered)}
+    counted = sum(path in state.encoded_videos for _, path in ordered)  # videos with latents, towards `wanted`
+    reads = _VideoReads(spec, [(i, path) for i, path in ordered if path not in state.done])
     group: list[_Video] = []
-    bar = tqdm(total=wanted, desc="encode-dataset", unit="video", disable=not progress, dynamic_ncols=True)
+
+    def encode_and_write(videos: list[_Video]) -> None:
+        _encode_videos(videos, encode, batch_size)
+        writer.add(videos)
+        report["videos"] += len(videos)
+        report["clips"] += sum(len(v.clips) for v in videos)
+        bar.update(len(videos))
+
+    bar = tqdm(total=min(wanted, len(paths)), initial=min(counted, wanted), desc="encode-dataset", unit="video",
+               disable=not progress, dynamic_ncols=True)
     try:
-        for i in spec.order(paths):
-            if counted >= wanted:
-                break
-            path = paths[i]
-            if path in state.done:
-                counted += path in state.encoded_videos
-                report["already_done"] += 1
-                bar.update(path in state.encoded_videos)
-                continue
-            try:
-                video = _Video(path, float(probe_video(path).fps or 0.0), spec.video_clips(path, i))
-            except (VideoReadError, OSError) as error:
-                reason = " ".join(str(error).split())
+        for path, video, reason in _read_videos(reads, workers) if counted < wanted else ():
+            if video is None:
                 _append_jsonl(folder / SKIPPED_FILE, [{"path": path, "reason": reason}])
                 report["skipped"] += 1
                 if warn is not None:
                     warn(f"skipping '{path}': {reason}")
                 continue
-            counted += 1
             group.append(video)
+            counted += 1
             if sum(len(v.clips) for v in group) >= batch_size:
-                _encode_videos(group, encode, batch_size)
-                writer.add(group)
-                report["videos"] += len(group)
-                report["clips"] += sum(len(v.clips) for v in group)
-                bar.update(len(group))
+                encode_and_write(group)
                 group = []
+            if counted >= wanted:
+                break
         if group:
-            _encode_videos(group, encode, batch_size)
-            writer.add(group)
-            report["videos"] += len(group)
-            report["clips"] += sum(len(v.clips) for v in group)
-            bar.update(len(group))
+            encode_and_write(group)
         writer.flush()
     finally:
         bar.close()

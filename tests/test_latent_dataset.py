@@ -71,6 +71,11 @@ def test_batches_storage_dtype_and_normalisation(videos, tmp_path):
     encode_dataset(model, spec_for(videos), tmp_path / "one", progress=False)
     encode_dataset(model, spec_for(videos), tmp_path / "batched", batch_size=3, storage_dtype="float16", progress=False)
     reference = by_clip(LatentDataset(tmp_path / "one"))
+    encode_dataset(model, spec_for(videos), tmp_path / "workers", workers=2, progress=False)
+    workers = LatentDataset(tmp_path / "workers")
+    assert by_clip(workers).keys() == reference.keys()
+    assert all(torch.equal(latents, reference[key]) for key, latents in by_clip(workers).items())
+    assert [r["path"] for r in workers.records] == [r["path"] for r in LatentDataset(tmp_path / "one").records]
     batched = LatentDataset(tmp_path / "batched", dtype=None)
     with safe_open(str(tmp_path / "batched" / batched.records[0]["shard"]), "pt") as f:
         assert f.get_tensor(batched.records[0]["key"]).dtype == torch.float16
