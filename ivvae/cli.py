@@ -26,6 +26,7 @@ from .argtypes import nonnegative_int, positive_int, size
 from .cli_support import (
     EXIT_USAGE,
     check_data_sources,
+    check_output_folder,
     refuse_existing,
     resolve_device,
     run_handler,
@@ -281,9 +282,7 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
 def _reconstruct_run(args: argparse.Namespace) -> int:
     out = args.output
     side = _side_by_side_path(out) if args.side_by_side else None
-    if out.resolve() == args.input.resolve():
-        raise ValueError(f"OUT '{out}' is the input video; choose another output path")
-    refuse_existing([p for p in (out, side) if p is not None], args.overwrite)
+    refuse_existing([p for p in (out, side) if p is not None], args.overwrite, inputs=[args.input])
     frames_n, height, width = _selected_shape(args)
     chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
     model = _load(args.model, resolve_device(args.device))
@@ -316,7 +315,7 @@ def _encode_arguments(parser: argparse.ArgumentParser) -> None:
 def _encode_run(args: argparse.Namespace) -> int:
     from .pipeline import encode_video, save_latents
 
-    refuse_existing([args.latents], args.overwrite)
+    refuse_existing([args.latents], args.overwrite, inputs=[args.input])
     frames_n, height, width = _selected_shape(args)
     chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
     model = _load(args.model, resolve_device(args.device))
@@ -346,7 +345,7 @@ def _decode_run(args: argparse.Namespace) -> int:
     from .io import write_video
     from .pipeline import decode_latents, load_latents
 
-    refuse_existing([args.output], args.overwrite)
+    refuse_existing([args.output], args.overwrite, inputs=[args.latents])
     encoded = load_latents(args.latents)
     meta = encoded.metadata
     chunk_groups = _chunk_groups(args.chunk_groups) if args.chunk_groups is not None else meta.get("chunk_groups")
@@ -380,6 +379,7 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
 def _convert_run(args: argparse.Namespace) -> int:
     from .convert import convert_official_checkpoint
 
+    check_output_folder(args.out_dir)
     model = convert_official_checkpoint(args.checkpoint, args.out_dir, variant=args.variant, overwrite=args.overwrite)
     n = sum(p.numel() for p in model.parameters())
     print(f"converted {args.checkpoint} -> {args.out_dir} ({n:,} parameters, latent channels {model.config.latent_channels}, "
@@ -485,6 +485,7 @@ def _demo_run(args: argparse.Namespace) -> int:
     from .pipeline import center_crop
 
     out_dir = args.out_dir
+    check_output_folder(out_dir)
     paths = [out_dir / "input.mp4", out_dir / "reconstruction.mp4", out_dir / "side_by_side.mp4"]
     refuse_existing(paths, args.overwrite)
     chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
@@ -639,6 +640,7 @@ def _inflate_arguments(parser: argparse.ArgumentParser) -> None:
 def _inflate_run(args: argparse.Namespace) -> int:
     from .inflate import inflate_pretrained
 
+    check_output_folder(args.out_dir)
     model, report = inflate_pretrained(args.image_vae, args.out_dir, args.mode, temporal_frame=args.temporal_frame,
                                        allow_unfilled=args.allow_unfilled, overwrite=args.overwrite)
     n = sum(p.numel() for p in model.parameters())
@@ -743,8 +745,7 @@ def _check_write_model(target: Path, model_folder: Path, overwrite: bool) -> Non
     resolved, folder = target.expanduser().resolve(), model_folder.resolve()
     if resolved == folder or folder in resolved.parents or resolved in folder.parents:
         raise ValueError(f"--write-model {target}: would write over the input model folder '{folder}'; choose another folder")
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"--write-model {target}: is a file, not a folder")
+    check_output_folder(target)
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise FileExistsError(f"output folder '{target}' exists and is not empty; choose another or pass --overwrite")
 
@@ -919,6 +920,7 @@ def _encode_dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _encode_dataset_run(args: argparse.Namespace) -> int:
     prog = "ivvae encode-dataset"
+    check_output_folder(args.out_dir)
     check_data_sources(args.data)
     tile = _tile(args)
 

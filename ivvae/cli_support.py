@@ -55,23 +55,65 @@ def run_handler(prog: str, handler: Callable[[Any], int | None], args: Any) -> i
         return EXIT_USAGE
 
 
-def refuse_existing(paths: Iterable[Path], overwrite: bool) -> None:
-    """Never replace an output silently: raise unless ``--overwrite``."""
-    if overwrite:
-        return
-    for path in paths:
-        if path.exists():
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def _file_ancestor(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` if it is a file (the output cannot be created)."""
+    for parent in path.expanduser().absolute().parents:
+        if parent.exists():
+            return parent if not parent.is_dir() else None
+    return None
+
+
+def refuse_existing(paths: Iterable[Path], overwrite: bool, inputs: Iterable[Path] = ()) -> None:
+    """Check output files before any work: never an input (not even with ``--overwrite``), not
+    under a file, not a folder, and replaced only with ``--overwrite``."""
+    inputs = [Path(p) for p in inputs]
+    for path in map(Path, paths):
+        for source in inputs:
+            if _same_file(path, source):
+                raise ValueError(f"output '{path}' is the input '{source}'; choose another output path")
+        blocker = _file_ancestor(path)
+        if blocker is not None:
+            raise NotADirectoryError(f"cannot write '{path}': '{blocker}' is a file, not a folder; choose another path")
+        if path.is_dir():
+            raise IsADirectoryError(f"output '{path}' is a folder; give a file path")
+        if path.exists() and not overwrite:
             raise FileExistsError(f"output '{path}' exists; pass --overwrite to replace it")
 
 
+def check_output_folder(folder: Path) -> None:
+    """An output folder must be a folder or creatable: not a file, not under a file."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"output folder '{folder}' is a file; choose another path")
+    blocker = _file_ancestor(folder)
+    if blocker is not None:
+        raise NotADirectoryError(f"cannot create '{folder}': '{blocker}' is a file, not a folder; choose another path")
+
+
 def resolve_device(name: str) -> str:
-    """``auto`` -> cuda when available, else cpu; a CUDA device on a machine without CUDA is an error."""
+    """``auto`` -> cuda when available, else cpu; an unknown device or an unavailable one is an error."""
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name}: not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0 .. "
+                         f"cuda:{torch.cuda.device_count() - 1})")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name}: only cpu and cuda devices are supported")
     return name
 
 

@@ -65,15 +65,29 @@ def official_layout(model: IVVAE) -> dict[str, str]:
     return {official_key(key): key for key in model.state_dict()}
 
 
+def _load_failure(error: BaseException) -> str:
+    """The informative part of a torch.load error: its type, and for weights-only unpickling the
+    unpickler's reason (not torch's advice to retry with ``weights_only=False``, which is unsafe)."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        reason = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n")[0]
+        return f"{type(error).__name__}: {' '.join(reason.split())}"
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
 def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a released ``.pth`` safely (``weights_only``), unwrapping common containers."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: '{path}' (pass the path of ivvae_z*_dim*.pth)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint '{path}': the file is empty (an interrupted download?)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle/zip errors: name the file, not the unpickler internals
-        raise CheckpointError(f"cannot read checkpoint '{path}': {type(error).__name__}: {str(error).splitlines()[0]}") from None
+        raise CheckpointError(f"cannot read checkpoint '{path}': not a PyTorch state dict ({_load_failure(error)}); "
+                              "pass the released ivvae_z*_dim*.pth") from None
     for wrapper in ("state_dict", "model", "module"):
         if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
             state = state[wrapper]

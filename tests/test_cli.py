@@ -135,6 +135,40 @@ def test_refuses_to_overwrite(capsys, model_dir, clip, tmp_path):
     assert code == 2 and "--overwrite" in error_line(err)
 
 
+def test_outputs_never_replace_inputs_or_land_under_files(capsys, model_dir, clip, tmp_path):
+    """Checked before any work, even with --overwrite: an output that is the input, an output
+    under a regular file, a file output that is a folder."""
+    video = tmp_path / "in.mp4"
+    shutil.copy(clip, video)
+    code, _, err = run(capsys, "encode", video, video, "--model", model_dir, "--overwrite")
+    assert code == 2 and "is the input" in error_line(err) and video.read_bytes() == clip.read_bytes()
+    assert run(capsys, "encode", video, tmp_path / "z.safetensors", "--model", model_dir, "--no-progress")[0] == 0
+    latents = (tmp_path / "z.safetensors").read_bytes()
+    code, _, err = run(capsys, "decode", tmp_path / "z.safetensors", tmp_path / "z.safetensors", "--overwrite")
+    assert code == 2 and "is the input" in error_line(err) and (tmp_path / "z.safetensors").read_bytes() == latents
+    code, _, err = run(capsys, "reconstruct", video, video, "--model", model_dir, "--overwrite")
+    assert code == 2 and "is the input" in error_line(err)
+    (tmp_path / "notes.txt").write_text("mine")
+    for argv in (["reconstruct", video, tmp_path / "notes.txt" / "out.mp4", "--model", model_dir],
+                 ["encode", video, tmp_path / "notes.txt" / "z.safetensors", "--model", model_dir],
+                 ["demo", "--model", model_dir, "--out-dir", tmp_path / "notes.txt"],
+                 ["encode-dataset", tmp_path / "notes.txt" / "lat", "--model", model_dir, "--data", video],
+                 ["latent-stats", "--model", model_dir, "--data", video, "--json", tmp_path / "notes.txt" / "s.json"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "notes.txt' is a file" in error_line(err), argv
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    (tmp_path / "folder").mkdir()
+    code, _, err = run(capsys, "encode", video, tmp_path / "folder", "--model", model_dir, "--overwrite")
+    assert code == 2 and "is a folder" in error_line(err) and (tmp_path / "folder").is_dir()
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:7", "mps"])
+def test_bad_device_is_one_line(capsys, model_dir, clip, tmp_path, device):
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", model_dir, "--device", device)
+    line = error_line(err)
+    assert code == 2 and f"--device {device}" in line and not (tmp_path / "out.mp4").exists()
+
+
 def test_missing_model_dir(capsys, clip, tmp_path):
     missing = tmp_path / "no_model"
     code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", missing)
@@ -223,6 +257,13 @@ def test_convert_wrong_checkpoint(capsys, tiny_release, tmp_path):
     assert code == 2 and "missing" in line and "unexpected" in line
     code, _, err = run(capsys, "convert", tmp_path / "nothing.pth", tmp_path / "out")
     assert code == 2 and "not found" in error_line(err)
+    (tmp_path / "empty.pth").write_bytes(b"")
+    code, _, err = run(capsys, "convert", tmp_path / "empty.pth", tmp_path / "out")
+    assert code == 2 and "empty" in error_line(err)
+    (tmp_path / "video.pth").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)))
+    code, _, err = run(capsys, "convert", tmp_path / "video.pth", tmp_path / "out")
+    line = error_line(err)
+    assert code == 2 and "not a PyTorch state dict" in line and "weights_only" not in line
 
 
 def test_inflate_image_vae(capsys, tmp_path):

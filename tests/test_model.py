@@ -208,3 +208,19 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         model(x).sample.square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_decode_crop_sizes_and_input_dtypes_are_checked(tiny_model):
+    """decode's num_frames/height/width must be sizes the latents decode to; inputs must match the
+    weights' dtype (outside autocast), with a ValueError rather than a failure inside a conv."""
+    z = torch.zeros(1, tiny_model.config.latent_channels, 3, 4, 4)
+    with torch.no_grad():
+        assert tiny_model.decode(z, num_frames=7, height=30, width=25).sample.shape == (1, 3, 7, 30, 25)
+        for bad in ({"num_frames": 10}, {"num_frames": 0}, {"num_frames": -3}, {"height": 33}, {"width": 16.0}):
+            with pytest.raises(ValueError, match=next(iter(bad))):
+                tiny_model.decode(z, **bad)
+        for dtype in (torch.float64, torch.bfloat16):
+            with pytest.raises(ValueError, match="weights are torch.float32"):
+                tiny_model.encode(torch.zeros(1, 3, 5, 16, 16, dtype=dtype))
+            with pytest.raises(ValueError, match="weights are torch.float32"):
+                tiny_model.decode(z.to(dtype))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -164,6 +165,7 @@ class IVVAE(ModelMixin, ConfigMixin):
         is called after each chunk.
         """
         check_video(x, self.spec.in_channels)
+        self._check_dtype(x, "the video is")
         x = streaming.pad_video(x, self.temporal_compression, self.spatial_compression)
         chunk_groups = self.chunk_groups if chunk_groups is None else chunk_groups
         moments = self._per_sample(x, lambda v: self._encode_moments(v, chunk_groups, callback))
@@ -185,10 +187,14 @@ class IVVAE(ModelMixin, ConfigMixin):
         ``num_frames``, ``height``, ``width``: crop the output to the original video's size.
         """
         check_latents(z, self.spec.latent_channels)
+        self._check_dtype(z, "the latents are")
+        full = (1 + self.temporal_compression * (z.shape[2] - 1), z.shape[3] * self.spatial_compression,
+                z.shape[4] * self.spatial_compression)
+        crop = [_check_crop(name, value, limit) for name, value, limit in zip(("num_frames", "height", "width"),
+                                                                              (num_frames, height, width), full)]
         chunk_groups = self.chunk_groups if chunk_groups is None else chunk_groups
         video = self._per_sample(z, lambda v: self._decode_latents(v, chunk_groups, callback))
-        frames, full_h, full_w = video.shape[2:]
-        video = streaming.crop_video(video, num_frames or frames, height or full_h, width or full_w)
+        video = streaming.crop_video(video, *crop)
         return DecoderOutput(sample=video) if return_dict else (video,)
 
     def forward(
@@ -210,6 +216,12 @@ class IVVAE(ModelMixin, ConfigMixin):
         return z / self.config.scaling_factor + self.config.shift_factor
 
     # ----------------------------------------------------------------------------- internals
+    def _check_dtype(self, x: torch.Tensor, what: str) -> None:
+        """Inputs must match the weights' dtype (autocast aside), or the first conv fails cryptically."""
+        if x.dtype != self.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(f"{what} {x.dtype} but the model's weights are {self.dtype}; "
+                             f"convert one of them (x.to(model.dtype)) or run under torch.autocast")
+
     def _per_sample(self, x: torch.Tensor, fn) -> torch.Tensor:
         if self.use_slicing and x.shape[0] > 1:
             return torch.cat([fn(part) for part in x.split(1)], dim=0)
@@ -227,6 +239,16 @@ class IVVAE(ModelMixin, ConfigMixin):
             s = self.spatial_compression
             return streaming.run_tiled(run, z, self.tile_size // s, self.tile_overlap // s, s)
         return run(z)
+
+
+def _check_crop(name: str, value: int | None, limit: int) -> int:
+    """A ``decode`` crop size: ``None`` (no crop) or an integer in ``1 .. limit`` (the decoded size)."""
+    if value is None:
+        return limit
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= limit:
+        raise ValueError(f"decode: {name}={value!r} is not a size these latents decode to: give an integer from 1 to "
+                         f"{limit} (the decoded {name}), or None")
+    return int(value)
 
 
 def check_video(x: torch.Tensor, channels: int = 3) -> None:
