@@ -239,7 +239,7 @@ def _check_memory(args, model, frames, height, width, chunk_groups, tile, dtype)
 
 def _print_metrics(metrics: dict[str, float]) -> None:
     print(f"PSNR    {metrics['psnr']:.2f} dB")
-    print(f"SSIM    {metrics['ssim']:.4f}")
+    print(f"SSIM    {metrics['ssim']:.4f}" if metrics["ssim"] is not None else "SSIM    n/a (frames smaller than its 11x11 window)")
 
 
 def _reconstruct_and_write(args, model, frames, fps, out: Path, side: Path | None, chunk_groups, tile, dtype) -> dict[str, float]:
@@ -949,8 +949,6 @@ def _encode_dataset_run(args: argparse.Namespace) -> int:
           + (f"; {report['skipped']} video(s) skipped (see {args.out_dir / 'skipped.jsonl'})" if report["skipped"] else ""))
     print(f"wrote   {args.out_dir}: {report['total_clips']} clip(s) from {report['total_videos']} video(s) in all, "
           f"{'normalised' if args.normalize else 'raw'} latents, {args.storage_dtype}")
-    if report["total_clips"] == 0:
-        raise ValueError(f"no clip could be read from {', '.join(args.data)}; try fewer --frames or a smaller --start-fraction")
     return 0
 
 

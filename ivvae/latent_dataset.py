@@ -144,6 +144,7 @@ def _open_folder(folder: Path, info: dict[str, Any], overwrite: bool) -> _Folder
     elif any(folder.iterdir()):
         raise LatentDatasetError(f"'{folder}' is not empty and holds no latent data set; choose a new or empty folder")
     _write_json(folder / DATASET_FILE, info)
+    (folder / SKIPPED_FILE).touch()
     return _resume_state(folder)
 
 
@@ -353,6 +354,9 @@ def encode_dataset(
         "clips": spec.to_dict(),
     }
     info = json.loads(json.dumps(info))  # as a resumed run reads it back (lists, not tuples)
+    paths = spec.list_videos()  # before the folder is touched: an empty source is an error here
+    existed = folder.exists()
+    fresh = not existed or (folder.is_dir() and not any(folder.iterdir()))
     state = _open_folder(folder, info, overwrite)
     writer = _ShardWriter(folder, state, shard_size, STORAGE_DTYPES[storage_dtype])
     checked_shapes: set[tuple[int, ...]] = set()
@@ -364,7 +368,6 @@ def encode_dataset(
             checked_shapes.add(tuple(batch.shape))
         return encode_clips(model, batch, chunk_groups=chunk_groups, tile=tile, dtype=dtype, normalize=normalize)
 
-    paths = spec.list_videos()
     ordered = [(i, paths[i]) for i in spec.order(paths)]
     wanted = len(paths) if spec.num_videos is None else spec.num_videos
     report = {"videos": 0, "clips": 0, "skipped": 0, "shards": 0,
@@ -403,8 +406,19 @@ def encode_dataset(
     finally:
         bar.close()
     report["shards"] = writer.shards_written
-    report["total_clips"] = len(complete_clip_records(folder))
-    report["total_videos"] = len({r["path"] for r in complete_clip_records(folder)})
+    records = complete_clip_records(folder)
+    report["total_clips"], report["total_videos"] = len(records), len({r["path"] for r in records})
+    if not records:
+        skipped, _ = _read_jsonl(folder / SKIPPED_FILE)
+        if fresh:  # leave no half-made data set behind
+            for path in _our_files(folder):
+                path.unlink()
+            if not existed:
+                folder.rmdir()
+        first = f"; the first: '{skipped[0]['path']}': {skipped[0]['reason']}" if skipped else ""
+        raise LatentDatasetError(f"no clip could be read: {len(skipped)} video(s) unreadable or shorter than one clip "
+                                 f"({spec.frames} frames{f' from {spec.start_fraction:g} of the video' if spec.start_fraction else ''})"
+                                 f"{first}")
     return report
 
 

@@ -407,20 +407,22 @@ def load_latents(path: str | os.PathLike) -> EncodedVideo:
 # --------------------------------------------------------------------------------------------
 # Metrics and frames helpers
 # --------------------------------------------------------------------------------------------
-def reconstruction_metrics(original: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, float]:
+def reconstruction_metrics(original: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, float | None]:
     """PSNR (dB) and SSIM of uint8 frames ``(T, H, W, 3)``: per frame, averaged over frames.
 
     Uses :func:`ivvae.eval.metrics.psnr` / :func:`~ivvae.eval.metrics.ssim` (values in [-1, 1],
-    ``data_range=2``; SSIM as scikit-image's Gaussian-window SSIM).
+    ``data_range=2``; SSIM as scikit-image's Gaussian-window SSIM). SSIM is ``None`` for frames
+    smaller than its 11x11 window.
     """
-    from .eval.metrics import psnr, ssim
+    from .eval.metrics import SSIM_WINDOW, psnr, ssim
 
     original, reconstruction = _as_video(original), _as_video(reconstruction)
     if original.shape != reconstruction.shape:
         raise ValueError(f"shapes differ: {tuple(original.shape)} vs {tuple(reconstruction.shape)}")
     x = frames_to_tensor(original).unsqueeze(0)
     y = frames_to_tensor(reconstruction).unsqueeze(0)
-    return {"psnr": float(psnr(x, y, data_range=2.0)), "ssim": float(ssim(x, y, data_range=2.0))}
+    small = min(x.shape[-2:]) < SSIM_WINDOW
+    return {"psnr": float(psnr(x, y, data_range=2.0)), "ssim": None if small else float(ssim(x, y, data_range=2.0))}
 
 
 def side_by_side(a: torch.Tensor, b: torch.Tensor, gap: int = 0) -> torch.Tensor:

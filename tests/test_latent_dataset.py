@@ -169,3 +169,16 @@ def test_cli_encode_dataset_resumes_and_refuses_other_settings(videos, tmp_path,
     assert code == 2 and "differ: clips" in error_line(err) and "--overwrite" in error_line(err)
     code, _, err = run(capsys, "encode-dataset", tmp_path / "none", "--model", model_dir, "--data", tmp_path / "missing")
     assert code == 2 and "missing" in error_line(err)
+
+
+def test_nothing_readable_leaves_nothing_behind(videos, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.mp4").write_bytes((videos / "broken.mp4").read_bytes())
+    with pytest.raises(LatentDatasetError, match="no clip could be read: 1 video"):
+        encode_dataset(tiny_model(), spec_for(broken), tmp_path / "lat", progress=False)
+    assert not (tmp_path / "lat").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(LatentDatasetError, match="no clip"):
+        encode_dataset(tiny_model(), spec_for(broken), tmp_path / "kept", progress=False)
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())

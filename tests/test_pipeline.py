@@ -144,6 +144,8 @@ def test_reconstruction_metrics(video):
     noisy = (video.int() + 8).clamp(0, 255).to(torch.uint8)
     metrics = pipeline.reconstruction_metrics(video, noisy)
     assert 25 < metrics["psnr"] < 40 and 0 < metrics["ssim"] < 1
+    tiny = video[:, :10, :12]  # smaller than SSIM's 11x11 window: PSNR only
+    assert pipeline.reconstruction_metrics(tiny, tiny) == {"psnr": pytest.approx(100.0), "ssim": None}
 
 
 def test_side_by_side_and_center_crop(video):

@@ -41,6 +41,7 @@ __all__ = [
     "ssim_per_frame",
     "ssim_images",
     "gaussian_window",
+    "SSIM_WINDOW",
     "ssim_by_group_position",
     "information_preservation",
     "InformationPreservation",
@@ -54,6 +55,8 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # scipy.ndimage / skimage truncation: radius = int(3.5 * 1.5 + 0.5) = 5
+#: Side of the SSIM window in pixels (11 for sigma 1.5): frames must be at least this large.
+SSIM_WINDOW = 2 * int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5) + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,7 +213,7 @@ def ssim_images(
     win = gaussian_window(sigma, dtype=x.dtype).to(x.device)
     k = win.numel()
     if x.shape[-1] < k or x.shape[-2] < k:
-        raise ValueError(f"frames must be at least {k}x{k} pixels for SSIM, got {x.shape[-2]}x{x.shape[-1]}")
+        raise ValueError(f"frames must be at least {k}x{k} pixels for SSIM, got {x.shape[-1]}x{x.shape[-2]} (width x height)")
     n, c = x.shape[:2]
     # filter the five maps in one call: (N, 5C, H, W)
     stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1)
