@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .argtypes import nonnegative_int, positive_int, size
+from .argtypes import OneLineErrorParser, nonnegative_int, positive_float, positive_int, size
 from .cli_support import (
     EXIT_USAGE,
     check_data_sources,
@@ -335,7 +335,7 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("latents", type=Path, metavar="LATENTS", help="latents file written by `ivvae encode`")
     parser.add_argument("output", type=Path, metavar="OUT", help="video to write (H.264 MP4, at the recorded fps)")
     _add_model(parser, None)
-    parser.add_argument("--fps", type=float, default=None, help="frame rate of OUT (default: the recorded source fps)")
+    parser.add_argument("--fps", type=positive_float, default=None, help="frame rate of OUT (default: the recorded source fps)")
     _add_execution(parser, from_metadata=True)
     _add_writing(parser)
 
@@ -1031,7 +1031,7 @@ def _selected_command(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``ivvae`` parser. Only the command named in ``argv`` gets its arguments (and imports its
     module); the others are listed with their one-line help. ``argv=None``: every command in full."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="ivvae",
         description="IV-VAE: the improved video VAE (keyframe-based temporal compression, group causal convs): "
         "reconstruct, encode and decode videos, convert released checkpoints, inspect models.",
