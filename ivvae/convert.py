@@ -15,6 +15,7 @@ from typing import Mapping
 
 import torch
 
+from ._files import honour_umask
 from .models.ivvae import IVVAE
 from .models.presets import RELEASED
 
@@ -147,4 +148,5 @@ def convert_official_checkpoint(path: str | os.PathLike, out_dir: str | os.PathL
         raise FileExistsError(f"output folder '{out_dir}' exists and is not empty; choose another or pass --overwrite")
     model = from_official_state_dict(load_official_state_dict(path), variant)
     model.save_pretrained(out_dir, safe_serialization=True)
+    honour_umask(out_dir)
     return model

@@ -76,6 +76,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from ._files import honour_umask
 from .layers import BranchAttention, BranchConv, CausalConv3d, Downsample, FrameConv2d, GroupCausalConv3d, ParallelAtrousConv, RMSNorm, Upsample
 from .models.causal_vae import CausalVAE
 from .models.ivvae import IVVAE
@@ -493,5 +494,6 @@ def inflate_pretrained(
     image_vae = load_model(image_vae_dir)
     model, report = inflate_image_vae(image_vae, mode, temporal_frame=temporal_frame, allow_unfilled=allow_unfilled, **overrides)
     model.save_pretrained(out_dir, safe_serialization=True)
+    honour_umask(out_dir)
     (out_dir / REPORT_NAME).write_text(json.dumps({"image_vae": os.fspath(image_vae_dir), **report.to_dict()}, indent=1))
     return model, report

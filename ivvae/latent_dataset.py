@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from ._files import honour_umask
+
 __all__ = ["LatentDataset", "LatentDatasetError", "STORAGE_DTYPES", "encode_dataset", "weights_hash"]
 
 FORMAT = "ivvae-latent-dataset"
@@ -229,6 +231,7 @@ class _ShardWriter:
 
         tmp = self.folder / f".{name}.tmp"
         save_file(tensors, str(tmp), metadata={"format": FORMAT})
+        honour_umask(tmp)
         os.replace(tmp, self.folder / name)
         _append_jsonl(self.folder / CLIPS_FILE, records)
         self.next_shard += 1

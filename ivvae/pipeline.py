@@ -34,6 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from . import streaming
+from ._files import honour_umask
 from .io import frames_to_tensor, tensor_to_frames
 
 __all__ = [
@@ -373,6 +374,7 @@ def save_latents(path: str | os.PathLike, latents: torch.Tensor | EncodedVideo, 
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         save_file({"latents": latents.detach().cpu().contiguous()}, str(tmp), metadata=text)
+        honour_umask(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

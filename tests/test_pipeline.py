@@ -254,3 +254,20 @@ def test_model_class_from_config():
     assert hub.model_class({"_class_name": "IVVAE"}) is models.IVVAE
     assert hub.model_class({"_class_name": "ImageVAE"}) is models.ImageVAE
     assert hub.model_class({}) is models.IVVAE
+
+
+def test_written_latents_and_models_follow_the_umask(model, tmp_path):
+    """safetensors writes mode 0600 whatever the umask; our outputs get the usual 0644 (umask 022)."""
+    import os
+    import stat
+
+    from ivvae.train.checkpoint import export_model
+
+    old = os.umask(0o022)
+    try:
+        pipeline.save_latents(tmp_path / "z.safetensors", torch.zeros(1, 8, 1, 2, 2))
+        export_model(model, tmp_path / "export", "float32")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "z.safetensors", tmp_path / "export" / "diffusion_pytorch_model.safetensors"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path

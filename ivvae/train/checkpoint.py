@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._files import honour_umask
+
 __all__ = [
     "CHECKPOINTS_DIR",
     "DTYPES",
@@ -310,6 +312,7 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, dtype: str = "flo
         data = tensor.data.to(DTYPES[dtype]) if tensor.is_floating_point() else tensor.data
         tensor.data = data.contiguous()
     target.save_pretrained(tmp, safe_serialization=True)
+    honour_umask(tmp)
     return finalize_dir(tmp, out_dir)
 
 
