@@ -130,6 +130,8 @@ def _add_execution(parser: argparse.ArgumentParser, from_metadata: bool = False)
         f"Default: {'as recorded at encoding' if from_metadata else 'fp32'}",
     )
     group.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    group.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                       help="CPU threads for torch (default: torch's choice, one per core); fewer on a busy machine")
     group.add_argument("--force", action="store_true", help="run even if the estimated peak memory exceeds 70%% of the available memory")
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar over chunks")
 
@@ -252,7 +254,8 @@ def _reconstruct_and_write(args, model, frames, fps, out: Path, side: Path | Non
 
     started = time.perf_counter()
     output = reconstruct(model, frames, chunk_groups=chunk_groups, tile=tile, dtype=dtype, progress=not args.no_progress)
-    where = f"{torch.get_num_threads()} CPU threads" if model.device.type == "cpu" else str(model.device)
+    threads = torch.get_num_threads()
+    where = f"{threads} CPU thread{'s' if threads != 1 else ''}" if model.device.type == "cpu" else str(model.device)
     print(f"time    {time.perf_counter() - started:.1f} s to encode and decode ({where})")
     write_video(out, output, fps, crf=args.crf, overwrite=args.overwrite)
     print(f"wrote   {out}")
@@ -763,12 +766,8 @@ def _latent_stats_run(args: argparse.Namespace) -> int:
         _check_write_model(args.write_model, model_folder, args.overwrite)
     check_data_sources(args.data)
 
-    import torch
-
     from .latent_stats import estimate_latent_statistics, with_latent_statistics
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     spec = _clip_spec(args)
     chunk_groups = _chunk_groups(args.chunk_groups)
     model = _load(args.model, resolve_device(args.device))
@@ -924,12 +923,8 @@ def _encode_dataset_run(args: argparse.Namespace) -> int:
     check_data_sources(args.data)
     tile = _tile(args)
 
-    import torch
-
     from .latent_dataset import encode_dataset
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     spec = _clip_spec(args)
     model = _load(args.model, resolve_device(args.device))
     chunk_groups = _chunk_groups(args.chunk_groups)
@@ -1089,6 +1084,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .runtime import tune_cpu_allocator
 
     tune_cpu_allocator()  # large activations: reuse freed memory instead of page-faulting it in again
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     return run_handler(prog, args._run, args)
 
 

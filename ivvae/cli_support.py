@@ -4,6 +4,7 @@ before it starts any work."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -42,6 +43,9 @@ def run_handler(prog: str, handler: Callable[[Any], int | None], args: Any) -> i
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `ivvae info | head`: the reader left; stop quietly (Python docs' recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except user_errors() as error:
         if getattr(args, "debug", False):
             raise

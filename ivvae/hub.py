@@ -101,6 +101,12 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
             raise ModelNotFoundError(
                 f"the default model '{text}' is not installed (looked for '{bundled}'); {_FIX}"
             )
+        from .models.presets import PRESETS, RELEASED
+
+        if text in PRESETS:
+            how = (f"convert the authors' {text}.pth with `ivvae convert {text}.pth DIR --variant {text}`"
+                   if text in RELEASED else "train one (`ivvae train`)")
+            raise ModelNotFoundError(f"'{text}' is a preset, an architecture without weights; {how} and pass --model DIR")
         raise ModelNotFoundError(
             f"model '{text}' not found: no folder '{path}' and no bundled model '{bundled}' (bundled: {available}); {_FIX}"
         )
@@ -155,7 +161,9 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | to
     try:
         model = cls.from_pretrained(folder, torch_dtype=dtype) if dtype is not None else cls.from_pretrained(folder)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as error:
-        first = " ".join(str(error).split())
+        first = " ".join(str(error).split()).split(" If you want to instead overwrite")[0]  # not diffusers' kwargs advice
+        if "expected shape" in first:
+            first += " (the weights are for another config.json: another width or latent size?)"
         if len(first) > 300:
             first = first[:300] + "..."
         raise ModelLoadError(f"cannot load model from '{folder}': {type(error).__name__}: {first}") from None

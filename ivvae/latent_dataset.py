@@ -107,9 +107,16 @@ def _read_info(folder: Path) -> dict[str, Any]:
     return info
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    keys = (set(old) | set(new)) - set(_FREE_KEYS)
-    return sorted(k for k in keys if old.get(k) != new.get(k))
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """The (dotted) keys whose values differ, e.g. ``clips.frames: 17 -> 9``."""
+    found = []
+    for key in sorted((set(old) | set(new)) - (set(_FREE_KEYS) if not prefix else set())):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key}: {a!r} -> {b!r}" if len(repr(a)) + len(repr(b)) < 80 else f"{prefix}{key}")
+    return found
 
 
 def _our_files(folder: Path) -> list[Path]:
@@ -141,7 +148,7 @@ def _open_folder(folder: Path, info: dict[str, Any], overwrite: bool) -> _Folder
         changed = _differences(old, info)
         if changed:
             raise LatentDatasetError(
-                f"'{folder}' holds latents made with other settings (differ: {', '.join(changed)}); choose another folder, "
+                f"'{folder}' holds latents made with other settings ({'; '.join(changed)}); choose another folder, "
                 "or pass --overwrite to replace them")
     elif any(folder.iterdir()):
         raise LatentDatasetError(f"'{folder}' is not empty and holds no latent data set; choose a new or empty folder")

@@ -123,7 +123,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(videos, tmp_path, monkeypat
 def test_other_settings_foreign_folders_and_missing_shards_are_refused(videos, tmp_path):
     model = tiny_model()
     encode_dataset(model, spec_for(videos), tmp_path / "lat", progress=False)
-    with pytest.raises(LatentDatasetError, match="differ: clips"):
+    with pytest.raises(LatentDatasetError, match=r"clips.frames: 9 -> 5"):
         encode_dataset(model, spec_for(videos, frames=5), tmp_path / "lat", progress=False)
     other = tiny_model()
     with torch.no_grad():
@@ -166,7 +166,7 @@ def test_cli_encode_dataset_resumes_and_refuses_other_settings(videos, tmp_path,
     code, out, _ = run(capsys, *args)
     assert code == 0 and "4 video(s) already done" in out and "encoded 0 clip(s)" in out
     code, _, err = run(capsys, *args[:-1], "--frames", "5", "--no-progress")
-    assert code == 2 and "differ: clips" in error_line(err) and "--overwrite" in error_line(err)
+    assert code == 2 and "clips.frames: 9 -> 5" in error_line(err) and "--overwrite" in error_line(err)
     code, _, err = run(capsys, "encode-dataset", tmp_path / "none", "--model", model_dir, "--data", tmp_path / "missing")
     assert code == 2 and "missing" in error_line(err)
 

@@ -156,3 +156,14 @@ def test_manifest_and_plot(tmp_path):
     assert img.shape[:2] == (400, 700)
     plot_motion_histogram(list(scores.values()), tmp_path / "plain.png")
     assert (tmp_path / "plain.png").stat().st_size > 5000
+
+
+def test_read_manifest_names_a_file_that_is_not_one(tmp_path):
+    from ivvae.eval import motion
+
+    (tmp_path / "video.mp4").write_bytes(bytes(range(200, 256)) * 4)
+    with pytest.raises(ValueError, match="video.mp4' is not a motion manifest"):
+        motion.read_manifest(tmp_path / "video.mp4")
+    (tmp_path / "bad.csv").write_text("path,motion_score\na.mp4,fast\n")
+    with pytest.raises(ValueError, match="bad.csv' is not a motion manifest"):
+        motion.read_manifest(tmp_path / "bad.csv")

@@ -127,9 +127,9 @@ EVAL_EPILOG = """
           --protocol resized-720 --device cuda --out eval/motionhd720
 
       # the bundled model's held-out set against the bicubic x4 reference (docs/default-model.md)
-      ivvae eval --model ivvae-small-z16 --model bicubic-x4 --data sample:carphone --data sample:bikes \
-          --data sample:bigbuckbunny --start-fraction 0.8 --clips-per-video 2 --protocol custom \
-          --crop 256 --small-frames native --no-fvd --out eval/heldout
+      ivvae eval --model ivvae-small-z16 --model bicubic-x4 --data sample:carphone --data sample:bikes \\
+          --data sample:bigbuckbunny --start-fraction 0.8 --clips-per-video 2 --protocol custom \\
+          --crop 256 --small-frames native --no-fvd --no-lpips --out eval/heldout
 
       # quick smoke run: three videos of a folder, 256x256 centre crops, no FVD
       ivvae eval --model models/z16 --data videos/ --protocol custom --size 256 --crop 256 \\
@@ -358,7 +358,10 @@ def run_motion_score(args: argparse.Namespace) -> int:
 
     if args.method == "raft":  # load the network once up front: a missing file is one clear error
         motion._Raft(args.raft_weights, args.device)
-    scores = motion.motion_scores(paths, progress=not args.no_progress, method=args.method, size=tuple(args.size),
+    def skipped(path: str, reason: str) -> None:
+        print(f"ivvae motion-score: warning: skipping '{path}': {reason}", file=sys.stderr)
+
+    scores = motion.motion_scores(paths, progress=not args.no_progress, on_skip=skipped, method=args.method, size=tuple(args.size),
                                   frame_interval=args.frame_interval, max_pairs=args.max_pairs,
                                   raft_weights=args.raft_weights, device=args.device)
     if not scores:

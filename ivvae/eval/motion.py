@@ -29,7 +29,7 @@ import csv
 import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -210,10 +210,12 @@ def motion_scores(
     *,
     progress: bool = False,
     skip_errors: bool = True,
+    on_skip: Callable[[str, str], None] | None = None,
     **kwargs: Any,
 ) -> dict[str, float]:
     """:func:`motion_score` of many videos -> ``{path: score}``; unreadable / too-short videos are
-    skipped with a warning (``skip_errors=False`` re-raises)."""
+    skipped: ``on_skip(path, reason)`` is called, else a warning is issued (``skip_errors=False``
+    re-raises)."""
     paths = [str(p) for p in paths]
     it: Iterable[str] = paths
     if progress:
@@ -227,7 +229,11 @@ def motion_scores(
         except (OSError, ValueError) as e:
             if not skip_errors:
                 raise
-            warnings.warn(f"skipping {p}: {e}", stacklevel=2)
+            reason = " ".join(str(e).split())
+            if on_skip is not None:
+                on_skip(p, reason)
+            else:
+                warnings.warn(f"skipping {p}: {reason}", stacklevel=2)
     return out
 
 
@@ -336,11 +342,17 @@ def write_manifest(paths: Iterable[str], scores: Mapping[str, float], out_csv: s
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, float]:
     """Read a manifest written by :func:`write_manifest` -> ``{path: score}`` (file order)."""
-    with Path(path).open(newline="") as f:
-        r = csv.DictReader(f)
-        if r.fieldnames is None or "path" not in r.fieldnames or "motion_score" not in r.fieldnames:
-            raise ValueError(f"{str(path)!r} is not a motion manifest (columns path,motion_score)")
-        return {row["path"]: float(row["motion_score"]) for row in r}
+    not_manifest = f"{str(path)!r} is not a motion manifest (a CSV with columns path,motion_score, as `ivvae motion-score` writes)"
+    try:
+        with Path(path).open(newline="") as f:
+            r = csv.DictReader(f)
+            if r.fieldnames is None or "path" not in r.fieldnames or "motion_score" not in r.fieldnames:
+                raise ValueError(not_manifest)
+            return {row["path"]: float(row["motion_score"]) for row in r}
+    except (UnicodeDecodeError, csv.Error, TypeError) as error:
+        raise ValueError(f"{not_manifest}: {' '.join(str(error).split())}") from None
+    except ValueError as error:
+        raise ValueError(not_manifest if str(error) == not_manifest else f"{not_manifest}: {error}") from None
 
 
 def plot_motion_histogram(
