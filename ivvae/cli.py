@@ -160,6 +160,18 @@ def _add_writing(parser: argparse.ArgumentParser) -> None:
 
 
 
+_VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+
+
+def _check_output_kind(path: Path, kind: str) -> None:
+    """A latents file named like a video (or the reverse) is a swapped argument, not a choice."""
+    suffix = path.suffix.lower()
+    if kind == "latents" and suffix in _VIDEO_SUFFIXES:
+        raise ValueError(f"LATENTS '{path}' is named like a video; latents are written as .safetensors (swapped arguments?)")
+    if kind == "video" and suffix == ".safetensors":
+        raise ValueError(f"OUT '{path}' is named like a latents file; give a video path such as out.mp4 (swapped arguments?)")
+
+
 def _side_by_side_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}_side_by_side{out.suffix or '.mp4'}")
 
@@ -285,6 +297,7 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
 def _reconstruct_run(args: argparse.Namespace) -> int:
     out = args.output
     side = _side_by_side_path(out) if args.side_by_side else None
+    _check_output_kind(out, "video")
     refuse_existing([p for p in (out, side) if p is not None], args.overwrite, inputs=[args.input])
     frames_n, height, width = _selected_shape(args)
     chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
@@ -318,6 +331,7 @@ def _encode_arguments(parser: argparse.ArgumentParser) -> None:
 def _encode_run(args: argparse.Namespace) -> int:
     from .pipeline import encode_video, save_latents
 
+    _check_output_kind(args.latents, "latents")
     refuse_existing([args.latents], args.overwrite, inputs=[args.input])
     frames_n, height, width = _selected_shape(args)
     chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
@@ -348,6 +362,7 @@ def _decode_run(args: argparse.Namespace) -> int:
     from .io import write_video
     from .pipeline import decode_latents, load_latents
 
+    _check_output_kind(args.output, "video")
     refuse_existing([args.output], args.overwrite, inputs=[args.latents])
     encoded = load_latents(args.latents)
     meta = encoded.metadata

@@ -171,6 +171,13 @@ def test_outputs_never_replace_inputs_or_land_under_files(capsys, model_dir, cli
     assert code == 2 and "is a folder" in error_line(err) and (tmp_path / "folder").is_dir()
 
 
+def test_swapped_latents_and_video_names_are_refused(capsys, model_dir, clip, tmp_path):
+    code, _, err = run(capsys, "encode", clip, tmp_path / "latents.mp4", "--model", model_dir)
+    assert code == 2 and "named like a video" in error_line(err) and not (tmp_path / "latents.mp4").exists()
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.safetensors", "--model", model_dir)
+    assert code == 2 and "named like a latents file" in error_line(err)
+
+
 @pytest.mark.parametrize("device", ["foo", "cuda:7", "mps"])
 def test_bad_device_is_one_line(capsys, model_dir, clip, tmp_path, device):
     code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", model_dir, "--device", device)
