@@ -349,7 +349,10 @@ def _encode_run(args: argparse.Namespace) -> int:
 
 
 def _decode_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("latents", type=Path, metavar="LATENTS", help="latents file written by `ivvae encode`")
+    parser.add_argument("latents", type=Path, metavar="LATENTS",
+                        help="latents file written by `ivvae encode`, or a folder written by `ivvae encode-dataset` (with --clip)")
+    parser.add_argument("--clip", type=nonnegative_int, default=None, metavar="ID",
+                        help="with a latent data set folder: the clip to decode (its id in clips.jsonl)")
     parser.add_argument("output", type=Path, metavar="OUT", help="video to write (H.264 MP4, at the recorded fps)")
     _add_model(parser, None)
     parser.add_argument("--fps", type=positive_float, default=None, help="frame rate of OUT (default: the recorded source fps)")
@@ -357,14 +360,33 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     _add_writing(parser)
 
 
+def _read_latents(path: Path, clip: int | None):
+    """A latents file, or clip ``clip`` of a latent data set folder."""
+    from .pipeline import load_latents
+
+    if not path.is_dir():
+        if clip is not None:
+            raise ValueError(f"--clip is for a latent data set folder (from `ivvae encode-dataset`); '{path}' is a file")
+        return load_latents(path)
+    from .latent_dataset import LatentDataset
+
+    data = LatentDataset(path)
+    ids = {record["id"]: i for i, record in enumerate(data.records)}
+    if clip is None or clip not in ids:
+        listed = f"ids {min(ids)} .. {max(ids)}" if ids else "no clips"
+        raise ValueError(f"'{path}' is a latent data set: choose a clip with --clip ID ({listed}; see its clips.jsonl)"
+                         + (f"; it has no clip {clip}" if clip is not None else ""))
+    return data.encoded(ids[clip])
+
+
 def _decode_run(args: argparse.Namespace) -> int:
     from .hub import DEFAULT_MODEL
     from .io import write_video
-    from .pipeline import decode_latents, load_latents
+    from .pipeline import decode_latents
 
     _check_output_kind(args.output, "video")
     refuse_existing([args.output], args.overwrite, inputs=[args.latents])
-    encoded = load_latents(args.latents)
+    encoded = _read_latents(args.latents, args.clip)
     meta = encoded.metadata
     chunk_groups = _chunk_groups(args.chunk_groups) if args.chunk_groups is not None else meta.get("chunk_groups")
     tile = _tile(args, default=meta.get("tile"))

@@ -20,7 +20,6 @@ clips of its unwritten shard: running the same command again skips the videos al
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -32,7 +31,7 @@ import torch
 
 from ._files import honour_umask
 
-__all__ = ["LatentDataset", "LatentDatasetError", "STORAGE_DTYPES", "encode_dataset", "weights_hash"]
+__all__ = ["LatentDataset", "LatentDatasetError", "STORAGE_DTYPES", "encode_dataset"]
 
 FORMAT = "ivvae-latent-dataset"
 FORMAT_VERSION = 1
@@ -50,16 +49,6 @@ _FREE_KEYS = ("format", "version", "model")
 
 class LatentDatasetError(ValueError):
     """A folder that is not a latent data set, or one made with other settings."""
-
-
-def weights_hash(model: torch.nn.Module) -> str:
-    """A short hash of the model's weights (names, dtypes, shapes and values)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        data = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
-        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def shard_name(index: int) -> str:
@@ -337,7 +326,7 @@ def encode_dataset(
     """
     from tqdm.auto import tqdm
 
-    from .pipeline import _dtype_name, _model_name, config_hash, encode_clips
+    from .pipeline import _dtype_name, _model_name, config_hash, encode_clips, weights_hash
     from .pipeline import check_memory as check_memory_fn
 
     if storage_dtype not in STORAGE_DTYPES:
@@ -470,6 +459,23 @@ class LatentDataset(torch.utils.data.Dataset):
         if self.dtype is not None:
             latents = latents.to(self.dtype)
         return {"latents": latents, **record}
+
+    def encoded(self, index: int):
+        """Clip ``index`` as :class:`~ivvae.pipeline.EncodedVideo` (latents ``(1, Z, T', H', W')`` and
+        the metadata :func:`~ivvae.pipeline.decode_latents` needs: the encoding model's hashes,
+        normalisation, frame count, size, fps), so ``decode_latents(model, data.encoded(i))``
+        gives the clip's frames and refuses a model other than the encoding one."""
+        from .pipeline import EncodedVideo
+
+        record = self.records[index]
+        latents = self._shard(record["shard"]).get_tensor(record["key"]).float()[None]
+        info = self.info
+        metadata = {"model": info["model"], "model_class": info["model_class"], "config_hash": info["config_hash"],
+                    "weights_hash": info["weights_hash"], "normalized": info["normalized"],
+                    "scaling_factor": info["scaling_factor"], "shift_factor": info["shift_factor"], "dtype": info["dtype"],
+                    "tile": info["tile"], "chunk_groups": None, "fps": record["fps"], "num_frames": record["frames"],
+                    "width": record["size"][0], "height": record["size"][1]}
+        return EncodedVideo(latents=latents, metadata=metadata)
 
     def _shard(self, name: str):
         handle = self._handles.get(name)

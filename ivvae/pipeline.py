@@ -50,6 +50,7 @@ __all__ = [
     "encode_clips",
     "encode_video",
     "estimate_peak_memory_bytes",
+    "weights_hash",
     "load_latents",
     "reconstruct",
     "reconstruction_metrics",
@@ -191,6 +192,18 @@ def config_hash(model) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def weights_hash(model) -> str:
+    """A short hash of the model's weights (names, shapes and values as float32, so a model stored
+    in float16 and loaded in float32 hashes the same each time)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().cpu()
+        data = (data.float() if data.is_floating_point() else data).contiguous()
+        digest.update(f"{name}:{tuple(data.shape)}".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _model_name(model) -> str:
     name = getattr(model, "name_or_path", None) or model.config.get("_name_or_path", "")
     if name and os.path.isdir(name):
@@ -247,6 +260,7 @@ def encode_video(
         "model": _model_name(model),
         "model_class": type(model).__name__,
         "config_hash": config_hash(model),
+        "weights_hash": weights_hash(model),
         "normalized": bool(normalize),
         "scaling_factor": float(model.config.scaling_factor),
         "shift_factor": float(model.config.shift_factor),
@@ -287,6 +301,21 @@ def encode_clips(
     return z.detach().to("cpu", torch.float32).contiguous()
 
 
+def _check_encoding_model(model, metadata: dict[str, Any]) -> None:
+    """Latents decode only with the model that made them: same config and, where recorded, weights."""
+    made_by = f"model '{metadata.get('model', '?')}'"
+    if metadata.get("config_hash") and metadata["config_hash"] != config_hash(model):
+        raise ValueError(
+            f"these latents were made by another model ({made_by}, config hash {metadata['config_hash']}); this model's "
+            f"config hash is {config_hash(model)}: decode with the encoding model"
+        )
+    if metadata.get("weights_hash") and metadata["weights_hash"] != weights_hash(model):
+        raise ValueError(
+            f"these latents were made by the same architecture with other weights ({made_by}, weights hash "
+            f"{metadata['weights_hash']}, this model's {weights_hash(model)}): decode with the encoding model's weights"
+        )
+
+
 def decode_latents(
     model,
     latents: torch.Tensor | EncodedVideo,
@@ -309,11 +338,8 @@ def decode_latents(
         latents, metadata = latents.latents, (metadata or latents.metadata)
     metadata = metadata or {}
     chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), _check_tile(tile), _dtype(dtype)
-    if check_model and metadata.get("config_hash") and metadata["config_hash"] != config_hash(model):
-        raise ValueError(
-            f"these latents were made by another model (model '{metadata.get('model', '?')}', config hash "
-            f"{metadata['config_hash']}); this model's config hash is {config_hash(model)}: decode with the encoding model"
-        )
+    if check_model:
+        _check_encoding_model(model, metadata)
     if latents.ndim == 4:
         latents = latents.unsqueeze(0)
     _prepare_model(model, compute)

@@ -224,6 +224,13 @@ def test_decode_with_another_model_is_refused(capsys, model_dir, clip, tmp_path)
     hub_config.write_text(hub_config.read_text().replace('"scaling_factor": 1.0', '"scaling_factor": 0.5'))
     code, _, err = run(capsys, "decode", tmp_path / "z.safetensors", tmp_path / "out.mp4", "--model", other)
     assert code == 2 and "another model" in error_line(err)
+    retrained = tmp_path / "retrained"  # same config, other weights (another checkpoint of one run)
+    model = tiny_model()
+    with torch.no_grad():
+        next(model.decoder.parameters()).add_(0.01)
+    model.save_pretrained(retrained)
+    code, _, err = run(capsys, "decode", tmp_path / "z.safetensors", tmp_path / "out.mp4", "--model", retrained)
+    assert code == 2 and "other weights" in error_line(err) and not (tmp_path / "out.mp4").exists()
 
 
 def test_memory_risk_is_refused(capsys, model_dir, clip, tmp_path, monkeypatch):

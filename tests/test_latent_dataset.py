@@ -169,6 +169,29 @@ def test_cli_encode_dataset_resumes_and_refuses_other_settings(videos, tmp_path,
     assert code == 2 and "clips.frames: 9 -> 5" in error_line(err) and "--overwrite" in error_line(err)
     code, _, err = run(capsys, "encode-dataset", tmp_path / "none", "--model", model_dir, "--data", tmp_path / "missing")
     assert code == 2 and "missing" in error_line(err)
+    # a clip of the data set decodes back to a video, with the encoding model only
+    data = LatentDataset(tmp_path / "lat")
+    clip = next(r for r in data.records if r["path"].endswith("a.mp4"))
+    code, out, err = run(capsys, "decode", tmp_path / "lat", tmp_path / "a.mp4", "--clip", clip["id"], "--no-progress")
+    assert code == 0, err
+    from ivvae.io import read_video, tensor_to_frames
+    from ivvae.pipeline import decode_latents
+
+    model, index = tiny_model(), data.records.index(clip)
+    with torch.no_grad():
+        expected = tensor_to_frames(model.decode(data[index]["latents"][None]).sample[0])
+    assert torch.equal(decode_latents(model, data.encoded(index), progress=False), expected)
+    decoded = read_video(tmp_path / "a.mp4")
+    assert decoded.frames.shape == expected.shape == (9, 32, 32, 3) and decoded.fps == 25.0
+    code, _, err = run(capsys, "decode", tmp_path / "lat", tmp_path / "b.mp4")
+    assert code == 2 and "--clip ID" in error_line(err)
+    other = tmp_path / "other"
+    retrained = tiny_model()
+    with torch.no_grad():
+        next(retrained.decoder.parameters()).add_(0.01)
+    retrained.save_pretrained(other)
+    code, _, err = run(capsys, "decode", tmp_path / "lat", tmp_path / "b.mp4", "--clip", "0", "--model", other)
+    assert code == 2 and "other weights" in error_line(err)
 
 
 def test_nothing_readable_leaves_nothing_behind(videos, tmp_path):
