@@ -384,6 +384,8 @@ def test_eval_command_errors(extra, message, data_dir, tmp_path, capsys):
 def test_model_names():
     assert commands._model_names(["models/z16/", "other/z16", "a=x/y"], None) == {"z16": "models/z16/", "z16-2": "other/z16", "a": "x/y"}
     assert commands._model_names(["p", "q"], ["one", "two"]) == {"one": "p", "two": "q"}
+    with pytest.raises(ValueError, match="'a' is given twice"):
+        commands._model_names(["a=x", "a=y"], None)
 
 
 def test_motion_commands(tmp_path, capsys):

@@ -211,6 +211,7 @@ def _model_names(models: Sequence[str], names: Sequence[str] | None) -> dict[str
     if names and len(names) != len(models):
         raise ValueError(f"--name was given {len(names)} time(s) for {len(models)} --model(s); give one per model or use NAME=DIR")
     out: dict[str, str] = {}
+    chosen: set[str] = set()
     for i, spec in enumerate(models):
         name, path = None, spec
         if "=" in spec and not Path(spec).exists():
@@ -219,9 +220,13 @@ def _model_names(models: Sequence[str], names: Sequence[str] | None) -> dict[str
                 raise ValueError(f"--model {spec!r}: expected NAME=DIR")
         if names:
             name = names[i]
+        if name is not None and name in chosen:  # a name the user chose twice: the report would mix them up
+            raise ValueError(f"model name {name!r} is given twice (--model {name}=... / --name); give each model its own name")
+        if name is not None:
+            chosen.add(name)
         if name is None:
             name = Path(path.rstrip("/\\")).name or path
-        base, k = name, 2
+        base, k = name, 2  # names taken from folder names: make them unique
         while name in out:
             name = f"{base}-{k}"
             k += 1
