@@ -991,13 +991,14 @@ register(
     _encode_dataset_run,
     description="""
         Encode the clips of many videos to latents (posterior means) for training a latent
-        diffusion model. Clips are chosen as `ivvae latent-stats` chooses them: --frames
-        consecutive frames, up to --clips-per-video consecutive clips per video, optional resize
-        (--size) and centre crop (--crop). OUT_DIR receives safetensors shards (one tensor
-        (Z, T', H', W') per clip), clips.jsonl (one line per clip: source path, first frame, size,
-        fps, shard), skipped.jsonl (unreadable or too-short videos, with the reason) and
-        dataset.json (model, weights hash, normalisation, selection). Read it back with
-        `ivvae.latent_dataset.LatentDataset(OUT_DIR)`, a torch Dataset.
+        diffusion model. Clips are chosen by `ivvae latent-stats`' rule: --frames consecutive
+        frames, up to --clips-per-video consecutive clips per video, optional resize (--size) and
+        centre crop (--crop); by default whole frames and one clip per video. OUT_DIR receives
+        safetensors shards (one tensor (Z, T', H', W') per clip), clips.jsonl (one line per clip:
+        source path, first frame, size, fps, shard), skipped.jsonl (unreadable or too-short
+        videos, with the reason) and dataset.json (model, weights hash, normalisation,
+        selection). Read it back with `ivvae.latent_dataset.LatentDataset(OUT_DIR)`, a torch
+        Dataset; `ivvae decode OUT_DIR clip.mp4 --clip ID` decodes one clip.
 
         Interrupted? Run the same command again: it resumes, skipping the videos already written
         (a run with other settings into the same folder is refused unless --overwrite).
