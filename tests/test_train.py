@@ -472,13 +472,17 @@ def test_compiled_step_is_used_only_when_its_gradients_match_eager(tmp_path, mon
 
 @pytest.mark.slow
 def test_torch_compile_trains_with_matching_gradients(tmp_path):
-    """The real torch.compile (minutes on 2 CPU cores): the check passes and the run trains."""
+    """The real torch.compile (minutes on 2 CPU cores): the check passes and the run trains, also
+    with the adaptive GAN weight (a second differentiation of the compiled graph)."""
     cfg = tiny_config(model={"class": "ivvae.models.ImageVAE", "config": {"latent_channels": 8, "base_channels": 8,
                                                                           "encoder_blocks": 1, "decoder_blocks": 1}},
                       data={"buckets": [{"num_frames": 1, "size": 32, "crop": 32, "batch_size": 2}],
                             "validation": {"enabled": False}},
+                      loss={"lpips": {"enabled": False},
+                            "gan": {"enabled": True, "start_step": 1, "discriminator": {"kind": "2d", "base_channels": 8}}},
                       train={"max_steps": 3, "num_threads": 2, "compile": {"enabled": True}},
                       checkpoint={"every": 0, "at_end": False}, export={"at_end": False})
     summary = run_training(write_config(tmp_path / "compile.yaml", cfg), output_dir=tmp_path / "run")
     assert summary["compile"]["used"] and summary["compile"]["check"]["passed"], summary["compile"]
-    assert summary["steps"] == 3 and all(m["grad_norm"] > 0 for m in metrics(tmp_path / "run"))
+    logs = metrics(tmp_path / "run")
+    assert summary["steps"] == 3 and all(m["grad_norm"] > 0 for m in logs) and "g_loss" in logs[-1]

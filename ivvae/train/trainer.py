@@ -627,6 +627,13 @@ class Trainer:
             return
         from .compiled import compile_module
 
+        g = self.cfg.loss.gan
+        if g.enabled and g.adaptive_weight:
+            # the adaptive GAN weight differentiates the loss twice (retain_graph=True), which a
+            # compiled backward that donates its buffers refuses
+            import torch._functorch.config as functorch_config
+
+            functorch_config.donated_buffer = False
         self.ae = compile_module(self.ae_eager, mode=cc.mode, dynamic=cc.dynamic)
         self.compile_report.update(mode=cc.mode, dynamic=cc.dynamic, used=True)
         self._compile_check_pending = cc.check_gradients
