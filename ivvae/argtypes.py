@@ -37,6 +37,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def part(text: str) -> tuple[int, int]:
+    """``I/K``: part ``I`` (from 0) of ``K``."""
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/K (part I of K, I from 0), got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"expected I/K with 0 <= I < K, got {text!r}")
+    return index, count
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line (the project's rule for every error),
     pointing at ``--help`` instead of printing the whole usage block."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .argtypes import OneLineErrorParser, nonnegative_int, positive_float, positive_int, size
+from .argtypes import OneLineErrorParser, nonnegative_int, part, positive_float, positive_int, size
 from .cli_support import (
     EXIT_USAGE,
     check_data_sources,
@@ -933,6 +933,10 @@ def _encode_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     execution = parser.add_argument_group("execution")
     execution.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
                            help="encode up to B clips of one shape at once (faster on a GPU; default %(default)s)")
+    execution.add_argument("--part", type=part, default=None, metavar="I/K",
+                           help="encode only part I of K (videos I, I+K, I+2K, ... in listing order, I from 0) into OUT_DIR, "
+                           "so K processes or machines share the work, each into its own folder; LatentDataset([DIR0, DIR1, "
+                           "...]) reads the parts as one data set (not with --num-videos)")
     execution.add_argument("--workers", type=nonnegative_int, default=0, metavar="N",
                            help="processes decoding videos while the model encodes (default 0: decode in the main process, "
                            "between batches; workers overlap the two, useful when the model runs on a GPU)")
@@ -972,7 +976,7 @@ def _encode_dataset_run(args: argparse.Namespace) -> int:
           + (f", from {args.start_fraction:g} of each video" if args.start_fraction else ""))
     report = encode_dataset(
         model, spec, args.out_dir, normalize=args.normalize, storage_dtype=args.storage_dtype, shard_size=args.shard_size,
-        batch_size=args.batch_size, workers=args.workers, chunk_groups=chunk_groups, tile=tile, dtype=args.dtype, overwrite=args.overwrite,
+        batch_size=args.batch_size, workers=args.workers, part=args.part, chunk_groups=chunk_groups, tile=tile, dtype=args.dtype, overwrite=args.overwrite,
         check_memory=not args.force, progress=not args.no_progress,
         warn=lambda message: print(f"{prog}: warning: {message}", file=sys.stderr))
     if report["already_done"]:
@@ -1009,6 +1013,9 @@ register(
           ivvae encode-dataset latents/ --data train.csv --model models/z16 --normalize --storage-dtype bfloat16 \\
               --batch-size 8 --workers 4 --device cuda --dtype bf16
           ivvae encode-dataset demo_latents/ --data sample:bikes --crop 256 --clips-per-video 4   # bundled model
+          # 4 GPUs: one process each, one folder each; LatentDataset(["lat_0", "lat_1", "lat_2", "lat_3"])
+          for i in 0 1 2 3; do CUDA_VISIBLE_DEVICES=$i ivvae encode-dataset lat_$i --data train.csv --part $i/4 \\
+              --device cuda --dtype bf16 --batch-size 8 --workers 4 & done; wait
     """,
 )
 

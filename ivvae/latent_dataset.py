@@ -292,6 +292,7 @@ def encode_dataset(
     shard_size: int = 256,
     batch_size: int = 1,
     workers: int = 0,
+    part: tuple[int, int] | None = None,
     chunk_groups: int | None = None,
     tile: tuple[int, int] | None = None,
     dtype: str = "fp32",
@@ -312,6 +313,9 @@ def encode_dataset(
         shard_size: clips per shard (a shard can hold more: a video's clips share one).
         batch_size: clips of one shape encoded together (faster on a GPU).
         workers: processes decoding videos while the model encodes (0: decode in this process).
+        part: ``(i, k)``: encode only part ``i`` of ``k`` (videos ``i, i+k, i+2k, ...`` of the listing
+            order), into a folder of its own, so ``k`` processes or machines share the work;
+            :class:`LatentDataset` reads the ``k`` folders as one. Not with ``spec.num_videos``.
         chunk_groups, tile, dtype: as :func:`ivvae.pipeline.encode_video`.
         overwrite: replace a latent data set in ``out_dir`` instead of resuming it.
         check_memory: refuse a batch likely to exhaust memory (:func:`ivvae.pipeline.check_memory`).
@@ -333,6 +337,13 @@ def encode_dataset(
         raise ValueError(f"storage_dtype must be one of {', '.join(STORAGE_DTYPES)}, got {storage_dtype!r}")
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
+    if part is not None:
+        index, count = part
+        if not 0 <= index < count:
+            raise ValueError(f"part must be (i, k) with 0 <= i < k, got {part}")
+        if spec.num_videos is not None:
+            raise ValueError("a part of the videos and a number of videos do not combine: choose the videos first "
+                             "(a manifest), then split them into parts")
     folder = Path(out_dir)
     info = {
         "format": FORMAT,
@@ -351,6 +362,7 @@ def encode_dataset(
         "dtype": _dtype_name(dtype),
         "tile": list(tile) if tile else None,
         "clips": spec.to_dict(),
+        "part": list(part) if part is not None else None,
     }
     info = json.loads(json.dumps(info))  # as a resumed run reads it back (lists, not tuples)
     paths = spec.list_videos()  # before the folder is touched: an empty source is an error here
@@ -368,7 +380,9 @@ def encode_dataset(
         return encode_clips(model, batch, chunk_groups=chunk_groups, tile=tile, dtype=dtype, normalize=normalize)
 
     ordered = [(i, paths[i]) for i in spec.order(paths)]
-    wanted = len(paths) if spec.num_videos is None else spec.num_videos
+    if part is not None:
+        ordered = ordered[part[0]::part[1]]
+    wanted = len(ordered) if spec.num_videos is None else spec.num_videos
     report = {"videos": 0, "clips": 0, "skipped": 0, "shards": 0,
               "already_done": sum(path in state.done for _, path in ordered)}
     counted = sum(path in state.encoded_videos for _, path in ordered)  # videos with latents, towards `wanted`
@@ -382,7 +396,7 @@ def encode_dataset(
         report["clips"] += sum(len(v.clips) for v in videos)
         bar.update(len(videos))
 
-    bar = tqdm(total=min(wanted, len(paths)), initial=min(counted, wanted), desc="encode-dataset", unit="video",
+    bar = tqdm(total=min(wanted, len(ordered)), initial=min(counted, wanted), desc="encode-dataset", unit="video",
                disable=not progress, dynamic_ncols=True)
     try:
         for path, video, reason in _read_videos(reads, workers) if counted < wanted else ():
@@ -424,36 +438,58 @@ def encode_dataset(
 # --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
+def _check_same_settings(folders: Sequence[Path], infos: Sequence[dict[str, Any]]) -> None:
+    """Folders read as one data set must hold latents of one kind; parts must not repeat."""
+    for folder, info in zip(folders[1:], infos[1:]):
+        changed = [d for d in _differences(infos[0], info) if not d.startswith("part")]
+        if changed:
+            raise LatentDatasetError(f"'{folder}' was made with other settings than '{folders[0]}' ({'; '.join(changed)}); "
+                                     "read them as separate data sets")
+    parts = [tuple(info["part"]) for info in infos if info.get("part")]
+    if len(set(parts)) != len(parts) or len({str(f.resolve()) for f in folders}) != len(folders):
+        raise LatentDatasetError(f"the same folder or part is given twice ({', '.join(map(str, folders))}): its clips would repeat")
+
+
 class LatentDataset(torch.utils.data.Dataset):
-    """The clips of a folder written by :func:`encode_dataset` / ``ivvae encode-dataset``.
+    """The clips of a folder written by :func:`encode_dataset` / ``ivvae encode-dataset`` (or of
+    several folders made with the same settings, such as the parts of ``--part I/K`` runs).
 
     ``dataset[i]`` is a dict: ``latents`` ``(Z, T', H', W')`` (in ``dtype``, default float32), and
-    the clip's record (``path``, ``start``, ``frames``, ``size``, ``fps``, ``id``, ...). ``info``
-    is the folder's ``dataset.json`` (model, hashes, ``normalized``, ``scaling_factor``,
-    ``shift_factor``, clip selection). Shards are opened lazily in each process, so the dataset
-    works with DataLoader workers.
+    the clip's record (``path``, ``start``, ``frames``, ``size``, ``fps``, ``id``, ``folder``, ...).
+    ``info`` is the ``dataset.json`` (model, hashes, ``normalized``, ``scaling_factor``,
+    ``shift_factor``, clip selection; ``parts``: the part of each folder). Shards are opened
+    lazily in each process, so the dataset works with DataLoader workers.
 
     Args:
-        folder: the latent data set folder.
+        folders: the latent data set folder, or a list of them.
         dtype: dtype of the returned latents (``None``: as stored).
         normalize: return ``scaling_factor * (z - shift_factor)`` even where raw latents were
             stored (and raw latents are never un-normalised: ``False`` returns what is stored).
+
+    Raises:
+        LatentDatasetError: a folder that is not a latent data set, folders made with other
+            settings, or the same part twice.
     """
 
-    def __init__(self, folder: str | os.PathLike, dtype: torch.dtype | None = torch.float32, normalize: bool = False) -> None:
-        self.folder = Path(folder)
-        self.info = _read_info(self.folder)
-        self.records = complete_clip_records(self.folder)
+    def __init__(self, folders: str | os.PathLike | Sequence[str | os.PathLike], dtype: torch.dtype | None = torch.float32,
+                 normalize: bool = False) -> None:
+        self.folders = [Path(folders)] if isinstance(folders, (str, os.PathLike)) else [Path(f) for f in folders]
+        if not self.folders:
+            raise LatentDatasetError("no latent data set folder given")
+        infos = [_read_info(folder) for folder in self.folders]
+        _check_same_settings(self.folders, infos)
+        self.info = {**{k: v for k, v in infos[0].items() if k != "part"}, "parts": [info.get("part") for info in infos]}
+        self.records = [{**record, "folder": str(folder)} for folder in self.folders for record in complete_clip_records(folder)]
         self.dtype = dtype
         self.normalize = normalize and not self.info.get("normalized", False)
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[tuple[str, str], Any] = {}
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
-        latents = self._shard(record["shard"]).get_tensor(record["key"])
+        latents = self._tensor(record)
         if self.normalize:
             latents = self.info["scaling_factor"] * (latents.float() - self.info["shift_factor"])
         if self.dtype is not None:
@@ -468,7 +504,7 @@ class LatentDataset(torch.utils.data.Dataset):
         from .pipeline import EncodedVideo
 
         record = self.records[index]
-        latents = self._shard(record["shard"]).get_tensor(record["key"]).float()[None]
+        latents = self._tensor(record).float()[None]
         info = self.info
         metadata = {"model": info["model"], "model_class": info["model_class"], "config_hash": info["config_hash"],
                     "weights_hash": info["weights_hash"], "normalized": info["normalized"],
@@ -477,17 +513,18 @@ class LatentDataset(torch.utils.data.Dataset):
                     "width": record["size"][0], "height": record["size"][1]}
         return EncodedVideo(latents=latents, metadata=metadata)
 
-    def _shard(self, name: str):
-        handle = self._handles.get(name)
+    def _tensor(self, record: dict[str, Any]) -> torch.Tensor:
+        key = (record["folder"], record["shard"])
+        handle = self._handles.get(key)
         if handle is None:
             from safetensors import safe_open
 
-            path = self.folder / name
+            path = Path(record["folder"]) / record["shard"]
             if not path.is_file():
                 raise LatentDatasetError(f"shard '{path}' listed in {CLIPS_FILE} is missing; re-run `ivvae encode-dataset` "
                                          "into a new folder")
-            handle = self._handles[name] = safe_open(str(path), framework="pt")
-        return handle
+            handle = self._handles[key] = safe_open(str(path), framework="pt")
+        return handle.get_tensor(record["key"])
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers open their own handles
         return {**self.__dict__, "_handles": {}}

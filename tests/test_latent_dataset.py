@@ -185,6 +185,8 @@ def test_cli_encode_dataset_resumes_and_refuses_other_settings(videos, tmp_path,
     assert decoded.frames.shape == expected.shape == (9, 32, 32, 3) and decoded.fps == 25.0
     code, _, err = run(capsys, "decode", tmp_path / "lat", tmp_path / "b.mp4")
     assert code == 2 and "--clip ID" in error_line(err)
+    code, _, err = run(capsys, *args[:2], "--data", videos, "--part", "2/2")
+    assert code == 2 and "0 <= I < K" in error_line(err)
     other = tmp_path / "other"
     retrained = tiny_model()
     with torch.no_grad():
@@ -205,3 +207,24 @@ def test_nothing_readable_leaves_nothing_behind(videos, tmp_path):
     with pytest.raises(LatentDatasetError, match="no clip"):
         encode_dataset(tiny_model(), spec_for(broken), tmp_path / "kept", progress=False)
     assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
+
+
+def test_parts_split_the_videos_and_read_back_as_one(videos, tmp_path):
+    model, spec = tiny_model(), spec_for(videos)
+    encode_dataset(model, spec, tmp_path / "whole", progress=False)
+    reports = [encode_dataset(model, spec, tmp_path / f"part{i}", part=(i, 2), progress=False) for i in range(2)]
+    assert sum(r["videos"] + r["skipped"] for r in reports) == 4 and all(r["videos"] for r in reports)
+    parts = LatentDataset([tmp_path / "part0", tmp_path / "part1"])
+    assert parts.info["parts"] == [[0, 2], [1, 2]] and len({r["folder"] for r in parts.records}) == 2
+    whole = by_clip(LatentDataset(tmp_path / "whole"))
+    assert by_clip(parts).keys() == whole.keys()
+    assert all(torch.equal(latents, whole[key]) for key, latents in by_clip(parts).items())
+    with pytest.raises(LatentDatasetError, match="given twice"):
+        LatentDataset([tmp_path / "part0", tmp_path / "part0"])
+    encode_dataset(model, spec_for(videos, frames=5), tmp_path / "other", part=(1, 2), progress=False)
+    with pytest.raises(LatentDatasetError, match="other settings.*clips.frames"):
+        LatentDataset([tmp_path / "part0", tmp_path / "other"])
+    with pytest.raises(LatentDatasetError, match="part: \\[0, 2\\] -> \\[1, 2\\]"):  # resuming part 0 as part 1
+        encode_dataset(model, spec, tmp_path / "part0", part=(1, 2), progress=False)
+    with pytest.raises(ValueError, match="do not combine"):
+        encode_dataset(model, spec_for(videos, num_videos=2), tmp_path / "x", part=(0, 2), progress=False)
