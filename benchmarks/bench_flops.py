@@ -14,6 +14,7 @@ kernel or less arithmetic is the way to a faster model.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 from pathlib import Path
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="ivvae-small-z16", help="model folder, bundled name or preset (default %(default)s)")
     parser.add_argument("--shape", type=int, nargs=5, default=[1, 3, 17, 256, 256], metavar=("B", "C", "T", "H", "W"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="build the model's architecture with a config change, at random weights, e.g. "
+                        "--set 'channel_multipliers=[1,2,4,8]' (what would a wider deep stage cost?)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=2, help="timed reconstructions after one warm-up (default %(default)s)")
     parser.add_argument("--top", type=int, default=10, help="blocks to print, largest first (default %(default)s)")
@@ -60,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         model = build_model(source).eval()
     else:
         model = load_model(source).float()
+    if args.set:
+        config = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
+        for item in args.set:
+            key, _, value = item.partition("=")
+            config[key] = json.loads(value)
+        torch.manual_seed(0)
+        model = type(model).from_config(config).eval()
+        label = label or f"{source} with {', '.join(args.set)}"
     x = torch.rand(args.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
     total, blocks = flops_by_block(model, x)
     with torch.no_grad():
@@ -73,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     top = sorted(blocks.items(), key=lambda item: -item[1])[: args.top]
     result = {
         "model": label or source, "shape": args.shape, "parameters": sum(p.numel() for p in model.parameters()),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "config_changes": args.set, "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         "gflop": round(total / 1e9, 2), "seconds": round(seconds, 3), "gflop_per_s": round(total / 1e9 / seconds, 1),
         "blocks_gflop": {name: round(f / 1e9, 2) for name, f in sorted(blocks.items())},
     }
