@@ -448,25 +448,39 @@ class _ZeroingCompile(torch.nn.Module):
         return rec.detach() + 0 * rec, mean.detach(), logvar.detach()
 
 
-@pytest.mark.parametrize("compiler", ["faithful", "zeroing"])
+class _FailingCompile(torch.nn.Module):
+    """Stands for a compiler that raises while compiling."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x, sample_posterior=True):
+        raise RuntimeError("inductor: lowering failed")
+
+
+@pytest.mark.parametrize("compiler", ["faithful", "zeroing", "failing"])
 def test_compiled_step_is_used_only_when_its_gradients_match_eager(tmp_path, monkeypatch, compiler):
     """train.compile: the first batch's gradients, compiled vs eager, decide which module trains.
     (A stand-in compiler keeps this fast; the real torch.compile is in the slow test below.)"""
     from ivvae.train import compiled
 
-    wrap = (lambda module, mode, dynamic: module) if compiler == "faithful" else (lambda module, mode, dynamic: _ZeroingCompile(module))
+    stand_ins = {"faithful": lambda module: module, "zeroing": _ZeroingCompile, "failing": _FailingCompile}
+    wrap = lambda module, mode, dynamic: stand_ins[compiler](module)  # noqa: E731
     monkeypatch.setattr(compiled, "compile_module", wrap)
     cfg = tiny_config(train={"max_steps": 3, "num_threads": 1, "compile": {"enabled": True}},
                       logging={"val_every": 0, "val_at_start": False}, checkpoint={"every": 0, "at_end": False},
                       export={"at_end": False})
     summary = run_training(write_config(tmp_path / "compile.yaml", cfg), output_dir=tmp_path / "run")
     report = summary["compile"]
-    assert report["enabled"] and report["check"]["parameters"] > 10
-    if compiler == "faithful":
+    assert report["enabled"]
+    if compiler == "failing":
+        assert not report["used"] and "lowering failed" in report["error"] and "check" not in report
+    elif compiler == "faithful":
         assert report["used"] and report["check"]["passed"] and report["check"]["min_cosine"] > 0.9999
     else:
         assert not report["used"] and not report["check"]["passed"]
-        assert report["check"]["zeroed"] == report["check"]["parameters"]
+        assert report["check"]["zeroed"] == report["check"]["parameters"] > 10
     assert all(m["grad_norm"] > 0 for m in metrics(tmp_path / "run"))  # the eager fallback learns
 
 

@@ -647,7 +647,16 @@ class Trainer:
         named = [(n, p) for n, p in self.vae_unwrapped.named_parameters() if p.requires_grad]
         names, params = [n for n, _ in named], [p for _, p in named]
         eager = step_gradients(self.ae_eager, params, x, self.accelerator.autocast)
-        compiled = step_gradients(self.ae, params, x, self.accelerator.autocast)  # compiles
+        try:
+            compiled = step_gradients(self.ae, params, x, self.accelerator.autocast)  # compiles
+        except Exception as error:  # a compiler failure costs the speed-up, not the run
+            for p in params:
+                p.grad = None
+            self.ae = self.ae_eager
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+            self.compile_report.update(used=False, error=reason, compile_and_check_s=round(time.perf_counter() - started, 2))
+            logger.warning("torch.compile failed (%s): training eagerly", reason)
+            return
         check = compare_gradients(eager, compiled, names, cc.min_cosine)
         self.compile_report.update(check=check.to_dict(), compile_and_check_s=round(time.perf_counter() - started, 2))
         if check.passed:
