@@ -26,11 +26,13 @@ train_stage() {
 # an image stage; then the video stage, which KTC-inflates the image stage's export (or
 # FALLBACK_EXPORT if that stage left none, so the round still yields a video model); then the
 # video stage resumed for RESUME_MINUTES more (0: not resumed, e.g. to leave the resume to a
-# second command on a lease with a per-command limit). ARGS go to every `ivvae train` call.
+# second command on a lease with a per-command limit). ARGS go to every `ivvae train` call;
+# $IVVAE_IMAGE_ARGS (e.g. "--set train.compile.enabled=true") to the image stage only.
 run_round() {
   local image_name=$1 image_config=$2 image_dir=$3 fallback=$4 video_name=$5 video_config=$6 video_dir=$7 resume_minutes=$8
   shift 8
-  train_stage "$image_name" "$image_config" "$image_dir" "$@"
+  # shellcheck disable=SC2086  # IVVAE_IMAGE_ARGS: extra arguments for the image stage only, word-split
+  train_stage "$image_name" "$image_config" "$image_dir" ${IVVAE_IMAGE_ARGS-} "$@"
   local video_args=()
   if [[ ! -f $image_dir/export/config.json ]]; then
     echo "$image_name left no export: $video_name inflates $fallback instead"
