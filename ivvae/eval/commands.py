@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..argtypes import nonnegative_int, positive_int, size
+from ..argtypes import OneLineErrorParser, nonnegative_int, positive_int, size
 from ..cli_support import (
     EXIT_USAGE,
     check_data_sources,
@@ -514,7 +514,7 @@ def register(subparsers: argparse._SubParsersAction, parents: Sequence[argparse.
 
 def build_parser() -> argparse.ArgumentParser:
     """A stand-alone parser with the three commands (``python -m ivvae.eval.commands``)."""
-    parser = argparse.ArgumentParser(prog="ivvae", description="IV-VAE evaluation commands")
+    parser = OneLineErrorParser(prog="ivvae", description="IV-VAE evaluation commands")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line error messages")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line error messages")
