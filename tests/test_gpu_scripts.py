@@ -1,0 +1,54 @@
+"""The GPU round scripts of configs/small_z16 (a broken one would waste a lent GPU's minutes): their
+syntax, and what `run_round` runs, with `ivvae train` replaced by a stub that logs its arguments."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "configs" / "small_z16"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in SCRIPTS.glob("*.sh")))
+def test_scripts_parse(script):
+    subprocess.run(["bash", "-n", str(SCRIPTS / script)], check=True)
+
+
+def run_round(tmp_path: Path, *, image_exports: bool, resume_minutes: str, image_args: str = "") -> list[str]:
+    """The `ivvae train` calls of one round; the stub writes an export when ``image_exports``."""
+    log = tmp_path / "calls.log"
+    script = f"""
+        cd {tmp_path}
+        source {SCRIPTS / "_stage.sh"} {tmp_path / "results"}
+        stub() {{
+            echo "$*" >> {log}
+            if [[ " $* " == *" image.yaml "* && {int(image_exports)} == 1 ]]; then
+                mkdir -p img/export && echo {{}} > img/export/config.json
+            fi
+        }}
+        ivvae_cmd=(stub)
+        IVVAE_IMAGE_ARGS="{image_args}" run_round img image.yaml img fallback/export \\
+            vid video.yaml vid {resume_minutes} --set extra=1
+    """
+    subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True)
+    return log.read_text().splitlines()
+
+
+def test_a_round_trains_the_image_stage_then_inflates_its_export_then_resumes(tmp_path):
+    calls = run_round(tmp_path, image_exports=True, resume_minutes="3.4", image_args="--set train.compile.enabled=true")
+    assert len(calls) == 3
+    assert calls[0].startswith("train image.yaml") and "train.compile.enabled=true" in calls[0] and calls[0].endswith("extra=1")
+    assert calls[1].startswith("train video.yaml") and "inflate_from" not in calls[1] and "compile" not in calls[1]
+    assert "--resume auto --set train.max_minutes=3.4" in calls[2] and calls[2].endswith("extra=1")
+    assert (tmp_path / "results" / "img.tar").is_file()  # what a later session needs, packed
+
+
+def test_without_an_image_export_the_video_stage_inflates_the_fallback_and_zero_skips_the_resume(tmp_path):
+    calls = run_round(tmp_path, image_exports=False, resume_minutes="0")
+    assert len(calls) == 2
+    assert "--set model.init.inflate_from=fallback/export" in calls[1]
