@@ -6,7 +6,9 @@
 # first two stages take ~9 minutes, so run them with IVVAE_RESUME_MINUTES=0 and the resume as a
 # second command on the warm machine:
 #   IVVAE_RESUME_MINUTES=0 configs/small_z16/train_on_gpu_round3.sh $OUT
-#   python3 -m ivvae.cli train configs/small_z16/2c_ivvae_video_gpu.yaml --resume auto --set train.max_minutes=3.4
+#   source configs/small_z16/_stage.sh $OUT && train_stage stage2c_more \
+#     configs/small_z16/2c_ivvae_video_gpu.yaml runs/small_z16/2c_ivvae_video_gpu --resume auto --set train.max_minutes=3.4
+# (docs/default-model.md "Next" has the whole device commands, wheels included.)
 # Needs the stage-1d export (runs/small_z16/1d_image_vae_gpu/export, from train_on_gpu_more.sh).
 # If stage 1e fails, stage 2c inflates the stage-1d export instead.
 #
