@@ -75,7 +75,10 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
 
 def complete_clip_records(folder: Path) -> list[dict[str, Any]]:
     """The clips of ``clips.jsonl`` whose video is complete (every clip listed), in file order."""
-    records, _ = _read_jsonl(folder / CLIPS_FILE)
+    return _complete(_read_jsonl(folder / CLIPS_FILE)[0])
+
+
+def _complete(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     listed: dict[str, int] = {}
     for r in records:
         listed[r["path"]] = listed.get(r["path"], 0) + 1
@@ -148,7 +151,7 @@ def _open_folder(folder: Path, info: dict[str, Any], overwrite: bool) -> _Folder
 
 def _resume_state(folder: Path) -> _FolderState:
     records, broken = _read_jsonl(folder / CLIPS_FILE)
-    complete = complete_clip_records(folder)
+    complete = _complete(records)
     if broken or len(complete) != len(records):  # an interrupted append: keep whole videos only
         _rewrite_jsonl(folder / CLIPS_FILE, complete)
     skipped, broken_skipped = _read_jsonl(folder / SKIPPED_FILE)
