@@ -709,6 +709,56 @@ register(
 
 
 # --------------------------------------------------------------------------------------------
+# grow
+# --------------------------------------------------------------------------------------------
+def _grow_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="a trained single-branch model (image VAE or causal baseline): folder or bundled name")
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write the wider model to (config, safetensors, growth_report.json)")
+    parser.add_argument("--channel-multipliers", type=positive_int, nargs="+", default=None, metavar="M",
+                        help="new stage widths in units of the base width, one per stage (e.g. 1 2 4 6)")
+    parser.add_argument("--base-channels", type=positive_int, default=None, metavar="C", help="new base width (default: unchanged)")
+    parser.add_argument("--new-weight-scale", type=positive_float, default=1e-2, metavar="S",
+                        help="scale of the new channels' random initialisation: the wider model differs from the old one by "
+                        "terms of order S^2 (default %(default)s)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the new channels' initialisation (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="write into OUT_DIR even if it exists and is not empty")
+
+
+def _grow_run(args: argparse.Namespace) -> int:
+    from .grow import grow_pretrained
+
+    if args.channel_multipliers is None and args.base_channels is None:
+        raise ValueError("give the new widths: --channel-multipliers M ... and/or --base-channels C")
+    check_output_folder(args.out_dir)
+    model, report = grow_pretrained(args.model, args.out_dir, base_channels=args.base_channels,
+                                    channel_multipliers=args.channel_multipliers, new_weight_scale=args.new_weight_scale,
+                                    seed=args.seed, overwrite=args.overwrite)
+    print(report.summary())
+    print(f"wrote {args.out_dir} ({type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters)")
+    return 0
+
+
+register(
+    "grow",
+    "widen a trained image VAE, keeping what it computes",
+    _grow_arguments,
+    _grow_run,
+    description="""
+        Build a wider copy of a trained single-branch model (image VAE or causal baseline: more channels per
+        stage) that starts out computing what the trained one computes, so training goes on with more capacity
+        instead of starting over. Old channels ignore the new ones; new channels start small and random, so
+        both learn from the first step. Prints how far the two models' reconstructions of a test clip differ.
+        For a wider IV-VAE, grow its image VAE and inflate the result (ivvae inflate).
+    """,
+    epilog="""
+        examples:
+          ivvae grow runs/image_vae/export models/image_vae_wide --channel-multipliers 1 2 4 6
+          ivvae inflate models/image_vae_wide models/ivvae_wide_init
+    """,
+)
+
+
+# --------------------------------------------------------------------------------------------
 # latent-stats
 # --------------------------------------------------------------------------------------------
 def _latent_stats_arguments(parser: argparse.ArgumentParser) -> None:

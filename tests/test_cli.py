@@ -47,7 +47,7 @@ def test_console_script_help_subprocess():
         assert name in result.stdout
 
 
-OWN_COMMANDS = ["reconstruct", "encode", "decode", "convert", "info", "demo", "inflate"]
+OWN_COMMANDS = ["reconstruct", "encode", "decode", "convert", "info", "demo", "inflate", "grow"]
 LAZY_COMMANDS = [name for name, command in cli.COMMANDS.items() if command.load is not None]
 
 
