@@ -302,12 +302,17 @@ def max_reconstruction_difference(a: nn.Module, b: nn.Module, size: int = 64, se
     """Largest absolute difference of two models' reconstructions of one random test clip.
 
     The clip has ``1 + temporal_compression`` frames of ``size x size`` pixels, values in [-1, 1];
-    both models run in float32 on the CPU.
+    each model runs in eval mode on its own device and dtype (its mode is restored afterwards).
     """
     generator = torch.Generator().manual_seed(seed)
     frames = 1 + getattr(a, "temporal_compression", 1)
     clip = torch.rand(1, a.config.in_channels, frames, size, size, generator=generator) * 2 - 1
-    outputs = [m.float().eval()(clip).sample for m in (a, b)]
+    outputs = []
+    for model in (a, b):
+        parameter = next(model.parameters())
+        was_training = model.training
+        outputs.append(model.eval()(clip.to(parameter.device, parameter.dtype)).sample.float().cpu())
+        model.train(was_training)
     return float((outputs[0] - outputs[1]).abs().max())
 
 
