@@ -52,3 +52,29 @@ def test_without_an_image_export_the_video_stage_inflates_the_fallback_and_zero_
     calls = run_round(tmp_path, image_exports=False, resume_minutes="0")
     assert len(calls) == 2
     assert "--set model.init.inflate_from=fallback/export" in calls[1]
+
+
+def test_the_wide_round_grows_the_image_vae_then_trains_the_wide_stages(tmp_path):
+    """train_on_gpu_round3_wide.sh itself, with `ivvae` replaced by a stub (IVVAE_CMD)."""
+    log, stub = tmp_path / "calls.log", tmp_path / "ivvae_stub.sh"
+    stub.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n')
+    stub.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "IVVAE_CMD": str(stub), "IVVAE_RESUME_MINUTES": "0", "HOME": str(tmp_path)}
+    subprocess.run(["bash", str(SCRIPTS / "train_on_gpu_round3_wide.sh"), str(tmp_path / "results"), "--set", "extra=1"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+    calls = log.read_text().splitlines()
+    assert calls[0] == "grow runs/small_z16/1d_image_vae_gpu/export runs/small_z16/1d_wide --channel-multipliers 1 2 4 6"
+    assert calls[1].startswith("train configs/small_z16/1e_wide_image_vae_gpu.yaml") and calls[1].endswith("extra=1")
+    # the stub leaves no exports: the video stage falls back to the grown image VAE
+    assert calls[2].startswith("train configs/small_z16/2c_wide_ivvae_video_gpu.yaml")
+    assert "model.init.inflate_from=runs/small_z16/1d_wide" in calls[2] and len(calls) == 3
+
+
+def test_the_wide_configs_build_the_wider_models():
+    from ivvae.train.config import load_config
+
+    image = load_config(SCRIPTS / "1e_wide_image_vae_gpu.yaml")
+    video = load_config(SCRIPTS / "2c_wide_ivvae_video_gpu.yaml")
+    assert image.model.init.from_pretrained == "runs/small_z16/1d_wide"
+    assert list(video.model.config["channel_multipliers"]) == [1, 2, 4, 6]
+    assert video.model.init.inflate_from == "runs/small_z16/1e_wide_image_vae_gpu/export"

@@ -6,7 +6,8 @@ set -u -o pipefail
 results=${1:-runs/small_z16/gpu_results}
 shift || true
 mkdir -p "$results"
-ivvae_cmd=(python3 -m ivvae.cli)
+# IVVAE_CMD replaces the command (the tests run the scripts with a stub that logs its arguments)
+read -ra ivvae_cmd <<< "${IVVAE_CMD:-python3 -m ivvae.cli}"
 
 train_stage() {
   local name=$1 config=$2 run_dir=$3
