@@ -194,11 +194,11 @@ class _Grower:
         rows = _positions(old.shape[0], target.weight.shape[0], out_blocks, name)
         cols = _positions(old.shape[1], target.weight.shape[1], 1, name)
         weight = target.weight.detach().float() * self.scale  # new output channels: small default init
-        weight[rows] = 0.0  # old output channels read no new input channel
+        weight[rows] = 0.0  # old output channels: no weight on any new input channel ...
         if query_scale is not None:  # the first block of to_qkv are the queries
             old = old.clone()
             old[: old.shape[0] // 3] *= query_scale
-        weight[rows.unsqueeze(1), cols.unsqueeze(0)] = old
+        weight[rows.unsqueeze(1), cols.unsqueeze(0)] = old  # ... and their trained ones on the old inputs
         self._set(target.weight, weight, f"{name}.weight", old.shape)
         if target.bias is not None:
             bias = torch.zeros_like(target.bias, dtype=torch.float32)
