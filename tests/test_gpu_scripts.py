@@ -75,6 +75,7 @@ def test_the_wide_configs_build_the_wider_models():
 
     image = load_config(SCRIPTS / "1e_wide_image_vae_gpu.yaml")
     video = load_config(SCRIPTS / "2c_wide_ivvae_video_gpu.yaml")
-    assert image.model.init.from_pretrained == "runs/small_z16/1d_wide"
+    assert image.model.init.from_pretrained == "runs/small_z16/1d_image_vae_gpu/export"
+    assert image.model.init.grow.channel_multipliers == [1, 2, 4, 6]
     assert list(video.model.config["channel_multipliers"]) == [1, 2, 4, 6]
     assert video.model.init.inflate_from == "runs/small_z16/1e_wide_image_vae_gpu/export"

@@ -384,6 +384,47 @@ def test_inflated_init_trains_with_gan_and_mixed_buckets(tmp_path):
     assert inflate is not None
 
 
+def test_init_grow_widens_the_image_vae_before_inflating_it(tmp_path):
+    """model.init.grow: a wider IV-VAE from a narrow image VAE in one config (grow, then KTC)."""
+    from ivvae.grow import grow
+    from ivvae.inflate import inflate_image_vae
+    from ivvae.models import ImageVAE
+
+    torch.manual_seed(0)
+    image_vae = ImageVAE(latent_channels=4, base_channels=8, encoder_blocks=1, decoder_blocks=1).eval()
+    image_vae.save_pretrained(tmp_path / "image_vae")
+    cfg = tiny_config(
+        model={"init": {"inflate_from": str(tmp_path / "image_vae"), "mode": "ktc",
+                        "grow": {"channel_multipliers": [1, 2, 4, 6], "seed": 3}}},
+        data={"buckets": [{"num_frames": 5, "size": 32, "crop": 32, "batch_size": 1}], "validation": {"enabled": False}},
+        loss={"lpips": {"enabled": False}}, train={"max_steps": 1, "num_threads": 1},
+        checkpoint={"every": 0, "at_end": False}, export={"at_end": False},
+    )
+    del cfg["model"]["class"], cfg["model"]["config"]
+    trainer = Trainer(load_config(write_config(tmp_path / "grow.yaml", cfg)), output_dir=tmp_path / "run")
+    try:
+        built = trainer.vae_unwrapped
+        assert list(built.config.channel_multipliers) == [1, 2, 4, 6] and built.config.latent_channels == 8
+        expected, _ = inflate_image_vae(grow(image_vae, channel_multipliers=[1, 2, 4, 6], seed=3)[0], "ktc")
+        assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), expected.state_dict().values()))
+        assert np.isfinite(trainer.train()["last_losses"]["total"])
+    finally:
+        trainer.close()
+
+    cfg["model"]["init"]["grow"] = {"channel_multipliers": [1, 2, 4, 8]}
+    with pytest.raises(ConfigError, match="model.init.grow: a residual block would lose its 1x1 shortcut"):
+        Trainer(load_config(write_config(tmp_path / "bad.yaml", cfg)), output_dir=tmp_path / "bad")
+    for grow_section, message in (({"seed": 1}, "needs the new widths"), ({"base_channels": 12, "new_weight_scale": -1}, "must be >= 0")):
+        cfg["model"]["init"]["grow"] = grow_section
+        with pytest.raises(ConfigError, match=message):
+            load_config(write_config(tmp_path / "bad.yaml", cfg))
+    del cfg["model"]["init"]["inflate_from"], cfg["model"]["init"]["mode"]
+    cfg["model"]["init"]["grow"] = {"base_channels": 12}
+    cfg["model"]["preset"] = "image_vae_z8_dim64"
+    with pytest.raises(ConfigError, match="needs 'model.init.from_pretrained' or 'model.init.inflate_from'"):
+        load_config(write_config(tmp_path / "bad.yaml", cfg))
+
+
 def test_bf16_channels_last_checkpointing_on_cpu(tmp_path):
     """accelerate's bf16 autocast works on the CPU: gradients agree with fp32 in direction, and a
     run with bf16 + channels-last + gradient checkpointing trains."""

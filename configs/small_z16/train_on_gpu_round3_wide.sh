@@ -15,6 +15,8 @@
 #   configs/small_z16/train_on_gpu_round3_wide.sh [RESULTS_DIR] [IVVAE_TRAIN_ARGS...]
 source "$(dirname "$0")/_stage.sh"  # takes RESULTS_DIR off the arguments
 
+# Stage 1e-wide grows the 1d export itself (model.init.grow); the same grown model is also written
+# as a folder, for stage 2c-wide to inflate should stage 1e-wide leave no export.
 grown=runs/small_z16/1d_wide
 if [[ ! -f $grown/config.json ]]; then
   "${ivvae_cmd[@]}" grow runs/small_z16/1d_image_vae_gpu/export "$grown" --channel-multipliers 1 2 4 6 || exit

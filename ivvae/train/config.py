@@ -76,6 +76,23 @@ Precision = Literal["no", "bf16", "fp16"]
 
 
 @dataclass
+class GrowConfig:
+    """Widen the loaded model before training, keeping what it computes (:func:`ivvae.grow.grow`).
+
+    Attributes:
+        channel_multipliers / base_channels: the new widths (``null``: unchanged); at least one.
+        new_weight_scale: scale of the new channels' random initialisation (differences of order
+            its square).
+        seed: seeds the new channels.
+    """
+
+    channel_multipliers: list[int] | None = None
+    base_channels: int | None = None
+    new_weight_scale: float = 1e-2
+    seed: int = 0
+
+
+@dataclass
 class InitConfig:
     """Where the model's first weights come from (default: random initialisation).
 
@@ -96,6 +113,9 @@ class InitConfig:
         allow_unfilled: accept an inflation that leaves tensors at random initialisation.
         strict: loading ``from_pretrained`` weights into a model built from ``preset``/``class``
             requires every key to match.
+        grow: widen the ``from_pretrained`` model, or the image VAE ``inflate_from`` names before
+            inflating it, first (:class:`GrowConfig`; single-branch models): e.g.
+            ``grow: {channel_multipliers: [1, 2, 4, 6]}``.
     """
 
     from_pretrained: str | None = None
@@ -105,6 +125,7 @@ class InitConfig:
     temporal_frame: int | None = None
     allow_unfilled: bool = False
     strict: bool = True
+    grow: GrowConfig | None = None
 
 
 @dataclass
@@ -688,6 +709,14 @@ def _validate(cfg: TrainConfig) -> None:
         fail("model.init.mode", "is the inflation rule: it needs 'model.init.inflate_from'")
     if m.init.from_pretrained and m.init.inflate_from:
         fail("model.init", "takes 'from_pretrained' or 'inflate_from', not both")
+    g = m.init.grow
+    if g is not None:
+        if not (m.init.from_pretrained or m.init.inflate_from):
+            fail("model.init.grow", "widens a trained model: it needs 'model.init.from_pretrained' or 'model.init.inflate_from'")
+        if g.channel_multipliers is None and g.base_channels is None:
+            fail("model.init.grow", "needs the new widths: 'channel_multipliers' and/or 'base_channels'")
+        if g.new_weight_scale < 0:
+            fail("model.init.grow.new_weight_scale", f"must be >= 0, got {g.new_weight_scale}")
 
     d = cfg.data
     if not d.buckets:

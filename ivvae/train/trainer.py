@@ -117,6 +117,21 @@ def _import_class(path: str):
         raise ConfigError(f"model.class: cannot import {path!r}: {err}") from None
 
 
+def _grown(model: nn.Module, grow_cfg, log: logging.Logger) -> nn.Module:
+    """``model`` widened as ``model.init.grow`` asks (unchanged without it)."""
+    if grow_cfg is None:
+        return model
+    from ivvae.grow import GrowthError, grow
+
+    try:
+        grown, report = grow(model, channel_multipliers=grow_cfg.channel_multipliers, base_channels=grow_cfg.base_channels,
+                             new_weight_scale=grow_cfg.new_weight_scale, seed=grow_cfg.seed)
+    except GrowthError as err:
+        raise ConfigError(f"model.init.grow: {err}") from None
+    log.info("%s", report.summary())
+    return grown
+
+
 def build_model_from_config(mcfg, log: logging.Logger = logger) -> nn.Module:
     """The model a ``model`` config section describes, with its initial weights (train mode)."""
     from ivvae.models import build_model
@@ -136,7 +151,7 @@ def build_model_from_config(mcfg, log: logging.Logger = logger) -> nn.Module:
             raise ConfigError(f"model.config: {err}") from None
 
     if init.from_pretrained:
-        loaded = resolve_pretrained(init.from_pretrained, init.weights)
+        loaded = _grown(resolve_pretrained(init.from_pretrained, init.weights), init.grow, log)
         if model is None:
             model = loaded
         else:
@@ -149,7 +164,7 @@ def build_model_from_config(mcfg, log: logging.Logger = logger) -> nn.Module:
             from ivvae import inflate as inflation
         except ImportError as err:  # the inflation module is optional for other stages
             raise ImportError(f"model.init.inflate_from needs ivvae.inflate: {err}") from err
-        image_vae = resolve_pretrained(init.inflate_from, init.weights)
+        image_vae = _grown(resolve_pretrained(init.inflate_from, init.weights), init.grow, log)
         if model is None:
             model, report = inflation.inflate_image_vae(image_vae, init.mode or "ktc", temporal_frame=init.temporal_frame,
                                                         allow_unfilled=init.allow_unfilled)
