@@ -32,23 +32,27 @@ def test_default_model_training_configs_load():
     repo = Path(__file__).resolve().parents[1]
     configs = sorted((repo / "configs" / "small_z16").glob("*.yaml"))
     assert [p.name for p in configs] == ["1_image_vae.yaml", "1b_image_vae_more.yaml", "1c_image_vae_gpu.yaml",
-                                         "1d_image_vae_gpu.yaml", "1e_image_vae_gpu.yaml", "2_ivvae_video_gpu.yaml",
-                                         "2b_ivvae_video_gpu.yaml", "2c_ivvae_video_gpu.yaml", "3_continue.yaml"]
-    image, image_1b, image_1c, image_1d, image_1e, video, video_2b, video_2c, more = (load_config(p) for p in configs)
+                                         "1d_image_vae_gpu.yaml", "1e_image_vae_gpu.yaml", "1e_wide_image_vae_gpu.yaml",
+                                         "2_ivvae_video_gpu.yaml", "2b_ivvae_video_gpu.yaml", "2c_ivvae_video_gpu.yaml",
+                                         "2c_wide_ivvae_video_gpu.yaml", "3_continue.yaml"]
+    image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, video, video_2b, video_2c, video_2c_wide, more = (
+        load_config(p) for p in configs)
+    stages = (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, video, video_2b, video_2c, video_2c_wide)
     # each stage starts from the previous one's export
     assert image_1b.model.init.from_pretrained == image.output_dir + "/export"
     assert image_1c.model.init.from_pretrained == image_1b.output_dir + "/export"
     assert image_1d.model.init.from_pretrained == image_1c.output_dir + "/export"
     assert image_1e.model.init.from_pretrained == image_1d.output_dir + "/export"
-    for video_stage, image_stage in ((video, image_1c), (video_2b, image_1d), (video_2c, image_1e)):
+    assert image_1e_wide.model.init.from_pretrained == image_1d.output_dir + "/export" and image_1e_wide.model.init.grow
+    for video_stage, image_stage in ((video, image_1c), (video_2b, image_1d), (video_2c, image_1e), (video_2c_wide, image_1e_wide)):
         assert video_stage.model.init.inflate_from == image_stage.output_dir + "/export"
         assert video_stage.model.init.mode == "ktc"
-    assert len({stage.output_dir for stage in (image, image_1b, image_1c, image_1d, image_1e, video, video_2b, video_2c)}) == 8
+    assert len({stage.output_dir for stage in stages}) == len(stages)
     # the GPU stages run for a fixed time, their horizon fitted to it
-    assert all(stage.train.max_minutes for stage in (image_1c, image_1d, image_1e, video, video_2b, video_2c))
+    assert all(stage.train.max_minutes for stage in stages[2:])
     # stage 3 continues from the shipped weights, which a fresh clone has
     assert (repo / more.model.init.from_pretrained / "config.json").is_file()
     # every stage holds out the same part of the sample clips
-    for stage in (image, image_1b, image_1c, image_1d, image_1e, video, video_2b, video_2c, more):
+    for stage in (*stages, more):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources
