@@ -240,6 +240,18 @@ def test_vae_loss_terms_before_gan_start():
     assert d_loss is None and d_logs == {} and disc.calls == 0
 
 
+def test_vae_loss_mse_term():
+    torch.manual_seed(0)
+    vae = ToyVAE()
+    x = _video()
+    x_rec, post = vae(x)
+    loss, logs = VAELoss(l1_weight=0.5, mse_weight=4.0, kl_weight=1e-3)(x, x_rec, post, step=0)
+    assert set(logs) == {"l1", "mse", "kl", "total"}
+    expected = 0.5 * (x_rec - x).abs().mean() + 4.0 * (x_rec - x).square().mean() + 1e-3 * kl_loss(post, "mean")
+    torch.testing.assert_close(loss, expected)
+    assert logs["mse"] == pytest.approx(torch.nn.functional.mse_loss(x_rec, x).item())
+
+
 def test_vae_loss_gan_after_start_freezes_discriminator():
     torch.manual_seed(0)
     vae, disc = ToyVAE(), CountingDiscriminator(_tiny_disc())

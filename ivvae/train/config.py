@@ -334,13 +334,15 @@ class GanConfig:
 
 @dataclass
 class LossConfig:
-    """Reconstruction loss: ``l1_weight * L1 + lpips.weight * LPIPS + kl_weight * KL (+ GAN)``.
+    """Reconstruction loss: ``l1_weight * L1 + mse_weight * MSE + lpips.weight * LPIPS + kl_weight * KL (+ GAN)``.
 
     Attributes:
+        mse_weight: mean squared error (0: off, the paper's recipe); PSNR measures it.
         sample_posterior: decode a sample of the posterior (else its mean) while training.
     """
 
     l1_weight: float = 1.0
+    mse_weight: float = 0.0
     kl_weight: float = 1e-6
     kl_reduction: Literal["mean", "sum"] = "mean"
     sample_posterior: bool = True
@@ -788,7 +790,8 @@ def _validate(cfg: TrainConfig) -> None:
             fail(key, f"must be >= 1, got {value}")
     for key, value in (("logging.val_every", cfg.logging.val_every), ("checkpoint.every", cfg.checkpoint.every),
                        ("checkpoint.keep_last", cfg.checkpoint.keep_last), ("export.every", cfg.export.every),
-                       ("loss.gan.start_step", cfg.loss.gan.start_step)):
+                       ("loss.gan.start_step", cfg.loss.gan.start_step), ("loss.l1_weight", cfg.loss.l1_weight),
+                       ("loss.mse_weight", cfg.loss.mse_weight), ("loss.kl_weight", cfg.loss.kl_weight)):
         if value < 0:
             fail(key, f"must be >= 0, got {value}")
 

@@ -214,12 +214,14 @@ def _lpips_missing(what: str, on_missing: str, cause: Exception | None = None) -
 
 
 class VAELoss(nn.Module):
-    """L1 + LPIPS + KL, plus an adaptively weighted GAN term from `gan_start_step` on.
+    """L1 (+ MSE) + LPIPS + KL, plus an adaptively weighted GAN term from `gan_start_step` on.
 
-    total = l1_weight * L1 + lpips_weight * LPIPS + kl_weight * KL
+    total = l1_weight * L1 + mse_weight * MSE + lpips_weight * LPIPS + kl_weight * KL
             + [step >= gan_start_step] * gan_weight * adaptive_weight * g_loss
 
     Args:
+        mse_weight: weight of the mean squared error (0: no term; the paper's recipe is L1 +
+            LPIPS; PSNR is a function of the MSE).
         lpips: a callable `(x, y) -> per-sample distance` on images (B, 3, H, W) in [-1, 1],
             e.g. from `build_lpips_loss`; None omits the term. Video frames are folded into
             the batch. An `nn.Module` is registered (moves with `.to()`) and kept in eval mode.
@@ -244,11 +246,13 @@ class VAELoss(nn.Module):
         gan_start_step: int = 0,
         adaptive_weight: bool = True,
         max_adaptive_weight: float = 1e4,
+        mse_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if lpips_frames is not None and lpips_frames < 1:
             raise ValueError(f"lpips_frames must be >= 1 or None, got {lpips_frames}")
         self.l1_weight = l1_weight
+        self.mse_weight = mse_weight
         self.lpips = lpips
         self.lpips_weight = lpips_weight
         self.lpips_frames = lpips_frames
@@ -287,11 +291,14 @@ class VAELoss(nn.Module):
         and the GAN weight is nonzero; the discriminator's parameters are frozen while it
         judges `x_rec` (its `.grad` stays untouched), and a DDP wrapper is bypassed.
 
-        Returns the total loss and float logs: l1, lpips (only when the term exists), kl, total,
+        Returns the total loss and float logs: l1, mse and lpips (only when the term exists), kl, total,
         and g_loss, d_weight (= gan_weight * adaptive weight) when the GAN term is on.
         """
         terms: dict[str, torch.Tensor] = {"l1": (x_rec - x).abs().mean()}
         rec = self.l1_weight * terms["l1"]
+        if self.mse_weight:
+            terms["mse"] = (x_rec - x).square().mean()
+            rec = rec + self.mse_weight * terms["mse"]
         if self.lpips is not None:
             terms["lpips"] = self._lpips(x, x_rec)
             rec = rec + self.lpips_weight * terms["lpips"]
