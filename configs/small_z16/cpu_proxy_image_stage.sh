@@ -4,7 +4,7 @@
 # one thread, no data workers, validation (the held-out tails of bikes and bigbuckbunny, 256x256)
 # every VAL_EVERY steps. ~2 s a step on one core of the 2-core CPU; run two at once.
 #
-#   configs/small_z16/cpu_proxy_image_stage.sh RUN_DIR INIT_MODEL [STEPS] [LR] [VAL_EVERY]
+#   configs/small_z16/cpu_proxy_image_stage.sh RUN_DIR INIT_MODEL [STEPS] [LR] [VAL_EVERY] [IVVAE_TRAIN_ARGS...]
 #
 # e.g. the same-width vs grown comparison of docs/default-model.md:
 #   ivvae grow runs/small_z16/1d_image_vae_gpu/export runs/small_z16/1d_wide --channel-multipliers 1 2 4 6
@@ -20,4 +20,4 @@ args=(--output-dir "$run_dir" --set "model.init.from_pretrained=$init" --set opt
 for bucket in 0 1 2; do
   args+=(--set "data.buckets.$bucket.crop=128" --set "data.buckets.$bucket.batch_size=8")
 done
-ivvae train "$(dirname "$0")/1e_image_vae_gpu.yaml" "${args[@]}"
+ivvae train "$(dirname "$0")/1e_image_vae_gpu.yaml" "${args[@]}" "${@:6}"
