@@ -3,13 +3,15 @@
 # GPU lease spends minutes on one: stage 1e's config and data at batch 8 of 128x128 crops, fp32,
 # one thread, no data workers, validation (the held-out tails of bikes and bigbuckbunny, 256x256)
 # every VAL_EVERY steps. ~2 s a step on one core of the 2-core CPU; run two at once.
+# Stage 1e's loss includes its MSE term (loss.mse_weight 10, session 7); the session-7 runs
+# without it (docs/default-model/proxy_*_session7.json) are repeated with --set loss.mse_weight=0.
 #
 #   configs/small_z16/cpu_proxy_image_stage.sh RUN_DIR INIT_MODEL [STEPS] [LR] [VAL_EVERY] [IVVAE_TRAIN_ARGS...]
 #
 # e.g. the same-width vs grown comparison of docs/default-model.md:
 #   ivvae grow runs/small_z16/1d_image_vae_gpu/export runs/small_z16/1d_wide --channel-multipliers 1 2 4 6
-#   configs/small_z16/cpu_proxy_image_stage.sh runs/proxy/same runs/small_z16/1d_image_vae_gpu/export 720 3e-4 180 &
-#   configs/small_z16/cpu_proxy_image_stage.sh runs/proxy/wide runs/small_z16/1d_wide 720 3e-4 180
+#   configs/small_z16/cpu_proxy_image_stage.sh runs/proxy/same runs/small_z16/1d_image_vae_gpu/export 720 3e-4 180 --set loss.mse_weight=0 &
+#   configs/small_z16/cpu_proxy_image_stage.sh runs/proxy/wide runs/small_z16/1d_wide 720 3e-4 180 --set loss.mse_weight=0
 set -u -o pipefail
 run_dir=$1 init=$2 steps=${3:-240} lr=${4:-5e-4} val_every=${5:-80}
 args=(--output-dir "$run_dir" --set "model.init.from_pretrained=$init" --set optimizer.lr="$lr"
