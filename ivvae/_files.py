@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -22,3 +24,19 @@ def honour_umask(path: str | os.PathLike) -> None:
     mode = 0o666 & ~_umask()
     for file in ([path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]):
         os.chmod(file, mode)
+
+
+def refuse_nonempty_folder(folder: str | os.PathLike, overwrite: bool) -> Path:
+    """``folder`` as a Path; a ``FileExistsError`` if it exists and is not an empty folder (unless ``overwrite``)."""
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
+        raise FileExistsError(f"output folder '{folder}' exists and is not empty; choose another or pass --overwrite")
+    return folder
+
+
+def save_model_folder(model: Any, folder: Path, report_name: str | None = None, report: dict[str, Any] | None = None) -> None:
+    """``save_pretrained`` (safetensors) with the umask's file modes, and a JSON report beside it."""
+    model.save_pretrained(folder, safe_serialization=True)
+    honour_umask(folder)
+    if report_name is not None:
+        (folder / report_name).write_text(json.dumps(report, indent=1))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
+from ._files import refuse_nonempty_folder
 from .argtypes import OneLineErrorParser, nonnegative_int, part, positive_float, positive_int, size
 from .cli_support import (
     EXIT_USAGE,
@@ -836,8 +837,7 @@ def _check_write_model(target: Path, model_folder: Path, overwrite: bool) -> Non
     if resolved == folder or folder in resolved.parents or resolved in folder.parents:
         raise ValueError(f"--write-model {target}: would write over the input model folder '{folder}'; choose another folder")
     check_output_folder(target)
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder '{target}' exists and is not empty; choose another or pass --overwrite")
+    refuse_nonempty_folder(target, overwrite)
 
 
 def _latent_stats_run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import torch
 
-from ._files import honour_umask
+from ._files import refuse_nonempty_folder, save_model_folder
 from .models.ivvae import IVVAE
 from .models.presets import RELEASED
 
@@ -143,10 +143,7 @@ def to_official_state_dict(model: IVVAE) -> dict[str, torch.Tensor]:
 
 def convert_official_checkpoint(path: str | os.PathLike, out_dir: str | os.PathLike, variant: str | None = None, overwrite: bool = False) -> IVVAE:
     """Convert a released ``.pth`` into a ``from_pretrained`` folder (config + safetensors)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder '{out_dir}' exists and is not empty; choose another or pass --overwrite")
+    out_dir = refuse_nonempty_folder(out_dir, overwrite)
     model = from_official_state_dict(load_official_state_dict(path), variant)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    honour_umask(out_dir)
+    save_model_folder(model, out_dir)
     return model

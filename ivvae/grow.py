@@ -34,16 +34,14 @@ the next block, 64 -> 64, has no shortcut conv where the old one, 32 -> 64, had)
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from ._files import honour_umask
+from ._files import refuse_nonempty_folder, save_model_folder
 from .layers import RMSNorm, Upsample
 from .layers.attention import SpatialAttention
 
@@ -337,14 +335,10 @@ def grow_pretrained(
     """
     from .hub import load_model
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise FileExistsError(f"output folder '{out_dir}' exists and is not empty; choose another or pass --overwrite")
+    out_dir = refuse_nonempty_folder(out_dir, overwrite)
     source = load_model(model_dir, dtype=torch.float32)
     model, report = grow(source, base_channels=base_channels, channel_multipliers=channel_multipliers,
                          new_weight_scale=new_weight_scale, seed=seed)
     report.max_difference = max_reconstruction_difference(source, model)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    honour_umask(out_dir)
-    (out_dir / REPORT_NAME).write_text(json.dumps({"model": os.fspath(model_dir), **report.to_dict()}, indent=1))
+    save_model_folder(model, out_dir, REPORT_NAME, {"model": os.fspath(model_dir), **report.to_dict()})
     return model, report

@@ -67,16 +67,14 @@ The CLI's ``ivvae inflate IMAGE_VAE_DIR OUT_DIR --mode ktc|tail|same`` is
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from ._files import honour_umask
+from ._files import refuse_nonempty_folder, save_model_folder
 from .layers import BranchAttention, BranchConv, CausalConv3d, Downsample, FrameConv2d, GroupCausalConv3d, ParallelAtrousConv, RMSNorm, Upsample
 from .models.causal_vae import CausalVAE
 from .models.ivvae import IVVAE
@@ -488,12 +486,8 @@ def inflate_pretrained(
 
     if mode not in MODES:
         raise ValueError(f"unknown inflation mode {mode!r}; expected one of {', '.join(MODES)}")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise FileExistsError(f"output folder '{out_dir}' exists and is not empty; choose another or pass --overwrite")
+    out_dir = refuse_nonempty_folder(out_dir, overwrite)
     image_vae = load_model(image_vae_dir)
     model, report = inflate_image_vae(image_vae, mode, temporal_frame=temporal_frame, allow_unfilled=allow_unfilled, **overrides)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    honour_umask(out_dir)
-    (out_dir / REPORT_NAME).write_text(json.dumps({"image_vae": os.fspath(image_vae_dir), **report.to_dict()}, indent=1))
+    save_model_folder(model, out_dir, REPORT_NAME, {"image_vae": os.fspath(image_vae_dir), **report.to_dict()})
     return model, report
