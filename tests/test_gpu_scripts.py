@@ -79,3 +79,27 @@ def test_the_wide_configs_build_the_wider_models():
     assert image.model.init.grow.channel_multipliers == [1, 2, 4, 6]
     assert list(video.model.config["channel_multipliers"]) == [1, 2, 4, 6]
     assert video.model.init.inflate_from == "runs/small_z16/1e_wide_image_vae_gpu/export"
+
+
+def test_a_pack_larger_than_the_device_tool_brings_back_is_split_into_parts(tmp_path):
+    """Files over 16 MiB do not come back from the GPU machine: the tar is split, and joins again."""
+    export = tmp_path / "run" / "export"
+    export.mkdir(parents=True)
+    (export / "config.json").write_text("{}")
+    (export / "weights.bin").write_bytes(bytes(range(256)) * 40)
+    for name in ("metrics.jsonl", "summary.json", "config.yaml"):
+        (tmp_path / "run" / name).write_text("{}")
+    script = f"""
+        cd {tmp_path}
+        IVVAE_PART_BYTES=4000 source {SCRIPTS / "_stage.sh"} {tmp_path / "results"}
+        ivvae_cmd=(true)
+        train_stage big config.yaml run
+    """
+    subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True)
+    parts = sorted((tmp_path / "results").glob("big.tar.part*"))
+    assert len(parts) >= 3 and not (tmp_path / "results" / "big.tar").exists()
+    assert all(p.stat().st_size <= 4000 for p in parts)
+    joined = tmp_path / "joined.tar"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    listing = subprocess.run(["tar", "-tf", str(joined)], check=True, capture_output=True, text=True).stdout
+    assert "export/weights.bin" in listing

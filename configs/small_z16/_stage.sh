@@ -8,6 +8,9 @@ shift || true
 mkdir -p "$results"
 # IVVAE_CMD replaces the command (the tests run the scripts with a stub that logs its arguments)
 read -ra ivvae_cmd <<< "${IVVAE_CMD:-python3 -m ivvae.cli}"
+# The device tool brings back files of at most 16 MiB: a larger tar (the 21 MB fp16 export of the
+# wide IV-VAE) is split into NAME.tar.partNN of this many bytes; `cat NAME.tar.part* > NAME.tar`.
+part_bytes=${IVVAE_PART_BYTES:-15000000}
 
 train_stage() {
   local name=$1 config=$2 run_dir=$3
@@ -19,6 +22,9 @@ train_stage() {
   if [[ -f $run_dir/export/config.json ]]; then
     cp "$results/$name.log" "$run_dir/$name.log"
     tar -cf "$results/$name.tar" -C "$run_dir" export metrics.jsonl summary.json config.yaml "$name.log"
+    if (( $(stat -c %s "$results/$name.tar") > part_bytes )); then
+      split -b "$part_bytes" -d -a 2 "$results/$name.tar" "$results/$name.tar.part" && rm "$results/$name.tar"
+    fi
   fi
   return $status
 }
