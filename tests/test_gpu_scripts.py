@@ -70,6 +70,23 @@ def test_the_wide_round_grows_the_image_vae_then_trains_the_wide_stages(tmp_path
     assert "model.init.inflate_from=runs/small_z16/1d_wide" in calls[2] and len(calls) == 3
 
 
+def test_round_4_trains_on_from_the_shipped_image_vae(tmp_path):
+    """train_on_gpu_round4.sh: stage 1f-wide from the 1e-wide export, 2d-wide inflating it (or, with
+    no 1f-wide export, the 1e-wide one), resumed for the minutes asked."""
+    log, stub = tmp_path / "calls.log", tmp_path / "ivvae_stub.sh"
+    stub.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n')
+    stub.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "IVVAE_CMD": str(stub), "IVVAE_RESUME_MINUTES": "2.5", "HOME": str(tmp_path)}
+    subprocess.run(["bash", str(SCRIPTS / "train_on_gpu_round4.sh"), str(tmp_path / "results")],
+                   cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+    calls = log.read_text().splitlines()
+    assert len(calls) == 3
+    assert calls[0].startswith("train configs/small_z16/1f_wide_image_vae_gpu.yaml")
+    assert calls[1].startswith("train configs/small_z16/2d_wide_ivvae_video_gpu.yaml")
+    assert "model.init.inflate_from=runs/small_z16/1e_wide_image_vae_gpu/export" in calls[1]
+    assert "--resume auto --set train.max_minutes=2.5" in calls[2]
+
+
 def test_the_wide_configs_build_the_wider_models():
     from ivvae.train.config import load_config
 
@@ -79,6 +96,9 @@ def test_the_wide_configs_build_the_wider_models():
     assert image.model.init.grow.channel_multipliers == [1, 2, 4, 6]
     assert list(video.model.config["channel_multipliers"]) == [1, 2, 4, 6]
     assert video.model.init.inflate_from == "runs/small_z16/1e_wide_image_vae_gpu/export"
+    round4_video = load_config(SCRIPTS / "2d_wide_ivvae_video_gpu.yaml")
+    assert list(round4_video.model.config["channel_multipliers"]) == [1, 2, 4, 6]
+    assert round4_video.loss.mse_weight == 10.0 and load_config(SCRIPTS / "1f_wide_image_vae_gpu.yaml").loss.mse_weight == 10.0
 
 
 def test_a_pack_larger_than_the_device_tool_brings_back_is_split_into_parts(tmp_path):

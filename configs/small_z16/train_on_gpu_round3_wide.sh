@@ -2,7 +2,8 @@
 # Round 3 with a wider deepest stage: grow the stage-1d image VAE to channel multipliers
 # [1, 2, 4, 6] (`ivvae grow`: same function, seconds), then stages 1e-wide (4.5 min) and 2c-wide
 # (3.5 min), then 2c-wide resumed for IVVAE_RESUME_MINUTES (default 3.4), as
-# train_on_gpu_round3.sh does for the current width. Prepared in session 7 for the next GPU lease;
+# train_on_gpu_round3.sh does for the current width. Prepared in session 7, run in session 8 (the
+# shipped model; the resume ran 3.9 min);
 # commands there may run 10 minutes at most, so run it with IVVAE_RESUME_MINUTES=0 and the resume
 # as a second command on the warm machine:
 #   IVVAE_RESUME_MINUTES=0 configs/small_z16/train_on_gpu_round3_wide.sh $OUT
