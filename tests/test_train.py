@@ -7,7 +7,12 @@ clips, 5-9 frames at 32 px, fp32 on the CPU with one thread.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +23,7 @@ import yaml
 from ivvae.io import read_video, sample_video_path, write_video
 from ivvae.train import checkpoint as ckpt
 from ivvae.train.config import ConfigError, config_to_dict, load_config
+from ivvae.train.stop import StopRequest
 from ivvae.train.trainer import TrainBatchSampler, Trainer, lr_factor, run_training
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -241,6 +247,68 @@ def test_resume_repeats_the_uninterrupted_run(uninterrupted, tmp_path, workers):
     ema_a = load_file(str(ref_root / "run/export/diffusion_pytorch_model.safetensors"))
     ema_b = load_file(str(run / "export/diffusion_pytorch_model.safetensors"))
     assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+
+
+def test_sigterm_ends_the_run_after_its_step_with_a_checkpoint_and_an_export(uninterrupted, tmp_path):
+    """`timeout` or a preemption notice: SIGTERM at step 3 stops the run there with everything saved
+    (no final validation: stopping should be quick); --resume auto then repeats the reference."""
+    ref_root, _, ref_summary = uninterrupted
+    path = write_config(tmp_path / "tiny.yaml", tiny_config())
+    run = tmp_path / "run"
+
+    def terminate_at_3(trainer, step, logs):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    handler_before = signal.getsignal(signal.SIGTERM)
+    summary = run_training(path, output_dir=run, callbacks=[terminate_at_3])
+    assert signal.getsignal(signal.SIGTERM) == handler_before  # restored
+    assert summary["stopped_by"] == "SIGTERM" and summary["steps"] == 3
+    assert ckpt.latest_checkpoint(run / "checkpoints").name == "step_00000003"
+    assert summary["export"] and (run / "export" / "config.json").is_file()
+    summary = run_training(path, resume="auto", output_dir=run)
+    assert summary["stopped_by"] is None and summary["start_step"] == 3 and summary["steps"] == 6
+    ref, got = metrics(ref_root / "run"), metrics(run)
+    assert [m["step"] for m in got] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(ref, got):
+        for key in ("l1", "total", "grad_norm", "lr"):
+            assert a[key] == b[key], f"step {a['step']} {key}: {a[key]} != {b[key]}"
+    assert summary["val_psnr"] == ref_summary["val_psnr"]
+
+
+def test_a_second_signal_stops_at_once():
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested and stop.signal_name == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ivvae_train_signalled_with_its_data_workers_saves_and_exits_143(tmp_path):
+    """What `timeout` does: SIGTERM to the whole process group, data workers included. The workers
+    ignore it, the trainer saves, and the command exits 143 with a one-line note."""
+    cfg = tiny_config(data={"num_workers": 1}, train={"max_steps": 100_000, "num_threads": 1},
+                      logging={"val_every": 0}, checkpoint={"every": 0})
+    path, run = write_config(tmp_path / "tiny.yaml", cfg), tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "ivvae.train.trainer", str(path), "--output-dir", str(run)],
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not ((run / "metrics.jsonl").is_file() and len(metrics(run)) >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_by"] == "SIGTERM" and summary["steps"] >= 3
+    assert ckpt.latest_checkpoint(run / "checkpoints").name == f"step_{summary['steps']:08d}"
+    assert (run / "export" / "config.json").is_file()
+    assert "continue the run with --resume auto" in err and "Traceback" not in err
 
 
 def test_checkpoints_atomic_latest_and_pruned(uninterrupted, tmp_path):

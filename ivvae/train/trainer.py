@@ -26,7 +26,9 @@ the GAN is on, the discriminator's hinge loss; gradient accumulation, clipping, 
 schedule, EMA update. Logging every ``logging.every`` steps (tqdm, TensorBoard, ``metrics.jsonl``),
 validation PSNR and an (input | reconstruction | EMA) image grid every ``logging.val_every`` steps,
 atomic checkpoints every ``checkpoint.every`` steps, an EMA export at the end (and when a file
-``EXPORT`` appears in the output dir), and ``summary.json``.
+``EXPORT`` appears in the output dir), and ``summary.json``. SIGTERM or Ctrl-C (``timeout``, a
+scheduler's preemption) ends the run after the step in progress with a checkpoint and an export
+(:mod:`ivvae.train.stop`); ``--resume auto`` continues it.
 
 Determinism: data items are seeded by ``(seed, epoch, index)`` and batches by ``(seed, epoch)``; the
 training RNG (posterior samples, LPIPS frame choice) is seeded by ``seed + rank`` and saved in
@@ -41,6 +43,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -75,6 +78,7 @@ from .checkpoint import (
 )
 from .config import BucketConfig, ConfigError, TrainConfig, config_to_dict, load_config
 from .ema import EMA
+from .stop import StopRequest, ignore_stop_signals
 
 __all__ = [
     "TrainBatchSampler",
@@ -705,6 +709,7 @@ class Trainer:
             kwargs["multiprocessing_context"] = _worker_start_method()
             kwargs["persistent_workers"] = True
         return DataLoader(self.train_dataset, batch_sampler=self.train_sampler, num_workers=workers, collate_fn=clip_collate,
+                          worker_init_fn=ignore_stop_signals if workers > 0 else None,
                           pin_memory=d.pin_memory and torch.cuda.is_available(),
                           generator=torch.Generator().manual_seed(self.cfg.seed * 7919), **kwargs)
 
@@ -809,7 +814,8 @@ class Trainer:
         Returns the summary (also written to summary.json).
         """
         try:
-            return self._train(resume)
+            with StopRequest() as self._stop:
+                return self._train(resume)
         finally:
             self.close()
 
@@ -859,6 +865,7 @@ class Trainer:
         window: dict[str, list[float]] = defaultdict(list)
         window_start, window_paused, window_step = time.perf_counter(), paused, self.step
         budget = _TimeBudget(cfg.train.max_minutes * 60.0, session_start) if cfg.train.max_minutes else None
+        stopped_by: str | None = None
         batches = self._batches()
         try:
             while self.step < self.total_steps:
@@ -889,12 +896,17 @@ class Trainer:
                 paused += time.perf_counter() - t0
                 for callback in self.callbacks:
                     callback(self, self.step, logs)
+                if self._stop_requested():
+                    stopped_by = self._stop.signal_name or "another process"
+                    if self.is_main:
+                        logger.warning("step %d: stopped by %s; writing a checkpoint and an export", self.step, stopped_by)
+                    break
         finally:
             batches.close()
         session_time = time.perf_counter() - session_start
         train_time = session_time - paused
         self.time_trained += train_time
-        if validation and last_val_step != self.step:
+        if validation and last_val_step != self.step and not stopped_by:  # a stopped run saves, fast
             self.validate()
         if cfg.checkpoint.at_end and last_ckpt_step != self.step:
             self.save_checkpoint()
@@ -930,6 +942,7 @@ class Trainer:
             "precision": cfg.train.precision,
             "device": str(self.device),
             "compile": self.compile_report,
+            "stopped_by": stopped_by,
         }
         summary["num_skipped_files"] = len(summary["skipped_files"])
         if self.is_main:
@@ -938,6 +951,15 @@ class Trainer:
                         session_time, summary["steps_per_s"] or 0.0, _fmt(self.first_losses), _fmt(self.last_losses),
                         summary["num_skipped_files"])
         return summary
+
+    def _stop_requested(self) -> bool:
+        """Whether a stop signal reached this process (or, under DDP, any process: all stop at one step)."""
+        stop = getattr(self, "_stop", None)
+        if self.accelerator.num_processes == 1:
+            return bool(stop and stop.requested)
+        if stop and stop.requested:
+            self.accelerator.set_trigger()
+        return self.accelerator.check_trigger()
 
     def _fit_horizon_to_budget(self, budget: _TimeBudget, now: float) -> None:
         """Shorten the run (and its lr schedule) to the steps that fit the time budget.
@@ -1310,10 +1332,19 @@ def train_main(args: argparse.Namespace) -> int:
         print(f"exported {checkpoint} -> {out}")
         return 0
     summary = run_training(args.config, args.overrides, args.resume, output_dir=args.output_dir)
-    if int(os.environ.get("RANK", "0")) == 0:  # one summary per run, not per process
+    main_process = int(os.environ.get("RANK", "0")) == 0  # one summary per run, not per process
+    if main_process:
         print(json.dumps({k: summary[k] for k in ("output_dir", "steps", "time_s", "steps_per_s", "first_losses", "last_losses",
-                                                  "val_psnr", "num_skipped_files", "checkpoint", "export")}, indent=1))
-    return 0
+                                                  "val_psnr", "num_skipped_files", "checkpoint", "export", "stopped_by")},
+                         indent=1))
+    stopped_by = summary.get("stopped_by")
+    if not stopped_by:
+        return 0
+    if main_process:
+        print(f"stopped by {stopped_by} at step {summary['steps']}: checkpoint and export written; "
+              "continue the run with --resume auto", file=sys.stderr)
+    # the shell's convention for a signal's end (130 for Ctrl-C, 143 for SIGTERM): scripts see it did not finish
+    return 128 + int(getattr(signal.Signals, stopped_by, signal.SIGTERM))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
