@@ -3,8 +3,11 @@ syntax, and what `run_round` runs, with `ivvae train` replaced by a stub that lo
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +126,38 @@ def test_a_pack_larger_than_the_device_tool_brings_back_is_split_into_parts(tmp_
     joined.write_bytes(b"".join(p.read_bytes() for p in parts))
     listing = subprocess.run(["tar", "-tf", str(joined)], check=True, capture_output=True, text=True).stdout
     assert "export/weights.bin" in listing
+
+
+def test_a_terminated_round_packs_the_stopped_stage_and_starts_no_other(tmp_path):
+    """`timeout` signals the whole group: the stage (here a stub that saves on SIGTERM, as
+    `ivvae train` does) is still packed, its log kept whole, and the video stage never starts."""
+    stub = tmp_path / "ivvae_stub.sh"
+    stub.write_text(f"""#!/usr/bin/env bash
+echo "$*" >> {tmp_path / "calls.log"}
+trap 'mkdir -p img/export && echo {{}} > img/export/config.json && echo saved on TERM && exit 143' TERM
+echo started; touch {tmp_path / "started"}
+sleep 60 & wait $!
+""")
+    stub.chmod(0o755)
+    script = f"""
+        cd {tmp_path}
+        source {SCRIPTS / "_stage.sh"} {tmp_path / "results"}
+        ivvae_cmd=({stub})
+        run_round img image.yaml img fallback/export vid video.yaml vid 3.4
+    """
+    proc = subprocess.Popen(["bash", "-c", script], start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, out
+    assert (tmp_path / "calls.log").read_text().splitlines() == ["train image.yaml --set logging.progress_bar=false"]
+    assert (tmp_path / "results" / "img.tar").is_file()
+    assert "saved on TERM" in (tmp_path / "results" / "img.log").read_text()

@@ -8,6 +8,11 @@ shift || true
 mkdir -p "$results"
 # IVVAE_CMD replaces the command (the tests run the scripts with a stub that logs its arguments)
 read -ra ivvae_cmd <<< "${IVVAE_CMD:-python3 -m ivvae.cli}"
+# `timeout` (or the end of a lease) sends SIGTERM to the whole process group: `ivvae train` then
+# stops after its step with a checkpoint and an export, which train_stage still packs (tee ignores
+# the signal, so the log stays whole); the round ends after that stage.
+stop_signal=""
+trap 'stop_signal=TERM' TERM
 # The device tool brings back files of at most 16 MiB: a larger tar (the 21 MB fp16 export of the
 # wide IV-VAE) is split into NAME.tar.partNN of this many bytes; `cat NAME.tar.part* > NAME.tar`.
 part_bytes=${IVVAE_PART_BYTES:-15000000}
@@ -16,7 +21,7 @@ train_stage() {
   local name=$1 config=$2 run_dir=$3
   shift 3
   echo "=== stage $name: $config ($(date -u +%T))"
-  "${ivvae_cmd[@]}" train "$config" --set logging.progress_bar=false "$@" 2>&1 | tee "$results/$name.log"
+  "${ivvae_cmd[@]}" train "$config" --set logging.progress_bar=false "$@" 2>&1 | (trap '' TERM; exec tee "$results/$name.log")
   local status=$?
   echo "=== stage $name ended with status $status ($(date -u +%T))"
   if [[ -f $run_dir/export/config.json ]]; then
@@ -40,6 +45,7 @@ run_round() {
   shift 8
   # shellcheck disable=SC2086  # IVVAE_IMAGE_ARGS: extra arguments for the image stage only, word-split
   train_stage "$image_name" "$image_config" "$image_dir" ${IVVAE_IMAGE_ARGS-} "$@"
+  [[ -z $stop_signal ]] || return 143
   local video_args=()
   if [[ ! -f $image_dir/export/config.json ]]; then
     echo "$image_name left no export: $video_name inflates $fallback instead"
