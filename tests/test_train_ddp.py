@@ -23,13 +23,20 @@ from ivvae.train import checkpoint as ckpt
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
 
 SCRIPT = r'''
-import hashlib, json, os, sys
+import hashlib, json, os, signal, sys
 from ivvae.train.config import load_config
 from ivvae.train.trainer import Trainer
 
 config, out, resume = sys.argv[1], sys.argv[2], (sys.argv[3] if len(sys.argv) > 3 else None)
 losses = {}
-trainer = Trainer(load_config(config), output_dir=out, callbacks=[lambda t, step, logs: losses.__setitem__(step, logs["l1"])])
+signal_at = os.environ.get("SIGTERM_AT")  # "RANK:STEP": that process alone receives SIGTERM after that step
+
+def record(t, step, logs):
+    losses[step] = logs["l1"]
+    if signal_at == f"{t.accelerator.process_index}:{step}":
+        os.kill(os.getpid(), signal.SIGTERM)
+
+trainer = Trainer(load_config(config), output_dir=out, callbacks=[record])
 summary = trainer.train(resume=resume)
 acc = trainer.accelerator
 
@@ -39,7 +46,7 @@ def digest(module):
 
 with open(os.path.join(out, f"rank{acc.process_index}.json"), "w") as f:
     json.dump({"world": acc.num_processes, "vae": digest(trainer.ae), "disc": digest(trainer.discriminator),
-               "l1": losses, "summary_steps": summary["steps"]}, f)
+               "l1": losses, "summary_steps": summary["steps"], "stopped_by": summary["stopped_by"]}, f)
 '''
 
 
@@ -49,12 +56,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(tmp_path: Path, config: Path, out: Path, *extra: str) -> list[dict]:
+def launch(tmp_path: Path, config: Path, out: Path, *extra: str, env: dict[str, str] | None = None) -> list[dict]:
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(free_port()), str(script), str(config), str(out), *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, f"torchrun failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
@@ -131,3 +138,20 @@ def test_ddp_time_budget_stops_every_process_at_the_same_step(ddp_config, tmp_pa
     steps = [r["summary_steps"] for r in ranks]
     assert steps[0] == steps[1] and 2 <= steps[0] < 100_000
     assert ranks[0]["vae"] == ranks[1]["vae"]
+
+
+def test_ddp_a_signal_to_one_process_stops_both_at_the_same_step(ddp_config, tmp_path):
+    """SIGTERM reaching one process only (a node's preemption notice): the stop is shared at that
+    step (a process left training would hang the next collective), then both save."""
+    root, path = ddp_config
+    cfg = yaml.safe_load(path.read_text())
+    cfg["train"]["max_steps"] = 100_000
+    cfg["checkpoint"] = {"every": 0, "keep_last": 0}
+    config = tmp_path / "long.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    ranks = launch(tmp_path, config, tmp_path / "run", env={"SIGTERM_AT": "1:2"})
+    assert [r["summary_steps"] for r in ranks] == [2, 2]
+    assert [r["stopped_by"] for r in ranks] == ["another process", "SIGTERM"]
+    assert ranks[0]["vae"] == ranks[1]["vae"]
+    assert ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints").name == "step_00000002"
+    assert (tmp_path / "run" / "export" / "config.json").is_file()
