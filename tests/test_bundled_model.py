@@ -35,9 +35,9 @@ def test_default_model_training_configs_load():
                                          "1d_image_vae_gpu.yaml", "1e_image_vae_gpu.yaml", "1e_wide_image_vae_gpu.yaml",
                                          "1f_wide_image_vae_gpu.yaml", "2_ivvae_video_gpu.yaml", "2b_ivvae_video_gpu.yaml",
                                          "2c_ivvae_video_gpu.yaml", "2c_wide_ivvae_video_gpu.yaml", "2d_wide_ivvae_video_gpu.yaml",
-                                         "3_continue.yaml"]
+                                         "2e_wide_continue_gpu.yaml", "3_continue.yaml"]
     (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
-     video, video_2b, video_2c, video_2c_wide, video_2d_wide, more) = (load_config(p) for p in configs)
+     video, video_2b, video_2c, video_2c_wide, video_2d_wide, video_continue, more) = (load_config(p) for p in configs)
     stages = (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
               video, video_2b, video_2c, video_2c_wide, video_2d_wide)
     # each stage starts from the previous one's export
@@ -54,9 +54,12 @@ def test_default_model_training_configs_load():
     assert len({stage.output_dir for stage in stages}) == len(stages)
     # the GPU stages run for a fixed time, their horizon fitted to it
     assert all(stage.train.max_minutes for stage in stages[2:])
-    # stage 3 continues from the shipped weights, which a fresh clone has
-    assert (repo / more.model.init.from_pretrained / "config.json").is_file()
+    # stages 2e and 3 continue from the shipped weights, which a fresh clone has
+    for continued in (video_continue, more):
+        assert (repo / continued.model.init.from_pretrained / "config.json").is_file()
+        assert continued.model.init.inflate_from is None
+    assert video_continue.train.max_minutes and video_continue.loss.mse_weight == video_2c_wide.loss.mse_weight
     # every stage holds out the same part of the sample clips
-    for stage in (*stages, more):
+    for stage in (*stages, video_continue, more):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources
