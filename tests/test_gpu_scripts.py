@@ -3,14 +3,12 @@ syntax, and what `run_round` runs, with `ivvae train` replaced by a stub that lo
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from process_helpers import terminate_group_when
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "configs" / "small_z16"
 
@@ -145,19 +143,8 @@ sleep 60 & wait $!
         ivvae_cmd=({stub})
         run_round img image.yaml img fallback/export vid video.yaml vid 3.4
     """
-    proc = subprocess.Popen(["bash", "-c", script], start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "started").exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 143, out
+    code, out, err = terminate_group_when(["bash", "-c", script], (tmp_path / "started").exists, start_timeout_s=30)
+    assert code == 143, out + err
     assert (tmp_path / "calls.log").read_text().splitlines() == ["train image.yaml --set logging.progress_bar=false"]
     assert (tmp_path / "results" / "img.tar").is_file()
     assert "saved on TERM" in (tmp_path / "results" / "img.log").read_text()

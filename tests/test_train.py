@@ -10,15 +10,14 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from process_helpers import terminate_group_when
 
 from ivvae.io import read_video, sample_video_path, write_video
 from ivvae.train import checkpoint as ckpt
@@ -291,19 +290,9 @@ def test_ivvae_train_signalled_with_its_data_workers_saves_and_exits_143(tmp_pat
     cfg = tiny_config(data={"num_workers": 1}, train={"max_steps": 100_000, "num_threads": 1},
                       logging={"val_every": 0}, checkpoint={"every": 0})
     path, run = write_config(tmp_path / "tiny.yaml", cfg), tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "ivvae.train.trainer", str(path), "--output-dir", str(run)],
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while not ((run / "metrics.jsonl").is_file() and len(metrics(run)) >= 3):
-            assert proc.poll() is None and time.monotonic() < deadline, "the run did not start"
-            time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 143, err
+    code, _, err = terminate_group_when([sys.executable, "-m", "ivvae.train.trainer", str(path), "--output-dir", str(run)],
+                                        lambda: (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text().count("\n") >= 3)
+    assert code == 143, err
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stopped_by"] == "SIGTERM" and summary["steps"] >= 3
     assert ckpt.latest_checkpoint(run / "checkpoints").name == f"step_{summary['steps']:08d}"
