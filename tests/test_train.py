@@ -288,7 +288,7 @@ def test_ivvae_train_signalled_with_its_data_workers_saves_and_exits_143(tmp_pat
     """What `timeout` does: SIGTERM to the whole process group, data workers included. The workers
     ignore it, the trainer saves, and the command exits 143 with a one-line note."""
     cfg = tiny_config(data={"num_workers": 1}, train={"max_steps": 100_000, "num_threads": 1},
-                      logging={"val_every": 0}, checkpoint={"every": 0})
+                      logging={"val_every": 0}, checkpoint={"every": 0, "at_end": False})  # a stop saves anyway
     path, run = write_config(tmp_path / "tiny.yaml", cfg), tmp_path / "run"
     code, _, err = terminate_group_when([sys.executable, "-m", "ivvae.train.trainer", str(path), "--output-dir", str(run)],
                                         lambda: (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text().count("\n") >= 3)

@@ -2,9 +2,10 @@
 
 `timeout`, a scheduler's preemption notice or Ctrl-C would otherwise lose every step since the
 last checkpoint (on a leased GPU, minutes). The first signal asks the run to stop after the step
-in progress; a second one of the same kind acts at once, as it would have without this module.
-Data workers ignore both signals (``timeout`` and a terminal signal the whole process group): a
-worker killed mid-batch would fail the main process before it could save anything.
+in progress, which then saves a checkpoint (always) and its export (if ``export.at_end``); a second
+signal of the same kind acts at once, as it would have without this module. Data workers ignore
+both signals (``timeout`` and a terminal's Ctrl-C signal the whole process group): a worker killed
+mid-batch would fail the main process before it could save anything.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ class StopRequest:
             signal.raise_signal(signum)
             return
         self.signal_name = name
-        logger.warning("%s received: stopping after this step, with a checkpoint and an export "
-                       "(send it again to stop at once, losing both)", name)
+        logger.warning("%s received: stopping after this step with a checkpoint "
+                       "(send it again to stop at once, without one)", name)
 
 
 def ignore_stop_signals(worker_id: int | None = None) -> None:

@@ -899,7 +899,7 @@ class Trainer:
                 if self._stop_requested():
                     stopped_by = self._stop.signal_name or "another process"
                     if self.is_main:
-                        logger.warning("step %d: stopped by %s; writing a checkpoint and an export", self.step, stopped_by)
+                        logger.warning("step %d: stopped by %s; saving a checkpoint", self.step, stopped_by)
                     break
         finally:
             batches.close()
@@ -908,7 +908,7 @@ class Trainer:
         self.time_trained += train_time
         if validation and last_val_step != self.step and not stopped_by:  # a stopped run saves, fast
             self.validate()
-        if cfg.checkpoint.at_end and last_ckpt_step != self.step:
+        if (cfg.checkpoint.at_end or stopped_by) and last_ckpt_step != self.step:  # a stopped run must be resumable
             self.save_checkpoint()
         export_dir = None
         if cfg.export.at_end:
@@ -1341,8 +1341,9 @@ def train_main(args: argparse.Namespace) -> int:
     if not stopped_by:
         return 0
     if main_process:
-        print(f"stopped by {stopped_by} at step {summary['steps']}: checkpoint and export written; "
-              "continue the run with --resume auto", file=sys.stderr)
+        saved = f"checkpoint {summary['checkpoint']}" + (f", export {summary['export']}" if summary["export"] else "")
+        print(f"stopped by {stopped_by} at step {summary['steps']} ({saved}): continue the run with --resume auto",
+              file=sys.stderr)
     # the shell's convention for a signal's end (130 for Ctrl-C, 143 for SIGTERM): scripts see it did not finish
     return 128 + int(getattr(signal.Signals, stopped_by, signal.SIGTERM))
 
