@@ -34,9 +34,22 @@ def refuse_nonempty_folder(folder: str | os.PathLike, overwrite: bool) -> Path:
     return folder
 
 
-def save_model_folder(model: Any, folder: Path, report_name: str | None = None, report: dict[str, Any] | None = None) -> None:
-    """``save_pretrained`` (safetensors) with the umask's file modes, and a JSON report beside it."""
+def write_pretrained(model: Any, folder: str | os.PathLike) -> None:
+    """``save_pretrained`` (safetensors) with the umask's file modes and no ``_name_or_path``.
+
+    diffusers stores the folder a model was loaded from as ``_name_or_path`` in the config it saves:
+    a local path of whoever wrote the folder, which ``from_pretrained`` replaces on loading anyway.
+    """
     model.save_pretrained(folder, safe_serialization=True)
+    config_file = Path(folder) / "config.json"
+    config = json.loads(config_file.read_text())
+    if config.pop("_name_or_path", None) is not None:
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")  # diffusers' own layout
     honour_umask(folder)
+
+
+def save_model_folder(model: Any, folder: Path, report_name: str | None = None, report: dict[str, Any] | None = None) -> None:
+    """:func:`write_pretrained`, and a JSON report beside it."""
+    write_pretrained(model, folder)
     if report_name is not None:
         (folder / report_name).write_text(json.dumps(report, indent=1))

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._files import honour_umask
+from .._files import write_pretrained
 
 __all__ = [
     "CHECKPOINTS_DIR",
@@ -311,8 +311,7 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, dtype: str = "flo
         # channels-last weights are not contiguous; safetensors needs them to be
         data = tensor.data.to(DTYPES[dtype]) if tensor.is_floating_point() else tensor.data
         tensor.data = data.contiguous()
-    target.save_pretrained(tmp, safe_serialization=True)
-    honour_umask(tmp)
+    write_pretrained(target, tmp)
     return finalize_dir(tmp, out_dir)
 
 
