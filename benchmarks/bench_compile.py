@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     compiled_loss, compiled_grads = train_step(compiled, model, x, autocast)
     sync()
     compile_s = time.perf_counter() - started
-    rel_err = max(((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item() for a, b in zip(eager_grads, compiled_grads))
-    zeroed = sum(int(b.abs().max() == 0 < a.abs().max()) for a, b in zip(eager_grads, compiled_grads))
+    rel_err = max(((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item() for a, b in zip(eager_grads, compiled_grads, strict=True))
+    zeroed = sum(int(b.abs().max() == 0 < a.abs().max()) for a, b in zip(eager_grads, compiled_grads, strict=True))
     eager_s = seconds_per_step(eager, model, x, autocast, args.steps, sync)
     compiled_s = seconds_per_step(compiled, model, x, autocast, args.steps, sync)
     result = {

@@ -54,8 +54,16 @@ def draw(config: str, overrides: list[str], preload: bool, workers: int, epochs:
         per_epoch.append(round(time.perf_counter() - epoch_start, 3))
     del loader
     total = time.perf_counter() - started
-    return {"preload": preload, "persistent_workers": persistent, "frames_preloaded": preloaded, "preload_s": round(preload_s, 3), "batches": drawn,
-            "epoch_s": per_epoch, "total_s": round(total, 3), "batches_per_s": round(drawn / total, 3)}
+    return {
+        "preload": preload,
+        "persistent_workers": persistent,
+        "frames_preloaded": preloaded,
+        "preload_s": round(preload_s, 3),
+        "batches": drawn,
+        "epoch_s": per_epoch,
+        "total_s": round(total, 3),
+        "batches_per_s": round(drawn / total, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

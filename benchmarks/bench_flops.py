@@ -84,9 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     seconds = min(times)
     top = sorted(blocks.items(), key=lambda item: -item[1])[: args.top]
     result = {
-        "model": label or source, "shape": args.shape, "parameters": sum(p.numel() for p in model.parameters()),
-        "config_changes": args.set, "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-        "gflop": round(total / 1e9, 2), "seconds": round(seconds, 3), "gflop_per_s": round(total / 1e9 / seconds, 1),
+        "model": label or source,
+        "shape": args.shape,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "config_changes": args.set,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "gflop": round(total / 1e9, 2),
+        "seconds": round(seconds, 3),
+        "gflop_per_s": round(total / 1e9 / seconds, 1),
         "blocks_gflop": {name: round(f / 1e9, 2) for name, f in sorted(blocks.items())},
     }
     print(f"{result['model']} on {tuple(args.shape)}: {result['gflop']:.1f} GFLOP (encode + decode), {seconds:.2f} s "

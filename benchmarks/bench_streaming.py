@@ -186,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-frames", type=int, default=65, help="long clip T_long for the streaming memory check (default %(default)s)")
     parser.add_argument("--size", type=int, default=256, help="frame height = width (default %(default)s)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores, %(default)s)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: on CUDA, time is synchronised and memory is the allocator's peak")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu (default) or cuda: on CUDA, time is synchronised and memory is the allocator's peak"
+    )
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per case, median reported (default %(default)s)")
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help="leave glibc malloc as is (default: ivvae.runtime.tune_cpu_allocator(), as the ivvae command does)")
@@ -210,9 +212,17 @@ def main(argv: list[str] | None = None) -> int:
     ]
     results: dict[str, dict] = {}
     for case in cases:
-        print(f"running {case['name']}: {case['frames']}x{case['size']}x{case['size']}, chunk_groups={case['chunk_groups']} ...", file=sys.stderr, flush=True)
+        print(
+            f"running {case['name']}: {case['frames']}x{case['size']}x{case['size']}, chunk_groups={case['chunk_groups']} ...",
+            file=sys.stderr,
+            flush=True,
+        )
         results[case["name"]] = r = _spawn(case)
-        print(f"  encode {r['encode_s']:.2f}s, decode {r['decode_s']:.2f}s, peak memory {r['peak_memory_mib']:.0f} MiB", file=sys.stderr, flush=True)
+        print(
+            f"  encode {r['encode_s']:.2f}s, decode {r['decode_s']:.2f}s, peak memory {r['peak_memory_mib']:.0f} MiB",
+            file=sys.stderr,
+            flush=True,
+        )
         text = json.dumps(summarize(args, results), indent=2)
         if args.out:  # after every case, so a long run leaves partial results
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--bucket", type=int, default=0, help="which data.buckets entry gives the clip shape (default %(default)s)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default: the bucket's, x2 and x4")
-    parser.add_argument("--random-init", action="store_true", help="skip model.init (no run folders needed; needs model.class/config or a preset)")
+    parser.add_argument(
+        "--random-init", action="store_true", help="skip model.init (no run folders needed; needs model.class/config or a preset)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per batch size (default %(default)s)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per batch size (default %(default)s)")

@@ -128,7 +128,7 @@ def plot_losses(runs: list[Path], out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False)
-    for ax, run in zip(axes[0], runs):
+    for ax, run in zip(axes[0], runs, strict=True):
         rows = _read_jsonl(run / "metrics.jsonl")
         keys = sorted({k for r in rows for k in r if k.startswith("l1/")}) or ["l1"]
         for key in keys:

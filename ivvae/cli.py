@@ -20,6 +20,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from . import __version__
 from ._files import refuse_nonempty_folder
@@ -141,7 +142,9 @@ def _add_input_selection(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("input selection")
     group.add_argument("--start", type=nonnegative_int, default=0, metavar="S", help="first frame to read (default 0)")
     group.add_argument("--frames", type=positive_int, default=None, metavar="N", help="number of frames to read (default: to the end)")
-    group.add_argument("--stride", type=positive_int, default=1, metavar="K", help="read every K-th frame; the output fps is divided by K (default 1)")
+    group.add_argument(
+        "--stride", type=positive_int, default=1, metavar="K", help="read every K-th frame; the output fps is divided by K (default 1)"
+    )
     group.add_argument("--resize", type=size, default=None, metavar="N|WxH",
                        help="resize frames: N = short side to N pixels keeping the aspect ratio, WxH = exact size")
     group.add_argument("--crop", type=size, default=None, metavar="N|WxH", help="centre crop after resizing: N = NxN, WxH = that size")
@@ -252,12 +255,36 @@ def _check_memory(args, model, frames, height, width, chunk_groups, tile, dtype)
         check_memory(model, frames, height, width, chunk_groups, tile, dtype)
 
 
+class _VideoJob(NamedTuple):
+    """A model and the frames it is to code, with how to run it."""
+
+    model: Any
+    frames: Any  # uint8 (T, H, W, 3)
+    fps: float
+    chunk_groups: int | None
+    tile: tuple[int, int] | None
+    dtype: str
+
+
+def _prepare_video_job(args: argparse.Namespace) -> _VideoJob:
+    """Load ``args.model``, refuse an input too large for memory (unless ``--force``), then read it."""
+    frames_n, height, width = _selected_shape(args)
+    chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
+    model = _load(args.model, resolve_device(args.device))
+    _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
+    frames, fps = _read_input(args)
+    print(f"input   {args.input}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
+    print(f"model   {_describe_loaded(model)}: {_execution_text(chunk_groups, tile, dtype)}")
+    return _VideoJob(model, frames, fps, chunk_groups, tile, dtype)
+
+
 def _print_metrics(metrics: dict[str, float]) -> None:
     print(f"PSNR    {metrics['psnr']:.2f} dB")
     print(f"SSIM    {metrics['ssim']:.4f}" if metrics["ssim"] is not None else "SSIM    n/a (frames smaller than its 11x11 window)")
 
 
-def _reconstruct_and_write(args, model, frames, fps, out: Path, side: Path | None, chunk_groups, tile, dtype) -> dict[str, float]:
+def _reconstruct_and_write(args: argparse.Namespace, job: _VideoJob, out: Path, side: Path | None) -> dict[str, float]:
+    """Reconstruct ``job.frames``, write OUT (and the side-by-side video), return PSNR/SSIM."""
     import time
 
     import torch
@@ -266,7 +293,8 @@ def _reconstruct_and_write(args, model, frames, fps, out: Path, side: Path | Non
     from .pipeline import reconstruct, reconstruction_metrics, side_by_side
 
     started = time.perf_counter()
-    output = reconstruct(model, frames, chunk_groups=chunk_groups, tile=tile, dtype=dtype, progress=not args.no_progress)
+    model, frames, fps = job.model, job.frames, job.fps
+    output = reconstruct(model, frames, chunk_groups=job.chunk_groups, tile=job.tile, dtype=job.dtype, progress=not args.no_progress)
     threads = torch.get_num_threads()
     where = f"{threads} CPU thread{'s' if threads != 1 else ''}" if model.device.type == "cpu" else str(model.device)
     print(f"time    {time.perf_counter() - started:.1f} s to encode and decode ({where})")
@@ -300,14 +328,7 @@ def _reconstruct_run(args: argparse.Namespace) -> int:
     side = _side_by_side_path(out) if args.side_by_side else None
     _check_output_kind(out, "video")
     refuse_existing([p for p in (out, side) if p is not None], args.overwrite, inputs=[args.input])
-    frames_n, height, width = _selected_shape(args)
-    chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
-    model = _load(args.model, resolve_device(args.device))
-    _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
-    frames, fps = _read_input(args)
-    print(f"input   {args.input}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
-    print(f"model   {_describe_loaded(model)}: {_execution_text(chunk_groups, tile, dtype)}")
-    metrics = _reconstruct_and_write(args, model, frames, fps, out, side, chunk_groups, tile, dtype)
+    metrics = _reconstruct_and_write(args, _prepare_video_job(args), out, side)
     _print_metrics(metrics)
     return 0
 
@@ -334,14 +355,8 @@ def _encode_run(args: argparse.Namespace) -> int:
 
     _check_output_kind(args.latents, "latents")
     refuse_existing([args.latents], args.overwrite, inputs=[args.input])
-    frames_n, height, width = _selected_shape(args)
-    chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
-    model = _load(args.model, resolve_device(args.device))
-    _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
-    frames, fps = _read_input(args)
-    print(f"input   {args.input}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
-    print(f"model   {_describe_loaded(model)}: {_execution_text(chunk_groups, tile, dtype)}")
-    encoded = encode_video(model, frames, fps=fps, chunk_groups=chunk_groups, tile=tile, dtype=dtype,
+    job = _prepare_video_job(args)
+    encoded = encode_video(job.model, job.frames, fps=job.fps, chunk_groups=job.chunk_groups, tile=job.tile, dtype=job.dtype,
                            normalize=args.normalize, progress=not args.no_progress)
     save_latents(args.latents, encoded, overwrite=args.overwrite)
     kind = "normalised" if args.normalize else "raw"
@@ -412,8 +427,12 @@ def _decode_run(args: argparse.Namespace) -> int:
 def _convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="the authors' released state dict (ivvae_z{Z}_dim{C}.pth)")
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write (config.json + diffusion_pytorch_model.safetensors)")
-    parser.add_argument("--variant", default=None, metavar="NAME",
-                        help="the released variant, e.g. ivvae_z16_dim64 (`ivvae info --presets` lists them); default: inferred from the tensor shapes")
+    parser.add_argument(
+        "--variant",
+        default=None,
+        metavar="NAME",
+        help="the released variant, e.g. ivvae_z16_dim64 (`ivvae info --presets` lists them); default: inferred from the tensor shapes",
+    )
     parser.add_argument("--overwrite", action="store_true", help="write into OUT_DIR even if it exists and is not empty")
 
 
@@ -436,7 +455,9 @@ def _info_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", default=None, metavar="MODEL",
                         help="a model folder, a bundled model name, or a preset name (architecture only, built on the meta device); "
                         "default: the bundled default model")
-    parser.add_argument("--presets", action="store_true", help="list every preset with its parameter count (instant: built on the meta device)")
+    parser.add_argument(
+        "--presets", action="store_true", help="list every preset with its parameter count (instant: built on the meta device)"
+    )
     parser.add_argument("--json", action="store_true", help="print the description as JSON")
 
 
@@ -545,7 +566,7 @@ def _demo_run(args: argparse.Namespace) -> int:
     print(f"model   {_describe_loaded(model)}: {_execution_text(chunk_groups, tile, dtype)}")
     write_video(paths[0], frames, fps, crf=args.crf, overwrite=args.overwrite)
     print(f"wrote   {paths[0]}")
-    metrics = _reconstruct_and_write(args, model, frames, fps, paths[1], paths[2], chunk_groups, tile, dtype)
+    metrics = _reconstruct_and_write(args, _VideoJob(model, frames, fps, chunk_groups, tile, dtype), paths[1], paths[2])
     _print_metrics(metrics)
     return 0
 
@@ -668,7 +689,9 @@ register(
 # --------------------------------------------------------------------------------------------
 def _inflate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image_vae", metavar="IMAGE_VAE", help="a trained image VAE: model folder or bundled name")
-    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write the video VAE to (config, safetensors, inflation_report.json)")
+    parser.add_argument(
+        "out_dir", type=Path, metavar="OUT_DIR", help="folder to write the video VAE to (config, safetensors, inflation_report.json)"
+    )
     parser.add_argument("--mode", choices=["ktc", "tail", "same"], default="ktc",
                         help="ktc: IV-VAE with twice the image latent channels (the paper's initialisation); tail: causal 3-D "
                         "baseline with as many; same: IV-VAE with as many (default %(default)s)")
@@ -713,8 +736,12 @@ register(
 # grow
 # --------------------------------------------------------------------------------------------
 def _grow_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="a trained single-branch model (image VAE or causal baseline): folder or bundled name")
-    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write the wider model to (config, safetensors, growth_report.json)")
+    parser.add_argument(
+        "model", metavar="MODEL", help="a trained single-branch model (image VAE or causal baseline): folder or bundled name"
+    )
+    parser.add_argument(
+        "out_dir", type=Path, metavar="OUT_DIR", help="folder to write the wider model to (config, safetensors, growth_report.json)"
+    )
     parser.add_argument("--channel-multipliers", type=positive_int, nargs="+", default=None, metavar="M",
                         help="new stage widths in units of the base width, one per stage (e.g. 1 2 4 6)")
     parser.add_argument("--base-channels", type=positive_int, default=None, metavar="C", help="new base width (default: unchanged)")
@@ -1025,10 +1052,23 @@ def _encode_dataset_run(args: argparse.Namespace) -> int:
           + (f", short side {args.size}" if args.size else "") + (f", centre crops of up to {crop[0]}x{crop[1]}" if crop else "")
           + (f", from {args.start_fraction:g} of each video" if args.start_fraction else ""))
     report = encode_dataset(
-        model, spec, args.out_dir, normalize=args.normalize, storage_dtype=args.storage_dtype, shard_size=args.shard_size,
-        batch_size=args.batch_size, workers=args.workers, part=args.part, chunk_groups=chunk_groups, tile=tile, dtype=args.dtype, overwrite=args.overwrite,
-        check_memory=not args.force, progress=not args.no_progress,
-        warn=lambda message: print(f"{prog}: warning: {message}", file=sys.stderr))
+        model,
+        spec,
+        args.out_dir,
+        normalize=args.normalize,
+        storage_dtype=args.storage_dtype,
+        shard_size=args.shard_size,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        part=args.part,
+        chunk_groups=chunk_groups,
+        tile=tile,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        check_memory=not args.force,
+        progress=not args.no_progress,
+        warn=lambda message: print(f"{prog}: warning: {message}", file=sys.stderr),
+    )
     if report["already_done"]:
         print(f"resume  {report['already_done']} video(s) already done in {args.out_dir} (clips.jsonl, skipped.jsonl)")
     print(f"encoded {report['clips']} clip(s) from {report['videos']} video(s) into {report['shards']} shard(s)"
@@ -1143,7 +1183,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ivvae {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line error messages")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line error messages")
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line error messages"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     selected = _selected_command(argv) if argv is not None else None
     for command in COMMANDS.values():

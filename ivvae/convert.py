@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
@@ -113,7 +113,11 @@ def infer_variant(state: Mapping[str, torch.Tensor]) -> str:
 def _layout_report(expected: Mapping[str, torch.Size], found: Mapping[str, torch.Tensor], what: str) -> None:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
-    mismatched = [f"{k}: expected {tuple(expected[k])}, found {tuple(found[k].shape)}" for k in expected if k in found and found[k].shape != expected[k]]
+    mismatched = [
+        f"{k}: expected {tuple(expected[k])}, found {tuple(found[k].shape)}"
+        for k in expected
+        if k in found and found[k].shape != expected[k]
+    ]
     if missing or unexpected or mismatched:
         lines = [f"{what} does not match the expected layout:"]
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
@@ -141,7 +145,9 @@ def to_official_state_dict(model: IVVAE) -> dict[str, torch.Tensor]:
     return {official_key(key): value for key, value in model.state_dict().items()}
 
 
-def convert_official_checkpoint(path: str | os.PathLike, out_dir: str | os.PathLike, variant: str | None = None, overwrite: bool = False) -> IVVAE:
+def convert_official_checkpoint(
+    path: str | os.PathLike, out_dir: str | os.PathLike, variant: str | None = None, overwrite: bool = False
+) -> IVVAE:
     """Convert a released ``.pth`` into a ``from_pretrained`` folder (config + safetensors)."""
     out_dir = refuse_nonempty_folder(out_dir, overwrite)
     model = from_official_state_dict(load_official_state_dict(path), variant)

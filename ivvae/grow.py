@@ -35,8 +35,9 @@ the next block, 64 -> 64, has no shortcut conv where the old one, 32 -> 64, had)
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -106,7 +107,7 @@ def _check_request(model: nn.Module, changes: dict[str, Any]) -> None:
     if len(new["channel_multipliers"]) != len(old["channel_multipliers"]):
         raise GrowthError(f"channel_multipliers must keep {len(old['channel_multipliers'])} stages (the compression), "
                           f"got {list(new['channel_multipliers'])}")
-    for stage, (before, after) in enumerate(zip(_widths(old), _widths(new))):
+    for stage, (before, after) in enumerate(zip(_widths(old), _widths(new), strict=True)):
         if after < before:
             raise GrowthError(f"stage {stage} would shrink from {before} to {after} channels; widths can only grow")
     if _widths(old) == _widths(new):

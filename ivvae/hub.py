@@ -50,7 +50,10 @@ WEIGHTS_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model
 #: Model classes a config's ``_class_name`` may name (those present in :mod:`ivvae.models`).
 MODEL_CLASSES = ("IVVAE", "ImageVAE", "CausalVAE")
 
-_FIX = "pass --model DIR with a folder made by `ivvae convert CHECKPOINT.pth DIR` or by training (config.json + diffusion_pytorch_model.safetensors)"
+_FIX = (
+    "pass --model DIR with a folder made by `ivvae convert CHECKPOINT.pth DIR` or by training "
+    "(config.json + diffusion_pytorch_model.safetensors)"
+)
 
 
 class ModelNotFoundError(FileNotFoundError):

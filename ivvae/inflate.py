@@ -68,14 +68,25 @@ The CLI's ``ivvae inflate IMAGE_VAE_DIR OUT_DIR --mode ktc|tail|same`` is
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from ._files import refuse_nonempty_folder, save_model_folder
-from .layers import BranchAttention, BranchConv, CausalConv3d, Downsample, FrameConv2d, GroupCausalConv3d, ParallelAtrousConv, RMSNorm, Upsample
+from .layers import (
+    BranchAttention,
+    BranchConv,
+    CausalConv3d,
+    Downsample,
+    FrameConv2d,
+    GroupCausalConv3d,
+    ParallelAtrousConv,
+    RMSNorm,
+    Upsample,
+)
 from .models.causal_vae import CausalVAE
 from .models.ivvae import IVVAE
 
@@ -265,7 +276,15 @@ class _Inflater:
         return part * source_columns + torch.arange(source_columns)
 
     def conv_part(
-        self, keys: tuple[str, str | None], source_prefix: str, part: int, row_offset: int, rows: int, tap: int | None, tap_rule: str, owner: nn.Module
+        self,
+        keys: tuple[str, str | None],
+        source_prefix: str,
+        part: int,
+        row_offset: int,
+        rows: int,
+        tap: int | None,
+        tap_rule: str,
+        owner: nn.Module,
     ) -> None:
         """Fill rows ``row_offset..+rows`` (output part ``part``) of a target conv from the image VAE's conv."""
         weight_key, bias_key = keys
@@ -278,11 +297,16 @@ class _Inflater:
             block = block.select(2, tap)
         block[:, cols] = source_weight[source_rows]
         own = "own half" if cols.numel() < weight.shape[1] else "all inputs"
-        self.fill(weight_key, f"{source_prefix}.weight rows {_span(source_rows)} -> rows {row_offset}:{row_offset + rows}, {tap_rule}, reads {own}")
+        self.fill(
+            weight_key,
+            f"{source_prefix}.weight rows {_span(source_rows)} -> rows {row_offset}:{row_offset + rows}, {tap_rule}, reads {own}",
+        )
         if cols.numel() < weight.shape[1]:
             other = torch.ones(weight.shape[1], dtype=torch.bool)
             other[cols] = False
-            self.report.zeroed.append(f"{weight_key}[{row_offset}:{row_offset + rows}, {_span(other.nonzero().flatten())}] (reads the other half)")
+            self.report.zeroed.append(
+                f"{weight_key}[{row_offset}:{row_offset + rows}, {_span(other.nonzero().flatten())}] (reads the other half)"
+            )
         if bias_key is not None:
             bias = self.buffer(bias_key)
             bias[row_offset : row_offset + rows] = self.read(f"{source_prefix}.bias")[source_rows]
@@ -316,7 +340,7 @@ class _Inflater:
                 self.fill(key, f"{source_key} copied")
 
     def pac(self, target: ParallelAtrousConv, source: ParallelAtrousConv, prefix: str) -> None:
-        for k, (conv, source_conv) in enumerate(zip(target.convs, source.convs)):
+        for k, (conv, source_conv) in enumerate(zip(target.convs, source.convs, strict=True)):
             self.dense(conv, source_conv, f"{prefix}.convs.{k}")
         width, source_width, num_convs = target.out_width, source.out_width, len(target.convs)
         if width == source_width:  # each half's parts copy the image's: block-diagonal fuse
@@ -324,7 +348,9 @@ class _Inflater:
             return
         # Split (mode 'same'): half b of conv k holds the image conv's channels b*width..; PAC
         # regroups [all keyframe parts | all temporal parts], so the fuse's columns are permuted.
-        cols = torch.tensor([(c // width) * num_convs * width + k * width + c % width for k in range(num_convs) for c in range(source_width)])
+        cols = torch.tensor(
+            [(c // width) * num_convs * width + k * width + c % width for k in range(num_convs) for c in range(source_width)]
+        )
         key = f"{prefix}.fuse.weight"
         self.buffer(key)[:, cols] = self.read(key)
         self.out[f"{prefix}.fuse.bias"] = self.read(f"{prefix}.fuse.bias").clone()
@@ -339,7 +365,9 @@ class _Inflater:
         for name, conv in target.time_convs.items():
             weight = torch.zeros(conv.weight.shape)
             weight[:, :, pick, 0, 0] = torch.eye(conv.weight.shape[0])
-            self._new_layer(f"{prefix}.time_convs.{name}", weight, f"selects frame {pick} of each pair (temporal downsampling {self.level})")
+            self._new_layer(
+                f"{prefix}.time_convs.{name}", weight, f"selects frame {pick} of each pair (temporal downsampling {self.level})"
+            )
         self.level += 1
 
     def upsample(self, target: Upsample, source: Upsample, prefix: str) -> None:

@@ -218,7 +218,7 @@ class _ShardWriter:
         name = shard_name(self.next_shard)
         tensors, records = {}, []
         for video in self.pending:
-            for clip, latents in zip(video.clips, video.latents):
+            for clip, latents in zip(video.clips, video.latents, strict=True):
                 key = f"{self.next_id:08d}"
                 tensors[key] = latents.to(self.storage_dtype).contiguous()
                 records.append({"id": self.next_id, "shard": name, "key": key, "path": video.path,
@@ -249,7 +249,7 @@ def _encode_videos(videos: list[_Video], encode: Callable[[torch.Tensor], torch.
         for i in range(0, len(items), batch_size):
             batch = items[i:i + batch_size]
             z = encode(torch.stack([clip.video for _, clip in batch]))
-            for (_, clip), latents in zip(batch, z):
+            for (_, clip), latents in zip(batch, z, strict=True):
                 latents_of[id(clip)] = latents
     for video in videos:
         video.latents = [latents_of[id(clip)] for clip in video.clips]
@@ -443,7 +443,7 @@ def encode_dataset(
 # --------------------------------------------------------------------------------------------
 def _check_same_settings(folders: Sequence[Path], infos: Sequence[dict[str, Any]]) -> None:
     """Folders read as one data set must hold latents of one kind; parts must not repeat."""
-    for folder, info in zip(folders[1:], infos[1:]):
+    for folder, info in zip(folders[1:], infos[1:], strict=True):
         changed = [d for d in _differences(infos[0], info) if not d.startswith("part")]
         if changed:
             raise LatentDatasetError(f"'{folder}' was made with other settings than '{folders[0]}' ({'; '.join(changed)}); "

@@ -384,7 +384,9 @@ def reconstruct(
 # --------------------------------------------------------------------------------------------
 # Latent files
 # --------------------------------------------------------------------------------------------
-def save_latents(path: str | os.PathLike, latents: torch.Tensor | EncodedVideo, metadata: dict[str, Any] | None = None, *, overwrite: bool = False) -> None:
+def save_latents(
+    path: str | os.PathLike, latents: torch.Tensor | EncodedVideo, metadata: dict[str, Any] | None = None, *, overwrite: bool = False
+) -> None:
     """Write latents and their metadata to a ``.safetensors`` file (tensor ``"latents"``).
 
     Metadata values are stored as JSON strings (safetensors metadata is ``str -> str``).

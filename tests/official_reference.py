@@ -204,7 +204,7 @@ def _entry_shapes(e: dict) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
-def official_shapes(C: int, Z: int) -> "OrderedDict[str, tuple[int, ...]]":
+def official_shapes(C: int, Z: int) -> OrderedDict[str, tuple[int, ...]]:
     """Every tensor key of the official checkpoint with base width C, latent Z, in checkpoint order."""
     assert Z % 2 == 0, "Z must be even (the latent is split between the two branches)"
     shapes: OrderedDict[str, tuple[int, ...]] = OrderedDict()

@@ -261,7 +261,7 @@ def test_convert_official_layout(capsys, tiny_release, tmp_path):
     assert code == 0, err
     assert str(out_dir) in stdout and "--model" in stdout
     loaded = hub.load_model(out_dir)
-    for (name, a), (_, b) in zip(tiny_release.state_dict().items(), loaded.state_dict().items()):
+    for (name, a), (_, b) in zip(tiny_release.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     code, _, err = run(capsys, "convert", checkpoint, out_dir)
     assert code == 2 and "--overwrite" in error_line(err)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import pickle
@@ -289,7 +290,7 @@ def test_video_clips_reuse_cached_frames(video_dir, monkeypatch):
         clips.append(ds[0]["video"])
     for clip in clips:  # cached or decoded, every clip has the frames its plan asks for
         idx = frame_indices(clip)
-        steps = {b - a for a, b in zip(idx, idx[1:])}
+        steps = {b - a for a, b in itertools.pairwise(idx)}
         assert len(steps) == 1 and abs(steps.pop()) in (1, 2, 3)
     assert len(reads) < len(clips)  # later clips come (at least partly) from frames already decoded
     uncached = small_clips(video_dir / "a.mp4", num_frames=4, frame_cache_mb=0)
@@ -306,7 +307,7 @@ def test_image_dataset_caches_decoded_video_frames(video_dir, monkeypatch):
     first = [ds[i]["video"] for i in range(len(ds))]
     second = [ds[i]["video"] for i in range(len(ds))]
     assert len(decodes) == len(ds.items)  # each frame decoded once
-    assert all(frame_indices(a)[0] == frame_indices(b)[0] for a, b in zip(first, second))
+    assert all(frame_indices(a)[0] == frame_indices(b)[0] for a, b in zip(first, second, strict=True))
     first[0].add_(1)  # items do not share memory with the cache
     assert frame_indices(ds[0]["video"])[0] == frame_indices(second[0])[0]
 
@@ -358,7 +359,7 @@ def test_preloaded_frame_caches_serve_every_item_without_decoding(video_dir, mon
                                              seed=5, frame_cache_mb=0), 1.0),
                                 (ImageDataset(video_dir, size=32, crop=32, video_frames_every=3, time_range=(0.0, 0.5),
                                               seed=5, frame_cache_mb=0), 1.0)])
-    for epoch, items in zip(epochs, cached):
+    for epoch, items in zip(epochs, cached, strict=True):
         fresh.set_epoch(epoch)
         for i, video in enumerate(items):
             assert torch.equal(video, fresh[i]["video"]), (epoch, i)
@@ -476,7 +477,7 @@ def test_persistent_workers_draw_each_epoch_from_epoch_tagged_keys(tag_epoch):
     for epoch in range(2):
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)  # reaches this process only, not the worker
-        for batch, keys in zip(loader, list(sampler)):
+        for batch, keys in zip(loader, list(sampler), strict=True):
             indices = [k[1] if tag_epoch else k for k in keys]
             expected = torch.stack([dataset[i]["video"] for i in indices])
             if tag_epoch or epoch == 0:

@@ -249,7 +249,10 @@ def test_seeded_video_choice_and_clip_start(tmp_path):
     for i in range(5):
         write_video(d / f"v{i}.mp4", _moving_texture(21, 16, 16, 1, seed=i), 25)
     paths = DatasetSpec(d).list_videos()
-    pick = lambda n, seed: [c.path for c in DatasetSpec(d, num_videos=n, seed=seed, frames=5).iter_clips(paths)]
+
+    def pick(n, seed):
+        return [c.path for c in DatasetSpec(d, num_videos=n, seed=seed, frames=5).iter_clips(paths)]
+
     assert pick(3, 0) == pick(3, 0)
     assert pick(3, 0) == pick(4, 0)[:3]  # nested sets
     assert len(set(pick(5, 0))) == 5 and sorted(pick(5, 0)) == paths

@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
-
 from cli_helpers import error_line, run
+from conftest import tiny_ivvae
+
 from ivvae.grow import REPORT_NAME, GrowthError, grow, max_reconstruction_difference
 from ivvae.hub import load_model
 from ivvae.inflate import inflate_image_vae
 from ivvae.models import CausalVAE, ImageVAE
-from conftest import tiny_ivvae
 
 
 def trained_looking(model):

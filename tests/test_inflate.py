@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ivvae.hub import load_model
-from ivvae.inflate import REPORT_NAME, InflationError, inflate, inflate_image_vae, inflate_pretrained, infer_mode
+from ivvae.inflate import REPORT_NAME, InflationError, infer_mode, inflate, inflate_image_vae, inflate_pretrained
 from ivvae.models import IVVAE, CausalVAE, ImageVAE
 
 Z_IMAGE = 4

@@ -147,14 +147,20 @@ def test_cli_writes_statistics_and_model(capsys, model_dir, video, tmp_path):
     assert report["num_values"] == expected.num_values == 2 * 4 * 2 * 4 * 4
     assert [(c["path"], c["start"], c["size"]) for c in report["clips"]] == [(str(video), 0, [32, 32]), (str(video), 5, [32, 32])]
     assert report["model_factors_before"] == {"scaling_factor": 1.0, "shift_factor": 0.0}
-    for text in ("clips   2 from 1 video(s), 5 frames, 32x32", "shift_factor", "scaling_factor", f"{report['scaling_factor']:.6f}", "--model"):
+    for text in (
+        "clips   2 from 1 video(s), 5 frames, 32x32",
+        "shift_factor",
+        "scaling_factor",
+        f"{report['scaling_factor']:.6f}",
+        "--model",
+    ):
         assert text in out
     # the written model carries the factors (not the local path it was read from); the input folder is untouched
     assert "_name_or_path" not in json.loads((out_model / "config.json").read_text())
     written = hub.load_model(out_model)
     assert written.config.scaling_factor == pytest.approx(report["scaling_factor"])
     assert written.config.shift_factor == pytest.approx(report["shift_factor"])
-    for (name, a), (_, b) in zip(hub.load_model(model_dir).state_dict().items(), written.state_dict().items()):
+    for (name, a), (_, b) in zip(hub.load_model(model_dir).state_dict().items(), written.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert folder_bytes(model_dir) == before
     # outputs that exist are refused, and kept

@@ -88,7 +88,7 @@ def _video(b: int = 1, t: int = 5, s: int = 32, seed: int = 0) -> torch.Tensor:
 
 def _grads(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
 
 
 # ---------------------------------------------------------------------------------- KL
@@ -304,7 +304,7 @@ def test_every_active_term_sends_gradient_to_the_generator():
     assert grads(VAELoss(**{**off, "l1_weight": 1.0}))[2].abs().sum() > 0  # decoder weight
     # GAN: the gradient with the term on differs from the one with it off.
     crit = VAELoss(lpips=_mse_lpips, gan_start_step=5, gan_weight=1.0)
-    diff = [(a - b).abs().sum() for a, b in zip(grads(crit, 5), grads(crit, 4))]
+    diff = [(a - b).abs().sum() for a, b in zip(grads(crit, 5), grads(crit, 4), strict=True)]
     assert all(d > 0 for d in diff)
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_ivvae
 from diffusers.models.autoencoders.vae import DecoderOutput
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 
 from ivvae.layers import GroupCausalConv3d, stream
 from ivvae.models import IVVAE, RELEASED, build_model
 from ivvae.models.presets import RELEASED_PARAMETERS
-
-from conftest import tiny_ivvae
 
 
 @pytest.mark.parametrize("name", sorted(RELEASED))

@@ -60,7 +60,7 @@ def test_official_shapes_reproduce_layout_files(c, z):
     expected = _read_layout(path)
     got = list(ref.official_shapes(c, z).items())
     assert len(got) == len(expected)
-    for i, (g, e) in enumerate(zip(got, expected)):
+    for i, (g, e) in enumerate(zip(got, expected, strict=True)):
         assert g == e, f"row {i}: generated {g}, layout file {e}"
 
 
@@ -86,7 +86,7 @@ def test_our_model_has_the_official_tensors(c, z):
 # --------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _weights():
     state32 = ref.random_official_state(C, Z, seed=0, dtype=torch.float32)
     state64 = {k: v.double() for k, v in state32.items()}
@@ -96,12 +96,12 @@ def _weights():
     return state32, state64, model
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model64():
     return copy.deepcopy(_weights()[2]).double().eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _case(T: int, H: int, W: int):
     """Inputs and fp64 reference outputs for one video size (computed once, shared by the tests)."""
     _, state64, _ = _weights()

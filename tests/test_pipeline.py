@@ -190,7 +190,7 @@ def test_load_model_from_folder(model, tmp_path):
     model.save_pretrained(tmp_path / "m")
     loaded = hub.load_model(tmp_path / "m")
     assert type(loaded) is IVVAE and not loaded.training
-    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 
@@ -209,7 +209,7 @@ def test_from_pretrained_takes_a_bundled_short_name(model, tmp_path, monkeypatch
     model.save_pretrained(tmp_path / "pretrained" / "tiny-bundled")
     monkeypatch.chdir(tmp_path)
     loaded = IVVAE.from_pretrained("tiny-bundled")
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True))
     assert hub.bundled_model_folder("tiny-bundled") == tmp_path / "pretrained" / "tiny-bundled"
     (tmp_path / "tiny-bundled").mkdir()  # a local folder of the same name is what the user means
     assert hub.bundled_model_folder("tiny-bundled") is None

@@ -9,7 +9,10 @@ import pytest
 
 from ivvae import runtime
 
-GLIBC = sys.platform.startswith("linux") and subprocess.run(["ldd", "--version"], capture_output=True, text=True).stdout.lower().count("glibc") > 0
+GLIBC = (
+    sys.platform.startswith("linux")
+    and subprocess.run(["ldd", "--version"], capture_output=True, text=True).stdout.lower().count("glibc") > 0
+)
 
 
 def _run(code: str, **env: str) -> str:

@@ -232,7 +232,7 @@ def test_resume_repeats_the_uninterrupted_run(uninterrupted, tmp_path, workers):
     assert summary["resumed_from"].endswith("step_00000004") and summary["start_step"] == 4
     ref, got = metrics(ref_root / "run"), metrics(run)
     assert [m["step"] for m in got] == [1, 2, 3, 4, 5, 6]  # the lost step 5 was dropped, then redone
-    for a, b in zip(ref, got):
+    for a, b in zip(ref, got, strict=True):
         for key in ("l1", "kl", "total", "grad_norm", "lr"):
             assert a[key] == b[key], f"step {a['step']} {key}: {a[key]} != {b[key]}"
     assert summary["val_psnr"] == ref_summary["val_psnr"]
@@ -269,7 +269,7 @@ def test_sigterm_ends_the_run_after_its_step_with_a_checkpoint_and_an_export(uni
     assert summary["stopped_by"] is None and summary["start_step"] == 3 and summary["steps"] == 6
     ref, got = metrics(ref_root / "run"), metrics(run)
     assert [m["step"] for m in got] == [1, 2, 3, 4, 5, 6]
-    for a, b in zip(ref, got):
+    for a, b in zip(ref, got, strict=True):
         for key in ("l1", "total", "grad_norm", "lr"):
             assert a[key] == b[key], f"step {a['step']} {key}: {a[key]} != {b[key]}"
     assert summary["val_psnr"] == ref_summary["val_psnr"]
@@ -395,14 +395,14 @@ def test_export_and_stage_chaining(uninterrupted, tmp_path):
     assert IVVAE.from_pretrained(ref_root / "run/export_cli", torch_dtype=torch.float16).dtype == torch.float16
     ema = ckpt.load_checkpoint_model(ckpt.latest_checkpoint(ref_root / "run/checkpoints"), "ema")
     raw = ckpt.load_checkpoint_model(ckpt.latest_checkpoint(ref_root / "run/checkpoints"), "model")
-    assert all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), model.state_dict().values()))
-    assert not all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), raw.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), model.state_dict().values(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), raw.state_dict().values(), strict=True))
     # stage 2b style: init.from_pretrained = the previous run dir, raw weights
     cfg = tiny_config(model={"class": "ivvae.models.IVVAE", "config": dict(TINY_MODEL),
                              "init": {"from_pretrained": str(ref_root / "run"), "weights": "model"}})
     trainer = Trainer(load_config(write_config(tmp_path / "next.yaml", cfg)), output_dir=tmp_path / "next")
     try:
-        assert all(torch.equal(a, b) for a, b in zip(trainer.vae_unwrapped.state_dict().values(), raw.state_dict().values()))
+        assert all(torch.equal(a, b) for a, b in zip(trainer.vae_unwrapped.state_dict().values(), raw.state_dict().values(), strict=True))
     finally:
         trainer.close()
 
@@ -463,7 +463,7 @@ def test_init_grow_widens_the_image_vae_before_inflating_it(tmp_path):
         built = trainer.vae_unwrapped
         assert list(built.config.channel_multipliers) == [1, 2, 4, 6] and built.config.latent_channels == 8
         expected, _ = inflate_image_vae(grow(image_vae, channel_multipliers=[1, 2, 4, 6], seed=3)[0], "ktc")
-        assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), expected.state_dict().values()))
+        assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), expected.state_dict().values(), strict=True))
         assert np.isfinite(trainer.train()["last_losses"]["total"])
     finally:
         trainer.close()

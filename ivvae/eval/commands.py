@@ -334,9 +334,13 @@ def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", default=None, metavar="HIST.png", help="also write a histogram of the scores")
     parser.add_argument("--method", choices=("farneback", "raft"), default="farneback", help="optical flow (default farneback)")
     parser.add_argument("--raft-weights", default=None, metavar="PATH", help="RAFT-large weights (method raft)")
-    parser.add_argument("--frame-interval", type=positive_int, default=3, metavar="K", help="frames between the two frames of a pair (default 3)")
+    parser.add_argument(
+        "--frame-interval", type=positive_int, default=3, metavar="K", help="frames between the two frames of a pair (default 3)"
+    )
     parser.add_argument("--size", type=_wxh, default=(768, 432), metavar="WxH", help="frames are resized to WxH (default 768x432)")
-    parser.add_argument("--max-pairs", type=positive_int, default=None, metavar="N", help="use at most the first N pairs per video (default: all)")
+    parser.add_argument(
+        "--max-pairs", type=positive_int, default=None, metavar="N", help="use at most the first N pairs per video (default: all)"
+    )
     parser.add_argument("--device", default="cpu", help="device for RAFT (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -517,7 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="ivvae", description="IV-VAE evaluation commands")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line error messages")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line error messages")
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line error messages"
+    )
     register(parser.add_subparsers(dest="command", metavar="COMMAND", title="commands"), parents=[common])
     return parser
 

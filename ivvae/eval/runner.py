@@ -242,8 +242,8 @@ class DatasetSpec:
     # -- listing
     def list_videos(self) -> list[str]:
         """All candidate videos, in listing order."""
-        from ..train.data import list_videos
         from ..io import resolve_source
+        from ..train.data import list_videos
 
         if isinstance(self.source, (str, os.PathLike)):
             return list_videos(resolve_source(os.fspath(self.source)))

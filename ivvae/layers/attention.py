@@ -39,5 +39,5 @@ class BranchAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = x.split(self.width, dim=1)
-        outputs = [block(part) for block, part in zip(self.blocks.values(), parts)]
+        outputs = [block(part) for block, part in zip(self.blocks.values(), parts, strict=True)]
         return torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +77,13 @@ def make_branch_conv(kind: str, in_channels: int, out_channels: int, kernel_size
 
 def branch_names(num_branches: int) -> tuple[str, ...]:
     """Module names of the branches: the paper's keyframe/temporal halves, or one main branch."""
-    return ("keyframe", "temporal") if num_branches == 2 else ("main",) if num_branches == 1 else tuple(f"branch{i}" for i in range(num_branches))
+    return (
+        ("keyframe", "temporal")
+        if num_branches == 2
+        else ("main",)
+        if num_branches == 1
+        else tuple(f"branch{i}" for i in range(num_branches))
+    )
 
 
 class BranchConv(nn.Module):
@@ -90,7 +96,10 @@ class BranchConv(nn.Module):
     def __init__(self, in_channels: int, out_width: int, branches: Sequence[str], kernel_size: int = 3, group_size: int = 4) -> None:
         super().__init__()
         self.convs = nn.ModuleDict(
-            {name: make_branch_conv(kind, in_channels, out_width, kernel_size, group_size) for name, kind in zip(branch_names(len(branches)), branches)}
+            {
+                name: make_branch_conv(kind, in_channels, out_width, kernel_size, group_size)
+                for name, kind in zip(branch_names(len(branches)), branches, strict=True)
+            }
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

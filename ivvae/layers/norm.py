@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 _EPS = 1e-12  # F.normalize's: the norm is clamped to at least this
 
 

@@ -56,9 +56,9 @@ class Downsample(StreamingModule, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (0, 1, 0, 1))
-        parts = [down(part) for down, part in zip(self.spatial.values(), x.split(self.width, dim=1))]
+        parts = [down(part) for down, part in zip(self.spatial.values(), x.split(self.width, dim=1), strict=True)]
         if self.temporal:
-            parts = [self._downsample_time(name, part) for name, part in zip(self.spatial.keys(), parts)]
+            parts = [self._downsample_time(name, part) for name, part in zip(self.spatial.keys(), parts, strict=True)]
             self.mark_seen()
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
@@ -90,9 +90,9 @@ class Upsample(StreamingModule, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = x.split(self.width, dim=1)
         if self.temporal:
-            parts = [self._upsample_time(name, part) for name, part in zip(self.spatial.keys(), parts)]
+            parts = [self._upsample_time(name, part) for name, part in zip(self.spatial.keys(), parts, strict=True)]
             self.mark_seen()
-        parts = [conv(upsample_nearest_2x(part)) for conv, part in zip(self.spatial.values(), parts)]
+        parts = [conv(upsample_nearest_2x(part)) for conv, part in zip(self.spatial.values(), parts, strict=True)]
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def _upsample_time(self, name: str, x: torch.Tensor) -> torch.Tensor:

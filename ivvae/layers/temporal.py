@@ -16,8 +16,8 @@ processed chunk by chunk gives exactly the one-pass result with memory bounded b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -76,7 +76,9 @@ class _TemporalConv3d(StreamingModule, TimeConv3d):
     """A 3-D conv (temporal kernel ``kt``, spatial ``k``), 'same' zero padding in space only."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, temporal_kernel: int = 3) -> None:
-        super().__init__(in_channels, out_channels, (temporal_kernel, kernel_size, kernel_size), padding=(0, kernel_size // 2, kernel_size // 2))
+        super().__init__(
+            in_channels, out_channels, (temporal_kernel, kernel_size, kernel_size), padding=(0, kernel_size // 2, kernel_size // 2)
+        )
         self.temporal_kernel = temporal_kernel
         self._cache: torch.Tensor | None = None
 

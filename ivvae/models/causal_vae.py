@@ -14,7 +14,7 @@ equals the one-pass result. Initialise it from an image VAE with the *tail* rule
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from diffusers.configuration_utils import register_to_config
 

@@ -11,7 +11,7 @@ frame by frame (latents ``(B, Z, T, H/8, W/8)``), each frame exactly as the same
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from diffusers.configuration_utils import register_to_config
@@ -114,7 +114,9 @@ class ImageVAE(IVVAE):
     ) -> DecoderOutput | tuple[torch.Tensor]:
         """Decode latents ``(B, Z, H', W')`` to images, or ``(B, Z, T, H', W')`` to videos."""
         if isinstance(z, torch.Tensor) and z.dim() == 4:
-            images = super().decode(z.unsqueeze(2), chunk_groups=chunk_groups, height=height, width=width, callback=callback).sample.squeeze(2)
+            images = (
+                super().decode(z.unsqueeze(2), chunk_groups=chunk_groups, height=height, width=width, callback=callback).sample.squeeze(2)
+            )
             return DecoderOutput(sample=images) if return_dict else (images,)
         return super().decode(
             z, return_dict=return_dict, chunk_groups=chunk_groups, num_frames=num_frames, height=height, width=width, callback=callback

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -104,10 +104,16 @@ class IVVAE(ModelMixin, ConfigMixin):
         """Latent shape for a ``(B, 3, T, H, W)`` video, padding included."""
         batch, _, frames, height, width = video_shape
         s = self.spatial_compression
-        return (batch, self.spec.latent_channels, streaming.latent_length(frames, self.temporal_compression), -(-height // s), -(-width // s))
+        return (
+            batch,
+            self.spec.latent_channels,
+            streaming.latent_length(frames, self.temporal_compression),
+            -(-height // s),
+            -(-width // s),
+        )
 
     # ----------------------------------------------------------------------------- switches
-    def to_channels_last(self) -> "IVVAE":
+    def to_channels_last(self) -> IVVAE:
         """Store conv weights channels-last (``channels_last_3d`` / ``channels_last``).
 
         With bf16 autocast this is the fast path of oneDNN convolutions on CPUs with AMX, and of
@@ -191,7 +197,7 @@ class IVVAE(ModelMixin, ConfigMixin):
         full = (1 + self.temporal_compression * (z.shape[2] - 1), z.shape[3] * self.spatial_compression,
                 z.shape[4] * self.spatial_compression)
         crop = [_check_crop(name, value, limit) for name, value, limit in zip(("num_frames", "height", "width"),
-                                                                              (num_frames, height, width), full)]
+                                                                              (num_frames, height, width), full, strict=True)]
         chunk_groups = self.chunk_groups if chunk_groups is None else chunk_groups
         video = self._per_sample(z, lambda v: self._decode_latents(v, chunk_groups, callback))
         video = streaming.crop_video(video, *crop)

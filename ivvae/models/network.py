@@ -7,8 +7,8 @@ in their branch kinds, their temporal downsampling and two switches (see :class:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -96,7 +96,11 @@ class _Sequence(nn.Module):
 def _middle(width: int, branches: Sequence[str], dropout: float) -> nn.ModuleList:
     n = len(branches)
     return nn.ModuleList(
-        [ResidualBlock(width, width, branches, False, dropout=dropout), BranchAttention(width, n), ResidualBlock(width, width, branches, False, dropout=dropout)]
+        [
+            ResidualBlock(width, width, branches, False, dropout=dropout),
+            BranchAttention(width, n),
+            ResidualBlock(width, width, branches, False, dropout=dropout),
+        ]
     )
 
 
@@ -208,5 +212,5 @@ def split_moments(moments: torch.Tensor, num_branches: int) -> tuple[torch.Tenso
     temporal branch.
     """
     per_branch = moments.chunk(num_branches, dim=1)
-    means, logvars = zip(*(part.chunk(2, dim=1) for part in per_branch))
+    means, logvars = zip(*(part.chunk(2, dim=1) for part in per_branch), strict=True)
     return torch.cat(means, dim=1), torch.cat(logvars, dim=1)

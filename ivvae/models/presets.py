@@ -59,20 +59,24 @@ PRESET_CLASSES: dict[str, str] = {**{name: "ImageVAE" for name in IMAGE_VAES}, "
 #: One line per preset, for ``ivvae info`` / :func:`ivvae.models.family.list_presets`.
 PRESET_DESCRIPTIONS: dict[str, str] = {
     **{
-        name: f"released IV-VAE, Z={cfg['latent_channels']}, width {cfg['base_channels']} per branch (2-D keyframe + group-causal temporal, PAC + attention)"
+        name: f"released IV-VAE, Z={cfg['latent_channels']}, width {cfg['base_channels']} per branch "
+        "(2-D keyframe + group-causal temporal, PAC + attention)"
         for name, cfg in RELEASED.items()
     },
     **{
-        name: f"image VAE (one per-frame 2-D branch), Z={cfg['latent_channels']}, width {cfg['base_channels']}: inflates into an IV-VAE with Z={2 * cfg['latent_channels']}"
+        name: f"image VAE (one per-frame 2-D branch), Z={cfg['latent_channels']}, width {cfg['base_channels']}: "
+        f"inflates into an IV-VAE with Z={2 * cfg['latent_channels']}"
         for name, cfg in IMAGE_VAES.items()
     },
     "ablation_baseline": "Table 4 baseline: causal 3-D VAE (CausalVAE), single branch, width 96, Z=8, no TMPE",
     "ablation_gcconv": "Table 4 baseline + GCConv: single group-causal 3-D branch, width 96, Z=8, no TMPE",
     "ablation_ktc": "Table 4 KTC without GCConv: 2-D keyframe + plain causal 3-D temporal branch, width 64 each, Z=8, no TMPE",
     "ablation_ktc_gcconv": "Table 4 KTC + GCConv: 2-D keyframe + group-causal temporal branch, width 64 each, Z=8, no TMPE",
-    "ablation_ktc_gcconv_tmpe": "Table 4 KTC + GCConv + TMPE (PAC + attention): the IV-VAE architecture at Z=8 (= ivvae_z8_dim64, untrained normalisation)",
+    "ablation_ktc_gcconv_tmpe": "Table 4 KTC + GCConv + TMPE (PAC + attention): the IV-VAE architecture at Z=8 "
+    "(= ivvae_z8_dim64, untrained normalisation)",
     "ablation_3d3d": "Table 5 3-D + 3-D: group-causal keyframe and temporal branches, width 64 each, Z=8, TMPE",
-    "ablation_2d2d": "Table 5 2-D + 2-D: per-frame keyframe and temporal branches (time mixed only by the temporal resampling convs), width 64 each, Z=8, TMPE",
+    "ablation_2d2d": "Table 5 2-D + 2-D: per-frame keyframe and temporal branches "
+    "(time mixed only by the temporal resampling convs), width 64 each, Z=8, TMPE",
 }
 
 

@@ -11,8 +11,8 @@ back to the eager module, so a compiler bug costs speed, not a silently broken m
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -70,7 +70,7 @@ def compare_gradients(eager: Iterable[torch.Tensor | None], compiled: Iterable[t
     """
     judged = zeroed = 0
     worst, worst_name = 1.0, None
-    for name, a, b in zip(names, eager, compiled):
+    for name, a, b in zip(names, eager, compiled, strict=True):
         if a is None or not bool(a.abs().max() > 0):
             continue
         judged += 1

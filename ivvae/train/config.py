@@ -867,7 +867,7 @@ def apply_overrides(data: dict, overrides: Sequence[str], source: str = "<config
     for text in overrides:
         parts, value = parse_override(text)
         node: Any = data
-        for i, part in enumerate(parts[:-1]):
+        for part in parts[:-1]:
             nxt = _child(node, part, text)
             if nxt is None:
                 nxt = {}

@@ -28,10 +28,10 @@ import logging
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,8 +62,8 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".txt")
 
-PathLike = Union[str, os.PathLike]
-Source = Union[PathLike, Sequence[PathLike]]
+PathLike = str | os.PathLike
+Source = PathLike | Sequence[PathLike]
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,7 +483,7 @@ class VideoClipDataset(_RobustDataset):
             return torch.from_numpy(np.stack(cached))
         frames = read_video(path, start=plan.start, num_frames=self.num_frames, stride=plan.interval,
                             resize=plan.size).frames
-        for key, frame in zip(keys, frames):
+        for key, frame in zip(keys, frames, strict=True):
             self._frame_cache.put(key, frame.numpy().copy())
         return frames
 
@@ -680,7 +680,7 @@ class ImageDataset(_RobustDataset):
                                     resize=size).frames
             except VideoReadError:
                 continue
-            for index, frame in zip(indices, frames):
+            for index, frame in zip(indices, frames, strict=True):
                 self._frame_cache.put((index, size), frame.numpy().copy())
             added += len(frames)
         return added

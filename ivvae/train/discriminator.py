@@ -124,7 +124,7 @@ class _PatchDiscriminator(nn.Module):
 
     def output_frames(self, frames: int) -> int:
         """Frames of the logit map for an input of `frames` frames (3-D variant)."""
-        for i in range(min(self.temporal_downsample, self.n_layers)):
+        for _ in range(min(self.temporal_downsample, self.n_layers)):
             frames = (frames - 1) // 2 + 1
         return frames
 

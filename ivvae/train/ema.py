@@ -70,7 +70,7 @@ class EMA:
         weight = 1.0 - self.current_decay()
         params = dict(model.named_parameters())
         ema_params = [p for _, p in self.model.named_parameters()]
-        new = [params[name].detach().to(p.dtype) for name, p in zip(self._names, ema_params)]
+        new = [params[name].detach().to(p.dtype) for name, p in zip(self._names, ema_params, strict=True)]
         torch._foreach_lerp_(ema_params, new, weight)
         self._copy_buffers(model)
         self.num_updates += 1
@@ -95,6 +95,6 @@ class EMA:
         """Restore the counters (settings stay those of the current config) and optionally weights."""
         self.num_updates = int(state.get("num_updates", 0))
         if weights is not None:
-            missing, unexpected = self.model.load_state_dict(dict(weights), strict=False)
+            missing, unexpected = self.model.load_state_dict(dict(weights), strict=True)
             if missing or unexpected:
                 raise KeyError(f"EMA weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")

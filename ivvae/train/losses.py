@@ -375,4 +375,4 @@ def _fold_frames(video: torch.Tensor) -> torch.Tensor:
 def _to_floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
     # One device sync for all logs instead of one `.item()` each.
     values = torch.stack([v.detach().float().reshape(()) for v in terms.values()]).tolist()
-    return dict(zip(terms, values))
+    return dict(zip(terms, values, strict=True))

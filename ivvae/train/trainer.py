@@ -634,7 +634,7 @@ class Trainer:
             logger.info("model %s: %.2fM parameters; %d process(es) on %s, precision %s", type(vae).__name__, n_params / 1e6,
                         acc.num_processes, self.device, cfg.train.precision)
             logger.info("data: %s; %d validation clip(s)", ", ".join(
-                f"{n} (weight {b.weight:g}, batch {b.batch_size})" for n, b in zip(self.bucket_names, self.buckets)),
+                f"{n} (weight {b.weight:g}, batch {b.batch_size})" for n, b in zip(self.bucket_names, self.buckets, strict=True)),
                 len(self.val_clips))
 
     def _compile(self, cc) -> None:
