@@ -23,9 +23,9 @@ import torch
 from _results import write_results
 from torch.utils.data import DataLoader
 
+from ivvae.train.build import build_train_data
 from ivvae.train.config import load_config
 from ivvae.train.data import clip_collate
-from ivvae.train.trainer import build_train_data
 
 
 def draw(config: str, overrides: list[str], preload: bool, workers: int, epochs: int, batches: int,

@@ -26,8 +26,9 @@ from pathlib import Path
 import torch
 from _results import write_results
 
+from ivvae.train.build import build_model_from_config
 from ivvae.train.config import InitConfig, load_config
-from ivvae.train.trainer import _Autoencoder, build_model_from_config
+from ivvae.train.trainer import _Autoencoder
 
 
 def top_ops(step, device: torch.device, top: int) -> list[dict]:

@@ -21,9 +21,10 @@ from process_helpers import terminate_group_when
 
 from ivvae.io import read_video, sample_video_path, write_video
 from ivvae.train import checkpoint as ckpt
+from ivvae.train.build import TrainBatchSampler
 from ivvae.train.config import ConfigError, config_to_dict, load_config
 from ivvae.train.stop import StopRequest
-from ivvae.train.trainer import TrainBatchSampler, Trainer, lr_factor, run_training
+from ivvae.train.trainer import Trainer, lr_factor, run_training
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

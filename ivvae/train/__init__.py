@@ -1,1 +1,1 @@
-"""Training: data, losses, discriminator, trainer."""
+"""Training: config schema, what a config builds (model, data), losses, discriminator, the trainer loop."""

@@ -58,8 +58,7 @@ import torch
 import yaml
 from torch import nn
 
-from ivvae.io import resolve_source
-
+from .build import bucket_short_side, build_model_from_config, build_train_data, build_validation_clips
 from .checkpoint import (
     CHECKPOINTS_DIR,
     EMA_DIR,
@@ -71,22 +70,18 @@ from .checkpoint import (
     finalize_dir,
     latest_checkpoint,
     prune_checkpoints,
-    resolve_pretrained,
     resolve_resume,
     write_json_atomic,
     write_latest,
 )
-from .config import BucketConfig, ConfigError, TrainConfig, config_to_dict, load_config
+from .config import ConfigError, TrainConfig, config_to_dict, load_config
 from .ema import EMA
 from .stop import StopRequest, ignore_stop_signals
 
 __all__ = [
-    "TrainBatchSampler",
     "Trainer",
     "add_train_arguments",
-    "build_model_from_config",
     "lr_factor",
-    "resolve_source",
     "run_training",
     "train_main",
 ]
@@ -101,86 +96,8 @@ StepCallback = Callable[["Trainer", int, dict[str, float]], None]
 
 
 # ============================================================================================
-# Model
+# The module DDP wraps
 # ============================================================================================
-
-
-def _import_class(path: str):
-    import importlib
-
-    if "." not in path:
-        from ivvae import models
-
-        if hasattr(models, path):
-            return getattr(models, path)
-        raise ConfigError(f"model.class: unknown class {path!r}; give a dotted path like ivvae.models.IVVAE")
-    module_name, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"model.class: cannot import {path!r}: {err}") from None
-
-
-def _grown(model: nn.Module, grow_cfg, log: logging.Logger) -> nn.Module:
-    """``model`` widened as ``model.init.grow`` asks (unchanged without it)."""
-    if grow_cfg is None:
-        return model
-    from ivvae.grow import GrowthError, grow
-
-    try:
-        grown, report = grow(model, channel_multipliers=grow_cfg.channel_multipliers, base_channels=grow_cfg.base_channels,
-                             new_weight_scale=grow_cfg.new_weight_scale, seed=grow_cfg.seed)
-    except GrowthError as err:
-        raise ConfigError(f"model.init.grow: {err}") from None
-    log.info("%s", report.summary())
-    return grown
-
-
-def build_model_from_config(mcfg, log: logging.Logger = logger) -> nn.Module:
-    """The model a ``model`` config section describes, with its initial weights (train mode)."""
-    from ivvae.models import build_model
-
-    init = mcfg.init
-    model = None
-    if mcfg.preset:
-        try:
-            model = build_model(mcfg.preset, **mcfg.overrides)
-        except ValueError as err:
-            raise ConfigError(f"model.preset: {err}") from None
-    elif mcfg.class_name or mcfg.config:
-        cls = _import_class(mcfg.class_name or "ivvae.models.IVVAE")
-        try:
-            model = cls(**mcfg.config)
-        except TypeError as err:
-            raise ConfigError(f"model.config: {err}") from None
-
-    if init.from_pretrained:
-        loaded = _grown(resolve_pretrained(init.from_pretrained, init.weights), init.grow, log)
-        if model is None:
-            model = loaded
-        else:
-            result = model.load_state_dict(loaded.state_dict(), strict=init.strict)
-            if not init.strict and (result.missing_keys or result.unexpected_keys):
-                log.warning("init.from_pretrained: %d missing, %d unexpected keys", len(result.missing_keys), len(result.unexpected_keys))
-        log.info("initialised from %s", init.from_pretrained)
-    elif init.inflate_from:
-        try:
-            from ivvae import inflate as inflation
-        except ImportError as err:  # the inflation module is optional for other stages
-            raise ImportError(f"model.init.inflate_from needs ivvae.inflate: {err}") from err
-        image_vae = _grown(resolve_pretrained(init.inflate_from, init.weights), init.grow, log)
-        if model is None:
-            model, report = inflation.inflate_image_vae(image_vae, init.mode or "ktc", temporal_frame=init.temporal_frame,
-                                                        allow_unfilled=init.allow_unfilled)
-        else:
-            mode = inflation.infer_mode(image_vae, model)
-            if init.mode is not None and init.mode != mode:
-                raise ConfigError(f"model.init.mode is {init.mode!r} but the image VAE and the model fit mode {mode!r}")
-            report = inflation.inflate(image_vae, model, temporal_frame=init.temporal_frame, allow_unfilled=init.allow_unfilled)
-        log.info("inflated from %s: %s", init.inflate_from, report.summary().splitlines()[0])
-    if model is None:
-        raise ConfigError("model: nothing to build (give preset, class/config, init.from_pretrained or init.inflate_from)")
-    return model.float().train()
 
 
 class _Autoencoder(nn.Module):
@@ -196,191 +113,6 @@ class _Autoencoder(nn.Module):
         frames, height, width = x.shape[2:]
         rec = self.vae.decode(z, num_frames=frames, height=height, width=width).sample
         return rec, posterior.mean, posterior.logvar
-
-
-# ============================================================================================
-# Data
-# ============================================================================================
-
-
-def _video_files(sources: Sequence[str], key: str) -> list[str]:
-    from .data import list_videos
-
-    files: list[str] = []
-    for source in sources:
-        try:
-            files.extend(list_videos(resolve_source(source)))
-        except (FileNotFoundError, ValueError) as err:
-            raise ConfigError(f"{key}: {err}") from None
-    return files
-
-
-def _image_sources(sources: Sequence[str]) -> list[str]:
-    return [resolve_source(s) for s in sources]
-
-
-def _pair_or_int(value):
-    return tuple(value) if isinstance(value, list) else value
-
-
-def bucket_name(b: BucketConfig) -> str:
-    crop = b.crop if not isinstance(b.crop, list) else f"{b.crop[0]}x{b.crop[1]}"
-    frames = 1 if b.kind == "image" else b.num_frames
-    return f"{b.kind}_{frames}x{crop if crop is not None else b.size}"
-
-
-def _bucket_short_side(b: BucketConfig) -> int | None:
-    if isinstance(b.crop, list):
-        return min(b.crop)
-    return b.crop if b.crop is not None else b.size
-
-
-class TrainBatchSampler:
-    """Bucketed batches with a batch size per bucket, sharded over processes, resumable.
-
-    A :class:`ivvae.train.data.BucketBatchSampler` (same epoch draws, same ``state_dict`` /
-    ``load_state_dict`` protocol) whose batches use each bucket's own batch size; every process
-    takes every ``num_replicas``-th batch of the shuffled epoch (all processes get equally many).
-    """
-
-    def __new__(cls, *args, **kwargs):  # built on the data module's class, imported lazily
-        from .data import BucketBatchSampler
-
-        class _Sampler(BucketBatchSampler):
-            def __init__(self, bucket_of, batch_sizes, seed=0, *, weights=None, num_samples=None, num_replicas=1, rank=0,
-                         tag_epoch=False):
-                super().__init__(bucket_of, 1, shuffle=True, seed=seed, drop_last=True, weights=weights, num_samples=num_samples,
-                                 tag_epoch=tag_epoch)
-                self.batch_sizes = {int(b): int(s) for b, s in dict(enumerate(batch_sizes)).items()}
-                self.num_replicas = int(num_replicas)
-                self.rank = int(rank)
-                if len(self) == 0:
-                    raise ValueError("an epoch holds no batch for every process: raise data.samples_per_epoch or lower batch sizes")
-
-            def _epoch_batches(self) -> list[list[int]]:
-                rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
-                batches: list[list[int]] = []
-                for b in sorted(self.buckets):
-                    chosen = self._draw(self.buckets[b], self.counts[b], rng)
-                    size = self.batch_sizes[b]
-                    for i in range(0, len(chosen) - size + 1, size):
-                        batches.append([int(j) for j in chosen[i:i + size]])
-                batches = [batches[i] for i in rng.permutation(len(batches))]
-                usable = len(batches) // self.num_replicas * self.num_replicas
-                return batches[self.rank:usable:self.num_replicas]
-
-            def __len__(self) -> int:
-                total = sum(self.counts[b] // self.batch_sizes[b] for b in self.counts)
-                return max(total // self.num_replicas - self._resume, 0)
-
-        return _Sampler(*args, **kwargs)
-
-
-def _train_dataset_class():
-    from .data import MultiBucketDataset
-
-    class _TrainDataset(MultiBucketDataset):
-        """Adds the unreadable files met so far in this process (a DataLoader worker) to every item.
-
-        ``item["bad_files"]``: ``(bucket, path, reason)`` triples, which the trainer counts and
-        reports (the workers persist across epochs, so each keeps skipping what it has met).
-        """
-
-        def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
-            item = super().__getitem__(index)
-            item["bad_files"] = tuple((k, path, reason) for k, ds in enumerate(self.datasets)
-                                      for path, reason in getattr(ds, "bad_files", {}).items())
-            return item
-
-    return _TrainDataset
-
-
-def build_train_data(cfg: TrainConfig, num_replicas: int = 1, rank: int = 0):
-    """The training dataset (one bucket per config bucket) and its sampler."""
-    from .data import ImageDataset, MovingCropDataset, VideoClipDataset
-
-    d = cfg.data
-    entries, batch_sizes, names = [], [], []
-    time_range = tuple(d.train_time_range)
-    buckets = [(i, b) for i, b in enumerate(d.buckets) if b.weight > 0]
-    datasets = []
-    for i, b in buckets:
-        key = f"data.buckets.{i}"
-        seed = cfg.seed * 1000 + i
-        crop = _pair_or_int(b.crop)
-        if b.kind == "video":
-            files = _video_files(b.sources or d.sources, f"{key}.sources" if b.sources else "data.sources")
-            ds = VideoClipDataset(files, num_frames=b.num_frames, frame_interval=_pair_or_int(b.frame_interval), size=b.size,
-                                  crop=crop, random_flip=d.random_flip, random_time_reverse=d.random_time_reverse, train=True,
-                                  time_range=time_range, seed=seed, frame_cache_mb=d.frame_cache_mb)
-        elif b.kind == "image":
-            try:
-                ds = ImageDataset(_image_sources(b.sources or d.image_sources), size=b.size, crop=crop, random_flip=d.random_flip,
-                                  train=True, seed=seed, video_frames_every=b.video_frames_every, time_range=time_range,
-                                  frame_cache_mb=d.frame_cache_mb)
-            except (FileNotFoundError, ValueError) as err:
-                raise ConfigError(f"{key}: {err}") from None
-        else:
-            if crop is None:
-                raise ConfigError(f"{key}.crop: a moving_crop bucket needs a crop size")
-            try:
-                ds = MovingCropDataset(_image_sources(b.sources or d.image_sources), num_frames=b.num_frames, crop=crop,
-                                       max_speed_px=b.max_speed_px, zoom_range=tuple(b.zoom_range), seed=seed,
-                                       random_flip=d.random_flip)
-            except (FileNotFoundError, ValueError) as err:
-                raise ConfigError(f"{key}: {err}") from None
-        datasets.append((ds, b))
-        names.append(bucket_name(b))
-    num_files = sum(len(ds) for ds, _ in datasets)
-    samples = d.samples_per_epoch or max(1000, num_files)
-    total_weight = sum(b.weight for _, b in datasets)
-    for ds, b in datasets:
-        # enough distinct indices that no item repeats within an epoch (repeats draw fresh crops)
-        share = round(samples * b.weight / total_weight)
-        ds.repeats = max(1, math.ceil(share / max(len(ds) // ds.repeats, 1)))
-        entries.append((ds, b.weight))
-        batch_sizes.append(b.batch_size)
-    dataset = _train_dataset_class()(entries)
-    # (epoch, index) keys: the data workers persist across epochs and never see set_epoch
-    sampler = TrainBatchSampler(dataset.bucket_of, batch_sizes, seed=cfg.seed, weights=dataset.weights, num_samples=samples,
-                                num_replicas=num_replicas, rank=rank, tag_epoch=True)
-    return dataset, sampler, [b for _, b in datasets], names
-
-
-def build_validation_clips(cfg: TrainConfig) -> list[torch.Tensor]:
-    """Fixed held-out clips ``(1, 3, T, H, W)`` (CPU) from the validation section."""
-    from .data import ImageDataset, VideoClipDataset
-
-    d, v = cfg.data, cfg.data.validation
-    if not v.enabled:
-        return []
-    crop = _pair_or_int(v.crop)
-    if v.kind == "video":
-        files = _video_files(v.sources or d.sources, "data.validation.sources" if v.sources else "data.sources")
-        ds = VideoClipDataset(files, num_frames=v.num_frames, frame_interval=v.frame_interval, size=v.size, crop=crop,
-                              train=False, time_range=tuple(v.time_range), seed=cfg.seed)
-    else:
-        try:
-            ds = ImageDataset(_image_sources(v.sources or d.image_sources), size=v.size, crop=crop, train=False, seed=cfg.seed,
-                              video_frames_every=v.video_frames_every, time_range=tuple(v.time_range))
-        except (FileNotFoundError, ValueError) as err:
-            raise ConfigError(f"data.validation: {err}") from None
-    count = min(v.num_clips, len(ds))
-    clips, seen = [], set()
-    for index in np.unique(np.linspace(0, len(ds) - 1, count).round().astype(int)):
-        try:
-            item = ds[int(index)]
-        except RuntimeError as err:  # nothing readable in the held-out range
-            logger.warning("validation disabled: %s", err)
-            return []
-        key = (item.get("path"), item.get("start"))
-        if key in seen:
-            continue
-        seen.add(key)
-        clips.append(item["video"].unsqueeze(0))
-    if ds.skipped:
-        logger.warning("validation: %d unreadable file(s) skipped", ds.skipped)
-    return clips
 
 
 # ============================================================================================
@@ -608,7 +340,7 @@ class Trainer:
         self.train_dataset, self.train_sampler, self.buckets, self.bucket_names = build_train_data(
             cfg, acc.num_processes, acc.process_index)
         self.bucket_gan_weights = [
-            b.gan_weight if b.gan_weight is not None else g.weight_by_size.get(_bucket_short_side(b), g.weight)
+            b.gan_weight if b.gan_weight is not None else g.weight_by_size.get(bucket_short_side(b), g.weight)
             for b in self.buckets
         ]
         self.val_clips = build_validation_clips(cfg) if self.is_main else []
