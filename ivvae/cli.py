@@ -82,8 +82,8 @@ def register_lazy(name: str, help: str, load: Callable[[], Command]) -> Command:
 # --------------------------------------------------------------------------------------------
 
 def _crf(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 51:
+    value = nonnegative_int(text)
+    if value > 51:
         raise argparse.ArgumentTypeError(f"must be in [0, 51], got {value}")
     return value
 
@@ -165,15 +165,34 @@ def _add_writing(parser: argparse.ArgumentParser) -> None:
 
 
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+_VIDEO_OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # the containers io.write_video muxes H.264 into
 
 
 def _check_output_kind(path: Path, kind: str) -> None:
-    """A latents file named like a video (or the reverse) is a swapped argument, not a choice."""
+    """Refuse an output name whose extension the file would not match (a swapped argument is the usual cause)."""
+    if path.is_dir():
+        return  # refuse_existing says it is a folder, which is the clearer message
     suffix = path.suffix.lower()
     if kind == "latents" and suffix in _VIDEO_SUFFIXES:
         raise ValueError(f"LATENTS '{path}' is named like a video; latents are written as .safetensors (swapped arguments?)")
+    if kind == "latents" and suffix != ".safetensors":
+        raise ValueError(f"LATENTS '{path}': latents are written as safetensors; name the file *.safetensors")
     if kind == "video" and suffix == ".safetensors":
         raise ValueError(f"OUT '{path}' is named like a latents file; give a video path such as out.mp4 (swapped arguments?)")
+    if kind == "video" and suffix not in _VIDEO_OUTPUT_SUFFIXES:
+        raise ValueError(f"OUT '{path}': videos are written as H.264 in {', '.join(_VIDEO_OUTPUT_SUFFIXES)} containers; "
+                         "give one of these extensions (convert with ffmpeg for others)")
+
+
+def _refuse_writing_over_model(target: Path, source: str | Path, label: str) -> None:
+    """A model folder written into, inside or around the folder it is made from would destroy its source,
+    even with --overwrite."""
+    from .hub import resolve_model_path
+
+    folder = resolve_model_path(source).resolve()
+    resolved = target.expanduser().resolve()
+    if resolved == folder or folder in resolved.parents or resolved in folder.parents:
+        raise ValueError(f"{label} '{target}' would write over the input model folder '{folder}'; choose another folder")
 
 
 def _side_by_side_path(out: Path) -> Path:
@@ -237,6 +256,16 @@ def _read_input(args: argparse.Namespace):
     return frames, (video.fps or 25.0) / args.stride
 
 
+def _note_crop_larger_than_frames(args: argparse.Namespace, width: int, height: int) -> None:
+    """--crop keeps whole any side it exceeds; say so rather than let the output size surprise."""
+    if not args.crop:
+        return
+    cw, ch = (args.crop, args.crop) if isinstance(args.crop, int) else args.crop
+    if cw > width or ch > height:
+        print(f"note    --crop {cw}x{ch} is larger than the {width}x{height} frames; kept {min(cw, width)}x{min(ch, height)}",
+              file=sys.stderr)
+
+
 def _load(model_name: str, device: str):
     from .hub import load_model
 
@@ -274,6 +303,7 @@ def _prepare_video_job(args: argparse.Namespace) -> _VideoJob:
     _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
     frames, fps = _read_input(args)
     print(f"input   {args.input}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
+    _note_crop_larger_than_frames(args, frames.shape[2], frames.shape[1])
     print(f"model   {_describe_loaded(model)}: {_execution_text(chunk_groups, tile, dtype)}")
     return _VideoJob(model, frames, fps, chunk_groups, tile, dtype)
 
@@ -704,6 +734,7 @@ def _inflate_arguments(parser: argparse.ArgumentParser) -> None:
 def _inflate_run(args: argparse.Namespace) -> int:
     from .inflate import inflate_pretrained
 
+    _refuse_writing_over_model(args.out_dir, args.image_vae, "OUT_DIR")
     check_output_folder(args.out_dir)
     model, report = inflate_pretrained(args.image_vae, args.out_dir, args.mode, temporal_frame=args.temporal_frame,
                                        allow_unfilled=args.allow_unfilled, overwrite=args.overwrite)
@@ -757,6 +788,7 @@ def _grow_run(args: argparse.Namespace) -> int:
 
     if args.channel_multipliers is None and args.base_channels is None:
         raise ValueError("give the new widths: --channel-multipliers M ... and/or --base-channels C")
+    _refuse_writing_over_model(args.out_dir, args.model, "OUT_DIR")
     check_output_folder(args.out_dir)
     model, report = grow_pretrained(args.model, args.out_dir, base_channels=args.base_channels,
                                     channel_multipliers=args.channel_multipliers, new_weight_scale=args.new_weight_scale,
@@ -860,9 +892,7 @@ def _stored_dtype(folder: Path) -> str:
 
 
 def _check_write_model(target: Path, model_folder: Path, overwrite: bool) -> None:
-    resolved, folder = target.expanduser().resolve(), model_folder.resolve()
-    if resolved == folder or folder in resolved.parents or resolved in folder.parents:
-        raise ValueError(f"--write-model {target}: would write over the input model folder '{folder}'; choose another folder")
+    _refuse_writing_over_model(target, model_folder, "--write-model")
     check_output_folder(target)
     refuse_nonempty_folder(target, overwrite)
 

@@ -24,13 +24,21 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def one_line(error: BaseException, limit: int = 600) -> str:
+def _memory_advice(args: Any) -> str:
+    """What to try after running out of memory: the options of this command that cut memory."""
+    options = [flag for flag, attr in (("--chunk-groups 1", "chunk_groups"), ("--tile 256", "tile")) if hasattr(args, attr)]
+    if options:
+        return f"try {' and/or '.join(options)}, or fewer frames"
+    return "try smaller sizes, or a machine with more memory"
+
+
+def one_line(error: BaseException, limit: int = 600, memory_advice: str = "try --chunk-groups 1 and/or --tile 256, or fewer frames") -> str:
     """The error as one line; multi-line messages (a checkpoint's layout report) keep a short piece of each line."""
     lines = [" ".join(line.split()) for line in str(error).splitlines() if line.strip()]
     lines = lines[:1] + [line if len(line) <= 160 else line[:160] + "..." for line in lines[1:]]
     text = " | ".join(lines) or type(error).__name__
     if isinstance(error, MemoryError) or "OutOfMemory" in type(error).__name__:
-        text = f"out of memory ({text}); try --chunk-groups 1 and/or --tile 256, or fewer frames"
+        text = f"out of memory ({text}); {memory_advice}"
     if len(text) > limit:
         text = text[:limit] + " ... (run with --debug for the full message)"
     return text
@@ -49,13 +57,13 @@ def run_handler(prog: str, handler: Callable[[Any], int | None], args: Any) -> i
     except user_errors() as error:
         if getattr(args, "debug", False):
             raise
-        print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(error, memory_advice=_memory_advice(args))}", file=sys.stderr)
         return EXIT_USAGE
     except RuntimeError as error:
         # CPU allocation failures surface as RuntimeError("... can't allocate memory ...").
         if getattr(args, "debug", False) or "allocate" not in str(error):
             raise
-        print(f"{prog}: error: {one_line(MemoryError(str(error).splitlines()[0]))}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(MemoryError(str(error).splitlines()[0]), memory_advice=_memory_advice(args))}", file=sys.stderr)
         return EXIT_USAGE
 
 

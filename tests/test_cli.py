@@ -333,3 +333,61 @@ def test_demo_with_model(capsys, model_dir, tmp_path):
     assert (side.width, side.height) == (128, 64)
     assert "PSNR" in out and "SSIM" in out
     assert re.search(r"^time +[0-9.]+ s to encode and decode \(\d+ CPU threads?\)$", out, re.MULTILINE)
+
+
+# --------------------------------------------------------------------------------------------
+# outputs a command would write wrongly or over its input
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["out.avi", "out.txt", "out", "frame.png"])
+def test_video_output_needs_a_container_it_is_written_in(capsys, model_dir, clip, tmp_path, name):
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / name, "--model", model_dir)
+    assert code == 2 and ".mp4" in error_line(err) and not (tmp_path / name).exists()
+
+
+def test_latents_output_must_be_safetensors(capsys, model_dir, clip, tmp_path):
+    code, _, err = run(capsys, "encode", clip, tmp_path / "latents.pt", "--model", model_dir)
+    assert code == 2 and "*.safetensors" in error_line(err) and not (tmp_path / "latents.pt").exists()
+
+
+def _tiny_image_vae(folder):
+    from ivvae.models import ImageVAE
+
+    torch.manual_seed(0)
+    ImageVAE(latent_channels=4, base_channels=8, encoder_blocks=1, decoder_blocks=1).save_pretrained(folder)
+    return folder
+
+
+def _folder_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("command", [["inflate"], ["grow", "--base-channels", "12"]])
+@pytest.mark.parametrize("where", ["same", "inside", "parent"])
+def test_model_commands_never_write_over_their_input_model(capsys, tmp_path, command, where):
+    source = _tiny_image_vae(tmp_path / "models" / "image")
+    before = _folder_bytes(source)
+    out = {"same": source, "inside": source / "sub", "parent": source.parent}[where]
+    code, _, err = run(capsys, command[0], source, out, *command[1:], "--overwrite")
+    assert code == 2 and "would write over the input model folder" in error_line(err)
+    assert _folder_bytes(source) == before and not (source / "sub").exists()
+
+
+def test_crf_must_be_an_integer(capsys, model_dir, clip, tmp_path):
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", model_dir, "--crf", "1.5")
+    assert code == 2 and "expected an integer" in error_line(err) and "_crf" not in err
+
+
+def test_out_of_memory_advice_names_only_options_the_command_has():
+    from argparse import Namespace
+
+    from ivvae.cli_support import _memory_advice
+
+    assert "--chunk-groups 1" in _memory_advice(Namespace(chunk_groups=None, tile=None))
+    assert "--chunk-groups" not in _memory_advice(Namespace(base_channels=12))
+
+
+def test_crop_larger_than_the_frames_is_noted(capsys, model_dir, clip, tmp_path):
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", model_dir, "--crop", "64", "--no-progress")
+    assert code == 0, err
+    assert "--crop 64x64 is larger than the 40x24 frames; kept 40x24" in err
+    assert probe_video(tmp_path / "out.mp4").width == 40
