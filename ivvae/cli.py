@@ -220,6 +220,13 @@ def _tile(args: argparse.Namespace, default: list | None = None) -> tuple[int, i
     return (size, overlap)
 
 
+def _check_tile_for(model, tile: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The tile checked against the loaded model, before any video is read."""
+    from .pipeline import check_tile
+
+    return check_tile(tile, model.spatial_compression)
+
+
 def _execution_text(chunk_groups: int | None, tile, dtype: str) -> str:
     parts = ["one pass" if chunk_groups is None else f"chunks of {chunk_groups} group{'s' if chunk_groups > 1 else ''}"]
     if tile:
@@ -300,6 +307,7 @@ def _prepare_video_job(args: argparse.Namespace) -> _VideoJob:
     frames_n, height, width = _selected_shape(args)
     chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
     model = _load(args.model, resolve_device(args.device))
+    tile = _check_tile_for(model, tile)
     _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
     frames, fps = _read_input(args)
     print(f"input   {args.input}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
@@ -582,6 +590,7 @@ def _demo_run(args: argparse.Namespace) -> int:
     refuse_existing(paths, args.overwrite)
     chunk_groups, tile, dtype = _chunk_groups(args.chunk_groups), _tile(args), args.dtype or "fp32"
     model = _load(args.model, resolve_device(args.device))
+    tile = _check_tile_for(model, tile)
     _check_memory(args, model, args.frames, args.crop, args.crop, chunk_groups, tile, dtype)
     source = sample_video_path(args.sample)
     start = args.start

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ._files import refuse_nonempty_folder, save_model_folder
+from .hub import first_few, nonfinite_tensors
 from .models.ivvae import IVVAE
 from .models.presets import RELEASED
 
@@ -67,14 +68,22 @@ def official_layout(model: IVVAE) -> dict[str, str]:
 
 
 def _load_failure(error: BaseException) -> str:
-    """The informative part of a torch.load error: its type, and for weights-only unpickling the
-    unpickler's reason (not torch's advice to retry with ``weights_only=False``, which is unsafe)."""
+    """Why torch.load failed, and the fix: for weights-only unpickling the unpickler's reason, without
+    torch's advice (retry with ``weights_only=False``, or allowlist the class with
+    ``add_safe_globals``), either of which runs code from a file of unknown origin."""
     text = str(error)
-    if "WeightsUnpickler error:" in text:
-        reason = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n")[0]
-        return f"{type(error).__name__}: {' '.join(reason.split())}"
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+    if "WeightsUnpickler error:" not in text:
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        reason = f"{type(error).__name__}: {first}" if first else type(error).__name__
+        return f"not a PyTorch state dict ({reason}); pass the released ivvae_z*_dim*.pth"
+    reason = " ".join(text.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n")[0].split())
+    unsupported = re.match(r"Unsupported global: GLOBAL (\S+)", reason)
+    if unsupported:
+        return (f"not a plain state dict of tensors: it pickles a Python object ({unsupported.group(1)}), which is not read "
+                "here for safety; if you trust the file, load it in Python and save only the weights "
+                "(torch.save(model.state_dict(), 'weights.pth')), then convert that file")
+    reason = reason.split(" Please use ")[0]  # torch's allowlisting advice, see above
+    return f"not a PyTorch state dict ({type(error).__name__}: {reason}); pass the released ivvae_z*_dim*.pth"
 
 
 def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -87,8 +96,7 @@ def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle/zip errors: name the file, not the unpickler internals
-        raise CheckpointError(f"cannot read checkpoint '{path}': not a PyTorch state dict ({_load_failure(error)}); "
-                              "pass the released ivvae_z*_dim*.pth") from None
+        raise CheckpointError(f"cannot read checkpoint '{path}': {_load_failure(error)}") from None
     for wrapper in ("state_dict", "model", "module"):
         if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
             state = state[wrapper]
@@ -127,6 +135,19 @@ def _layout_report(expected: Mapping[str, torch.Size], found: Mapping[str, torch
         raise CheckpointError("\n".join(lines))
 
 
+def _check_values(state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Weights must be floating point (integers would be cast silently) and finite (NaN weights
+    convert without an error and decode garbage)."""
+    integers = [f"{key} ({str(value.dtype).removeprefix('torch.')})" for key, value in state.items() if not value.is_floating_point()]
+    if integers:
+        raise CheckpointError(f"{what}: {len(integers)} tensor(s) are not floating point: {first_few(integers)}; "
+                              "pass the released ivvae_z*_dim*.pth")
+    broken = nonfinite_tensors(dict(state))
+    if broken:
+        raise CheckpointError(f"{what}: {len(broken)} tensor(s) hold NaN or infinite values: {first_few(broken)}; the checkpoint "
+                              "is broken (a diverged training run?): pass the released ivvae_z*_dim*.pth")
+
+
 def from_official_state_dict(state: Mapping[str, torch.Tensor], variant: str | None = None) -> IVVAE:
     """Build the model of ``variant`` (inferred if None) and load a released state dict strictly."""
     variant = variant or infer_variant(state)
@@ -136,6 +157,7 @@ def from_official_state_dict(state: Mapping[str, torch.Tensor], variant: str | N
     layout = official_layout(model)
     ours = model.state_dict()
     _layout_report({k: ours[v].shape for k, v in layout.items()}, state, f"checkpoint for {variant}")
+    _check_values(state, f"checkpoint for {variant}")
     model.load_state_dict({layout[k]: v.to(ours[layout[k]].dtype) for k, v in state.items()}, strict=True)
     return model
 

@@ -34,6 +34,7 @@ the next block, 64 -> 64, has no shortcut conv where the old one, 32 -> 64, had)
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -277,8 +278,8 @@ def grow(
         GrowthError: a two-branch model, shrinking or unchanged widths, or widths whose block
             structure cannot hold the old weights (see the module docstring).
     """
-    if new_weight_scale < 0:
-        raise GrowthError(f"new_weight_scale must be >= 0, got {new_weight_scale}")
+    if not math.isfinite(new_weight_scale) or new_weight_scale < 0:
+        raise GrowthError(f"new_weight_scale must be a finite number >= 0, got {new_weight_scale}")
     changes = {k: v for k, v in (("base_channels", base_channels), ("channel_multipliers", channel_multipliers)) if v is not None}
     if "channel_multipliers" in changes:
         changes["channel_multipliers"] = [int(m) for m in changes["channel_multipliers"]]
@@ -315,6 +316,14 @@ def max_reconstruction_difference(a: nn.Module, b: nn.Module, size: int = 64, se
     return float((outputs[0] - outputs[1]).abs().max())
 
 
+def _check_difference(report: GrowthReport) -> None:
+    """A non-finite difference means the wider model computes NaN or inf: refuse it before writing."""
+    if report.max_difference is not None and not math.isfinite(report.max_difference):
+        raise GrowthError(f"the grown model's reconstruction is not finite (difference {report.max_difference}): "
+                          f"new_weight_scale={report.new_weight_scale:g} makes the new channels' activations overflow; "
+                          "use a small scale (default 1e-2)")
+
+
 def grow_pretrained(
     model_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -341,5 +350,6 @@ def grow_pretrained(
     model, report = grow(source, base_channels=base_channels, channel_multipliers=channel_multipliers,
                          new_weight_scale=new_weight_scale, seed=seed)
     report.max_difference = max_reconstruction_difference(source, model)
+    _check_difference(report)
     save_model_folder(model, out_dir, REPORT_NAME, {"model": os.fspath(model_dir), **report.to_dict()})
     return model, report

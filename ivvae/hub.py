@@ -50,10 +50,14 @@ WEIGHTS_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model
 #: Model classes a config's ``_class_name`` may name (those present in :mod:`ivvae.models`).
 MODEL_CLASSES = ("IVVAE", "ImageVAE", "CausalVAE")
 
+# Worded for every caller: some take the model as --model DIR, others (info, inflate, grow) as an argument.
 _FIX = (
-    "pass --model DIR with a folder made by `ivvae convert CHECKPOINT.pth DIR` or by training "
+    "give a model folder made by `ivvae convert CHECKPOINT.pth DIR` or by training "
     "(config.json + diffusion_pytorch_model.safetensors)"
 )
+_REEXPORT = "re-download or re-export it (`ivvae convert CHECKPOINT.pth DIR`, `ivvae train CONFIG --export-only`)"
+#: Tensors named in an error before "... (N in all)".
+_SHOWN = 5
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -102,14 +106,15 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
         available = ", ".join(bundled_models()) or "none installed"
         if text == DEFAULT_MODEL:
             raise ModelNotFoundError(
-                f"the default model '{text}' is not installed (looked for '{bundled}'); {_FIX}"
+                f"the default model '{text}' is not installed (looked for '{bundled}'); name another (--model DIR, "
+                f"or `ivvae info DIR`): {_FIX}"
             )
         from .models.presets import PRESETS, RELEASED
 
         if text in PRESETS:
             how = (f"convert the authors' {text}.pth with `ivvae convert {text}.pth DIR --variant {text}`"
                    if text in RELEASED else "train one (`ivvae train`)")
-            raise ModelNotFoundError(f"'{text}' is a preset, an architecture without weights; {how} and pass --model DIR")
+            raise ModelNotFoundError(f"'{text}' is a preset, an architecture without weights; {how} and give the folder it writes")
         raise ModelNotFoundError(
             f"model '{text}' not found: no folder '{path}' and no bundled model '{bundled}' (bundled: {available}); {_FIX}"
         )
@@ -152,17 +157,21 @@ def model_class(config: dict, where: str = "config"):
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
     """Load a model folder or bundled model, in eval mode, on ``device`` (and ``dtype`` if given).
 
+    The config and the weights file's tensor names, shapes and dtypes are checked before loading
+    (diffusers would leave a missing tensor on the meta device, and cast integer tensors), the
+    loaded values after (NaN or infinite weights would decode garbage without an error).
+
     Raises:
         ModelNotFoundError, ModelLoadError: see :func:`resolve_model_path`; also a config for
-            another class, a missing weights file, weights that do not fit the config.
+            another class or with invalid values, a missing, empty or truncated weights file,
+            weights that do not fit the config, or weights that are not finite.
     """
     folder = resolve_model_path(name_or_path)
-    config = read_config(folder)
-    cls = model_class(config, f"'{folder / CONFIG_NAME}'")
-    if not any((folder / name).is_file() for name in WEIGHTS_NAMES):
-        raise ModelLoadError(f"'{folder}' has a config but no weights file ({WEIGHTS_NAMES[0]}); {_FIX}")
-    try:
+    cls = model_class(read_config(folder), f"'{folder / CONFIG_NAME}'")
+    try:  # the family's from_pretrained checks the folder before and the values after loading
         model = cls.from_pretrained(folder, torch_dtype=dtype) if dtype is not None else cls.from_pretrained(folder)
+    except ModelLoadError:
+        raise
     except (OSError, ValueError, RuntimeError, TypeError, KeyError) as error:
         first = " ".join(str(error).split()).split(" If you want to instead overwrite")[0]  # not diffusers' kwargs advice
         if "expected shape" in first:
@@ -172,3 +181,139 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | to
         raise ModelLoadError(f"cannot load model from '{folder}': {type(error).__name__}: {first}") from None
     model.name_or_path = os.fspath(name_or_path)
     return model.to(device).eval()
+
+
+def check_model_folder(folder: Path, cls: type) -> Path:
+    """Check a model folder before ``cls`` loads it: its config names ``cls`` and holds valid values,
+    and its weights file holds exactly the config's tensors, in its shapes, as floating point
+    numbers (read from the file's header, no values loaded). Returns the weights file.
+
+    Raises:
+        ModelLoadError: naming the file, the field or the tensors at fault.
+    """
+    config_path = folder / CONFIG_NAME
+    config = read_config(folder)
+    named = model_class(config, f"'{config_path}'")
+    if config.get("_class_name") is not None and named is not cls:
+        raise ModelLoadError(f"'{config_path}' is for {named.__name__}, not {cls.__name__}: load it with "
+                             f"{named.__name__}.from_pretrained or ivvae.load_model")
+    weights = _weights_file(folder)
+    _check_layout(weights, _expected_tensors(cls, config, config_path), _read_layout(weights))
+    return weights
+
+
+def check_loaded_model(model: torch.nn.Module, weights: Path) -> None:
+    """After loading from ``weights``: every tensor was loaded (none left on the meta device) and is finite."""
+    _check_values(model.state_dict(), weights)
+
+
+def _weights_file(folder: Path) -> Path:
+    """The weights file diffusers will read: safetensors first, else the pickled ``.bin``."""
+    for name in WEIGHTS_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    raise ModelLoadError(f"'{folder}' has a config but no weights file ({WEIGHTS_NAMES[0]}); {_FIX}")
+
+
+def _expected_tensors(cls: type, config: dict, config_path: Path) -> dict[str, torch.Tensor]:
+    """The state dict ``config`` describes, built on the meta device (no memory, no random init);
+    building it also checks the config's values, so a bad one is named before any weight is read."""
+    import inspect
+
+    import torch
+
+    accepted = inspect.signature(cls.__init__).parameters  # diffusers ignores (and warns about) other keys
+    arguments = {key: value for key, value in config.items() if key in accepted and key != "self"}
+    try:
+        with torch.device("meta"):
+            return cls(**arguments).state_dict()
+    except (ValueError, TypeError) as error:
+        raise ModelLoadError(f"invalid '{config_path}': {' '.join(str(error).split())}; correct that field "
+                             "(or re-export the model)") from None
+
+
+def _read_layout(weights: Path) -> dict[str, tuple[tuple[int, ...], str, bool]]:
+    """Name -> (shape, dtype name, is floating point) of each tensor in ``weights``, read without
+    loading the values (the safetensors header; a memory map of a ``.bin``)."""
+    if weights.stat().st_size == 0:
+        raise ModelLoadError(f"'{weights}' is empty (0 bytes): {_REEXPORT}")
+    try:
+        return _safetensors_layout(weights) if weights.suffix == ".safetensors" else _pickle_layout(weights)
+    except Exception as error:  # safetensors' and the unpickler's errors: the file, not the reader, is at fault
+        reason = " ".join(str(error).split("\n\n")[0].split())[:200]
+        raise ModelLoadError(f"'{weights}' is truncated or not a {weights.suffix[1:]} weights file ({reason}): {_REEXPORT}") from None
+
+
+def _safetensors_layout(weights: Path) -> dict[str, tuple[tuple[int, ...], str, bool]]:
+    from safetensors import safe_open
+
+    layout = {}
+    with safe_open(weights, "pt") as file:
+        for key in file.keys():
+            tensor = file.get_slice(key)
+            dtype = tensor.get_dtype()
+            layout[key] = (tuple(tensor.get_shape()), dtype, dtype.startswith(("F", "BF")))
+    return layout
+
+
+def _pickle_layout(weights: Path) -> dict[str, tuple[tuple[int, ...], str, bool]]:
+    import torch
+
+    state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise ValueError("it does not hold a state dict of tensors")
+    return {key: (tuple(value.shape), str(value.dtype).removeprefix("torch."), value.is_floating_point()) for key, value in state.items()}
+
+
+def first_few(names: list[str], shown: int = _SHOWN) -> str:
+    """The first few of ``names`` and how many there are, for a one-line message."""
+    text = ", ".join(names[:shown])
+    return f"{text}, ... ({len(names)} in all)" if len(names) > shown else text
+
+
+def _check_layout(weights: Path, expected: dict[str, torch.Tensor], found: dict[str, tuple[tuple[int, ...], str, bool]]) -> None:
+    """The file must hold exactly the config's tensors, in its shapes, as floating point numbers."""
+    missing = [key for key in expected if key not in found]
+    unexpected = [key for key in found if key not in expected]
+    reshaped = [f"{key} {found[key][0]} (expected {tuple(expected[key].shape)})"
+                for key in expected if key in found and found[key][0] != tuple(expected[key].shape)]
+    where = f"cannot load model from '{weights.parent}': '{weights.name}'"
+    differences = [f"{label} {len(keys)} {kind}tensor(s): {first_few(keys, shown)}"  # shapes are long: show fewer
+                   for label, kind, keys, shown in (("lacks", "", missing, _SHOWN), ("has", "unexpected ", unexpected, _SHOWN),
+                                                    ("has", "wrongly shaped ", reshaped, 2)) if keys]
+    if differences:
+        why = ("the weights are for another config.json (another width or latent size?)" if reshaped and not missing + unexpected
+               else "the weights file is incomplete or for another model version")
+        raise ModelLoadError(f"{where} {'; '.join(differences)}: {why}; {_REEXPORT}")
+    integers = [f"{key} ({found[key][1]})" for key in expected if expected[key].is_floating_point() and not found[key][2]]
+    if integers:
+        raise ModelLoadError(f"{where} holds {len(integers)} tensor(s) that are not floating point: {first_few(integers)}; "
+                             f"weights must be float32, float16 or bfloat16: {_REEXPORT}")
+
+
+def nonfinite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity, in one pass without copies.
+
+    A tensor's sum is non-finite iff it holds a NaN or an infinity: sums of finite weights stay far
+    below float32's 3e38 (half-precision tensors are summed in float32, which needs no copy).
+    """
+    import torch
+
+    floats = {key: tensor for key, tensor in tensors.items() if tensor.is_floating_point() and tensor.numel()}
+    if not floats:
+        return []
+    sums = torch.stack([tensor.sum(dtype=torch.promote_types(tensor.dtype, torch.float32)).double() for tensor in floats.values()])
+    return [key for key, finite in zip(floats, sums.isfinite().tolist(), strict=True) if not finite]
+
+
+def _check_values(state: dict[str, torch.Tensor], weights: Path) -> None:
+    """Every tensor was loaded (none left on the meta device) and is finite."""
+    where = f"cannot load model from '{weights.parent}': '{weights.name}'"
+    unloaded = [key for key, tensor in state.items() if tensor.is_meta]
+    if unloaded:
+        raise ModelLoadError(f"{where} lacks {len(unloaded)} tensor(s): {first_few(unloaded)}: the weights file is incomplete "
+                             f"or for another model version; {_REEXPORT}")
+    broken = nonfinite_tensors(state)
+    if broken:
+        raise ModelLoadError(f"{where} holds NaN or infinite values in {len(broken)} tensor(s): {first_few(broken)}; "
+                             f"the weights are broken (a diverged training run, or values too large for the dtype?): {_REEXPORT}")

@@ -58,24 +58,51 @@ def shard_name(index: int) -> str:
 # --------------------------------------------------------------------------------------------
 # The folder's index
 # --------------------------------------------------------------------------------------------
-def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
-    """The records of a JSON-lines file, and whether it ended in a broken line (an interrupted write)."""
+#: Keys every record must have (what reading, resuming and decoding use).
+CLIP_KEYS = ("id", "shard", "key", "path", "video_clips", "frames", "size", "fps")
+SKIPPED_KEYS = ("path", "reason")
+
+#: How to repair each index file when a line of it is damaged.
+_REPAIR = {
+    CLIPS_FILE: "re-run `ivvae encode-dataset` with --overwrite, or into a new folder",
+    SKIPPED_FILE: f"delete {SKIPPED_FILE} (its videos are then tried again)",
+}
+
+
+def _parse_record(line: str, keys: Sequence[str]) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) and all(key in record for key in keys) else None
+
+
+def _read_jsonl(path: Path, keys: Sequence[str] = ()) -> tuple[list[dict[str, Any]], bool]:
+    """The records of a JSON-lines file, and whether its last line was cut short (an interrupted append).
+
+    Only an unterminated last line can come from an interrupted append (each append is one write of
+    whole lines); any other line that is not a JSON record with ``keys`` means a damaged file.
+    """
     if not path.is_file():
         return [], False
+    lines = path.read_text(errors="replace").split("\n")  # the piece after the last newline is "" unless cut short
     records = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            return records, True
+        record = _parse_record(line, keys)
+        if record is None:
+            if number == len(lines):
+                return records, True
+            raise LatentDatasetError(f"'{path}' line {number} is not a JSON record with {', '.join(keys) or 'fields'}: the file is "
+                                     f"damaged; {_REPAIR.get(path.name, 'repair or delete it')}")
+        records.append(record)
     return records, False
 
 
 def complete_clip_records(folder: Path) -> list[dict[str, Any]]:
     """The clips of ``clips.jsonl`` whose video is complete (every clip listed), in file order."""
-    return _complete(_read_jsonl(folder / CLIPS_FILE)[0])
+    return _complete(_read_jsonl(folder / CLIPS_FILE, CLIP_KEYS)[0])
 
 
 def _complete(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -150,11 +177,11 @@ def _open_folder(folder: Path, info: dict[str, Any], overwrite: bool) -> _Folder
 
 
 def _resume_state(folder: Path) -> _FolderState:
-    records, broken = _read_jsonl(folder / CLIPS_FILE)
+    records, broken = _read_jsonl(folder / CLIPS_FILE, CLIP_KEYS)
     complete = _complete(records)
     if broken or len(complete) != len(records):  # an interrupted append: keep whole videos only
         _rewrite_jsonl(folder / CLIPS_FILE, complete)
-    skipped, broken_skipped = _read_jsonl(folder / SKIPPED_FILE)
+    skipped, broken_skipped = _read_jsonl(folder / SKIPPED_FILE, SKIPPED_KEYS)
     if broken_skipped:
         _rewrite_jsonl(folder / SKIPPED_FILE, skipped)
     state = _FolderState()
@@ -333,9 +360,10 @@ def encode_dataset(
     """
     from tqdm.auto import tqdm
 
-    from .pipeline import _dtype_name, _model_name, config_hash, encode_clips, weights_hash
+    from .pipeline import _dtype_name, _model_name, check_tile, config_hash, encode_clips, weights_hash
     from .pipeline import check_memory as check_memory_fn
 
+    tile = check_tile(tile, model.spatial_compression)  # before the folder is touched, and as dataset.json records it
     if storage_dtype not in STORAGE_DTYPES:
         raise ValueError(f"storage_dtype must be one of {', '.join(STORAGE_DTYPES)}, got {storage_dtype!r}")
     if shard_size < 1 or batch_size < 1:
@@ -425,7 +453,7 @@ def encode_dataset(
     records = complete_clip_records(folder)
     report["total_clips"], report["total_videos"] = len(records), len({r["path"] for r in records})
     if not records:
-        skipped, _ = _read_jsonl(folder / SKIPPED_FILE)
+        skipped, _ = _read_jsonl(folder / SKIPPED_FILE, SKIPPED_KEYS)
         if fresh:  # leave no half-made data set behind
             for path in _our_files(folder):
                 path.unlink()
@@ -451,6 +479,20 @@ def _check_same_settings(folders: Sequence[Path], infos: Sequence[dict[str, Any]
     parts = [tuple(info["part"]) for info in infos if info.get("part")]
     if len(set(parts)) != len(parts) or len({str(f.resolve()) for f in folders}) != len(folders):
         raise LatentDatasetError(f"the same folder or part is given twice ({', '.join(map(str, folders))}): its clips would repeat")
+
+
+def _open_shard(path: Path) -> Any:
+    """A safetensors handle on a shard; a missing or unreadable shard is the folder's fault, named as such."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise LatentDatasetError(f"shard '{path}' listed in {CLIPS_FILE} is missing; re-run `ivvae encode-dataset` "
+                                 "into a new folder")
+    try:
+        return safe_open(str(path), framework="pt")
+    except SafetensorError as error:
+        raise LatentDatasetError(f"shard '{path}' is corrupt or not a safetensors file ({' '.join(str(error).split())}): "
+                                 f"{_REPAIR[CLIPS_FILE]}") from None
 
 
 class LatentDataset(torch.utils.data.Dataset):
@@ -514,20 +556,21 @@ class LatentDataset(torch.utils.data.Dataset):
                     "scaling_factor": info["scaling_factor"], "shift_factor": info["shift_factor"], "dtype": info["dtype"],
                     "tile": info["tile"], "chunk_groups": None, "fps": record["fps"], "num_frames": record["frames"],
                     "width": record["size"][0], "height": record["size"][1]}
-        return EncodedVideo(latents=latents, metadata=metadata)
+        return EncodedVideo(latents=latents, metadata=metadata, source=f"clip {record['id']} of latent data set '{record['folder']}'")
 
     def _tensor(self, record: dict[str, Any]) -> torch.Tensor:
-        key = (record["folder"], record["shard"])
-        handle = self._handles.get(key)
-        if handle is None:
-            from safetensors import safe_open
+        from safetensors import SafetensorError
 
-            path = Path(record["folder"]) / record["shard"]
-            if not path.is_file():
-                raise LatentDatasetError(f"shard '{path}' listed in {CLIPS_FILE} is missing; re-run `ivvae encode-dataset` "
-                                         "into a new folder")
-            handle = self._handles[key] = safe_open(str(path), framework="pt")
-        return handle.get_tensor(record["key"])
+        key = (record["folder"], record["shard"])
+        if key not in self._handles:
+            self._handles[key] = _open_shard(Path(record["folder"]) / record["shard"])
+        handle = self._handles[key]
+        try:
+            return handle.get_tensor(record["key"])
+        except SafetensorError as error:
+            problem = (f"has no tensor '{record['key']}' that {CLIPS_FILE} lists for clip {record['id']}"
+                       if record["key"] not in handle.keys() else f"is corrupt ({' '.join(str(error).split())})")
+            raise LatentDatasetError(f"shard '{Path(*key)}' {problem}: the folder is damaged; {_REPAIR[CLIPS_FILE]}") from None
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers open their own handles
         return {**self.__dict__, "_handles": {}}

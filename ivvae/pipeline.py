@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -80,10 +81,13 @@ class MemoryRiskError(ValueError):
 
 @dataclass
 class EncodedVideo:
-    """Latents ``(1, Z, T', H', W')`` (float32, CPU) and what is needed to decode them."""
+    """Latents ``(1, Z, T', H', W')`` (float32, CPU), what is needed to decode them, and where they
+    came from (``source``, e.g. ``latents file 'clip.safetensors'``, named in decoding errors)."""
 
     latents: torch.Tensor
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Where the latents were read from (a file, a data set's clip), named in decoding errors.
+    source: str = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,12 +112,28 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _check_tile(tile: Tile) -> Tile:
+def _nearest_multiples(value: int, step: int, minimum: int) -> str:
+    below, above = value // step * step, -(-value // step) * step
+    return " or ".join(str(v) for v in (below, above) if v >= minimum)
+
+
+def check_tile(tile: Tile, spatial_compression: int) -> Tile:
+    """``tile`` as ``(size, overlap)`` pixels, or a ``ValueError`` naming the nearest valid values.
+
+    Both must be multiples of the spatial compression: the model works on whole latent pixels,
+    and rounding silently would run (and record) another tile."""
     if tile is None:
         return None
     size, overlap = (int(v) for v in tile)
-    if size < 16 or overlap < 0 or overlap >= size:
-        raise ValueError(f"tile must be (size >= 16, 0 <= overlap < size) pixels, got ({size}, {overlap})")
+    s = spatial_compression
+    if size < 2 * s or overlap < 0 or overlap >= size:
+        raise ValueError(f"tile must be (size >= {2 * s}, 0 <= overlap < size) pixels, got ({size}, {overlap})")
+    if size % s or overlap % s:
+        raise ValueError(
+            f"tile ({size}, {overlap}): the tile size and overlap must be multiples of the model's spatial compression ({s} px); "
+            f"nearest valid: size {_nearest_multiples(size, s, 2 * s)}, overlap {_nearest_multiples(overlap, s, 0)} "
+            "(--tile SIZE --tile-overlap PX)"
+        )
     return size, overlap
 
 
@@ -151,9 +171,10 @@ def _memory_format(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _tile_count(height: int, width: int, tile: Tile, scale: int = 1) -> int:
+    """Tiles over a ``height x width`` frame (pixels, or latent pixels with ``scale`` = spatial compression)."""
     if tile is None:
         return 1
-    size, overlap = (v // 8 * 8 // scale for v in tile)
+    size, overlap = (v // scale for v in tile)
     if height <= size and width <= size:
         return 1
     return sum(1 for _ in streaming.iter_tiles(height, width, size, overlap))
@@ -246,7 +267,7 @@ def encode_video(
         progress: show a progress bar over chunks.
     """
     video = _as_video(video)
-    chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), _check_tile(tile), _dtype(dtype)
+    chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), check_tile(tile, model.spatial_compression), _dtype(dtype)
     frames, height, width = video.shape[:3]
     latents = encode_clips(model, frames_to_tensor(video).unsqueeze(0), chunk_groups=chunk_groups, tile=tile, dtype=compute,
                            normalize=normalize, progress=progress)
@@ -283,7 +304,7 @@ def encode_clips(
 ) -> torch.Tensor:
     """Encode a batch of clips ``(B, 3, T, H, W)`` in ``[-1, 1]`` to latent means ``(B, Z, T', H', W')``
     (float32, CPU); the options are :func:`encode_video`'s."""
-    chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), _check_tile(tile), _dtype(dtype)
+    chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), check_tile(tile, model.spatial_compression), _dtype(dtype)
     _prepare_model(model, compute)
     x = _memory_format(clips.to(_model_device(model)), compute)
     frames, height, width = x.shape[2:]
@@ -316,6 +337,75 @@ def _check_encoding_model(model, metadata: dict[str, Any]) -> None:
         )
 
 
+def _one_video_latents(latents: torch.Tensor, where: str) -> torch.Tensor:
+    """The latents of one video ``(1, Z, T', H', W')``, refusing what would decode to a wrong video silently."""
+    if not isinstance(latents, torch.Tensor):
+        raise ValueError(f"{where}: expected a latents tensor, got {type(latents).__name__}")
+    if not latents.is_floating_point():
+        raise ValueError(f"{where}: the latents are {latents.dtype}, not float (`ivvae encode` writes float32): "
+                         "they are not latents of a video; re-encode the video")
+    if latents.ndim == 4:
+        latents = latents.unsqueeze(0)
+    if latents.ndim == 5 and latents.shape[0] != 1:
+        raise ValueError(
+            f"{where}: a batch of {latents.shape[0]} latents {tuple(latents.shape)}, but a video is decoded from one: decode the "
+            "batch from Python with model.decode(latents), or save each as its own file (save_latents(path, latents[i:i + 1], metadata))"
+        )
+    bad = latents.numel() - int(torch.isfinite(latents).sum())
+    if bad:  # they would decode to a blank (black) video without an error
+        raise ValueError(f"{where}: {bad} of {latents.numel()} latent values are NaN or infinite: the latents are corrupt; "
+                         "re-encode the video (with a model whose outputs are finite)")
+    return latents
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _encoded_range(model, name: str, latent_size: int) -> tuple[int, int]:
+    """The ``num_frames`` / ``height`` / ``width`` of the videos whose latents have ``latent_size`` along that axis."""
+    if name == "num_frames":
+        t = model.temporal_compression
+        largest = 1 + t * (latent_size - 1)
+        return (largest - t + 1 if latent_size > 1 else 1), largest
+    s = model.spatial_compression
+    return s * (latent_size - 1) + 1, s * latent_size
+
+
+def _check_recorded_size(model, shape: torch.Size, metadata: dict[str, Any], where: str) -> None:
+    """The recorded frame count and size must be what the latents were encoded from: otherwise the
+    metadata belongs to other latents (an edited or mixed-up file)."""
+    if len(shape) != 5 or min(shape) < 1:
+        return  # not latents at all: the model's own check names the expected layout
+    for name, axis, unit, size in (("num_frames", "frames", "frames", shape[2]), ("height", "rows", "px", shape[3]),
+                                   ("width", "columns", "px", shape[4])):
+        value = metadata.get(name)
+        if value is None:
+            continue
+        if not _is_count(value):
+            raise ValueError(f"{where}: its metadata says {name} {value!r}, not a positive whole number: the file is damaged "
+                             "(re-encode the video)")
+        low, high = _encoded_range(model, name, size)
+        if not low <= value <= high:
+            encoded = f"{low} to {high}" if low < high else f"{high}"
+            raise ValueError(
+                f"{where}: its metadata says {name} {value}, but {size} latent {axis} decode to {high} {unit} (encoded from "
+                f"{encoded} {unit}): metadata and latents disagree (re-encode the video)"
+            )
+
+
+def _check_decode_tile(model, tile: Tile, metadata: dict[str, Any], where: str) -> Tile:
+    """A tile taken from the metadata (the CLI's default) is refused naming the file and the override."""
+    try:
+        return check_tile(tile, model.spatial_compression)
+    except ValueError as error:
+        recorded = metadata.get("tile")
+        if tile is None or not isinstance(recorded, (list, tuple)) or list(tile) != list(recorded):
+            raise
+        raise ValueError(f"{where}: its metadata records tile {list(recorded)}, which cannot be used ({error}); override it with "
+                         "--tile 0 (no tiles) or --tile SIZE (in Python: tile=None or tile=(size, overlap))") from None
+
+
 def decode_latents(
     model,
     latents: torch.Tensor | EncodedVideo,
@@ -333,15 +423,22 @@ def decode_latents(
     and size and whether the latents are normalised (they are denormalised first). Without it the
     full decoded size ``(1 + 4(T'-1), 8H', 8W')`` is returned. With ``check_model`` a metadata
     config hash that differs from ``model``'s raises a ``ValueError``.
+
+    Raises ``ValueError`` (before running the model) for latents that would decode to a wrong video
+    without an error: not float, NaN or infinite values, a batch of several videos (decode those
+    with ``model.decode``), or a recorded size or tile that does not fit the latents.
     """
+    source = ""
     if isinstance(latents, EncodedVideo):
-        latents, metadata = latents.latents, (metadata or latents.metadata)
+        latents, metadata, source = latents.latents, (metadata or latents.metadata), latents.source
     metadata = metadata or {}
-    chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), _check_tile(tile), _dtype(dtype)
+    where = source or "the latents"
+    chunk_groups, compute = _check_chunk_groups(chunk_groups), _dtype(dtype)
+    tile = _check_decode_tile(model, tile, metadata, where)
     if check_model:
         _check_encoding_model(model, metadata)
-    if latents.ndim == 4:
-        latents = latents.unsqueeze(0)
+    latents = _one_video_latents(latents, where)
+    _check_recorded_size(model, latents.shape, metadata, where)
     _prepare_model(model, compute)
     z = latents.to(_model_device(model), torch.float32)
     if metadata.get("normalized"):
@@ -414,7 +511,8 @@ def load_latents(path: str | os.PathLike) -> EncodedVideo:
 
     Raises:
         FileNotFoundError: no such file.
-        LatentFileError: not a safetensors file, or one without IV-VAE latents.
+        LatentFileError: not a safetensors file, one without IV-VAE latents, or one whose recorded
+            sizes or tile are not whole numbers.
     """
     path = Path(path)
     if not path.is_file():
@@ -431,7 +529,22 @@ def load_latents(path: str | os.PathLike) -> EncodedVideo:
         metadata = {key: json.loads(value) for key, value in raw.items()}
     except json.JSONDecodeError:
         raise LatentFileError(f"'{path}' has unreadable metadata") from None
-    return EncodedVideo(latents=tensors["latents"], metadata=metadata)
+    _check_metadata_types(path, metadata)
+    return EncodedVideo(latents=tensors["latents"], metadata=metadata, source=f"latents file '{path}'")
+
+
+def _check_metadata_types(path: Path, metadata: dict[str, Any]) -> None:
+    """Sizes and tile are computed with before decoding (memory check, defaults): a damaged value is refused here."""
+    for name in ("num_frames", "height", "width"):
+        value = metadata.get(name)
+        if value is not None and not _is_count(value):
+            raise LatentFileError(f"latents file '{path}': its metadata says {name} {value!r}, not a positive whole number: "
+                                  "the file is damaged (re-encode the video)")
+    tile = metadata.get("tile")
+    if tile is not None and not (isinstance(tile, list) and len(tile) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                                   for v in tile)):
+        raise LatentFileError(f"latents file '{path}': its metadata says tile {tile!r}, not [size, overlap] in pixels: the file is "
+                              "damaged (re-encode the video)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -189,7 +189,7 @@ def test_missing_model_dir(capsys, clip, tmp_path):
     missing = tmp_path / "no_model"
     code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", missing)
     line = error_line(err)
-    assert code == 2 and str(missing) in line and "--model" in line
+    assert code == 2 and str(missing) in line and "give a model folder" in line
     assert not (tmp_path / "out.mp4").exists()
 
 
@@ -391,3 +391,10 @@ def test_crop_larger_than_the_frames_is_noted(capsys, model_dir, clip, tmp_path)
     assert code == 0, err
     assert "--crop 64x64 is larger than the 40x24 frames; kept 40x24" in err
     assert probe_video(tmp_path / "out.mp4").width == 40
+
+
+def test_tile_that_is_not_whole_latent_pixels_is_refused_before_reading(capsys, model_dir, clip, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "_read_input", lambda args: pytest.fail("the video was read"))
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", model_dir, "--tile", "20", "--tile-overlap", "4")
+    assert code == 2 and "nearest valid: size 16 or 24, overlap 0 or 8" in error_line(err)
+    assert not (tmp_path / "out.mp4").exists()

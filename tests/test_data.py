@@ -97,6 +97,22 @@ def test_list_videos_folder_and_manifests(video_dir, tmp_path):
         list_videos(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("bad.jsonl", '{"path": "a.mp4"}\n\nnot json\n', r"bad.jsonl' line 3: not valid JSON \(Expecting value\)"),
+        ("num.jsonl", '{"path": 5}\n', r"num.jsonl' line 1: \"path\" must be a string"),
+        ("short.csv", "caption,path\nx,a.mp4\ny\n", r"short.csv' line 3: no value in the 'path' column"),
+        ("binary.txt", b"\xff\xfe\x00\x80", r"binary.txt' is not a UTF-8 text"),
+    ],
+)
+def test_malformed_manifest_names_the_file_and_line(tmp_path, name, content, message):
+    manifest = tmp_path / name
+    manifest.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ValueError, match=message):
+        list_videos(manifest)
+
+
 def test_manifest_dataset_reads(video_dir, tmp_path):
     manifest = tmp_path / "train.jsonl"
     manifest.write_text("\n".join(json.dumps({"path": str(p)}) for p in list_videos(video_dir)))

@@ -8,6 +8,7 @@ import csv
 import importlib.util
 import json
 import math
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -430,6 +431,113 @@ def test_motion_commands(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+def _pool(path: Path, rows: str) -> Path:
+    path.write_text("path,motion_score\n" + rows)
+    return path
+
+
+def test_motion_commands_never_write_over_their_inputs(tmp_path, capsys):
+    video = tmp_path / "v.mp4"
+    write_video(video, _moving_texture(7, 54, 96, 1, seed=0), 25)
+    before = video.read_bytes()
+    assert commands.main(["motion-score", str(video), "--out", str(video), "--overwrite", "--no-progress"]) == 2
+    assert "is the input" in capsys.readouterr().err and video.read_bytes() == before
+    listing = tmp_path / "list.txt"
+    listing.write_text("v.mp4\n")
+    assert commands.main(["motion-score", "--data", str(listing), "--out", str(listing), "--overwrite", "--no-progress"]) == 2
+    assert "is the input" in capsys.readouterr().err and listing.read_text() == "v.mp4\n"
+    pool = _pool(tmp_path / "pool.csv", "a,1.0\nb,2.0\n")
+    for option in ("--scores", "--reference"):
+        argv = ["build-motionhd", "--scores", str(pool), "--reference", str(pool), "--n", "1", "--out", str(pool), "--overwrite"]
+        assert commands.main(argv) == 2, option
+        assert "is the input" in capsys.readouterr().err and pool.read_text() == "path,motion_score\na,1.0\nb,2.0\n"
+
+
+def test_bad_plot_extension_is_refused_before_any_work(tmp_path, capsys):
+    video = tmp_path / "v.mp4"
+    write_video(video, _moving_texture(7, 54, 96, 1, seed=0), 25)
+    out = tmp_path / "scores.csv"
+    assert commands.main(["motion-score", str(video), "--out", str(out), "--plot", str(tmp_path / "p.txt"), "--no-progress"]) == 2
+    assert "--plot" in capsys.readouterr().err and not out.exists()
+    pool = _pool(tmp_path / "pool.csv", "a,1.0\n")
+    assert commands.main(["build-motionhd", "--scores", str(pool), "--n", "1", "--low", "0", "--high", "2", "--out", str(out),
+                          "--plot", str(tmp_path / "x.txt")]) == 2
+    assert "'.txt' is not an image format" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "rows, extra, message",
+    [
+        ("a,1.0\nb,2.0\n", ["--low", "100", "--high", "200"], "no video of --scores"),
+        ("", ["--low", "0", "--high", "20"], "holds no usable scores"),
+        ("a,nan\n", ["--low", "0", "--high", "20"], "holds no usable scores"),
+        ("a,1.0\nb,-5\n", ["--low", "0", "--high", "20"], "line 3: motion score -5.0 of 'b' is negative"),
+        ("a,1\na,2\n", ["--low", "0", "--high", "20"], "line 3: 'a' is listed again with another score"),
+    ],
+)
+def test_build_motionhd_refuses_a_useless_selection(tmp_path, capsys, rows, extra, message):
+    out = tmp_path / "o.csv"
+    pool = _pool(tmp_path / "pool.csv", rows)
+    assert commands.main(["build-motionhd", "--scores", str(pool), "--n", "5", *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("ivvae build-motionhd: error:") and message in err and not out.exists()
+
+
+def test_build_motionhd_n_zero_and_warnings(tmp_path, capsys):
+    pool = _pool(tmp_path / "pool.csv", "a,nan\nb,1.0\nb,1.0\nc,2.0\n")
+    argv = ["build-motionhd", "--scores", str(pool), "--low", "0", "--high", "20"]
+    assert commands.main([*argv, "--n", "0", "--out", str(tmp_path / "o0.csv")]) == 2
+    assert "argument --n: must be >= 1" in capsys.readouterr().err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no raw UserWarning may reach the user
+        assert commands.main([*argv, "--n", "1000", "--out", str(tmp_path / "o.csv")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert f"ivvae build-motionhd: warning: '{pool}': left out 1 row(s) whose motion score is NaN or infinite" in err
+    assert f"ivvae build-motionhd: warning: '{pool}': left out 1 repeated row(s) (same video, same score)" in err
+    assert "ivvae build-motionhd: warning: only 2 videos have a motion score in [0.0, 20.0]; asked for 1000, choosing all of them" in err
+    assert (tmp_path / "o.csv").read_text().splitlines()[1:] == ["b,1.0", "c,2.0"]
+
+
+def test_eval_refuses_given_weight_files_that_do_not_load(data_dir, tmp_path, capsys):
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"a": torch.zeros(3)}, wrong)
+    base = ["eval", "--model", "bicubic-x4", "--data", str(data_dir), "--no-progress", "--out", str(tmp_path / "o")]
+    cases = [(["--lpips-backbone", str(wrong), "--no-fvd"], "--lpips-backbone", "missing keys ['features.0.bias'"),
+             (["--lpips-heads", str(empty), "--no-fvd"], "--lpips-heads", "empty.pth' is empty (0 bytes)"),
+             (["--i3d", str(empty), "--no-lpips"], "--i3d", "empty.pth' is empty (0 bytes)"),
+             (["--i3d", str(wrong), "--no-lpips"], "--i3d", "1 unexpected keys ['a']")]
+    for extra, option, detail in cases:
+        assert commands.main([*base, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith(f"ivvae eval: error: {option} ") and "cannot be used" in err and detail in err, err
+        assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_evaluate_checks_given_weights_before_loading_models(data_dir, tmp_path, monkeypatch):
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"a": torch.zeros(3)}, wrong)
+    # the model does not exist: the weight file is reported first, before any model is loaded or run
+    with pytest.raises(ValueError, match=r"--i3d .*wrong.pt \(i3d_path= in Python\) cannot be used as the I3D weights"):
+        evaluate({"m": str(tmp_path / "no_model")}, DatasetSpec(data_dir), EvalSettings(lpips=False, i3d_path=wrong, progress=False))
+    with pytest.raises(ValueError, match=r"--lpips-heads .*wrong.pt \(lpips_heads= in Python\)"):
+        evaluate({"m": str(tmp_path / "no_model")}, DatasetSpec(data_dir), EvalSettings(fvd=False, lpips_heads=wrong, progress=False))
+    # a bad file the user did not name (found in a default location) only makes the metric unavailable
+    (tmp_path / "i3d_pretrained_400.pt").write_bytes(b"")
+    monkeypatch.setenv("IVVAE_WEIGHTS_DIR", str(tmp_path))
+    results = evaluate({"id": IdentityVAE()}, DatasetSpec(data_dir), EvalSettings(lpips=False, progress=False))
+    assert "is empty (0 bytes)" in results["id"].unavailable["fvd"]
+
+
+def test_eval_names_the_line_of_a_broken_jsonl_manifest(data_dir, tmp_path, capsys):
+    manifest = tmp_path / "list.jsonl"
+    manifest.write_text(json.dumps({"path": str(data_dir / "a.mp4")}) + "\n{oops\n")
+    argv = ["eval", "--model", "bicubic-x4", "--data", str(manifest), "--no-fvd", "--no-lpips", "--out", str(tmp_path / "o")]
+    assert commands.main(argv) == 2
+    assert f"ivvae eval: error: manifest '{manifest}' line 2: not valid JSON" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------------------------
 # long-video benchmark (paper Table 7): the library functions, no timing
 # --------------------------------------------------------------------------------------------
@@ -475,3 +583,12 @@ def test_wired_into_the_ivvae_cli(data_dir, tmp_path, capsys):
     assert main(["build-motionhd", "--scores", str(tmp_path / "missing.csv"), "--n", "2", "--low", "0", "--high", "1",
                  "--out", str(tmp_path / "o.csv")]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_tiles_that_are_not_whole_latent_pixels_are_refused_before_any_clip(data_dir, model_dirs, monkeypatch):
+    from ivvae.eval import runner
+
+    monkeypatch.setattr(runner, "_evaluate_clip", lambda *a, **k: pytest.fail("a clip ran"))
+    with pytest.raises(ValueError, match=r"model m: .*multiples of the model's spatial compression \(8 px\).*size 16 or 24"):
+        evaluate({"m": str(model_dirs["tiny_z8"])}, DatasetSpec(data_dir),
+                 EvalSettings(progress=False, lpips=False, fvd=False, tile=(20, 4)))

@@ -154,6 +154,13 @@ def test_load_i3d_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="Mixed_4c.b1b.conv3d.weight") as ei:
         load_i3d(tmp_path / "wrong.pt")
     assert "extra.weight" in str(ei.value)
+    # an empty file and a file torch.load cannot read: one complete line each (the cause was cut off before)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.pt' is empty \(0 bytes\), not the I3D Kinetics-400 weights i3d_pretrained_400.pt;"):
+        load_i3d(tmp_path / "empty.pt")
+    (tmp_path / "text.pt").write_text("hello\n")
+    with pytest.raises(ValueError, match=r"text.pt' is not a PyTorch weight file torch.load reads \(\w+Error[^)]*\), not the I3D"):
+        load_i3d(tmp_path / "text.pt")
     # a TorchScript archive (StyleGAN-V's i3d_torchscript.pt format)
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "i3d_torchscript.pt")
     with pytest.raises(ValueError, match="TorchScript"):

@@ -145,6 +145,50 @@ def test_other_settings_foreign_folders_and_missing_shards_are_refused(videos, t
         dataset[0]
 
 
+def test_a_corrupt_shard_is_named(videos, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    tiny_model().save_pretrained(model_dir)
+    encode_dataset(tiny_model(), spec_for(videos), tmp_path / "lat", shard_size=2, progress=False)
+    records = LatentDataset(tmp_path / "lat").records
+    (tmp_path / "lat" / records[0]["shard"]).write_text("garbage\n")  # used to raise SafetensorError (a traceback in the CLI)
+    with pytest.raises(LatentDatasetError, match=r"shard-00000.safetensors' is corrupt or not a safetensors file.*--overwrite"):
+        LatentDataset(tmp_path / "lat")[0]
+    code, _, err = run(capsys, "decode", tmp_path / "lat", tmp_path / "a.mp4", "--clip", records[0]["id"], "--model", model_dir)
+    assert code == 2 and "is corrupt or not a safetensors file" in error_line(err)
+    other = next(r for r in records if r["shard"] != records[0]["shard"])
+    clips = (tmp_path / "lat" / CLIPS_FILE).read_text().replace(f'"key": "{other["key"]}"', '"key": "nope"')
+    (tmp_path / "lat" / CLIPS_FILE).write_text(clips)
+    dataset = LatentDataset(tmp_path / "lat")
+    with pytest.raises(LatentDatasetError, match=f"has no tensor 'nope' that clips.jsonl lists for clip {other['id']}"):
+        dataset[records.index(other)]
+
+
+def test_a_damaged_clip_index_is_named_with_its_line(videos, tmp_path):
+    encode_dataset(tiny_model(), spec_for(videos), tmp_path / "lat", progress=False)
+    path = tmp_path / "lat" / CLIPS_FILE
+    good = path.read_text()
+    lines = len(good.splitlines())
+    path.write_text(good + "nonsense\n")  # a trailing garbage line used to be ignored
+    with pytest.raises(LatentDatasetError, match=rf"clips.jsonl' line {lines + 1} is not a JSON record"):
+        LatentDataset(tmp_path / "lat")
+    with pytest.raises(LatentDatasetError, match=rf"line {lines + 1} .*--overwrite"):  # resuming does not drop it either
+        encode_dataset(tiny_model(), spec_for(videos), tmp_path / "lat", progress=False)
+    path.write_text("garbage\n")  # used to read as a data set without clips
+    with pytest.raises(LatentDatasetError, match="clips.jsonl' line 1 is not a JSON record"):
+        LatentDataset(tmp_path / "lat")
+    path.write_text(good.replace('"video_clips"', '"clips"', 1))  # JSON, but not a clip record
+    with pytest.raises(LatentDatasetError, match="line 1 is not a JSON record with id, shard, key, path, video_clips"):
+        LatentDataset(tmp_path / "lat")
+    path.write_text(good + '{"id": 99, "shard": "sha')  # an interrupted append (unterminated): whole records are kept
+    assert len(LatentDataset(tmp_path / "lat")) == lines
+
+
+def test_tiles_that_are_not_whole_latent_pixels_are_refused_before_writing(videos, tmp_path):
+    with pytest.raises(ValueError, match="size 16 or 24, overlap 0 or 8"):
+        encode_dataset(tiny_model(), spec_for(videos), tmp_path / "lat", tile=(20, 4), progress=False)
+    assert not (tmp_path / "lat").exists()
+
+
 def test_dataset_loads_in_dataloader_workers(videos, tmp_path):
     encode_dataset(tiny_model(), spec_for(videos, clips_per_video=1, crop=24), tmp_path / "lat", progress=False)
     dataset = LatentDataset(tmp_path / "lat")

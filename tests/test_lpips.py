@@ -201,6 +201,13 @@ def test_missing_and_wrong_weights(tmp_path, monkeypatch):
     torch.save(heads, tmp_path / "lpips_alex.pth")
     with pytest.raises(ValueError, match="AlexNet"):
         LPIPS("alex", backbone_weights=tmp_path / "vgg.pth")
+    # an empty file / a state dict with no tensors: named, with what is wrong
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.pth' is empty \(0 bytes\), not the torchvision AlexNet"):
+        LPIPS("alex", backbone_weights=tmp_path / "empty.pth")
+    torch.save({}, tmp_path / "nothing.pth")
+    with pytest.raises(ValueError, match=r"nothing.pth' does not hold a state dict of tensors"):
+        LPIPS("alex", head_weights=tmp_path / "nothing.pth")
     # heads of another trunk
     with pytest.raises(ValueError, match="lin1"):
         LPIPS("vgg", backbone_weights=tmp_path / "vgg.pth", head_weights=tmp_path / "lpips_alex.pth")

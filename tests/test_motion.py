@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
+import sys
+import types
 
 import av
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from ivvae.eval.lpips import WeightsNotFoundError
 from ivvae.eval.motion import (
+    MissingDependencyError,
     build_motionhd,
+    check_plot_path,
     histogram_targets,
     iter_frames,
     motion_score,
@@ -84,17 +88,56 @@ def test_errors(videos, tmp_path, monkeypatch):
         motion_score(videos["static"], frame_interval=20)
     with pytest.raises(ValueError, match="method"):
         motion_score(videos["static"], method="lk")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.delenv("IVVAE_WEIGHTS_DIR", raising=False)
-    with pytest.raises(WeightsNotFoundError, match="raft_weights="):
-        motion_score(videos["static"], method="raft")
-    if importlib.util.find_spec("torchvision") is None:
-        dummy = tmp_path / "raft.pth"
-        dummy.write_bytes(b"not used")
-        with pytest.raises(ImportError, match="torchvision"):
-            motion_score(videos["static"], method="raft", raft_weights=dummy)
     scores = motion_scores([videos["static"], tmp_path / "nope.mp4"], max_pairs=1)
     assert list(scores) == [str(videos["static"])]
+
+
+def test_unreadable_video_is_worded_like_every_other_command(tmp_path):
+    junk = tmp_path / "rand.mp4"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(ValueError, match=r"cannot read video '.*rand.mp4': not a video file or unknown format \(Invalid data"):
+        motion_score(junk)
+    reasons = []
+    assert motion_scores([junk], on_skip=lambda p, r: reasons.append(r)) == {}
+    assert reasons[0].startswith("not a video file or unknown format") and "Errno" not in reasons[0]
+
+
+@pytest.fixture
+def fake_torchvision(monkeypatch):
+    """A stand-in torchvision whose raft_large is a tiny network: the RAFT file checks without torchvision."""
+    optical_flow = types.ModuleType("torchvision.models.optical_flow")
+    optical_flow.raft_large = lambda weights=None, progress=False: torch.nn.Linear(2, 2)
+    monkeypatch.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
+    monkeypatch.setitem(sys.modules, "torchvision.models", types.ModuleType("torchvision.models"))
+    monkeypatch.setitem(sys.modules, "torchvision.models.optical_flow", optical_flow)
+
+
+def test_raft_needs_torchvision_before_weights(videos, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # as if not installed
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("IVVAE_WEIGHTS_DIR", raising=False)
+    # no weights either: the package is named first, so nobody fetches weights they cannot use
+    with pytest.raises(MissingDependencyError, match="--method raft .* needs torchvision") as ei:
+        motion_score(videos["static"], method="raft")
+    assert isinstance(ei.value, ValueError) and isinstance(ei.value, ImportError)  # a one-line CLI error; still an ImportError
+    # checked once, before any video: an error, not every video skipped
+    with pytest.raises(MissingDependencyError):
+        motion_scores([videos["static"]], method="raft")
+
+
+def test_raft_weight_errors_name_the_file_and_both_options(videos, tmp_path, monkeypatch, fake_torchvision):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("IVVAE_WEIGHTS_DIR", raising=False)
+    with pytest.raises(WeightsNotFoundError, match=r"--raft-weights .*raft_weights= in Python"):
+        motion_score(videos["static"], method="raft")
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"a": torch.zeros(3)}, wrong)
+    with pytest.raises(ValueError, match=r"wrong.pth' is not the raft_large_C_T_SKHT_V2-ff5fadd5.pth state dict: 2 missing keys"):
+        motion_score(videos["static"], method="raft", raft_weights=wrong)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.pth' is empty \(0 bytes\)"):
+        motion_score(videos["static"], method="raft", raft_weights=empty)
 
 
 def test_build_motionhd_flattens_a_skewed_pool():
@@ -134,6 +177,9 @@ def test_build_motionhd_follows_a_reference_and_small_pools():
     with pytest.warns(UserWarning, match="only 3"):
         few = build_motionhd({"a": 1.0, "b": 2.0, "c": 3.0, "d": 50.0}, n=10, low=0, high=10)
     assert few == ["a", "b", "c"]
+    messages = []  # a front-end takes the message instead of a Python warning
+    assert build_motionhd({"a": 1.0}, n=2, low=0, high=10, warn=messages.append) == ["a"]
+    assert messages == ["only 1 videos have a motion score in [0, 10]; asked for 2, choosing all of them"]
     # water filling: capacity-limited bins, remainder shared by the others
     assert histogram_targets([1, 100, 100], [1, 1, 1], 31).tolist() == [1, 15, 15]
     assert histogram_targets([0, 5, 5], [1, 1, 1], 20).tolist() == [0, 5, 5]
@@ -167,3 +213,38 @@ def test_read_manifest_names_a_file_that_is_not_one(tmp_path):
     (tmp_path / "bad.csv").write_text("path,motion_score\na.mp4,fast\n")
     with pytest.raises(ValueError, match="bad.csv' is not a motion manifest"):
         motion.read_manifest(tmp_path / "bad.csv")
+
+
+def test_read_manifest_checks_scores(tmp_path):
+    from ivvae.eval import motion
+
+    def manifest(name: str, rows: str):
+        path = tmp_path / name
+        path.write_text("path,motion_score\n" + rows)
+        return path
+
+    messages = []
+    pool = manifest("pool.csv", "a,nan\nb,1.0\nb,1.0\nc,inf\nd,2.5\n")
+    assert motion.read_manifest(pool, warn=messages.append) == {"b": 1.0, "d": 2.5}
+    assert messages == [f"'{pool}': left out 2 row(s) whose motion score is NaN or infinite",
+                        f"'{pool}': left out 1 repeated row(s) (same video, same score)"]
+    with pytest.warns(UserWarning) as record:
+        motion.read_manifest(pool)
+    assert [str(w.message) for w in record] == messages
+    with pytest.raises(ValueError, match=r"neg.csv' line 3: motion score -5.0 of 'c' is negative"):
+        motion.read_manifest(manifest("neg.csv", "b,1\nc,-5\n"))
+    with pytest.raises(ValueError, match=r"dup.csv' line 3: 'a' is listed again with another score \(2.0; 1.0 on line 2\)"):
+        motion.read_manifest(manifest("dup.csv", "a,1\na,2\n"))
+
+
+@pytest.mark.parametrize("name, ok", [("h.png", True), ("h.PDF", True), ("h.svg", True), ("h.txt", False), ("hist", False)])
+def test_plot_path_is_checked_before_any_work(tmp_path, name, ok):
+    if ok:
+        check_plot_path(tmp_path / name)
+        return
+    with pytest.raises(ValueError, match=r"--plot '.*': ('.txt' is not an image format matplotlib writes|no extension to tell the image "
+                       r"format); end the name in .png, .pdf or .svg \(also possible: .*jpg"):
+        check_plot_path(tmp_path / name, "--plot")
+    with pytest.raises(ValueError, match="image format"):
+        plot_motion_histogram([1.0, 2.0], tmp_path / name)
+    assert not (tmp_path / name).exists()

@@ -135,6 +135,70 @@ def test_image_vae_through_the_pipeline(video):
     assert out.shape == video[:3].shape
 
 
+def test_tiles_must_be_whole_latent_pixels(model, video):
+    # (20, 4) used to run as (16, 0), no blending, while (20, 4) was recorded
+    for call in (lambda: pipeline.encode_video(model, video, tile=(20, 4), progress=False),
+                 lambda: pipeline.encode_clips(model, torch.zeros(1, 3, 9, 24, 24), tile=(16, 4)),
+                 lambda: pipeline.reconstruct(model, video, tile=(20, 8), progress=False)):
+        with pytest.raises(ValueError, match=r"multiples of the model's spatial compression \(8 px\); nearest valid: size"):
+            call()
+    with pytest.raises(ValueError, match="size 16 or 24, overlap 0 or 8"):
+        pipeline.encode_video(model, video, tile=(20, 4), progress=False)
+    encoded = pipeline.encode_video(model, video, tile=(24, 8), progress=False)
+    assert encoded.metadata["tile"] == [24, 8]
+
+
+def test_decode_refuses_latents_that_decode_to_a_wrong_video(model, video, tmp_path):
+    encoded = pipeline.encode_video(model, video, progress=False)
+    z, meta = encoded.latents.clone(), encoded.metadata
+    for value in (float("nan"), float("inf")):  # used to give an all-black video
+        latents = z.clone()
+        latents[0, 0, 0, 0, 0] = value
+        with pytest.raises(ValueError, match="1 of 360 latent values are NaN or infinite"):
+            pipeline.decode_latents(model, latents, meta, progress=False)
+    with pytest.raises(ValueError, match="int64, not float"):
+        pipeline.decode_latents(model, z.long(), meta, progress=False)
+    pipeline.save_latents(tmp_path / "batch.safetensors", torch.cat([z, z]), meta)
+    with pytest.raises(ValueError, match=r"batch.safetensors'.*batch of 2 .*model.decode"):  # used to drop the second video
+        pipeline.decode_latents(model, pipeline.load_latents(tmp_path / "batch.safetensors"), progress=False)
+    z[0, 0, 0, 0, 0] = 1e30  # finite: decoded
+    assert pipeline.decode_latents(model, z, meta, progress=False).shape == video.shape
+
+
+def test_decode_refuses_metadata_that_disagrees_with_the_latents(model, video, tmp_path):
+    encoded = pipeline.encode_video(model, video, progress=False)  # latents (1, 8, 3, 3, 5) of 9x20x36
+    for key, value, message in (("height", 64, "height 64, but 3 latent rows decode to 24 px"),
+                                ("width", 8, "width 8, but 5 latent columns decode to 40 px"),  # used to crop silently
+                                ("num_frames", 4, "num_frames 4, but 3 latent frames decode to 9 frames")):
+        path = tmp_path / f"{key}.safetensors"
+        pipeline.save_latents(path, encoded.latents, {**encoded.metadata, key: value})
+        with pytest.raises(ValueError, match=rf"latents file '.*{key}.safetensors': its metadata says {message}"):
+            pipeline.decode_latents(model, pipeline.load_latents(path), progress=False)
+    pipeline.save_latents(tmp_path / "negative.safetensors", encoded.latents, {**encoded.metadata, "num_frames": -5})
+    with pytest.raises(pipeline.LatentFileError, match="num_frames -5, not a positive whole number"):
+        pipeline.load_latents(tmp_path / "negative.safetensors")
+    pipeline.save_latents(tmp_path / "tile.safetensors", encoded.latents, {**encoded.metadata, "tile": [3, 1]})
+    loaded = pipeline.load_latents(tmp_path / "tile.safetensors")
+    with pytest.raises(ValueError, match=r"tile.safetensors': its metadata records tile \[3, 1\].*--tile 0"):
+        pipeline.decode_latents(model, loaded, tile=tuple(loaded.metadata["tile"]), progress=False)
+    pipeline.save_latents(tmp_path / "tile_text.safetensors", encoded.latents, {**encoded.metadata, "tile": "big"})
+    with pytest.raises(pipeline.LatentFileError, match=r"tile 'big', not \[size, overlap\]"):
+        pipeline.load_latents(tmp_path / "tile_text.safetensors")
+
+
+def test_cli_decode_names_the_file_and_the_override(model, video, tmp_path, capsys):
+    from cli_helpers import error_line, run
+
+    model.save_pretrained(tmp_path / "model")
+    encoded = pipeline.encode_video(model, video, fps=25, progress=False)
+    pipeline.save_latents(tmp_path / "z.safetensors", encoded.latents, {**encoded.metadata, "tile": [3, 1]})
+    args = ["decode", tmp_path / "z.safetensors", tmp_path / "out.mp4", "--model", tmp_path / "model", "--no-progress"]
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "z.safetensors': its metadata records tile [3, 1]" in error_line(err) and "--tile 0" in error_line(err)
+    code, _, err = run(capsys, *args, "--tile", "0")
+    assert code == 0, err
+
+
 # --------------------------------------------------------------------------------------------
 # metrics and frame helpers
 # --------------------------------------------------------------------------------------------

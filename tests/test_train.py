@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -599,3 +600,143 @@ def test_torch_compile_trains_with_matching_gradients(tmp_path):
     assert summary["compile"]["used"] and summary["compile"]["check"]["passed"], summary["compile"]
     logs = metrics(tmp_path / "run")
     assert summary["steps"] == 3 and all(m["grad_norm"] > 0 for m in logs) and "g_loss" in logs[-1]
+
+
+# ============================================================================================ bad input
+
+
+def _one_line_cli_error(capsys, argv: list[str]) -> str:
+    """``ivvae ARGV``'s stderr, which must be one `ivvae train: error:` line (exit code 2)."""
+    from ivvae.cli import main as cli_main
+
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("ivvae train: error: ") and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(("override", "key"), [("loss.kl_weight=nan", "loss.kl_weight"), ("loss.kl_weight=.inf", "loss.kl_weight"),
+                                             ("optimizer.lr=-.inf", "optimizer.lr"), ("train.max_grad_norm=.nan", "train.max_grad_norm"),
+                                             ("loss.gan.weight_by_size={256: .inf}", "loss.gan.weight_by_size.256")])
+def test_config_refuses_non_finite_numbers(tmp_path, override, key):
+    """NaN or infinity in a number field would train a NaN model without a word."""
+    good = write_config(tmp_path / "good.yaml", tiny_config())
+    with pytest.raises(ConfigError, match=rf"good\.yaml: '{re.escape(key)}' must be a finite number"):
+        load_config(good, [override])
+    path = tmp_path / "nan.yaml"
+    path.write_text(yaml.safe_dump(tiny_config()).replace("lr: 0.003", "lr: .nan"))
+    with pytest.raises(ConfigError, match=r"nan\.yaml: 'optimizer\.lr' must be a finite number"):
+        load_config(path)
+
+
+def test_a_config_that_is_not_a_yaml_text_file_is_named(tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42\xd1\xff" + bytes(range(256)))
+    err = _one_line_cli_error(capsys, ["train", str(video)])
+    assert f"{video}: not a YAML text file" in err
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize("latent_channels", [-1, 0, 3])
+def test_model_arguments_the_model_refuses_are_config_errors(tmp_path, latent_channels):
+    """The model's own ValueError (latent_channels <= 0, odd for two branches) names the config key and file."""
+    path = write_config(tmp_path / "bad.yaml", tiny_config())
+    cfg = load_config(path, [f"model.config.latent_channels={latent_channels}"])
+    with pytest.raises(ConfigError, match=r"bad\.yaml: model\.config: .*latent_channels") as error:
+        Trainer(cfg, output_dir=tmp_path / "run")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("failure", ["model_key", "model_class", "data_source", "resume_path"])
+def test_a_run_that_fails_to_start_leaves_nothing_behind(tmp_path, failure):
+    """Config errors found after the output dir was made: a new dir is removed, an existing one keeps only its own files."""
+    overrides = {"model_key": ["model.config.latent_channelz=8"], "model_class": ["model.class=ivvae.models.NoSuchVAE"],
+                 "data_source": [f"data.sources=[{tmp_path / 'missing.mp4'}]"], "resume_path": []}[failure]
+    resume = str(tmp_path / "no_such_run") if failure == "resume_path" else None
+    path = write_config(tmp_path / "tiny.yaml", tiny_config(logging={"tensorboard": True}))
+    expected = ValueError if failure != "resume_path" else FileNotFoundError
+    new = tmp_path / "runs" / "new"
+    with pytest.raises(expected):
+        run_training(path, overrides, resume, output_dir=new)
+    assert not (tmp_path / "runs").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    with pytest.raises(expected):
+        run_training(path, overrides, resume, output_dir=existing)
+    assert [p.name for p in existing.iterdir()] == ["notes.txt"]
+
+
+def test_resume_with_another_model_shape_is_refused_before_loading(uninterrupted, tmp_path):
+    ref_root, path, _ = uninterrupted
+    run = tmp_path / "run"
+    shutil.copytree(ref_root / "run", run)
+    config_before = (run / "config.yaml").read_text()
+    with pytest.raises(ckpt.CheckpointMismatchError,
+                       match=r"cannot resume from '.*step_00000006': it holds a model of another shape \(.*: checkpoint \(\d.*\) "
+                             rf"vs config \(\d.*\)\); resume with the config it was made with \({re.escape(str(run / 'config.yaml'))}\)"):
+        run_training(path, ["model.config.latent_channels=4"], "auto", output_dir=run)
+    assert (run / "config.yaml").read_text() == config_before  # still names the checkpoints' config
+    with pytest.raises(ValueError, match="another shape"):
+        run_training(path, ["model.config.base_channels=16"], str(run), output_dir=tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()
+    # layouts not checked before loading (.bin weights): accelerate's size mismatch is rephrased alike
+    with pytest.raises(ckpt.CheckpointMismatchError, match=r"another shape \(size mismatch for vae\.w: .*\); resume with"):
+        with ckpt.reading_checkpoint(run / "checkpoints/step_00000006", run / "checkpoints/step_00000006"):
+            raise RuntimeError("Error(s) in loading state_dict for _Autoencoder:\n\tsize mismatch for vae.w: copying ...")
+
+
+@pytest.mark.parametrize("damaged", ["schedulers.pt", "trainer_state.json", "model.safetensors",
+                                     "ema/diffusion_pytorch_model.safetensors"])
+def test_a_damaged_checkpoint_file_is_named_with_an_earlier_one_to_resume(uninterrupted, tmp_path, damaged):
+    ref_root, path, _ = uninterrupted
+    run = tmp_path / "run"
+    shutil.copytree(ref_root / "run", run)
+    (run / "checkpoints/step_00000006" / damaged).write_text("garbage\n")
+    earlier = run / "checkpoints/step_00000004"
+    with pytest.raises(ckpt.CheckpointDamagedError,
+                       match=rf"checkpoint file '.*step_00000006/{re.escape(damaged)}' is damaged \(.*\); move step_00000006 "
+                             rf"aside and resume from an earlier checkpoint with --resume {re.escape(str(earlier))}"):
+        run_training(path, resume="auto", output_dir=run)
+    assert run_training(path, resume=str(earlier), output_dir=run)["steps"] == 6
+
+
+def test_export_only_of_a_damaged_checkpoint_gives_advice_for_train(uninterrupted, tmp_path, capsys):
+    ref_root, path, _ = uninterrupted
+    run = tmp_path / "run"
+    shutil.copytree(ref_root / "run", run)
+    (run / "checkpoints/step_00000006/ema/config.json").write_text("garbage\n")
+    err = _one_line_cli_error(capsys, ["train", str(path), "--output-dir", str(run), "--export-only", "--set", "export.dir=again"])
+    assert "step_00000006/ema/config.json' is damaged" in err and "--model" not in err
+    assert "--set export.use_ema=false" in err and "--resume " in err and "step_00000004" in err
+    assert not (run / "again").exists()
+
+
+def test_a_non_finite_loss_stops_the_run_before_it_is_saved(tmp_path, monkeypatch):
+    """A NaN loss at step 2: the run stops there, keeps the step-1 checkpoint, exports nothing."""
+    from ivvae.train import losses
+    from ivvae.train.trainer import NonFiniteLossError
+
+    forward = losses.VAELoss.forward
+
+    def nan_from_step_2(self, x, x_rec, posterior, step, **kwargs):
+        loss, logs = forward(self, x, x_rec, posterior, step, **kwargs)
+        if step >= 1:  # 0-based: the second step
+            loss, logs = loss * float("nan"), {**logs, "total": float("nan")}
+        return loss, logs
+
+    monkeypatch.setattr(losses.VAELoss, "forward", nan_from_step_2)
+    cfg = tiny_config(train={"max_steps": 4, "num_threads": 1}, checkpoint={"every": 1, "keep_last": 0},
+                      logging={"every": 1, "val_every": 0}, export={"at_end": True, "every": 1})
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"^step 2: the loss is not finite \(l1=[\d.]+, kl=.*total=nan.*\): lower "
+                                                 r"optimizer\.lr or check the data; the last checkpoint is .*step_00000001"):
+        run_training(write_config(tmp_path / "nan.yaml", cfg), output_dir=run)
+    assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == ["step_00000001"]
+    assert sorted(p.name for p in (run / "exports").iterdir()) == ["step_00000001"] and not (run / "export").exists()
+    assert not (run / "summary.json").exists() and "step 2: the loss is not finite" in (run / "train.log").read_text()
+    from safetensors.torch import load_file
+
+    weights = load_file(str(run / "checkpoints/step_00000001/model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())

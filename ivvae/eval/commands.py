@@ -95,7 +95,8 @@ EVAL_DESCRIPTION = """
     LPIPS needs the torchvision AlexNet (or VGG16) ImageNet weights plus the lpips package's v0.1
     linear heads; FVD needs i3d_pretrained_400.pt. Nothing is downloaded: pass the files, or put
     them in $IVVAE_WEIGHTS_DIR / the torch hub checkpoint folder. When they are not found the
-    metric is reported as unavailable, with the reason, and everything else is still computed.
+    metric is reported as unavailable, with the reason, and everything else is still computed; a
+    file given with --lpips-backbone, --lpips-heads or --i3d that cannot be loaded is an error.
 
     protocols (--protocol):
       original      native resolution, any size (Kinetics-600 / ActivityNet in the paper, 2,400
@@ -346,11 +347,24 @@ def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
-@_guarded("ivvae motion-score")
-def run_motion_score(args: argparse.Namespace) -> int:
-    """Handler of ``ivvae motion-score``."""
-    out = Path(args.out)
-    refuse_existing([out] + ([Path(args.plot)] if args.plot else []), args.overwrite)
+def _warner(prog: str) -> Callable[[str], None]:
+    """Print library warnings as one CLI line, not as a Python ``UserWarning`` with a source line."""
+
+    def warn(message: str) -> None:
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    return warn
+
+
+def _check_plot(plot: str | None) -> None:
+    if plot:
+        from .motion import check_plot_path
+
+        check_plot_path(plot, "--plot")
+
+
+def _motion_inputs(args: argparse.Namespace) -> list[str]:
+    """Absolute paths of the videos to score (positional ones first, no repeats)."""
     paths = [os.path.abspath(v) for v in args.videos]
     if args.data:
         from ..train.data import list_videos
@@ -362,14 +376,25 @@ def run_motion_score(args: argparse.Namespace) -> int:
     missing = [p for p in paths if not os.path.isfile(p)]
     if args.videos and missing and len(missing) == len(paths):
         raise FileNotFoundError(f"video not found: '{missing[0]}'")
+    return paths
+
+
+@_guarded("ivvae motion-score")
+def run_motion_score(args: argparse.Namespace) -> int:
+    """Handler of ``ivvae motion-score``."""
+    out = Path(args.out)
+    _check_plot(args.plot)
+    paths = _motion_inputs(args)
+    # an output that is an input would destroy it, --overwrite or not
+    inputs = [Path(p) for p in paths] + ([Path(args.data)] if args.data else [])
+    refuse_existing([out] + ([Path(args.plot)] if args.plot else []), args.overwrite, inputs=inputs)
 
     from . import motion
 
-    if args.method == "raft":  # load the network once up front: a missing file is one clear error
-        motion._Raft(args.raft_weights, args.device)
     def skipped(path: str, reason: str) -> None:
         print(f"ivvae motion-score: warning: skipping '{path}': {reason}", file=sys.stderr)
 
+    # motion_scores builds the flow network before the first video: a missing package or weight file is one error up front
     scores = motion.motion_scores(paths, progress=not args.no_progress, on_skip=skipped, method=args.method, size=tuple(args.size),
                                   frame_interval=args.frame_interval, max_pairs=args.max_pairs,
                                   raft_weights=args.raft_weights, device=args.device)
@@ -418,7 +443,7 @@ MOTIONHD_EPILOG = """
 
 def add_motionhd_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scores", required=True, metavar="SCORES.csv", help="scored pool (from motion-score)")
-    parser.add_argument("--n", type=nonnegative_int, required=True, metavar="N", help="number of videos to choose")
+    parser.add_argument("--n", type=positive_int, required=True, metavar="N", help="number of videos to choose (>= 1)")
     parser.add_argument("--low", type=float, default=None, metavar="L", help="lower end of the score range (default: reference min)")
     parser.add_argument("--high", type=float, default=None, metavar="H", help="upper end of the score range (default: reference max)")
     parser.add_argument("--reference", default=None, metavar="REF.csv", help="scores of the reference set (from motion-score)")
@@ -431,42 +456,64 @@ def add_motionhd_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
-@_guarded("ivvae build-motionhd")
-def run_build_motionhd(args: argparse.Namespace) -> int:
-    """Handler of ``ivvae build-motionhd``."""
-    out = Path(args.out)
-    refuse_existing([out] + ([Path(args.plot)] if args.plot else []), args.overwrite)
+_MOTIONHD = "ivvae build-motionhd"
+
+
+def _read_scores(option: str, path: str) -> dict[str, float]:
+    """The usable scores of a score file; a file with none is an error (the selection would be empty)."""
     from . import motion
 
-    if not Path(args.scores).is_file():
-        raise FileNotFoundError(f"--scores {args.scores}: file not found (make it with `ivvae motion-score`)")
-    scores = motion.read_manifest(args.scores)
-    reference = None
-    if args.reference:
-        if not Path(args.reference).is_file():
-            raise FileNotFoundError(f"--reference {args.reference}: file not found")
-        reference = list(motion.read_manifest(args.reference).values())
-        if not reference:
-            raise ValueError(f"--reference {args.reference} holds no scores")
-    elif args.shape == "reference":
-        raise ValueError("--shape reference needs --reference REF.csv")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{option} {path}: file not found (make it with `ivvae motion-score`)")
+    scores = motion.read_manifest(path, warn=_warner(_MOTIONHD))
+    if not scores:
+        raise ValueError(f"{option} {path} holds no usable scores (no rows, or only NaN ones); make it with `ivvae motion-score`")
+    return scores
+
+
+def _score_range(args: argparse.Namespace, reference: list[float] | None) -> tuple[float, float]:
     low = args.low if args.low is not None else (min(reference) if reference else None)
     high = args.high if args.high is not None else (max(reference) if reference else None)
     if low is None or high is None:
         raise ValueError("give --low and --high, or --reference REF.csv to take the range from")
     if not high > low:
         raise ValueError(f"need --low < --high, got {low} and {high}")
-    chosen = motion.build_motionhd(scores, args.n, low, high, bins=args.bins, seed=args.seed,
-                                   reference_scores=reference if args.shape == "reference" else None)
-    motion.write_manifest(chosen, scores, out)
+    return low, high
+
+
+def _check_pool_covers(scores: dict[str, float], low: float, high: float, source: str) -> int:
+    """Videos of the pool in [low, high]; none is an error, not an empty manifest."""
     in_range = sum(1 for s in scores.values() if low <= s <= high)
+    if not in_range:
+        raise ValueError(f"no video of --scores {source} has a score in [{low:g}, {high:g}] (its scores span "
+                         f"{min(scores.values()):g} .. {max(scores.values()):g}); choose --low/--high within that span")
+    return in_range
+
+
+@_guarded(_MOTIONHD)
+def run_build_motionhd(args: argparse.Namespace) -> int:
+    """Handler of ``ivvae build-motionhd``."""
+    out = Path(args.out)
+    _check_plot(args.plot)
+    inputs = [Path(p) for p in (args.scores, args.reference) if p]  # never cut the pool we read
+    refuse_existing([out] + ([Path(args.plot)] if args.plot else []), args.overwrite, inputs=inputs)
+    from . import motion
+
+    scores = _read_scores("--scores", args.scores)
+    reference = list(_read_scores("--reference", args.reference).values()) if args.reference else None
+    if args.shape == "reference" and reference is None:
+        raise ValueError("--shape reference needs --reference REF.csv")
+    low, high = _score_range(args, reference)
+    in_range = _check_pool_covers(scores, low, high, args.scores)
+    chosen = motion.build_motionhd(scores, args.n, low, high, bins=args.bins, seed=args.seed,
+                                   reference_scores=reference if args.shape == "reference" else None, warn=_warner(_MOTIONHD))
+    motion.write_manifest(chosen, scores, out)
     print(f"chose {len(chosen)} of {args.n} requested from {len(scores)} scored videos ({in_range} in [{low:.3f}, {high:.3f}]), "
           f"{args.bins} bins, target {args.shape}")
-    if chosen:
-        import numpy as np
+    import numpy as np
 
-        counts, _ = np.histogram([scores[p] for p in chosen], bins=args.bins, range=(low, high))
-        print(f"videos per bin: min {counts.min()}, max {counts.max()}")
+    counts, _ = np.histogram([scores[p] for p in chosen], bins=args.bins, range=(low, high))
+    print(f"videos per bin: min {counts.min()}, max {counts.max()}")
     print(f"wrote {out}", file=sys.stderr)
     if args.plot:
         motion.plot_motion_histogram(scores, args.plot, chosen=chosen, bins=args.bins, value_range=(low, high),

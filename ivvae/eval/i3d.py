@@ -259,7 +259,7 @@ def load_i3d(
     ]
     if missing or unexpected or bad_shape:
         raise ValueError(
-            f"{str(p)!r} is not an {I3D_DESCRIPTION}: {len(missing)} missing keys {missing[:5]}, "
+            f"{str(p)!r} is not the {I3D_WEIGHTS_FILE} state dict: {len(missing)} missing keys {missing[:3]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:5]}, {len(bad_shape)} shape mismatches {bad_shape[:3]}"
         )
     for k, v in expected.items():

@@ -121,17 +121,32 @@ def find_weights(
     )
 
 
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    """A one-line cause: torch.load errors can be empty (EOFError) or span many lines."""
+    line = next((" ".join(t.split()) for t in str(error).splitlines() if t.strip()), "")
+    text = f"{type(error).__name__}: {line}" if line else type(error).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _torch_load(path: Path, description: str) -> object:
+    if path.stat().st_size == 0:
+        raise ValueError(f"{str(path)!r} is empty (0 bytes), not the {description.split(' (')[0]}; download the file again")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with context
+        raise ValueError(f"{str(path)!r} is not a PyTorch weight file torch.load reads ({_first_line(e)}), "
+                         f"not the {description.split(' (')[0]}") from e
+
+
 def load_state_dict_file(path: Path, description: str) -> dict[str, torch.Tensor]:
     """Load a plain state dict (tensors only) from ``path`` on CPU, unwrapping ``{'state_dict': ...}``
-    / ``{'model': ...}`` containers and a DataParallel ``module.`` prefix."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with context
-        raise ValueError(f"could not read {description} from {str(path)!r}: {e}") from e
+    / ``{'model': ...}`` containers and a DataParallel ``module.`` prefix.  Every failure is a
+    one-line ValueError naming the file and what is wrong (empty, unreadable, not a state dict)."""
+    obj = _torch_load(Path(path), description)
     for key in ("state_dict", "model", "net"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{str(path)!r} does not hold a state dict of tensors ({description})")
     out = {}
     for k, v in obj.items():

@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .lpips import WEIGHTS_DIR_ENV, find_weights
+from ..io import _AV_ERRORS, VideoReadError, _describe, _open_input
+from .lpips import WEIGHTS_DIR_ENV, find_weights, load_state_dict_file
 
 __all__ = [
     "MOTION_SIZE",
@@ -49,11 +50,28 @@ __all__ = [
     "write_manifest",
     "read_manifest",
     "plot_motion_histogram",
+    "check_plot_path",
+    "MissingDependencyError",
 ]
 
 #: (width, height) at which motion is measured
 MOTION_SIZE: tuple[int, int] = (768, 432)
 RAFT_WEIGHTS_FILE = "raft_large_C_T_SKHT_V2-ff5fadd5.pth"
+RAFT_DESCRIPTION = (f"RAFT-large optical-flow weights {RAFT_WEIGHTS_FILE} "
+                    "(torchvision.models.optical_flow.Raft_Large_Weights.C_T_SKHT_V2)")
+# worded for both front-ends: the CLI option first, the Python argument in brackets
+RAFT_HOW_TO_PASS = (f"Pass --raft-weights /path/to/{RAFT_WEIGHTS_FILE} (raft_weights= in Python), "
+                    "or use --method farneback (method='farneback'; no weights needed).")
+
+Warn = Callable[[str], None]
+
+
+class MissingDependencyError(ImportError, ValueError):
+    """An optional package a method needs is missing; also a ValueError, so the CLI reports it in one line."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
 
 FARNEBACK_PARAMS: dict[str, Any] = dict(pyr_scale=0.5, levels=5, winsize=21, iterations=5, poly_n=7, poly_sigma=1.5, flags=0)
 
@@ -65,28 +83,39 @@ def iter_frames(
     max_frames: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode every ``frame_interval``-th frame of a video with PyAV, resized to ``size``
-    ``(width, height)``: yields ``uint8`` arrays ``(H, W, 3)`` (RGB)."""
-    import av
+    ``(width, height)``: yields ``uint8`` arrays ``(H, W, 3)`` (RGB).
 
+    Raises:
+        FileNotFoundError: no such file.
+        VideoReadError: not a video, no video stream, corrupt data (worded as :mod:`ivvae.io` does
+            for every other command).
+    """
     if frame_interval < 1:
         raise ValueError(f"frame_interval must be >= 1, got {frame_interval}")
-    w, h = size
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video not found: {str(path)!r}")
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError(f"{str(path)!r} has no video stream")
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"cannot read video '{path}': file not found")
+    container = _open_input(path)
+    try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        n = 0
-        for i, frame in enumerate(container.decode(stream)):
-            if i % frame_interval:
-                continue
-            yield frame.to_ndarray(width=w, height=h, format="rgb24")
-            n += 1
-            if max_frames is not None and n >= max_frames:
-                return
+        yield from _sampled_frames(container.decode(stream), size, frame_interval, max_frames)
+    except _AV_ERRORS as e:
+        raise VideoReadError(path, f"corrupt or truncated video, decoding failed ({_describe(e)})") from None
+    finally:
+        container.close()
+
+
+def _sampled_frames(frames: Iterable[Any], size: tuple[int, int], frame_interval: int, max_frames: int | None) -> Iterator[np.ndarray]:
+    w, h = size
+    n = 0
+    for i, frame in enumerate(frames):
+        if i % frame_interval:
+            continue
+        yield frame.to_ndarray(width=w, height=h, format="rgb24")
+        n += 1
+        if max_frames is not None and n >= max_frames:
+            return
 
 
 def flow_magnitude(flow: np.ndarray) -> float:
@@ -118,32 +147,45 @@ def _raft_candidates() -> list[Path]:
     return cands
 
 
+def _import_raft_large() -> Callable[..., Any]:
+    """torchvision's RAFT-large builder, checked before the weights: nobody should fetch weights they cannot use."""
+    try:
+        from torchvision.models.optical_flow import raft_large
+    except (ImportError, RuntimeError) as e:  # RuntimeError: a torchvision built for another torch
+        raise MissingDependencyError(
+            f"--method raft (method='raft' in Python) needs torchvision, which cannot be imported ({' '.join(str(e).split())}): "
+            "install a torchvision matching your torch, or use --method farneback (method='farneback')"
+        ) from None
+    return raft_large
+
+
+def _load_raft_state(model: Any, path: Path) -> None:
+    """Load RAFT weights strictly; a wrong file is one line naming it, not torch's key listing."""
+    sd = load_state_dict_file(path, RAFT_DESCRIPTION)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    bad_shape = [k for k in expected if k in sd and sd[k].shape != expected[k].shape]
+    if missing or unexpected or bad_shape:
+        raise ValueError(
+            f"'{path}' is not the {RAFT_WEIGHTS_FILE} state dict: {len(missing)} missing keys {missing[:3]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:3]}, {len(bad_shape)} shape mismatches {bad_shape[:3]}. {RAFT_HOW_TO_PASS}"
+        )
+    model.load_state_dict(sd, strict=True)
+
+
 class _Raft:
     """torchvision RAFT-large, loaded from a local file (lazy import of torchvision)."""
 
     def __init__(self, weights: str | os.PathLike[str] | None, device: str) -> None:
-        path = find_weights(
-            weights,
-            description=f"RAFT-large optical-flow weights {RAFT_WEIGHTS_FILE} "
-            "(torchvision.models.optical_flow.Raft_Large_Weights.C_T_SKHT_V2)",
-            how_to_pass=f"Pass motion_score(..., method='raft', raft_weights='/path/to/{RAFT_WEIGHTS_FILE}'), "
-            "or use method='farneback' (no weights needed).",
-            candidates=_raft_candidates(),
-        )
-        try:
-            from torchvision.models.optical_flow import raft_large
-        except ImportError as e:
-            raise ImportError(
-                "method='raft' needs torchvision (not a dependency of ivvae): install a torchvision "
-                "matching your torch, or use method='farneback'"
-            ) from e
+        raft_large = _import_raft_large()
+        path = find_weights(weights, description=RAFT_DESCRIPTION, how_to_pass=RAFT_HOW_TO_PASS, candidates=_raft_candidates())
         import torch
 
         self.torch = torch
         self.device = device
         model = raft_large(weights=None, progress=False)
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(sd, strict=True)
+        _load_raft_state(model, path)
         self.model = model.eval().to(device)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> float:
@@ -186,12 +228,24 @@ def motion_score(
     Raises:
         ValueError: the video has fewer than ``frame_interval + 1`` frames, or an unknown method.
     """
+    return _score_frames(path, _flow_function(method, raft_weights, device), size, frame_interval, max_pairs)
+
+
+def _flow_function(method: str, raft_weights: str | os.PathLike[str] | None, device: str) -> Callable[[np.ndarray, np.ndarray], float]:
     if method == "farneback":
-        flow_fn: Any = _Farneback()
-    elif method == "raft":
-        flow_fn = _Raft(raft_weights, device)
-    else:
-        raise ValueError(f"method must be 'farneback' or 'raft', got {method!r}")
+        return _Farneback()
+    if method == "raft":
+        return _Raft(raft_weights, device)
+    raise ValueError(f"method must be 'farneback' or 'raft', got {method!r}")
+
+
+def _score_frames(
+    path: str | os.PathLike[str],
+    flow_fn: Callable[[np.ndarray, np.ndarray], float],
+    size: tuple[int, int] = MOTION_SIZE,
+    frame_interval: int = 3,
+    max_pairs: int | None = None,
+) -> float:
     max_frames = None if max_pairs is None else max_pairs + 1
     prev = None
     total, pairs = 0.0, 0
@@ -211,11 +265,16 @@ def motion_scores(
     progress: bool = False,
     skip_errors: bool = True,
     on_skip: Callable[[str, str], None] | None = None,
+    method: str = "farneback",
+    raft_weights: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
     **kwargs: Any,
 ) -> dict[str, float]:
     """:func:`motion_score` of many videos -> ``{path: score}``; unreadable / too-short videos are
     skipped: ``on_skip(path, reason)`` is called, else a warning is issued (``skip_errors=False``
-    re-raises)."""
+    re-raises).  The flow network is built once, before the first video: a missing package or
+    weight file is one error, not a skipped video each."""
+    flow_fn = _flow_function(method, raft_weights, device)
     paths = [str(p) for p in paths]
     it: Iterable[str] = paths
     if progress:
@@ -225,11 +284,11 @@ def motion_scores(
     out: dict[str, float] = {}
     for p in it:
         try:
-            out[p] = motion_score(p, **kwargs)
+            out[p] = _score_frames(p, flow_fn, **kwargs)
         except (OSError, ValueError) as e:
             if not skip_errors:
                 raise
-            reason = " ".join(str(e).split())
+            reason = " ".join((e.cause if isinstance(e, VideoReadError) else str(e)).split())  # the path is named once, by the caller
             if on_skip is not None:
                 on_skip(p, reason)
             else:
@@ -286,6 +345,8 @@ def build_motionhd(
     bins: int = 20,
     seed: int = 0,
     reference_scores: Iterable[float] | None = None,
+    *,
+    warn: Warn | None = None,
 ) -> list[str]:
     """Choose ``n`` videos whose motion-score histogram over ``[low, high]`` is as uniform as
     possible (paper Sec. 4.1), or, with ``reference_scores``, proportional to the reference set's
@@ -294,7 +355,7 @@ def build_motionhd(
     Videos outside ``[low, high]`` are never chosen.  Within a bin videos are drawn at random
     (``seed``).  A bin with too few videos contributes all of them and the deficit is shared among
     the other bins.  If the pool holds fewer than ``n`` videos in range, all of them are returned
-    with a warning.  The result is sorted by score.
+    and ``warn(message)`` is called (default: :func:`warnings.warn`).  The result is sorted by score.
     """
     if not (high > low):
         raise ValueError(f"need low < high, got {low}, {high}")
@@ -318,7 +379,7 @@ def build_motionhd(
         weights = np.ones(bins)
     counts = histogram_targets([len(m) for m in members], weights, n)
     if counts.sum() < n:
-        warnings.warn(f"only {int(counts.sum())} videos have a motion score in [{low}, {high}]; asked for {n}", stacklevel=2)
+        (warn or _warn)(f"only {int(counts.sum())} videos have a motion score in [{low}, {high}]; asked for {n}, choosing all of them")
     rng = np.random.default_rng(seed)
     chosen: list[int] = []
     for m, c in zip(members, counts, strict=True):
@@ -340,19 +401,67 @@ def write_manifest(paths: Iterable[str], scores: Mapping[str, float], out_csv: s
     return out
 
 
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, float]:
-    """Read a manifest written by :func:`write_manifest` -> ``{path: score}`` (file order)."""
+def _manifest_rows(path: str | os.PathLike[str]) -> list[tuple[int, str, float]]:
+    """``(line, path, score)`` of each row of a motion manifest."""
     not_manifest = f"{str(path)!r} is not a motion manifest (a CSV with columns path,motion_score, as `ivvae motion-score` writes)"
     try:
         with Path(path).open(newline="") as f:
             r = csv.DictReader(f)
             if r.fieldnames is None or "path" not in r.fieldnames or "motion_score" not in r.fieldnames:
                 raise ValueError(not_manifest)
-            return {row["path"]: float(row["motion_score"]) for row in r}
+            return [(r.line_num, row["path"], float(row["motion_score"])) for row in r]
     except (UnicodeDecodeError, csv.Error, TypeError) as error:
         raise ValueError(f"{not_manifest}: {' '.join(str(error).split())}") from None
     except ValueError as error:
         raise ValueError(not_manifest if str(error) == not_manifest else f"{not_manifest}: {error}") from None
+
+
+def _checked_scores(path: str | os.PathLike[str], rows: Iterable[tuple[int, str, float]], warn: Warn) -> dict[str, float]:
+    """``{path: score}`` of the usable rows: a negative score or a video listed with two scores is an
+    error (which one is right?); NaN / infinite scores and exact repeats are left out with a warning."""
+    scores: dict[str, float] = {}
+    first_line: dict[str, int] = {}
+    dropped = repeats = 0
+    for line, video, score in rows:
+        if score < 0:
+            raise ValueError(f"'{path}' line {line}: motion score {score} of '{video}' is negative, but a flow magnitude is >= 0; "
+                             "fix or remove that row (or score the video again with `ivvae motion-score`)")
+        if not math.isfinite(score):
+            dropped += 1
+        elif video not in scores:
+            scores[video], first_line[video] = score, line
+        elif scores[video] == score:
+            repeats += 1
+        else:
+            raise ValueError(f"'{path}' line {line}: '{video}' is listed again with another score ({score}; {scores[video]} on line "
+                             f"{first_line[video]}); keep one row per video (were two scoring runs or methods merged?)")
+    if dropped:
+        warn(f"'{path}': left out {dropped} row(s) whose motion score is NaN or infinite")
+    if repeats:
+        warn(f"'{path}': left out {repeats} repeated row(s) (same video, same score)")
+    return scores
+
+
+def read_manifest(path: str | os.PathLike[str], *, warn: Warn | None = None) -> dict[str, float]:
+    """Read a manifest written by :func:`write_manifest` -> ``{path: score}`` (file order).
+
+    Raises ValueError naming the line for a negative score (a magnitude is >= 0) or a video listed
+    twice with different scores.  Rows with a NaN / infinite score and exact repeats are left out
+    and counted in a message to ``warn`` (default: :func:`warnings.warn`).
+    """
+    return _checked_scores(path, _manifest_rows(path), warn or _warn)
+
+
+def check_plot_path(path: str | os.PathLike[str], what: str = "plot") -> None:
+    """The plot file must end in an image format matplotlib writes: checked before the work, not after it."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    ext = Path(path).suffix.lower().lstrip(".")
+    if ext not in formats:
+        reason = f"'.{ext}' is not an image format matplotlib writes" if ext else "no extension to tell the image format"
+        raise ValueError(f"{what} '{os.fspath(path)}': {reason}; end the name in .png, .pdf or .svg "
+                         f"(also possible: {', '.join(sorted(set(formats) - {'png', 'pdf', 'svg'}))})")
 
 
 def plot_motion_histogram(
@@ -364,7 +473,8 @@ def plot_motion_histogram(
     value_range: tuple[float, float] | None = None,
     title: str = "Motion score (mean flow magnitude at 768x432, interval 3)",
 ) -> Path:
-    """Histogram of motion scores as a PNG (matplotlib, Agg canvas; no display needed).
+    """Histogram of motion scores as an image (the format follows the file name: png, pdf, svg ...;
+    matplotlib, Agg canvas; no display needed).
 
     ``scores`` is a ``{path: score}`` mapping (or plain values); ``chosen`` (paths, needs a mapping)
     is overlaid, e.g. the MotionHD selection over its candidate pool.
@@ -372,6 +482,7 @@ def plot_motion_histogram(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    check_plot_path(out_png)
     if isinstance(scores, Mapping):
         values = np.array([float(v) for v in scores.values()], dtype=np.float64)
     else:

@@ -12,7 +12,8 @@ and computes, per model:
 * PSNR and SSIM per frame index (mean over clips).
 
 A missing LPIPS / I3D weight file does not stop the run: the metric is reported as unavailable with
-the reason (what file is missing and how to pass it) and the other metrics are computed.
+the reason (what file is missing and how to pass it) and the other metrics are computed.  A file
+named in :class:`EvalSettings` that cannot be loaded is an error, raised before any model is loaded.
 :func:`ivvae.eval.report.write_report` turns the :class:`EvalResults` into ``results.json``,
 ``results.md`` and plots.
 
@@ -360,12 +361,12 @@ class EvalSettings:
         lpips: ``True`` computes LPIPS when its weights are found (else reported unavailable),
             ``False`` skips it, or an :class:`~ivvae.eval.lpips.LPIPS` instance to use.
         lpips_net, lpips_backbone, lpips_heads: network and weight files (``None``: the default
-            locations of :class:`~ivvae.eval.lpips.LPIPS`).
+            locations of :class:`~ivvae.eval.lpips.LPIPS`; a file given here must load, else ValueError).
         fvd: ``True`` computes FVD when the I3D weights are found, ``False`` skips it, or an
             :class:`~ivvae.eval.i3d.InceptionI3d`, an :class:`~ivvae.eval.fvd.I3DFeatureExtractor`
             or any callable ``videos (B, 3, T, H, W) -> features (B, D)``.
         i3d_path: ``i3d_pretrained_400.pt`` (``None``: default locations of
-            :func:`~ivvae.eval.i3d.load_i3d`).
+            :func:`~ivvae.eval.i3d.load_i3d`; a file given here must load, else an error).
         progress: show a tqdm progress bar over clips.
         keep_per_clip: keep every clip's values in the results.
     """
@@ -389,7 +390,7 @@ class EvalSettings:
             raise ValueError(f"chunk_groups must be >= 1 or None (one pass), got {self.chunk_groups}")
         if self.dtype not in ("fp32", "bf16"):
             raise ValueError(f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
-        if self.tile is not None:
+        if self.tile is not None:  # whole latent pixels are checked per model, once the models are loaded
             size, overlap = (int(v) for v in self.tile)
             if size < 16 or not 0 <= overlap < size:
                 raise ValueError(f"tile must be (size >= 16, 0 <= overlap < size), got {self.tile}")
@@ -581,6 +582,18 @@ def _execution(model: Any, tile: tuple[int, int] | None, dtype: str, device: tor
             model.use_tiling, model.tile_size, model.tile_overlap = saved
 
 
+def _check_tile_fits(models: Mapping[str, Any], tile: tuple[int, int] | None) -> None:
+    """Tiles must be whole latent pixels of every model, checked before any clip runs."""
+    from ..pipeline import check_tile
+
+    for name, model in models.items():
+        if tile is not None and hasattr(model, "spatial_compression"):
+            try:
+                check_tile(tile, model.spatial_compression)
+            except ValueError as err:
+                raise ValueError(f"model {name}: {err}") from None
+
+
 def reconstruct_clip(
     model: Any,
     x: torch.Tensor,
@@ -610,6 +623,37 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
+def _given_weights_error(what: str, option: str, path: PathLike, err: BaseException) -> ValueError:
+    """A weight file the user named that cannot be used stops the run: a quiet "n/a" would hide a wrong path."""
+    cli, python = option.split()
+    return ValueError(f"{cli} {os.fspath(path)} ({python} in Python) cannot be used as the {what} (give the right file, or leave "
+                      f"{cli} out to look in the default locations): {_one_line(err)}")
+
+
+def _load_lpips_weights(module: LPIPS, settings: EvalSettings) -> str | None:
+    """Load the LPIPS trunk and heads; returns why LPIPS is unavailable, or None.  Files named in the
+    settings are loaded first and must work; a file missing from the default locations only makes
+    LPIPS unavailable."""
+    parts = [(settings.lpips_backbone, "LPIPS backbone", "--lpips-backbone lpips_backbone=", module._resolve_backbone,
+              module.load_backbone),
+             (settings.lpips_heads, "LPIPS heads", "--lpips-heads lpips_heads=", module._resolve_heads, module.load_heads)]
+    for given, what, option, resolve, load in parts:
+        if given is not None:
+            try:
+                load(resolve(given))
+            except ValueError as err:
+                raise _given_weights_error(what, option, given, err) from None
+    for given, _, _, resolve, load in parts:
+        if given is None:
+            try:
+                load(resolve(None))
+            except WeightsNotFoundError as err:
+                return f"LPIPS weights not found: {_one_line(err)} (CLI: --lpips-backbone PATH --lpips-heads PATH)"
+            except ValueError as err:
+                return f"LPIPS weights could not be loaded: {_one_line(err)}"
+    return None
+
+
 def _build_lpips(settings: EvalSettings, device: torch.device) -> tuple[torch.nn.Module | None, str | None, str | None]:
     """(LPIPS module or None, reason when unavailable, note)."""
     if settings.lpips is False:
@@ -617,12 +661,10 @@ def _build_lpips(settings: EvalSettings, device: torch.device) -> tuple[torch.nn
     if isinstance(settings.lpips, torch.nn.Module):
         module = settings.lpips
     else:
-        try:
-            module = LPIPS(settings.lpips_net, settings.lpips_backbone, settings.lpips_heads)
-        except WeightsNotFoundError as err:
-            return None, f"LPIPS weights not found: {_one_line(err)} (CLI: --lpips-backbone PATH --lpips-heads PATH)", None
-        except ValueError as err:
-            return None, f"LPIPS weights could not be loaded: {_one_line(err)}", None
+        module = LPIPS(settings.lpips_net, pretrained=False)
+        reason = _load_lpips_weights(module, settings)
+        if reason is not None:
+            return None, reason, None
     note = None
     if isinstance(module, LPIPS) and (module.backbone_path is None or module.head_path is None):
         note = "LPIPS ran with untrained (random) weights: the values are not LPIPS, only a pipeline check"
@@ -631,7 +673,7 @@ def _build_lpips(settings: EvalSettings, device: torch.device) -> tuple[torch.nn
 
 def _build_fvd(settings: EvalSettings, device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str | None]:
     """(feature extractor or None, reason when unavailable).  The I3D file is loaded here so that a
-    missing file is reported before the run, not after it."""
+    missing file is reported before the run, not after it; a file named in the settings must load."""
     from .fvd import I3DFeatureExtractor
     from .i3d import InceptionI3d, load_i3d
 
@@ -643,10 +685,14 @@ def _build_fvd(settings: EvalSettings, device: torch.device) -> tuple[Callable[[
         return settings.fvd, None
     try:
         net = load_i3d(settings.i3d_path, device=device)
-    except WeightsNotFoundError as err:
-        return None, f"I3D weights not found: {_one_line(err)}"
     except ValueError as err:
+        if settings.i3d_path is not None:
+            raise _given_weights_error("I3D weights", "--i3d i3d_path=", settings.i3d_path, err) from None
         return None, f"I3D weights could not be loaded: {_one_line(err)}"
+    except WeightsNotFoundError as err:
+        if settings.i3d_path is not None:
+            raise
+        return None, f"I3D weights not found: {_one_line(err)}"
     return I3DFeatureExtractor(net, device=device), None
 
 
@@ -707,11 +753,12 @@ def evaluate(
     if not models:
         raise ValueError("evaluate() needs at least one model")
     device = settings.resolved_device()
-    loaded = {name: (load_eval_model(m, device) if isinstance(m, (str, os.PathLike)) else m) for name, m in models.items()}
-    states = [_ModelState(name, m, device) for name, m in loaded.items()]
-
+    # the metric networks first: a bad weight file is reported before any model is loaded or run
     lpips_net, lpips_reason, lpips_note = _build_lpips(settings, device)
     extractor, fvd_reason = _build_fvd(settings, device)
+    loaded = {name: (load_eval_model(m, device) if isinstance(m, (str, os.PathLike)) else m) for name, m in models.items()}
+    _check_tile_fits(loaded, settings.tile)
+    states = [_ModelState(name, m, device) for name, m in loaded.items()]
     real_features: list[torch.Tensor] = []
 
     paths = dataset.list_videos()

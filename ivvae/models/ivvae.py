@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -12,7 +13,7 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
 
 from .. import streaming
-from .network import Decoder, Encoder, NetworkSpec, split_moments
+from .network import Decoder, Encoder, NetworkSpec, as_flags, as_tuple, check_latent_normalization, split_moments
 
 
 class IVVAE(ModelMixin, ConfigMixin):
@@ -53,18 +54,19 @@ class IVVAE(ModelMixin, ConfigMixin):
         shift_factor: float = 0.0,
     ) -> None:
         super().__init__()
+        check_latent_normalization(scaling_factor, shift_factor)
         self.spec = NetworkSpec(
             in_channels=in_channels,
             latent_channels=latent_channels,
             base_channels=base_channels,
-            channel_multipliers=tuple(channel_multipliers),
+            channel_multipliers=as_tuple("channel_multipliers", channel_multipliers),
             encoder_blocks=encoder_blocks,
             decoder_blocks=decoder_blocks,
-            branches=tuple(branches),
-            temporal_downsample=tuple(bool(d) for d in temporal_downsample),
+            branches=as_tuple("branches", branches),
+            temporal_downsample=as_flags("temporal_downsample", temporal_downsample),
             full_compression_attention=full_compression_attention,
             parallel_atrous=parallel_atrous,
-            atrous_dilations=tuple(atrous_dilations),
+            atrous_dilations=as_tuple("atrous_dilations", atrous_dilations),
             dropout=dropout,
         )
         self.encoder = Encoder(self.spec)
@@ -80,10 +82,17 @@ class IVVAE(ModelMixin, ConfigMixin):
         """diffusers' ``from_pretrained``, which also takes the short name of a model bundled with
         the package (``IVVAE.from_pretrained("ivvae-small-z16")``, offline); a folder or a Hub
         repo id of the same name wins over a bundled model."""
-        from ..hub import bundled_model_folder
+        from ..hub import bundled_model_folder, check_loaded_model, check_model_folder
 
-        bundled = bundled_model_folder(pretrained_model_name_or_path)
-        return super().from_pretrained(bundled or pretrained_model_name_or_path, *args, **kwargs)
+        source = bundled_model_folder(pretrained_model_name_or_path) or pretrained_model_name_or_path
+        # A local folder is checked as ivvae.load_model checks it (diffusers would leave a missing
+        # tensor on the meta device and load NaN weights silently); Hub repos are diffusers' to fetch.
+        local = Path(source) if not kwargs.get("subfolder") and Path(source).is_dir() else None
+        weights = check_model_folder(local, cls) if local is not None else None
+        model = super().from_pretrained(source, *args, **kwargs)
+        if weights is not None:
+            check_loaded_model(model, weights)
+        return model
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -147,15 +156,19 @@ class IVVAE(ModelMixin, ConfigMixin):
     def enable_tiling(self, tile_size: int = 256, tile_overlap: int = 64) -> None:
         """Process frames in overlapping spatial tiles (pixels), blended linearly over the overlap.
 
-        Both sizes are rounded down to multiples of the spatial compression (8). Temporal length
-        is bounded by streaming (:meth:`enable_streaming`), not by tiles.
+        Both sizes must be multiples of the spatial compression (8): tiles cut the latent grid, and
+        rounding silently would run another tile than the one asked for. Temporal length is bounded
+        by streaming (:meth:`enable_streaming`), not by tiles.
         """
         s = self.spatial_compression
         if tile_size < 2 * s or tile_overlap < 0 or tile_overlap >= tile_size:
             raise ValueError(f"need tile_size >= {2 * s} and 0 <= tile_overlap < tile_size, got {tile_size}, {tile_overlap}")
+        if tile_size % s or tile_overlap % s:
+            raise ValueError(f"tile_size and tile_overlap must be multiples of the spatial compression ({s} px), got "
+                             f"{tile_size}, {tile_overlap}; e.g. {tile_size // s * s}, {tile_overlap // s * s}")
         self.use_tiling = True
-        self.tile_size = tile_size // s * s
-        self.tile_overlap = tile_overlap // s * s
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
 
     def disable_tiling(self) -> None:
         self.use_tiling = False

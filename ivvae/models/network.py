@@ -7,13 +7,16 @@ in their branch kinds, their temporal downsampling and two switches (see :class:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import numbers
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..layers import BranchAttention, BranchConv, Downsample, ParallelAtrousConv, ResidualBlock, RMSNorm, Upsample, make_frame_conv
+from ..layers.conv import BRANCH_KINDS
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,30 @@ class NetworkSpec:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        # A config.json is edited by hand: a wrong type or sign must fail here, naming the field,
+        # not deep inside a layer (negative tensor sizes, string formatting of "sixteen" % 2).
+        for name in ("in_channels", "latent_channels", "base_channels", "encoder_blocks", "decoder_blocks"):
+            _check_positive_int(name, getattr(self, name))
+        _check_items("channel_multipliers", self.channel_multipliers, _is_positive_int, "positive integers, e.g. [1, 2, 4, 4]")
+        _check_items("branches", self.branches, lambda kind: kind in BRANCH_KINDS, f"branch kinds out of {list(BRANCH_KINDS)}")
+        if not all(isinstance(flag, bool) for flag in self.temporal_downsample):
+            raise ValueError(f"temporal_downsample={list(self.temporal_downsample)!r}: expected a list of true/false flags")
+        _check_items("atrous_dilations", self.atrous_dilations, _is_positive_int, "positive integers, e.g. [1, 3, 6, 9, 12]",
+                     allow_empty=True)
+        for name in ("full_compression_attention", "parallel_atrous"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected true or false")
+        if not _is_real(self.dropout) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout={self.dropout!r}: expected a number in [0, 1)")
         n = len(self.branches)
         if n not in (1, 2):
             raise ValueError(f"a model has one or two branches, got {self.branches}")
         if self.latent_channels % n:
             raise ValueError(f"latent_channels={self.latent_channels} must split evenly between {n} branches")
         if len(self.temporal_downsample) != len(self.channel_multipliers) - 1:
-            raise ValueError("temporal_downsample needs one entry per downsampling (len(channel_multipliers) - 1)")
+            raise ValueError(f"temporal_downsample={list(self.temporal_downsample)} needs one entry per downsampling: "
+                             f"{len(self.channel_multipliers) - 1} (len(channel_multipliers) - 1) for channel_multipliers="
+                             f"{list(self.channel_multipliers)}")
         if any(self.temporal_downsample) and all(kind == "2d" for kind in self.branches) and n == 1:
             raise ValueError("temporal downsampling needs a temporal branch (a 3-D branch, or two branches)")
 
@@ -75,6 +95,49 @@ class NetworkSpec:
     @property
     def spatial_compression(self) -> int:
         return 2 ** (len(self.channel_multipliers) - 1)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if not _is_positive_int(value):
+        raise ValueError(f"{name}={value!r}: expected a positive integer")
+
+
+def _check_items(name: str, values: tuple, valid: Callable[[object], bool], expected: str, allow_empty: bool = False) -> None:
+    if (not values and not allow_empty) or not all(valid(value) for value in values):
+        raise ValueError(f"{name}={list(values)!r}: expected a {'' if allow_empty else 'non-empty '}list of {expected}")
+
+
+def as_tuple(name: str, value: object) -> tuple:
+    """A list argument as a tuple; a string or a number is a config mistake, not a list (so that
+    ``"branches": "2d"`` does not become the branches ``("2", "d")``)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ValueError(f"{name}={value!r}: expected a list")
+    return tuple(value)
+
+
+def as_flags(name: str, value: object) -> tuple[bool, ...]:
+    """A list of flags as bools; only true/false (or 0/1) count as flags, not any truthy value."""
+    flags = as_tuple(name, value)
+    if not all(isinstance(flag, bool) or (isinstance(flag, numbers.Integral) and flag in (0, 1)) for flag in flags):
+        raise ValueError(f"{name}={list(flags)!r}: expected a list of true/false flags")
+    return tuple(bool(flag) for flag in flags)
+
+
+def check_latent_normalization(scaling_factor: object, shift_factor: object) -> None:
+    """``scaling_factor * (z - shift_factor)`` must be an invertible map of finite numbers: a zero
+    scale would give all-zero latents, a NaN one NaN latents."""
+    if not _is_real(scaling_factor) or not math.isfinite(scaling_factor) or scaling_factor == 0:
+        raise ValueError(f"scaling_factor={scaling_factor!r}: expected a finite non-zero number (1.0 leaves latents unscaled)")
+    if not _is_real(shift_factor) or not math.isfinite(shift_factor):
+        raise ValueError(f"shift_factor={shift_factor!r}: expected a finite number (0.0 leaves latents unshifted)")
 
 
 class _Sequence(nn.Module):

@@ -10,6 +10,7 @@ per-process sampler; :func:`build_validation_clips` draws the fixed held-out cli
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import math
 from collections.abc import Sequence
@@ -58,6 +59,13 @@ def _import_class(path: str) -> type:
         raise ConfigError(f"model.class: cannot import {path!r}: {err}") from None
 
 
+def _arguments(cls: type) -> str:
+    """The constructor arguments of ``cls``, for a message about a misspelt one."""
+    params = [n for n, p in inspect.signature(cls.__init__).parameters.items()
+              if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return ", ".join(params) if params else "no arguments"
+
+
 def _grown(model: nn.Module, grow_cfg, log: logging.Logger) -> nn.Module:
     """``model`` widened as ``model.init.grow`` asks (unchanged without it)."""
     if grow_cfg is None:
@@ -76,19 +84,25 @@ def _grown(model: nn.Module, grow_cfg, log: logging.Logger) -> nn.Module:
 def build_model_from_config(mcfg, log: logging.Logger = logger) -> nn.Module:
     """The model a ``model`` config section describes, with its initial weights (train mode)."""
     from ivvae.models import build_model
+    from ivvae.models.presets import PRESETS
 
     init = mcfg.init
     model = None
     if mcfg.preset:
         try:
             model = build_model(mcfg.preset, **mcfg.overrides)
+        except TypeError as err:
+            raise ConfigError(f"model.overrides: {err}") from None
         except ValueError as err:
-            raise ConfigError(f"model.preset: {err}") from None
+            key = "model.overrides" if mcfg.overrides and mcfg.preset in PRESETS else "model.preset"
+            raise ConfigError(f"{key}: {err}") from None
     elif mcfg.class_name or mcfg.config:
         cls = _import_class(mcfg.class_name or "ivvae.models.IVVAE")
         try:
             model = cls(**mcfg.config)
-        except TypeError as err:
+        except TypeError as err:  # an unknown or missing argument
+            raise ConfigError(f"model.config: {err}; {cls.__name__} takes {_arguments(cls)}") from None
+        except ValueError as err:  # a value the model refuses (e.g. latent_channels <= 0)
             raise ConfigError(f"model.config: {err}") from None
 
     if init.from_pretrained:

@@ -29,8 +29,10 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -43,6 +45,9 @@ __all__ = [
     "LATEST_FILE",
     "STATE_FILE",
     "TMP_PREFIX",
+    "CheckpointDamagedError",
+    "CheckpointMismatchError",
+    "check_checkpoint_shapes",
     "checkpoint_name",
     "checkpoint_step",
     "export_checkpoint",
@@ -53,6 +58,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint_model",
     "prune_checkpoints",
+    "reading_checkpoint",
     "resolve_pretrained",
     "resolve_resume",
     "write_json_atomic",
@@ -145,6 +151,141 @@ def resolve_resume(resume: str | os.PathLike | None, output_dir: str | os.PathLi
         raise FileNotFoundError(f"checkpoint '{path}' is incomplete (no {STATE_FILE}); resume from an earlier one or use --resume auto")
     raise FileNotFoundError(f"no complete checkpoint at '{path}' (expected a checkpoint folder step_N, "
                             f"a '{CHECKPOINTS_DIR}' folder or a run's output dir)")
+
+
+# --------------------------------------------------------------------------------------------
+# Damaged and mismatched checkpoints
+# --------------------------------------------------------------------------------------------
+
+#: What the checkpoint is read for; it decides the advice when it cannot be read.
+Use = Literal["resume", "export", "load"]
+
+
+class CheckpointDamagedError(ValueError):
+    """A file of a trainer checkpoint cannot be read; the message names it and what to do instead."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint holds a model of another shape than the one the config builds."""
+
+
+def _earlier_checkpoint(checkpoint: Path) -> Path | None:
+    """The newest complete checkpoint older than ``checkpoint`` in the same folder."""
+    step = checkpoint_step(checkpoint)
+    older = [p for p in list_checkpoints(checkpoint.parent) if step is not None and checkpoint_step(p) < step]
+    return older[-1] if older else None
+
+
+def _run_config(checkpoint: Path) -> str:
+    """The config a checkpoint was written with: ``<run>/config.yaml`` of ``<run>/checkpoints/step_N``."""
+    if checkpoint.parent.name == CHECKPOINTS_DIR:
+        return f"{checkpoint.parent.parent / 'config.yaml'}"
+    return "its run's config.yaml"
+
+
+def _damaged_advice(checkpoint: Path, file: Path, use: Use) -> str:
+    earlier = _earlier_checkpoint(checkpoint)
+    if use == "export" and file.parent.name == EMA_DIR:
+        raw = "export its raw weights with --set export.use_ema=false"
+        return f"{raw}, or an earlier checkpoint with --export-only --resume {earlier}" if earlier is not None else raw
+    if use == "resume":
+        if earlier is None:
+            return "it has no earlier checkpoint: start over with another --output-dir (or delete its checkpoints folder)"
+        return (f"move {checkpoint.name} aside and resume from an earlier checkpoint with --resume {earlier}, "
+                "or start over with another --output-dir")
+    if use == "export":
+        if earlier is None:
+            return "it has no earlier checkpoint to export: train again (or use the run's export folder, if it has one)"
+        return f"export an earlier checkpoint with --export-only --resume {earlier}"
+    return f"use an earlier checkpoint ({earlier})" if earlier is not None else "use another checkpoint or model folder"
+
+
+def _reason(error: BaseException) -> str:
+    from ivvae import hub
+
+    text = " ".join(str(error).split())
+    for name in ("_FIX", "_REEXPORT"):  # ivvae.hub's advice (another model folder) is for other commands
+        advice = " ".join(str(getattr(hub, name, "")).split())
+        for separator in ("; ", ": ", " ") if advice else ():
+            text = text.replace(f"{separator}{advice}", "")
+    return f"{type(error).__name__}: {text[:200] + '...' if len(text) > 200 else text}"
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or isinstance(error, getattr(torch, "OutOfMemoryError", MemoryError))
+
+
+@contextmanager
+def reading_checkpoint(checkpoint: str | os.PathLike, file: str | os.PathLike, use: Use = "resume") -> Iterator[None]:
+    """Report any failure to read ``file`` of ``checkpoint`` as :class:`CheckpointDamagedError` naming the file.
+
+    A checkpoint is written atomically, so a file that does not load was damaged afterwards
+    (disk, copy, hand edit): the advice is to take an earlier checkpoint.
+    """
+    try:
+        yield
+    except (CheckpointDamagedError, CheckpointMismatchError):
+        raise
+    except Exception as error:
+        if _is_out_of_memory(error):
+            raise
+        checkpoint, file = Path(checkpoint), Path(file)
+        if use == "resume" and isinstance(error, RuntimeError) and "size mismatch" in str(error):  # layouts not checked before
+            detail = next(line.strip() for line in str(error).splitlines() if "size mismatch" in line)
+            raise CheckpointMismatchError(_mismatch_message(checkpoint, detail)) from error
+        what = f"checkpoint '{file}' has a damaged file" if file == checkpoint else f"checkpoint file '{file}' is damaged"
+        raise CheckpointDamagedError(f"{what} ({_reason(error)}); {_damaged_advice(checkpoint, file, use)}") from error
+
+
+def _saved_shapes(checkpoint: Path, file: Path, use: Use = "resume") -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of a safetensors file, from its header (no tensor is read)."""
+    from safetensors import safe_open
+
+    with reading_checkpoint(checkpoint, file, use), safe_open(str(file), framework="pt") as f:
+        return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+
+
+def _shape_difference(saved: Mapping[str, tuple[int, ...]], built: Mapping[str, tuple[int, ...]]) -> str | None:
+    """The first difference between two key -> shape maps, in words; None if they agree."""
+    for key, shape in built.items():
+        if key in saved and saved[key] != shape:
+            changed = sum(1 for k in built if k in saved and saved[k] != built[k])
+            return f"{changed} tensor(s) differ, e.g. {key}: checkpoint {saved[key]} vs config {shape}"
+    missing = [k for k in built if k not in saved]
+    extra = [k for k in saved if k not in built]
+    if missing or extra:
+        example = f"{missing[0]} is not in the checkpoint" if missing else f"the checkpoint's {extra[0]} is not in the model"
+        return f"{len(missing)} tensor(s) missing and {len(extra)} unexpected, e.g. {example}"
+    return None
+
+
+def check_checkpoint_shapes(checkpoint: str | os.PathLike, models: Mapping[str, nn.Module]) -> None:
+    """Refuse a checkpoint whose weights do not fit the models the config built, before loading it.
+
+    Args:
+        checkpoint: a checkpoint folder.
+        models: weights file name (``model.safetensors``, ``model_1.safetensors``) -> the bare
+            module whose weights it holds (without the trainer's wrapper or DDP).
+
+    Raises:
+        CheckpointMismatchError: another shape (e.g. another ``latent_channels``).
+        CheckpointDamagedError: a weights file that cannot be read.
+    """
+    checkpoint = Path(checkpoint)
+    for name, module in models.items():
+        file = checkpoint / name
+        if not file.is_file():
+            continue  # older layouts (.bin): accelerate's own load reports what does not fit
+        saved = _strip_prefix(_saved_shapes(checkpoint, file))
+        built = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        difference = _shape_difference(saved, built)
+        if difference is not None:
+            raise CheckpointMismatchError(_mismatch_message(checkpoint, difference))
+
+
+def _mismatch_message(checkpoint: Path, difference: str) -> str:
+    return (f"cannot resume from '{checkpoint}': it holds a model of another shape ({difference}); resume with the "
+            f"config it was made with ({_run_config(checkpoint)}) or start a new run (another --output-dir)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,7 +389,7 @@ def prune_checkpoints(root: str | os.PathLike, keep_last: int, keep: tuple[Path,
 # Models from checkpoints; export
 # --------------------------------------------------------------------------------------------
 
-def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _strip_prefix(state: dict[str, Any]) -> dict[str, Any]:
     """Remove the DDP (``module.``) and trainer-wrapper (``vae.``) key prefixes."""
     for prefix in ("module.", WRAPPER_PREFIX):
         if state and all(k.startswith(prefix) for k in state):
@@ -256,30 +397,45 @@ def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_checkpoint_model(checkpoint: str | os.PathLike, weights: str = "auto") -> nn.Module:
+def _check_readable(checkpoint: Path, config_file: Path, weights_file: Path, use: Use) -> None:
+    """Parse a model's config.json and its weights' header, so that a damaged one is named as such."""
+    with reading_checkpoint(checkpoint, config_file, use):
+        if not isinstance(json.loads(config_file.read_text(encoding="utf-8")), dict):
+            raise ValueError("a JSON object was expected")
+    if weights_file.is_file():
+        _saved_shapes(checkpoint, weights_file, use)
+
+
+def load_checkpoint_model(checkpoint: str | os.PathLike, weights: str = "auto", use: Use = "load") -> nn.Module:
     """The model of a trainer checkpoint (CPU, eval mode): its ``ema`` or raw ``model`` weights.
 
-    ``weights="auto"`` takes the EMA weights when the checkpoint has them.
+    ``weights="auto"`` takes the EMA weights when the checkpoint has them. ``use`` (what the
+    caller does with it) picks the advice of a :class:`CheckpointDamagedError`.
     """
     from safetensors.torch import load_file
 
-    from ivvae.hub import load_model, model_class, read_config
+    from ivvae.hub import WEIGHTS_NAMES, load_model, model_class, read_config
 
     checkpoint = Path(checkpoint)
     if weights not in ("auto", "ema", "model"):
         raise ValueError(f"weights must be 'auto', 'ema' or 'model', got {weights!r}")
     ema_dir = checkpoint / EMA_DIR
     if weights in ("auto", "ema") and (ema_dir / MODEL_CONFIG).is_file():
-        return load_model(ema_dir)
+        _check_readable(checkpoint, ema_dir / MODEL_CONFIG, ema_dir / WEIGHTS_NAMES[0], use)
+        with reading_checkpoint(checkpoint, ema_dir / WEIGHTS_NAMES[0], use):
+            return load_model(ema_dir)
     if weights == "ema":
         raise FileNotFoundError(f"checkpoint '{checkpoint}' has no EMA weights ({ema_dir}); use weights 'model'")
-    config = read_config(checkpoint)
-    cls = model_class(config, f"'{checkpoint / MODEL_CONFIG}'")
-    model = cls.from_config({k: v for k, v in config.items()})
     weights_file = checkpoint / MODEL_WEIGHTS
     if not weights_file.is_file():
         raise FileNotFoundError(f"checkpoint '{checkpoint}' has no {MODEL_WEIGHTS}")
-    model.load_state_dict(_strip_prefix(load_file(str(weights_file))), strict=True)
+    _check_readable(checkpoint, checkpoint / MODEL_CONFIG, weights_file, use)
+    with reading_checkpoint(checkpoint, checkpoint / MODEL_CONFIG, use):
+        config = read_config(checkpoint)
+        cls = model_class(config, f"'{checkpoint / MODEL_CONFIG}'")
+        model = cls.from_config({k: v for k, v in config.items()})
+    with reading_checkpoint(checkpoint, weights_file, use):
+        model.load_state_dict(_strip_prefix(load_file(str(weights_file))), strict=True)
     return model.eval()
 
 
@@ -319,4 +475,4 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
                       weights: str = "auto") -> Path:
     """Export a trainer checkpoint (or a run's latest) as a ``from_pretrained`` folder."""
     path = resolve_resume(checkpoint, checkpoint)
-    return export_model(load_checkpoint_model(path, weights), out_dir, dtype)
+    return export_model(load_checkpoint_model(path, weights, use="export"), out_dir, dtype)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -624,14 +625,7 @@ def _convert(value: Any, tp: Any, where: str, ctx: str) -> Any:
                 pass
         raise ConfigError(f"{ctx}: '{where}' must be an integer, got {value!r}")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{ctx}: '{where}' must be a number, got {value!r}")
+        return _finite_float(value, where, ctx)
     if tp is str:
         if isinstance(value, str):
             return value
@@ -639,6 +633,24 @@ def _convert(value: Any, tp: Any, where: str, ctx: str) -> Any:
             return str(value)
         raise ConfigError(f"{ctx}: '{where}' must be a string, got {value!r}")
     raise TypeError(f"unsupported config type {tp!r} at {where}")
+
+
+def _finite_float(value: Any, where: str, ctx: str) -> float:
+    """A number field's value; NaN and infinity are refused: they train a NaN model without a word."""
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is None:
+        raise ConfigError(f"{ctx}: '{where}' must be a number, got {value!r}")
+    if not math.isfinite(number):
+        raise ConfigError(f"{ctx}: '{where}' must be a finite number, got {value!r}; give a finite value "
+                          "(or null where null means none, e.g. train.max_grad_norm)")
+    return number
 
 
 def _did_you_mean(word: str, options: Sequence[str]) -> str:
@@ -822,15 +834,28 @@ def _deep_merge(base: dict, over: Mapping) -> dict:
     return out
 
 
+def _read_text(path: Path) -> str:
+    """The text of a config file; a file that is not text (a video given as CONFIG) is named as such."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (it holds bytes that are not UTF-8 text); "
+                          "give a training config such as configs/tiny_cpu.yaml") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file '{path}': {err.strerror or err}") from None
+
+
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     path = path.expanduser()
+    if path.is_dir():
+        raise ConfigError(f"'{path}' is a folder, not a config file; give a training config (YAML) such as configs/tiny_cpu.yaml")
     if not path.is_file():
         where = f" (base of '{seen[-1]}')" if seen else ""
         raise ConfigError(f"config file not found: '{path}'{where}")
     if path.resolve() in seen:
         raise ConfigError(f"{path}: 'base' chain loops: {' -> '.join(map(str, seen))}")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        data = yaml.load(_read_text(path), Loader=_Loader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {err}") from None
     if data is None:

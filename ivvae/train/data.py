@@ -70,26 +70,46 @@ Source = PathLike | Sequence[PathLike]
 # File listing
 # --------------------------------------------------------------------------------------------
 
+def _manifest_jsonl_path(manifest: Path, lineno: int, line: str) -> str:
+    """The ``"path"`` of one .jsonl line; a broken line is named, so the user can fix that line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"manifest '{manifest}' line {lineno}: not valid JSON ({error.msg}); "
+                         f"each line must be a JSON object like {{\"path\": \"video.mp4\"}}") from None
+    if not isinstance(record, dict) or "path" not in record:
+        raise ValueError(f"manifest '{manifest}' line {lineno}: no \"path\" key")
+    if not isinstance(record["path"], str):
+        raise ValueError(f"manifest '{manifest}' line {lineno}: \"path\" must be a string, got {record['path']!r}")
+    return record["path"]
+
+
+def _manifest_csv_paths(manifest: Path, f: Iterator[str]) -> list[str]:
+    reader = csv.DictReader(f)
+    if not reader.fieldnames or "path" not in reader.fieldnames:
+        raise ValueError(f"manifest '{manifest}' has no 'path' column (columns: {reader.fieldnames})")
+    entries = []
+    for row in reader:
+        if row["path"] is None:  # a short row: DictReader leaves the missing columns None
+            raise ValueError(f"manifest '{manifest}' line {reader.line_num}: no value in the 'path' column")
+        entries.append(row["path"])
+    return entries
+
+
 def _read_manifest(manifest: Path) -> list[str]:
     """Paths listed in a .csv (``path`` column), .jsonl (``"path"`` key) or .txt (one per line)."""
     base = manifest.parent
     suffix = manifest.suffix.lower()
-    with open(manifest, newline="", encoding="utf-8") as f:
-        if suffix == ".csv":
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise ValueError(f"manifest '{manifest}' has no 'path' column (columns: {reader.fieldnames})")
-            entries = [row["path"] for row in reader]
-        elif suffix == ".jsonl":
-            entries = []
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    record = json.loads(line)
-                    if not isinstance(record, dict) or "path" not in record:
-                        raise ValueError(f"manifest '{manifest}' line {lineno}: no \"path\" key")
-                    entries.append(record["path"])
-        else:
-            entries = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+    try:
+        with open(manifest, newline="", encoding="utf-8") as f:
+            if suffix == ".csv":
+                entries = _manifest_csv_paths(manifest, f)
+            elif suffix == ".jsonl":
+                entries = [_manifest_jsonl_path(manifest, n, line) for n, line in enumerate(f, 1) if line.strip()]
+            else:
+                entries = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+    except (UnicodeDecodeError, csv.Error) as error:  # a binary file given as a manifest
+        raise ValueError(f"manifest '{manifest}' is not a UTF-8 text {suffix} list of videos ({error})") from None
     return [str(p if (p := Path(e.strip())).is_absolute() else base / p) for e in entries if e.strip()]
 
 

@@ -28,7 +28,10 @@ validation PSNR and an (input | reconstruction | EMA) image grid every ``logging
 atomic checkpoints every ``checkpoint.every`` steps, an EMA export at the end (and when a file
 ``EXPORT`` appears in the output dir), and ``summary.json``. SIGTERM or Ctrl-C (``timeout``, a
 scheduler's preemption) ends the run after the step in progress with a checkpoint and an export
-(:mod:`ivvae.train.stop`); ``--resume auto`` continues it.
+(:mod:`ivvae.train.stop`); ``--resume auto`` continues it. A NaN or infinite loss ends it at once with
+:class:`NonFiniteLossError`, before the diverged weights reach the EMA, a checkpoint or an export. A run
+that fails before its first step (a config error, a checkpoint that does not fit or is damaged)
+removes what it added to its output dir.
 
 Determinism: data items are seeded by ``(seed, epoch, index)`` and batches by ``(seed, epoch)``; the
 training RNG (posterior samples, LPIPS frame choice) is seeded by ``seed + rank`` and saved in
@@ -64,12 +67,14 @@ from .checkpoint import (
     EMA_DIR,
     STATE_FILE,
     TMP_PREFIX,
+    check_checkpoint_shapes,
     checkpoint_name,
     export_checkpoint,
     export_model,
     finalize_dir,
     latest_checkpoint,
     prune_checkpoints,
+    reading_checkpoint,
     resolve_resume,
     write_json_atomic,
     write_latest,
@@ -79,6 +84,7 @@ from .ema import EMA
 from .stop import StopRequest, ignore_stop_signals
 
 __all__ = [
+    "NonFiniteLossError",
     "Trainer",
     "add_train_arguments",
     "lr_factor",
@@ -93,6 +99,10 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
 StepCallback = Callable[["Trainer", int, dict[str, float]], None]
+
+
+class NonFiniteLossError(ValueError):
+    """The loss became NaN or infinite: the run stops before the diverged weights are saved anywhere."""
 
 
 # ============================================================================================
@@ -260,6 +270,8 @@ class Trainer:
         self.device = acc.device
         if self.device.type == "cuda":  # a run sees a few fixed bucket shapes: let cuDNN pick the fastest convs
             torch.backends.cudnn.benchmark = True
+        # until the first step, a failure removes what this run added to the output dir
+        self._new_outputs: _NewOutputs | None = _NewOutputs(self.run_dir) if self.is_main else None
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
@@ -267,8 +279,11 @@ class Trainer:
         self._log_context.__enter__()
         try:
             self._build(set_seed, cfg)
+        except ConfigError as err:
+            self._abandon_start()
+            raise _in_file(err, cfg.source) from err
         except BaseException:
-            self.close()
+            self._abandon_start()
             raise
 
     # ----------------------------------------------------------------------------- building
@@ -548,8 +563,18 @@ class Trainer:
         try:
             with StopRequest() as self._stop:
                 return self._train(resume)
+        except BaseException:
+            self._abandon_start()
+            raise
         finally:
             self.close()
+
+    def _abandon_start(self) -> None:
+        """Close the outputs and, if no step has run yet, remove what this run added to the output dir."""
+        self.close()
+        if getattr(self, "_new_outputs", None) is not None:
+            self._new_outputs.remove()
+            self._new_outputs = None
 
     def close(self) -> None:
         """Close the progress bar, TensorBoard writer and log handlers (idempotent)."""
@@ -563,23 +588,33 @@ class Trainer:
             self._log_context.__exit__(None, None, None)
             self._log_context = None
 
-    def _train(self, resume) -> dict[str, Any]:
-        cfg, acc = self.cfg, self.accelerator
+    def _start(self, resume) -> Path | None:
+        """Resume (if asked) and open the outputs; returns the checkpoint resumed from.
+
+        Everything that can fail (the --resume path, a checkpoint that does not fit or is damaged)
+        is checked before config.yaml is written: it must keep naming the config of the checkpoints.
+        """
         checkpoint = resolve_resume(resume, self.run_dir)
         if resume is None and latest_checkpoint(self.checkpoint_root) is not None:
             raise FileExistsError(
                 f"'{self.run_dir}' already holds checkpoints (latest: {latest_checkpoint(self.checkpoint_root).name}): "
                 "continue that run with --resume auto, or start a new one with another --output-dir (or delete the folder)")
-        if self.is_main:
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        if self.is_main and self.checkpoint_root.is_dir():
-            prune_checkpoints(self.checkpoint_root, 0)  # remove temp dirs a killed run left behind
-        acc.wait_for_everyone()
         if checkpoint is not None:
             self.load_checkpoint(checkpoint)
         elif resume is not None and self.is_main:
             logger.info("no checkpoint in %s: starting from scratch", self.checkpoint_root)
+        if self.is_main:
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
+            if self.checkpoint_root.is_dir():
+                prune_checkpoints(self.checkpoint_root, 0)  # remove temp dirs a killed run left behind
+        self.accelerator.wait_for_everyone()
         self._open_outputs()
+        self._new_outputs = None  # started: from here on the output dir is the run's record
+        return checkpoint
+
+    def _train(self, resume) -> dict[str, Any]:
+        cfg, acc = self.cfg, self.accelerator
+        checkpoint = self._start(resume)
         session_start = time.perf_counter()
         start_step = self.step
         paused = 0.0  # seconds of validation / checkpointing / export in this session
@@ -603,6 +638,7 @@ class Trainer:
             while self.step < self.total_steps:
                 logs = self._optimizer_step(batches)
                 self.step += 1
+                self._check_finite(logs)
                 if self.ema is not None:
                     self.ema.update(self.vae_unwrapped, self.step)
                 for key, value in logs.items():
@@ -683,6 +719,29 @@ class Trainer:
                         session_time, summary["steps_per_s"] or 0.0, _fmt(self.first_losses), _fmt(self.last_losses),
                         summary["num_skipped_files"])
         return summary
+
+    def _check_finite(self, logs: dict[str, float]) -> None:
+        """Stop at a NaN / infinite loss, before the diverged weights reach the EMA, a checkpoint or an export.
+
+        The losses are per process: under DDP the processes agree on one flag (one tiny all-reduce
+        per step), so that all of them stop at this step.
+        """
+        bad = _non_finite(logs, grad_norms=self.cfg.train.precision != "fp16")  # fp16: the scaler skips inf steps
+        anywhere = bool(bad)
+        if self.accelerator.num_processes > 1:
+            flag = torch.tensor([float(anywhere)], device=self.device)
+            anywhere = bool(self.accelerator.reduce(flag, reduction="sum").item())
+        if not anywhere:
+            return
+        terms = ", ".join(f"{k}={v:.4g}" for k, v in logs.items() if not k.startswith("lr") and "/" not in k)
+        where = "" if bad else " on another process"
+        latest = latest_checkpoint(self.checkpoint_root)
+        saved = f"the last checkpoint is {latest}" if latest is not None else "no checkpoint was saved"
+        message = (f"step {self.step}: the loss is not finite{where} ({terms}): lower optimizer.lr or check the data; "
+                   f"{saved} (nothing was saved or exported from this step on)")
+        if self.is_main:
+            logger.error("%s", message)  # the run's train.log says why it ended
+        raise NonFiniteLossError(message)
 
     def _stop_requested(self) -> bool:
         """Whether a stop signal reached this process (or, under DDP, any process: all stop at one step)."""
@@ -876,22 +935,30 @@ class Trainer:
         return final
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore everything a checkpoint holds: weights, optimisers, schedulers, RNG, data position."""
+        """Restore everything a checkpoint holds: weights, optimisers, schedulers, RNG, data position.
+
+        Raises:
+            CheckpointMismatchError: its weights do not fit the model the config built (checked first).
+            CheckpointDamagedError: a file of it cannot be read (the message names it).
+        """
         from safetensors.torch import load_file
 
         path = Path(path)
-        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        state = _read_trainer_state(path)
         acc = self.accelerator
         has_disc = (path / "model_1.safetensors").is_file() or (path / "pytorch_model_1.bin").is_file()
         if has_disc != (self.discriminator is not None):
             raise ValueError(f"checkpoint '{path}' {'has' if has_disc else 'has no'} discriminator but the config "
                              f"{'disables' if has_disc else 'enables'} the GAN; resume with the config it was written with, "
                              "or start a new stage with model.init.from_pretrained")
-        acc.load_state(str(path))
-        schedulers = torch.load(path / "schedulers.pt", weights_only=False)
-        self.scheduler.load_state_dict(schedulers["vae"])
-        if self.scheduler_d is not None and schedulers.get("discriminator") is not None:
-            self.scheduler_d.load_state_dict(schedulers["discriminator"])
+        check_checkpoint_shapes(path, self._weights_files())  # a clear message instead of load_state's size mismatches
+        with reading_checkpoint(path, path):  # weights, optimisers, RNG states: accelerate does not say which failed
+            acc.load_state(str(path))
+        with reading_checkpoint(path, path / "schedulers.pt"):
+            schedulers = torch.load(path / "schedulers.pt", weights_only=False)
+            self.scheduler.load_state_dict(schedulers["vae"])
+            if self.scheduler_d is not None and schedulers.get("discriminator") is not None:
+                self.scheduler_d.load_state_dict(schedulers["discriminator"])
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.samples_seen = int(state.get("samples_seen", 0))
@@ -910,7 +977,8 @@ class Trainer:
         if self.ema is not None:
             ema_file = path / EMA_DIR / "diffusion_pytorch_model.safetensors"
             if ema_file.is_file():
-                self.ema.load_state_dict(state.get("ema") or {}, load_file(str(ema_file)))
+                with reading_checkpoint(path, ema_file):
+                    self.ema.load_state_dict(state.get("ema") or {}, load_file(str(ema_file)))
             else:
                 logger.warning("checkpoint has no EMA weights: the EMA restarts from the current weights")
                 self.ema.copy_from(self.vae_unwrapped)
@@ -918,6 +986,13 @@ class Trainer:
         if self.is_main:
             logger.info("resumed from %s (step %d, epoch %d, batch %d of the epoch)", path, self.step, self.epoch,
                         state["sampler"]["batches_consumed"])
+
+    def _weights_files(self) -> dict[str, nn.Module]:
+        """Checkpoint weights file -> the bare module it holds (accelerate numbers the prepared models)."""
+        files = {"model.safetensors": self.vae_unwrapped}
+        if self.discriminator is not None:
+            files["model_1.safetensors"] = self.accelerator.unwrap_model(self.discriminator)
+        return files
 
     # ----------------------------------------------------------------------------- export
     def export(self, out_dir: str | os.PathLike) -> Path | None:
@@ -943,6 +1018,60 @@ class Trainer:
                 out = export_model(self.ema.model if use_ema else self.vae_unwrapped,
                                    self.run_dir / "exports" / checkpoint_name(self.step), self.cfg.export.dtype)
                 logger.info("step %d: exported to %s", self.step, out)
+
+
+class _NewOutputs:
+    """What a run adds to its output dir, so that a failed start can remove that and nothing else."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        # the folders mkdir(parents=True) will create, innermost first
+        self.created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+        self.existing = set(os.listdir(run_dir)) if run_dir.is_dir() else set()
+
+    def remove(self) -> None:
+        if self.created:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            for folder in self.created[1:]:
+                try:
+                    folder.rmdir()  # only while empty: another run may have started beside it
+                except OSError:
+                    break
+            return
+        if not self.run_dir.is_dir():
+            return
+        for name in set(os.listdir(self.run_dir)) - self.existing:
+            path = self.run_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _in_file(error: ConfigError, source: str | None) -> ConfigError:
+    """``error`` naming the config file (the model and data builders know only the key)."""
+    if not source or str(error).startswith(source):
+        return error
+    return ConfigError(f"{source}: {error}")
+
+
+def _read_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    """A checkpoint's trainer_state.json, with the entries resuming needs."""
+    file = checkpoint / STATE_FILE
+    with reading_checkpoint(checkpoint, file):
+        state = json.loads(file.read_text(encoding="utf-8"))
+        if not isinstance(state, dict):
+            raise ValueError(f"a JSON object was expected, got {type(state).__name__}")
+        needed = (state["step"], state["epoch"], state["sampler"]["batches_consumed"])  # KeyError if cut short
+        if not all(isinstance(v, int) for v in needed):
+            raise ValueError(f"step, epoch and sampler.batches_consumed must be integers, got {needed}")
+    return state
+
+
+def _non_finite(logs: dict[str, float], grad_norms: bool = True) -> list[str]:
+    """The loss terms (and gradient norms) of a step's logs that are NaN or infinite."""
+    return [k for k, v in logs.items()
+            if not k.startswith("lr") and (grad_norms or not k.startswith("grad_norm")) and not math.isfinite(v)]
 
 
 def _worker_start_method() -> str | None:
@@ -1029,6 +1158,9 @@ def run_training(config_path: str | os.PathLike, overrides: Sequence[str] = (), 
     Raises:
         ConfigError: an invalid config or override (the message names the key and the file).
         FileExistsError: ``resume`` is None but the output dir already holds checkpoints.
+        CheckpointMismatchError, CheckpointDamagedError: the checkpoint to resume holds a model of
+            another shape, or a file of it cannot be read.
+        NonFiniteLossError: the loss became NaN or infinite (nothing is saved from that step on).
     """
     cfg = load_config(config_path, overrides)
     trainer = Trainer(cfg, output_dir=output_dir, callbacks=callbacks)
@@ -1088,8 +1220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return train_main(args)
-    except (ConfigError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # the user's to fix, as `ivvae train` reports them (ConfigError included)
+        print(f"ivvae train: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
 
 
