@@ -123,7 +123,7 @@ def _add_execution(parser: argparse.ArgumentParser, from_metadata: bool = False)
         f"0 = no tiling); for frames too large for memory. Default: {'as recorded at encoding' if from_metadata else 'no tiling'}",
     )
     group.add_argument("--tile-overlap", type=nonnegative_int, default=None, metavar="PX",
-                       help="overlap of neighbouring tiles in pixels, blended linearly (default 64)")
+                       help="overlap of neighbouring tiles in pixels, blended linearly (default 64); SIZE and PX are multiples of 8")
     group.add_argument(
         "--dtype",
         choices=["fp32", "bf16"],
