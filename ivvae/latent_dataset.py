@@ -397,6 +397,9 @@ def encode_dataset(
     }
     info = json.loads(json.dumps(info))  # as a resumed run reads it back (lists, not tuples)
     paths = spec.list_videos()  # before the folder is touched: an empty source is an error here
+    if part is not None and part[0] >= len(paths):
+        raise ValueError(f"part {part[0]}/{part[1]} holds no video: the data has {len(paths)} video(s), and part i of k "
+                         f"takes videos i, i+k, ...; split it into at most {len(paths)} part(s)")
     existed = folder.exists()
     fresh = not existed or (folder.is_dir() and not any(folder.iterdir()))
     state = _open_folder(folder, info, overwrite)

@@ -272,3 +272,6 @@ def test_parts_split_the_videos_and_read_back_as_one(videos, tmp_path):
         encode_dataset(model, spec, tmp_path / "part0", part=(1, 2), progress=False)
     with pytest.raises(ValueError, match="do not combine"):
         encode_dataset(model, spec_for(videos, num_videos=2), tmp_path / "x", part=(0, 2), progress=False)
+    with pytest.raises(ValueError, match="part 4/5 holds no video: the data has 4 video.*at most 4 part"):
+        encode_dataset(model, spec, tmp_path / "empty_part", part=(4, 5), progress=False)
+    assert not (tmp_path / "empty_part").exists()
