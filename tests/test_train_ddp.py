@@ -25,11 +25,25 @@ pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_avai
 SCRIPT = r'''
 import hashlib, json, os, signal, sys
 from ivvae.train.config import load_config
-from ivvae.train.trainer import Trainer
+from ivvae.train import losses as loss_module
+from ivvae.train.trainer import NonFiniteLossError, Trainer
 
 config, out, resume = sys.argv[1], sys.argv[2], (sys.argv[3] if len(sys.argv) > 3 else None)
 losses = {}
 signal_at = os.environ.get("SIGTERM_AT")  # "RANK:STEP": that process alone receives SIGTERM after that step
+nan_at = os.environ.get("NAN_AT")  # "RANK:STEP": that process alone logs a NaN total loss from that step on
+
+if nan_at:
+    nan_rank, nan_step = (int(v) for v in nan_at.split(":"))
+    forward = loss_module.VAELoss.forward
+
+    def forward_logging_nan(self, x, x_rec, posterior, step, **kwargs):
+        loss, logs = forward(self, x, x_rec, posterior, step, **kwargs)
+        if int(os.environ["RANK"]) == nan_rank and step + 1 >= nan_step:
+            logs = {**logs, "total": float("nan")}
+        return loss, logs
+
+    loss_module.VAELoss.forward = forward_logging_nan
 
 def record(t, step, logs):
     losses[step] = logs["l1"]
@@ -37,7 +51,10 @@ def record(t, step, logs):
         os.kill(os.getpid(), signal.SIGTERM)
 
 trainer = Trainer(load_config(config), output_dir=out, callbacks=[record])
-summary = trainer.train(resume=resume)
+try:
+    summary = trainer.train(resume=resume)
+except NonFiniteLossError as error:
+    summary = {"steps": trainer.step, "stopped_by": None, "error": str(error)}
 acc = trainer.accelerator
 
 def digest(module):
@@ -46,7 +63,8 @@ def digest(module):
 
 with open(os.path.join(out, f"rank{acc.process_index}.json"), "w") as f:
     json.dump({"world": acc.num_processes, "vae": digest(trainer.ae), "disc": digest(trainer.discriminator),
-               "l1": losses, "summary_steps": summary["steps"], "stopped_by": summary["stopped_by"]}, f)
+               "l1": losses, "summary_steps": summary["steps"], "stopped_by": summary["stopped_by"],
+               "error": summary.get("error")}, f)
 '''
 
 
@@ -155,3 +173,15 @@ def test_ddp_a_signal_to_one_process_stops_both_at_the_same_step(ddp_config, tmp
     assert ranks[0]["vae"] == ranks[1]["vae"]
     assert ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints").name == "step_00000002"
     assert (tmp_path / "run" / "export" / "config.json").is_file()
+
+
+def test_ddp_a_non_finite_loss_on_one_process_stops_every_process(ddp_config, tmp_path):
+    """Rank 1 alone sees a NaN loss at step 2: both processes stop there (one disagreeing process would
+    hang the next collective), and nothing of that step is checkpointed or exported."""
+    root, path = ddp_config
+    out = tmp_path / "run"
+    ranks = launch(tmp_path, path, out, env={"NAN_AT": "1:2"})
+    assert [r["summary_steps"] for r in ranks] == [2, 2]
+    assert ranks[1]["error"].startswith("step 2: the loss is not finite (")
+    assert ranks[0]["error"].startswith("step 2: the loss is not finite on another process (")
+    assert ckpt.latest_checkpoint(out / "checkpoints") is None and not (out / "export").exists()
