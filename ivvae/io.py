@@ -27,6 +27,7 @@ __all__ = [
     "VideoReadError",
     "VideoWriteError",
     "frames_to_tensor",
+    "iter_decoded_frames",
     "probe_video",
     "read_video",
     "sample_video_path",
@@ -357,6 +358,25 @@ def _decode(path: str, start: int, stride: int, num_frames: int | None,
         return _summarise(stream, _collect(frames, start, stride, num_frames, size))
     except VideoReadError:
         raise
+    except _AV_ERRORS as e:
+        raise VideoReadError(path, f"corrupt or truncated video, decoding failed ({_describe(e)})") from None
+    finally:
+        container.close()
+
+
+def iter_decoded_frames(path: str | os.PathLike) -> Iterator[av.VideoFrame]:
+    """A video's frames in decoding order, one at a time (PyAV frames), for readers that scan a
+    whole video without holding it; errors are worded as :func:`read_video` words them.
+
+    Raises:
+        VideoReadError: missing/empty file, not a video, no video stream, corrupt data.
+    """
+    path = os.fspath(path)
+    container = _open_input(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        yield from container.decode(stream)
     except _AV_ERRORS as e:
         raise VideoReadError(path, f"corrupt or truncated video, decoding failed ({_describe(e)})") from None
     finally:

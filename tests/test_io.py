@@ -285,3 +285,13 @@ def test_edit_list_file(tmp_path, bikes, bikes_full, monkeypatch):
     monkeypatch.setattr(vio, "SEEK_MIN_FRAMES", 1)
     for start in (3, 40, 41, 42, 100, 150, 206):
         assert torch.equal(read_video(path, start=start, num_frames=2).frames, full[start:start + 2]), start
+
+
+def test_iter_decoded_frames_streams_what_read_video_reads(tmp_path):
+    path = tmp_path / "v.mp4"
+    write_video(path, torch.from_numpy(smooth_frames(8, 48, 64)), 25)
+    streamed = np.stack([frame.to_ndarray(format="rgb24") for frame in vio.iter_decoded_frames(path)])
+    assert np.array_equal(streamed, read_video(path).frames.numpy())
+    (tmp_path / "bytes.mp4").write_bytes(bytes(range(256)) * 16)
+    with pytest.raises(VideoReadError, match="not a video file"):
+        next(vio.iter_decoded_frames(tmp_path / "bytes.mp4"))

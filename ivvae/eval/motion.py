@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import _AV_ERRORS, VideoReadError, _describe, _open_input
+from ..io import VideoReadError, iter_decoded_frames
 from .lpips import WEIGHTS_DIR_ENV, find_weights, load_state_dict_file
 
 __all__ = [
@@ -95,15 +95,7 @@ def iter_frames(
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"cannot read video '{path}': file not found")
-    container = _open_input(path)
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        yield from _sampled_frames(container.decode(stream), size, frame_interval, max_frames)
-    except _AV_ERRORS as e:
-        raise VideoReadError(path, f"corrupt or truncated video, decoding failed ({_describe(e)})") from None
-    finally:
-        container.close()
+    yield from _sampled_frames(iter_decoded_frames(path), size, frame_interval, max_frames)
 
 
 def _sampled_frames(frames: Iterable[Any], size: tuple[int, int], frame_interval: int, max_frames: int | None) -> Iterator[np.ndarray]:
