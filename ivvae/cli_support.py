@@ -97,6 +97,22 @@ def refuse_existing(paths: Iterable[Path], overwrite: bool, inputs: Iterable[Pat
             raise IsADirectoryError(f"output '{path}' is a folder; give a file path")
         if path.exists() and not overwrite:
             raise FileExistsError(f"output '{path}' exists; pass --overwrite to replace it")
+        _check_writable(path)
+
+
+def _check_writable(path: Path) -> None:
+    """Create (and at once remove) a file in the nearest existing folder of ``path`` now, so that a folder we may not write
+    into fails before minutes of encoding rather than after (permissions alone do not tell: root,
+    read-only mounts, /proc)."""
+    import tempfile
+
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise PermissionError(f"cannot write in '{path.parent}': no file can be created in '{folder}' "
+                              f"({error.strerror or error}); choose another output path") from None
 
 
 def check_output_folder(folder: Path) -> None:
@@ -107,6 +123,7 @@ def check_output_folder(folder: Path) -> None:
     blocker = _file_ancestor(folder)
     if blocker is not None:
         raise NotADirectoryError(f"cannot create '{folder}': '{blocker}' is a file, not a folder; choose another path")
+    _check_writable(folder / "_")  # a file in the folder (or in its nearest existing parent)
 
 
 def resolve_device(name: str) -> str:

@@ -398,3 +398,11 @@ def test_tile_that_is_not_whole_latent_pixels_is_refused_before_reading(capsys, 
     code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", model_dir, "--tile", "20", "--tile-overlap", "4")
     assert code == 2 and "nearest valid: size 16 or 24, overlap 0 or 8" in error_line(err)
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(capsys, model_dir, clip, monkeypatch):
+    monkeypatch.setattr(cli, "_prepare_video_job", lambda args: pytest.fail("the job started"))
+    code, _, err = run(capsys, "reconstruct", clip, "/proc/ivvae_no_such_dir/out.mp4", "--model", model_dir)
+    assert code == 2 and "no file can be created in '/proc'" in error_line(err)
+    code, _, err = run(capsys, "inflate", model_dir, "/proc/ivvae_no_such_dir/video")
+    assert code == 2 and "no file can be created in '/proc'" in error_line(err)
