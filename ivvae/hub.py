@@ -202,11 +202,6 @@ def check_model_folder(folder: Path, cls: type) -> Path:
     return weights
 
 
-def check_loaded_model(model: torch.nn.Module, weights: Path) -> None:
-    """After loading from ``weights``: every tensor was loaded (none left on the meta device) and is finite."""
-    _check_values(model.state_dict(), weights)
-
-
 def _weights_file(folder: Path) -> Path:
     """The weights file diffusers will read: safetensors first, else the pickled ``.bin``."""
     for name in WEIGHTS_NAMES:
@@ -306,8 +301,9 @@ def nonfinite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
     return [key for key, finite in zip(floats, sums.isfinite().tolist(), strict=True) if not finite]
 
 
-def _check_values(state: dict[str, torch.Tensor], weights: Path) -> None:
-    """Every tensor was loaded (none left on the meta device) and is finite."""
+def check_loaded_model(model: torch.nn.Module, weights: Path) -> None:
+    """After loading from ``weights``: every tensor was loaded (none left on the meta device) and is finite."""
+    state = model.state_dict()
     where = f"cannot load model from '{weights.parent}': '{weights.name}'"
     unloaded = [key for key, tensor in state.items() if tensor.is_meta]
     if unloaded:
