@@ -1243,8 +1243,6 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ivvae`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
