@@ -648,6 +648,16 @@ def test_model_arguments_the_model_refuses_are_config_errors(tmp_path, latent_ch
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("key", ["from_pretrained", "inflate_from"])
+def test_an_init_model_that_cannot_be_loaded_names_its_config_key(tmp_path, key):
+    (tmp_path / "not_a_model").mkdir()
+    path = write_config(tmp_path / "tiny.yaml", tiny_config())
+    for folder, expected in [(tmp_path / "missing", FileNotFoundError), (tmp_path / "not_a_model", ValueError)]:
+        cfg = load_config(path, [f"model.init.{key}={folder}"])
+        with pytest.raises(expected, match=rf"^model\.init\.{key}: .*{folder.name}"):
+            Trainer(cfg, output_dir=tmp_path / "run")
+
+
 @pytest.mark.parametrize("failure", ["model_key", "model_class", "data_source", "resume_path"])
 def test_a_run_that_fails_to_start_leaves_nothing_behind(tmp_path, failure):
     """Config errors found after the output dir was made: a new dir is removed, an existing one keeps only its own files."""

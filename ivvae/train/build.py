@@ -81,6 +81,14 @@ def _grown(model: nn.Module, grow_cfg, log: logging.Logger) -> nn.Module:
     return grown
 
 
+def _load_init_model(key: str, path: str, weights: str) -> nn.Module:
+    """The model ``model.init.<key>`` names; a loading error names that key."""
+    try:
+        return resolve_pretrained(path, weights)
+    except (FileNotFoundError, ValueError) as err:
+        raise type(err)(f"model.init.{key}: {err}") from None
+
+
 def build_model_from_config(mcfg, log: logging.Logger = logger) -> nn.Module:
     """The model a ``model`` config section describes, with its initial weights (train mode)."""
     from ivvae.models import build_model
@@ -106,7 +114,7 @@ def build_model_from_config(mcfg, log: logging.Logger = logger) -> nn.Module:
             raise ConfigError(f"model.config: {err}") from None
 
     if init.from_pretrained:
-        loaded = _grown(resolve_pretrained(init.from_pretrained, init.weights), init.grow, log)
+        loaded = _grown(_load_init_model("from_pretrained", init.from_pretrained, init.weights), init.grow, log)
         if model is None:
             model = loaded
         else:
@@ -119,7 +127,7 @@ def build_model_from_config(mcfg, log: logging.Logger = logger) -> nn.Module:
             from ivvae import inflate as inflation
         except ImportError as err:  # the inflation module is optional for other stages
             raise ImportError(f"model.init.inflate_from needs ivvae.inflate: {err}") from err
-        image_vae = _grown(resolve_pretrained(init.inflate_from, init.weights), init.grow, log)
+        image_vae = _grown(_load_init_model("inflate_from", init.inflate_from, init.weights), init.grow, log)
         if model is None:
             model, report = inflation.inflate_image_vae(image_vae, init.mode or "ktc", temporal_frame=init.temporal_frame,
                                                         allow_unfilled=init.allow_unfilled)
