@@ -72,7 +72,7 @@ def test_lazily_loaded_commands_have_help(capsys, command):
 
 
 def test_register_adds_a_command(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
+    monkeypatch.setattr(cli.registry, "COMMANDS", dict(cli.registry.COMMANDS))
     seen = {}
 
     def add(parser):
@@ -380,7 +380,7 @@ def test_crf_must_be_an_integer(capsys, model_dir, clip, tmp_path):
 def test_out_of_memory_advice_names_only_options_the_command_has():
     from argparse import Namespace
 
-    from ivvae.cli_support import _memory_advice
+    from ivvae.cli.support import _memory_advice
 
     assert "--chunk-groups 1" in _memory_advice(Namespace(chunk_groups=None, tile=None))
     assert "--chunk-groups" not in _memory_advice(Namespace(base_channels=12))
@@ -394,14 +394,14 @@ def test_crop_larger_than_the_frames_is_noted(capsys, model_dir, clip, tmp_path)
 
 
 def test_tile_that_is_not_whole_latent_pixels_is_refused_before_reading(capsys, model_dir, clip, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "_read_input", lambda args: pytest.fail("the video was read"))
+    monkeypatch.setattr(cli.video, "_read_input", lambda args: pytest.fail("the video was read"))
     code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", model_dir, "--tile", "20", "--tile-overlap", "4")
     assert code == 2 and "nearest valid: size 16 or 24, overlap 0 or 8" in error_line(err)
     assert not (tmp_path / "out.mp4").exists()
 
 
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(capsys, model_dir, clip, monkeypatch):
-    monkeypatch.setattr(cli, "_prepare_video_job", lambda args: pytest.fail("the job started"))
+    monkeypatch.setattr(cli.video, "_prepare_video_job", lambda args: pytest.fail("the job started"))
     code, _, err = run(capsys, "reconstruct", clip, "/proc/ivvae_no_such_dir/out.mp4", "--model", model_dir)
     assert code == 2 and "no file can be created in '/proc'" in error_line(err)
     code, _, err = run(capsys, "inflate", model_dir, "/proc/ivvae_no_such_dir/video")

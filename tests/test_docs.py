@@ -1,5 +1,5 @@
 """The documentation stays true: its Python examples run, and every command, option and config key
-it names exists.
+it (or an example in ``ivvae --help``) names exists.
 
 Docs drift silently when an option or a config key is renamed; these tests read the Markdown the
 way a user does (fenced code blocks, inline code) and check it against the parsers and the config
@@ -57,18 +57,27 @@ def _command_lines(text: str) -> list[str]:
 
 def _segments(line: str) -> list[list[str]]:
     """The simple commands of a shell line, split at ``&&``, ``|`` and ``;``; comments dropped."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
     try:
-        tokens = shlex.split(line, comments=True)
+        tokens = list(lexer)
     except ValueError:  # an unbalanced quote in a prose fragment
         tokens = line.split()
     segments, current = [], []
     for token in tokens:
-        if token in ("&&", "||", "|", ";"):
+        if token in ("&&", "||", "|", ";", "&"):
             segments.append(current)
             current = []
         else:
             current.append(token)
-    return [segment for segment in segments + [current] if segment]
+    return [_command_words(segment) for segment in segments + [current] if _command_words(segment)]
+
+
+def _command_words(tokens: list[str]) -> list[str]:
+    """A simple command without its leading shell keyword (``do``, ``then``) and variable assignments."""
+    while tokens and (tokens[0] in ("do", "then", "else", "time") or re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", tokens[0])):
+        tokens = tokens[1:]
+    return tokens
 
 
 def _options(tokens: list[str]) -> list[str]:
@@ -81,19 +90,30 @@ def _options(tokens: list[str]) -> list[str]:
     return options
 
 
+def _help_texts() -> dict[str, str]:
+    """The examples of ``ivvae --help`` and of each ``ivvae COMMAND --help`` (description and epilog)."""
+    parser = build_parser()
+    texts = {"ivvae --help": parser.epilog or ""}
+    for name, sub in _subcommands(parser).items():
+        texts[f"ivvae {name} --help"] = f"{sub.description or ''}\n{sub.epilog or ''}"
+    return texts
+
+
 def _documented(kind: str) -> list[tuple[str, list[str]]]:
-    """(document, tokens after the program) of each documented ``ivvae`` or ``python benchmarks/`` call."""
+    """(where, tokens after the program) of each ``ivvae`` or ``python benchmarks/`` call in the docs and the help."""
+    sources = {doc.name: _command_lines(doc.read_text()) for doc in DOCS}
+    sources |= {where: text.replace("\\\n", " ").splitlines() for where, text in _help_texts().items()}
     found = []
-    for doc in DOCS:
-        for line in _command_lines(doc.read_text()):
+    for doc, lines in sources.items():
+        for line in lines:
             for tokens in _segments(line):
                 if kind == "ivvae":
                     if tokens[0] == "ivvae":
-                        found.append((doc.name, tokens[1:]))
+                        found.append((doc, tokens[1:]))
                     elif "-m" in tokens and "ivvae.train.trainer" in tokens:  # accelerate launch / torchrun
-                        found.append((doc.name, ["train"] + tokens[tokens.index("ivvae.train.trainer") + 1:]))
+                        found.append((doc, ["train"] + tokens[tokens.index("ivvae.train.trainer") + 1:]))
                 elif kind == "benchmark" and len(tokens) > 1 and tokens[0] == "python" and tokens[1].startswith("benchmarks/"):
-                    found.append((doc.name, tokens[1:]))
+                    found.append((doc, tokens[1:]))
     return found
 
 
@@ -149,14 +169,16 @@ def _documented_config_keys() -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------------------------
 # tests
 # --------------------------------------------------------------------------------------------
-def _subcommands() -> dict[str, object]:
-    parser = build_parser()
+def _subcommands(parser=None) -> dict[str, object]:
+    parser = parser or build_parser()
     return next(action for action in parser._actions if action.dest == "command").choices
 
 
 def test_the_readers_find_what_the_docs_show():
     """The extraction itself (so that an empty match cannot pass the tests below)."""
     commands = {tokens[0] for _, tokens in _documented("ivvae") if tokens}
+    helps = {where for where, _ in _documented("ivvae") if where.endswith("--help")}
+    assert {"ivvae --help", "ivvae encode-dataset --help", "ivvae eval --help", "ivvae train --help"} <= helps
     assert {"demo", "reconstruct", "encode", "decode", "convert", "train", "eval", "encode-dataset"} <= commands
     assert len(_documented("benchmark")) >= 4
     keys = {key for _, key in _documented_config_keys()}

@@ -1,13 +1,13 @@
 """Command-line front-ends of the evaluation: ``ivvae eval``, ``ivvae motion-score`` and
 ``ivvae build-motionhd``.
 
-The main ``ivvae`` parser adds them with :func:`register`::
+Any argparse parser can add them with :func:`register`::
 
     from ivvae.eval import commands
     commands.register(subparsers)            # adds eval, motion-score, build-motionhd
 
-(or, with :mod:`ivvae.cli`'s own registry, ``for c in commands.COMMAND_SPECS: cli.register(c.name,
-c.help, c.add_arguments, c.run, c.description, c.epilog)``).  Each sub-parser gets
+The ``ivvae`` command registers them by name (:mod:`ivvae.cli.lazy`), imports this module only when
+one of them runs, and builds that one from its :data:`COMMAND_SPECS` entry. Each sub-parser gets
 ``set_defaults(func=handler, _run=handler)``; a handler takes the parsed ``argparse.Namespace`` and
 returns an exit code: 0 on success, 2 for errors a user can fix (missing files, outputs that exist,
 bad values), printed as one line on stderr (``--debug`` re-raises instead).  Without the main CLI:
@@ -28,8 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..argtypes import OneLineErrorParser, nonnegative_int, positive_int, size
-from ..cli_support import (
+from ..cli.argtypes import OneLineErrorParser, nonnegative_int, positive_int, size
+from ..cli.support import (
     EXIT_USAGE,
     check_data_sources,
     refuse_existing,

@@ -1214,7 +1214,7 @@ def train_main(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ivvae.train.trainer CONFIG ...`` (what ``accelerate launch -m`` runs)."""
-    from ivvae.argtypes import OneLineErrorParser
+    from ivvae.cli.argtypes import OneLineErrorParser
 
     parser = add_train_arguments(OneLineErrorParser(prog="ivvae train", description=__doc__.split("\n\n")[0]))
     args = parser.parse_args(argv)

@@ -148,8 +148,24 @@ def resolve_device(name: str) -> str:
 
 def check_data_sources(sources: Sequence[str], option: str = "--data") -> None:
     """Each data source must exist: a typo is an error, not a video silently left out."""
-    from .io import resolve_source
+    from ..io import resolve_source
 
     for source in sources:
         if not Path(resolve_source(source)).exists():
             raise FileNotFoundError(f"{option} {source}: not found (give a folder, a manifest, a video file or sample:NAME)")
+
+
+def refuse_writing_over_model(target: Path, source: str | Path, label: str) -> None:
+    """A model folder written into, inside or around the folder it is made from would destroy its source,
+    even with --overwrite."""
+    from ..hub import resolve_model_path
+
+    folder = resolve_model_path(source).resolve()
+    resolved = target.expanduser().resolve()
+    if resolved == folder or folder in resolved.parents or resolved in folder.parents:
+        raise ValueError(f"{label} '{target}' would write over the input model folder '{folder}'; choose another folder")
+
+
+def describe_loaded(model) -> str:
+    n = sum(p.numel() for p in model.parameters())
+    return f"{getattr(model, 'name_or_path', '?')} ({type(model).__name__}, {n / 1e6:.1f}M parameters)"

@@ -1,0 +1,7 @@
+"""``python -m ivvae.cli``: the ``ivvae`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

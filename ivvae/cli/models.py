@@ -1,0 +1,250 @@
+"""Commands that make or describe model folders: ``convert``, ``info``, ``inflate`` and ``grow``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .argtypes import nonnegative_int, positive_float, positive_int
+from .registry import register
+from .support import check_output_folder, refuse_writing_over_model
+
+
+# --------------------------------------------------------------------------------------------
+# convert
+# --------------------------------------------------------------------------------------------
+def _convert_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="the authors' released state dict (ivvae_z{Z}_dim{C}.pth)")
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write (config.json + diffusion_pytorch_model.safetensors)")
+    parser.add_argument(
+        "--variant",
+        default=None,
+        metavar="NAME",
+        help="the released variant, e.g. ivvae_z16_dim64 (`ivvae info --presets` lists them); default: inferred from the tensor shapes",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="write into OUT_DIR even if it exists and is not empty")
+
+
+def _convert_run(args: argparse.Namespace) -> int:
+    from ..convert import convert_official_checkpoint
+
+    check_output_folder(args.out_dir)
+    model = convert_official_checkpoint(args.checkpoint, args.out_dir, variant=args.variant, overwrite=args.overwrite)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"converted {args.checkpoint} -> {args.out_dir} ({n:,} parameters, latent channels {model.config.latent_channels}, "
+          f"base width {model.config.base_channels})")
+    print(f"use it with: ivvae reconstruct IN.mp4 OUT.mp4 --model {args.out_dir}")
+    return 0
+
+
+register(
+    "convert",
+    "convert a released checkpoint (.pth) into a model folder",
+    _convert_arguments,
+    _convert_run,
+    description="""
+        Convert one of the authors' released IV-VAE state dicts (ivvae_z{Z}_dim{C}.pth) into a
+        from_pretrained folder (config.json + diffusion_pytorch_model.safetensors) that every command
+        takes with --model. The checkpoint is read safely (weights only) and checked tensor by tensor;
+        a mismatch names the missing, unexpected and mis-shaped tensors.
+    """,
+    epilog="""
+        examples:
+          ivvae convert ivvae_z16_dim64.pth models/ivvae_z16_dim64
+          ivvae reconstruct clip.mp4 recon.mp4 --model models/ivvae_z16_dim64
+    """,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# info
+# --------------------------------------------------------------------------------------------
+def _info_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default=None, metavar="MODEL",
+                        help="a model folder, a bundled model name, or a preset name (architecture only, built on the meta device); "
+                        "default: the bundled default model")
+    parser.add_argument(
+        "--presets", action="store_true", help="list every preset with its parameter count (instant: built on the meta device)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the description as JSON")
+
+
+def _print_presets(as_json: bool) -> None:
+    import json
+
+    from ..models import list_presets
+
+    rows = list_presets()
+    if as_json:
+        print(json.dumps([{"name": n, "description": d, "parameters": p} for n, d, p in rows], indent=2))
+        return
+    width = max(len(n) for n, _, _ in rows)
+    print(f"{'preset':<{width}}  {'parameters':>13}  description")
+    for name, description, parameters in rows:
+        print(f"{name:<{width}}  {parameters:>13,}  {description}")
+
+
+def _info_run(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from ..hub import DEFAULT_MODEL, load_model
+    from ..models import PRESETS, build_model, describe_model
+
+    if args.presets:
+        _print_presets(args.json)
+        if args.model is None:
+            return 0
+        print()
+    name = args.model or DEFAULT_MODEL
+    if name in PRESETS and not Path(name).exists():
+        with torch.device("meta"):
+            model = build_model(name)
+        source = f"preset {name} (architecture only; random weights)"
+    else:
+        model = load_model(name)
+        source = f"{name} ({Path(name).resolve() if Path(name).exists() else 'bundled'})"
+    info = describe_model(model)
+    if args.json:
+        print(json.dumps({"model": source, **info}, indent=2))
+        return 0
+    p = info["parameters"]
+    c = info["compression"]
+    example = info["example"]
+    branches = info["branches"]
+    print(f"model        {source}")
+    print(f"class        {info['class']}  (branches: {' + '.join(branches)})")
+    print(f"parameters   {p['total']:,}  (encoder {p['encoder']:,}, decoder {p['decoder']:,})")
+    print(f"compression  {c['temporal']}x in time, {c['spatial']}x{c['spatial']} in space, {info['latent_channels']} latent channels")
+    t, h, w = example["input_shape"][2:]
+    print(f"example      {t}x{h}x{w} clip {tuple(example['input_shape'])} -> latents {tuple(example['latent_shape'])}")
+    config = info["config"]
+    print(f"latent norm  scaling_factor {config.get('scaling_factor')}, shift_factor {config.get('shift_factor')}  "
+          "(diffusion latents = scaling_factor * (z - shift_factor))")
+    print("config")
+    for key, value in config.items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+register(
+    "info",
+    "describe a model or preset; list presets",
+    _info_arguments,
+    _info_run,
+    description="""
+        Print a model's class, parameter counts, compression factors, the latent shape of a 17x256x256
+        clip, its latent normalisation and its config. MODEL may be a model folder, a bundled model or a
+        preset name (built on the meta device: no weights, instant).
+    """,
+    epilog="""
+        examples:
+          ivvae info models/ivvae_z16_dim64
+          ivvae info ivvae_z16_dim96
+          ivvae info --presets
+    """,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# inflate
+# --------------------------------------------------------------------------------------------
+def _inflate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image_vae", metavar="IMAGE_VAE", help="a trained image VAE: model folder or bundled name")
+    parser.add_argument(
+        "out_dir", type=Path, metavar="OUT_DIR", help="folder to write the video VAE to (config, safetensors, inflation_report.json)"
+    )
+    parser.add_argument("--mode", choices=["ktc", "tail", "same"], default="ktc",
+                        help="ktc: IV-VAE with twice the image latent channels (the paper's initialisation); tail: causal 3-D "
+                        "baseline with as many; same: IV-VAE with as many (default %(default)s)")
+    parser.add_argument("--temporal-frame", type=nonnegative_int, default=None, metavar="I",
+                        help="frame of each group the temporal branch starts from (default: the mode's, frame 2 for ktc)")
+    parser.add_argument("--allow-unfilled", action="store_true", help="accept target tensors that no rule fills (left at random init)")
+    parser.add_argument("--overwrite", action="store_true", help="write into OUT_DIR even if it exists and is not empty")
+
+
+def _inflate_run(args: argparse.Namespace) -> int:
+    from ..inflate import inflate_pretrained
+
+    refuse_writing_over_model(args.out_dir, args.image_vae, "OUT_DIR")
+    check_output_folder(args.out_dir)
+    model, report = inflate_pretrained(args.image_vae, args.out_dir, args.mode, temporal_frame=args.temporal_frame,
+                                       allow_unfilled=args.allow_unfilled, overwrite=args.overwrite)
+    n = sum(p.numel() for p in model.parameters())
+    print(report.summary())
+    print(f"wrote {args.out_dir} ({type(model).__name__}, {n:,} parameters, {model.config.latent_channels} latent channels)")
+    return 0
+
+
+register(
+    "inflate",
+    "initialise a video VAE from a trained image VAE (KTC)",
+    _inflate_arguments,
+    _inflate_run,
+    description="""
+        Build the video VAE that an image VAE initialises (method.md, "Initialisation (KTC)") and save it
+        as a model folder, with inflation_report.json listing the rule that filled every tensor. With
+        --mode ktc the result reconstructs each group's first frame exactly as the image VAE does.
+    """,
+    epilog="""
+        examples:
+          ivvae inflate runs/image_vae/export models/ivvae_init             # KTC: Z -> 2Z
+          ivvae inflate runs/image_vae/export models/causal_init --mode tail
+    """,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# grow
+# --------------------------------------------------------------------------------------------
+def _grow_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model", metavar="MODEL", help="a trained single-branch model (image VAE or causal baseline): folder or bundled name"
+    )
+    parser.add_argument(
+        "out_dir", type=Path, metavar="OUT_DIR", help="folder to write the wider model to (config, safetensors, growth_report.json)"
+    )
+    parser.add_argument("--channel-multipliers", type=positive_int, nargs="+", default=None, metavar="M",
+                        help="new stage widths in units of the base width, one per stage (e.g. 1 2 4 6)")
+    parser.add_argument("--base-channels", type=positive_int, default=None, metavar="C", help="new base width (default: unchanged)")
+    parser.add_argument("--new-weight-scale", type=positive_float, default=1e-2, metavar="S",
+                        help="scale of the new channels' random initialisation: the wider model differs from the old one by "
+                        "terms of order S^2 (default %(default)s)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the new channels' initialisation (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="write into OUT_DIR even if it exists and is not empty")
+
+
+def _grow_run(args: argparse.Namespace) -> int:
+    from ..grow import grow_pretrained
+
+    if args.channel_multipliers is None and args.base_channels is None:
+        raise ValueError("give the new widths: --channel-multipliers M ... and/or --base-channels C")
+    refuse_writing_over_model(args.out_dir, args.model, "OUT_DIR")
+    check_output_folder(args.out_dir)
+    model, report = grow_pretrained(args.model, args.out_dir, base_channels=args.base_channels,
+                                    channel_multipliers=args.channel_multipliers, new_weight_scale=args.new_weight_scale,
+                                    seed=args.seed, overwrite=args.overwrite)
+    print(report.summary())
+    print(f"wrote {args.out_dir} ({type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} parameters)")
+    return 0
+
+
+register(
+    "grow",
+    "widen a trained image VAE, keeping what it computes",
+    _grow_arguments,
+    _grow_run,
+    description="""
+        Build a wider copy of a trained single-branch model (image VAE or causal baseline: more channels per
+        stage) that starts out computing what the trained one computes, so training goes on with more capacity
+        instead of starting over. Old channels ignore the new ones; new channels start small and random, so
+        both learn from the first step. Prints how far the two models' reconstructions of a test clip differ.
+        For a wider IV-VAE, grow its image VAE and inflate the result (ivvae inflate).
+    """,
+    epilog="""
+        examples:
+          ivvae grow runs/image_vae/export models/image_vae_wide --channel-multipliers 1 2 4 6
+          ivvae inflate models/image_vae_wide models/ivvae_wide_init
+    """,
+)
