@@ -360,42 +360,13 @@ def encode_dataset(
     """
     from tqdm.auto import tqdm
 
-    from .pipeline import _dtype_name, _model_name, check_tile, config_hash, encode_clips, weights_hash
     from .pipeline import check_memory as check_memory_fn
+    from .pipeline import check_tile, encode_clips
 
     tile = check_tile(tile, model.spatial_compression)  # before the folder is touched, and as dataset.json records it
-    if storage_dtype not in STORAGE_DTYPES:
-        raise ValueError(f"storage_dtype must be one of {', '.join(STORAGE_DTYPES)}, got {storage_dtype!r}")
-    if shard_size < 1 or batch_size < 1:
-        raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
-    if part is not None:
-        index, count = part
-        if not 0 <= index < count:
-            raise ValueError(f"part must be (i, k) with 0 <= i < k, got {part}")
-        if spec.num_videos is not None:
-            raise ValueError("a part of the videos and a number of videos do not combine: choose the videos first "
-                             "(a manifest), then split them into parts")
+    _check_encoding_options(spec, storage_dtype, shard_size, batch_size, part)
     folder = Path(out_dir)
-    info = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "model": _model_name(model),
-        "model_class": type(model).__name__,
-        "config_hash": config_hash(model),
-        "weights_hash": weights_hash(model),
-        "latent_channels": int(model.config.latent_channels),
-        "temporal_compression": int(model.temporal_compression),
-        "spatial_compression": int(model.spatial_compression),
-        "normalized": bool(normalize),
-        "scaling_factor": float(model.config.scaling_factor),
-        "shift_factor": float(model.config.shift_factor),
-        "storage_dtype": storage_dtype,
-        "dtype": _dtype_name(dtype),
-        "tile": list(tile) if tile else None,
-        "clips": spec.to_dict(),
-        "part": list(part) if part is not None else None,
-    }
-    info = json.loads(json.dumps(info))  # as a resumed run reads it back (lists, not tuples)
+    info = _dataset_info(model, spec, normalize=normalize, storage_dtype=storage_dtype, dtype=dtype, tile=tile, part=part)
     paths = spec.list_videos()  # before the folder is touched: an empty source is an error here
     if part is not None and part[0] >= len(paths):
         raise ValueError(f"part {part[0]}/{part[1]} holds no video: the data has {len(paths)} video(s), and part i of k "
@@ -456,17 +427,64 @@ def encode_dataset(
     records = complete_clip_records(folder)
     report["total_clips"], report["total_videos"] = len(records), len({r["path"] for r in records})
     if not records:
-        skipped, _ = _read_jsonl(folder / SKIPPED_FILE, SKIPPED_KEYS)
-        if fresh:  # leave no half-made data set behind
-            for path in _our_files(folder):
-                path.unlink()
-            if not existed:
-                folder.rmdir()
-        first = f"; the first: '{skipped[0]['path']}': {skipped[0]['reason']}" if skipped else ""
-        raise LatentDatasetError(f"no clip could be read: {len(skipped)} video(s) unreadable or shorter than one clip "
-                                 f"({spec.frames} frames{f' from {spec.start_fraction:g} of the video' if spec.start_fraction else ''})"
-                                 f"{first}")
+        _refuse_empty_result(folder, spec, remove=fresh, remove_folder=not existed)
     return report
+
+
+def _check_encoding_options(spec, storage_dtype: str, shard_size: int, batch_size: int, part: tuple[int, int] | None) -> None:
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage_dtype must be one of {', '.join(STORAGE_DTYPES)}, got {storage_dtype!r}")
+    if shard_size < 1 or batch_size < 1:
+        raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
+    if part is not None:
+        index, count = part
+        if not 0 <= index < count:
+            raise ValueError(f"part must be (i, k) with 0 <= i < k, got {part}")
+        if spec.num_videos is not None:
+            raise ValueError("a part of the videos and a number of videos do not combine: choose the videos first "
+                             "(a manifest), then split them into parts")
+
+
+def _dataset_info(model, spec, *, normalize: bool, storage_dtype: str, dtype: str, tile: tuple[int, int] | None,
+                  part: tuple[int, int] | None) -> dict[str, Any]:
+    """What ``dataset.json`` records: the model (config and weights hashes), the latents' form and the
+    clip selection. A resumed run must match it."""
+    from .pipeline import _dtype_name, _model_name, config_hash, weights_hash
+
+    info = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "model": _model_name(model),
+        "model_class": type(model).__name__,
+        "config_hash": config_hash(model),
+        "weights_hash": weights_hash(model),
+        "latent_channels": int(model.config.latent_channels),
+        "temporal_compression": int(model.temporal_compression),
+        "spatial_compression": int(model.spatial_compression),
+        "normalized": bool(normalize),
+        "scaling_factor": float(model.config.scaling_factor),
+        "shift_factor": float(model.config.shift_factor),
+        "storage_dtype": storage_dtype,
+        "dtype": _dtype_name(dtype),
+        "tile": list(tile) if tile else None,
+        "clips": spec.to_dict(),
+        "part": list(part) if part is not None else None,
+    }
+    return json.loads(json.dumps(info))  # as a resumed run reads it back (lists, not tuples)
+
+
+def _refuse_empty_result(folder: Path, spec, *, remove: bool, remove_folder: bool) -> None:
+    """No clip could be read: remove what this run made (a fresh folder) and say why."""
+    skipped, _ = _read_jsonl(folder / SKIPPED_FILE, SKIPPED_KEYS)
+    if remove:  # leave no half-made data set behind
+        for path in _our_files(folder):
+            path.unlink()
+        if remove_folder:
+            folder.rmdir()
+    first = f"; the first: '{skipped[0]['path']}': {skipped[0]['reason']}" if skipped else ""
+    since = f" from {spec.start_fraction:g} of the video" if spec.start_fraction else ""
+    raise LatentDatasetError(f"no clip could be read: {len(skipped)} video(s) unreadable or shorter than one clip "
+                             f"({spec.frames} frames{since}){first}")
 
 
 # --------------------------------------------------------------------------------------------
