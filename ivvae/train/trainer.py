@@ -682,16 +682,27 @@ class Trainer:
         if cfg.export.at_end:
             export_dir = self.export(self.run_dir / cfg.export.dir)
         acc.wait_for_everyone()
+        summary = self._run_summary(start_step, session_time, train_time, export_dir, stopped_by)
+        if self.is_main:
+            write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
+            logger.info("done: %d steps in %.1f s (%.3f steps/s); first loss %s, last loss %s; %d file(s) skipped",
+                        summary["steps_this_session"], session_time, summary["steps_per_s"] or 0.0, _fmt(self.first_losses),
+                        _fmt(self.last_losses), summary["num_skipped_files"])
+        return summary
+
+    def _run_summary(self, start_step: int, session_time: float, train_time: float, export_dir: Path | None,
+                     stopped_by: str | None) -> dict[str, Any]:
+        """What ``summary.json`` records of this session of the run."""
         steps = self.step - start_step
         summary = {
-            "config": cfg.source,
-            "name": cfg.name,
+            "config": self.cfg.source,
+            "name": self.cfg.name,
             "output_dir": str(self.run_dir),
             "model": type(self.vae_unwrapped).__name__,
             "parameters": sum(p.numel() for p in self.vae_unwrapped.parameters()),
             "steps": self.step,
-            "max_steps": cfg.train.max_steps,
-            "max_minutes": cfg.train.max_minutes,
+            "max_steps": self.cfg.train.max_steps,
+            "max_minutes": self.cfg.train.max_minutes,
             "start_step": start_step,
             "resumed_from": str(self._resumed_from) if self._resumed_from else None,
             "steps_this_session": steps,
@@ -706,18 +717,13 @@ class Trainer:
             "skipped_files": self._all_bad_files(),
             "checkpoint": str(latest_checkpoint(self.checkpoint_root)) if latest_checkpoint(self.checkpoint_root) else None,
             "export": str(export_dir) if export_dir else None,
-            "world_size": acc.num_processes,
-            "precision": cfg.train.precision,
+            "world_size": self.accelerator.num_processes,
+            "precision": self.cfg.train.precision,
             "device": str(self.device),
             "compile": self.compile_report,
             "stopped_by": stopped_by,
         }
         summary["num_skipped_files"] = len(summary["skipped_files"])
-        if self.is_main:
-            write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
-            logger.info("done: %d steps in %.1f s (%.3f steps/s); first loss %s, last loss %s; %d file(s) skipped", steps,
-                        session_time, summary["steps_per_s"] or 0.0, _fmt(self.first_losses), _fmt(self.last_losses),
-                        summary["num_skipped_files"])
         return summary
 
     def _check_finite(self, logs: dict[str, float]) -> None:
