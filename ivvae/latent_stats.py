@@ -152,9 +152,7 @@ def estimate_latent_statistics(
     if chunk_groups is not None and chunk_groups < 1:
         raise ValueError(f"chunk_groups must be >= 1 or None (one pass), got {chunk_groups}")
     device, dtype = _model_device_dtype(model)
-    count: torch.Tensor | None = None
-    total = sq_total = None
-    low, high = math.inf, -math.inf  # exact test for constant latents (the sums' rounding is not exactly 0)
+    moments = _ChannelMoments()
     records: list[dict[str, Any]] = []
     bar = None
     if progress:
@@ -168,18 +166,7 @@ def estimate_latent_statistics(
         with torch.no_grad():
             for i, item in enumerate(clips):
                 video = _as_batch(getattr(item, "video", item), i)
-                x = video.to(device=device, dtype=dtype)
-                z = model.encode(x, chunk_groups=chunk_groups).latent_dist.mode()
-                z = z.detach().to(torch.float64).transpose(0, 1).reshape(z.shape[1], -1)  # (Z, values)
-                n = torch.full((z.shape[0],), z.shape[1], dtype=torch.float64, device=z.device)
-                s, sq = z.sum(dim=1), (z * z).sum(dim=1)
-                low, high = min(low, float(z.min())), max(high, float(z.max()))
-                if count is None:
-                    count, total, sq_total = n, s, sq
-                else:
-                    if s.shape != total.shape:
-                        raise ValueError(f"clip {i}: {s.shape[0]} latent channels, earlier clips had {total.shape[0]}")
-                    count, total, sq_total = count + n, total + s, sq_total + sq
+                moments.add(model.encode(video.to(device=device, dtype=dtype), chunk_groups=chunk_groups).latent_dist.mode(), i)
                 records.append(_clip_record(item, video, i))
                 if bar is not None:
                     bar.update(1)
@@ -187,29 +174,54 @@ def estimate_latent_statistics(
         if bar is not None:
             bar.close()
         model.train(was_training)
-    if count is None:
-        raise ValueError("no clips given: latent statistics need at least one clip")
-    count, total, sq_total = count.cpu(), total.cpu(), sq_total.cpu()
-    channel_mean = total / count
-    channel_var = (sq_total / count - channel_mean**2).clamp_min(0.0)
-    n_all = float(count.sum())
-    mean = float(total.sum()) / n_all
-    var = max(float(sq_total.sum()) / n_all - mean * mean, 0.0)
-    std = math.sqrt(var) if math.isfinite(var) else float("nan")
-    if not (math.isfinite(mean) and math.isfinite(std)):
-        raise ValueError(f"latent statistics are not finite (mean {mean}, std {std}): the model produced NaN or "
-                         f"infinite latents on these {len(records)} clip(s); check the model's weights and the input range [-1, 1]")
-    if std == 0.0 or low == high:
-        raise ValueError(f"latent std is 0: the latents of all {len(records)} clip(s) are constant (every value {mean:.6g}), "
-                         "so scaling_factor = 1/std is undefined; is the model trained, and do the clips differ?")
-    return LatentStatistics(
-        mean=mean,
-        std=std,
-        channel_mean=[float(v) for v in channel_mean],
-        channel_std=[float(v) for v in channel_var.sqrt()],
-        num_values=round(n_all),
-        clips=records,
-    )
+    return moments.statistics(records)
+
+
+class _ChannelMoments:
+    """Per latent channel: count, sum and sum of squares in float64; and the extremes, an exact test
+    for constant latents (the sums' rounding is not exactly 0)."""
+
+    def __init__(self) -> None:
+        self.count: torch.Tensor | None = None
+        self.total = self.sq_total = None
+        self.low, self.high = math.inf, -math.inf
+
+    def add(self, latents: torch.Tensor, clip_index: int) -> None:
+        z = latents.detach().to(torch.float64).transpose(0, 1).reshape(latents.shape[1], -1)  # (Z, values)
+        n = torch.full((z.shape[0],), z.shape[1], dtype=torch.float64, device=z.device)
+        s, sq = z.sum(dim=1), (z * z).sum(dim=1)
+        self.low, self.high = min(self.low, float(z.min())), max(self.high, float(z.max()))
+        if self.count is None:
+            self.count, self.total, self.sq_total = n, s, sq
+            return
+        if s.shape != self.total.shape:
+            raise ValueError(f"clip {clip_index}: {s.shape[0]} latent channels, earlier clips had {self.total.shape[0]}")
+        self.count, self.total, self.sq_total = self.count + n, self.total + s, self.sq_total + sq
+
+    def statistics(self, records: list[dict[str, Any]]) -> LatentStatistics:
+        if self.count is None:
+            raise ValueError("no clips given: latent statistics need at least one clip")
+        count, total, sq_total = self.count.cpu(), self.total.cpu(), self.sq_total.cpu()
+        channel_mean = total / count
+        channel_var = (sq_total / count - channel_mean**2).clamp_min(0.0)
+        n_all = float(count.sum())
+        mean = float(total.sum()) / n_all
+        var = max(float(sq_total.sum()) / n_all - mean * mean, 0.0)
+        std = math.sqrt(var) if math.isfinite(var) else float("nan")
+        if not (math.isfinite(mean) and math.isfinite(std)):
+            raise ValueError(f"latent statistics are not finite (mean {mean}, std {std}): the model produced NaN or infinite "
+                             f"latents on these {len(records)} clip(s); check the model's weights and the input range [-1, 1]")
+        if std == 0.0 or self.low == self.high:
+            raise ValueError(f"latent std is 0: the latents of all {len(records)} clip(s) are constant (every value "
+                             f"{mean:.6g}), so scaling_factor = 1/std is undefined; is the model trained, and do the clips differ?")
+        return LatentStatistics(
+            mean=mean,
+            std=std,
+            channel_mean=[float(v) for v in channel_mean],
+            channel_std=[float(v) for v in channel_var.sqrt()],
+            num_values=round(n_all),
+            clips=records,
+        )
 
 
 def with_latent_statistics(model: Any, stats: LatentStatistics) -> Any:
