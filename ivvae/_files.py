@@ -1,11 +1,28 @@
-"""File-system helpers shared by the writers."""
+"""File-system helpers shared by the readers and writers."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+
+def path_list(value: Any, what: str, expected: str) -> list[str | os.PathLike]:
+    """One path or an iterable of paths, as a list of them. Empty: ``ValueError``; anything that is
+    not a path: ``TypeError`` ("``what`` must be ``expected``, got ...")."""
+    if isinstance(value, (str, os.PathLike)):
+        return [value]
+    if isinstance(value, bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"{what} must be {expected}, got {type(value).__name__}")
+    paths = list(value)
+    if not paths:
+        raise ValueError(f"{what} is an empty list: give {expected}")
+    wrong = [p for p in paths if not isinstance(p, (str, os.PathLike))]
+    if wrong:
+        raise TypeError(f"{what} entries must be paths (str or os.PathLike), got {type(wrong[0]).__name__} {wrong[0]!r}")
+    return paths
 
 
 def _umask() -> int:

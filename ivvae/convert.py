@@ -8,6 +8,7 @@ two can never disagree.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Mapping
@@ -150,6 +151,9 @@ def _check_values(state: Mapping[str, torch.Tensor], what: str) -> None:
 
 def from_official_state_dict(state: Mapping[str, torch.Tensor], variant: str | None = None) -> IVVAE:
     """Build the model of ``variant`` (inferred if None) and load a released state dict strictly."""
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"expected a state dict {{name: tensor}} of a released checkpoint (load_official_state_dict reads "
+                              f"one), got {type(state).__name__}")
     variant = variant or infer_variant(state)
     if variant not in RELEASED:
         raise CheckpointError(f"unknown variant {variant!r}; known: {', '.join(RELEASED)}")
@@ -162,8 +166,37 @@ def from_official_state_dict(state: Mapping[str, torch.Tensor], variant: str | N
     return model
 
 
+#: Config fields that fix the released layout; the variants differ only in Z, C and normalisation.
+_LAYOUT_FIELDS = ("in_channels", "channel_multipliers", "encoder_blocks", "decoder_blocks", "branches", "temporal_downsample",
+                  "full_compression_attention", "parallel_atrous", "atrous_dilations")
+
+
+def _released_layout_differences(model: IVVAE) -> list[str]:
+    """How ``model``'s architecture departs from the released one (IV-VAE defaults at any Z and C)."""
+    defaults = inspect.signature(IVVAE.__init__).parameters
+    found = []
+    for name in _LAYOUT_FIELDS:
+        value, released = model.config.get(name), defaults[name].default
+        as_tuple = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+        if as_tuple(value) != as_tuple(released):
+            found.append(f"{name} {as_tuple(value)} (released: {as_tuple(released)})")
+    return found
+
+
 def to_official_state_dict(model: IVVAE) -> dict[str, torch.Tensor]:
-    """Our model's weights under the released checkpoint's names (for the authors' code)."""
+    """Our model's weights under the released checkpoint's names (for the authors' code).
+
+    Raises:
+        CheckpointError: ``model`` is not an IV-VAE of the released architecture (another class of
+            the family, an ablation): its tensors have no place in the released layout.
+    """
+    if type(model) is not IVVAE:
+        raise CheckpointError(f"only an IVVAE of the released architecture has the released checkpoints' layout, got "
+                              f"{type(model).__name__}")
+    differences = _released_layout_differences(model)
+    if differences:
+        raise CheckpointError(f"this IVVAE is not of the released architecture ({'; '.join(differences)}), so the authors' code "
+                              "cannot load its weights")
     return {official_key(key): value for key, value in model.state_dict().items()}
 
 
@@ -171,6 +204,8 @@ def convert_official_checkpoint(
     path: str | os.PathLike, out_dir: str | os.PathLike, variant: str | None = None, overwrite: bool = False
 ) -> IVVAE:
     """Convert a released ``.pth`` into a ``from_pretrained`` folder (config + safetensors)."""
+    if Path(out_dir).is_file():  # not even with overwrite: a folder never replaces a file (the checkpoint itself?)
+        raise FileExistsError(f"output '{out_dir}' is a file, not a folder; choose a new folder")
     out_dir = refuse_nonempty_folder(out_dir, overwrite)
     model = from_official_state_dict(load_official_state_dict(path), variant)
     save_model_folder(model, out_dir)

@@ -35,8 +35,9 @@ the next block, 64 -> 64, has no shortcut conv where the old one, 32 -> 64, had)
 from __future__ import annotations
 
 import math
+import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,6 +45,7 @@ import torch
 from torch import nn
 
 from ._files import refuse_nonempty_folder, save_model_folder
+from .inflate import refuse_writing_over_model
 from .layers import RMSNorm, Upsample
 from .layers.attention import SpatialAttention
 
@@ -93,6 +95,25 @@ class GrowthReport:
 
 def _widths(config: dict[str, Any]) -> list[int]:
     return [config["base_channels"] * m for m in config["channel_multipliers"]]
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _requested_widths(base_channels: Any, channel_multipliers: Any) -> dict[str, Any]:
+    """The config changes asked for, as ints: a float width would be truncated, a string read digit by digit."""
+    changes: dict[str, Any] = {}
+    if base_channels is not None:
+        if not _whole(base_channels) or base_channels < 1:
+            raise GrowthError(f"base_channels must be a positive integer, got {base_channels!r}")
+        changes["base_channels"] = int(base_channels)
+    if channel_multipliers is not None:
+        if isinstance(channel_multipliers, (str, bytes)) or not isinstance(channel_multipliers, Iterable) \
+                or not all(_whole(m) and m >= 1 for m in list(channel_multipliers)):
+            raise GrowthError(f"channel_multipliers must be a list of positive integers (e.g. [1, 2, 4, 6]), got {channel_multipliers!r}")
+        changes["channel_multipliers"] = [int(m) for m in channel_multipliers]
+    return changes
 
 
 def _check_request(model: nn.Module, changes: dict[str, Any]) -> None:
@@ -278,11 +299,12 @@ def grow(
         GrowthError: a two-branch model, shrinking or unchanged widths, or widths whose block
             structure cannot hold the old weights (see the module docstring).
     """
-    if not math.isfinite(new_weight_scale) or new_weight_scale < 0:
-        raise GrowthError(f"new_weight_scale must be a finite number >= 0, got {new_weight_scale}")
-    changes = {k: v for k, v in (("base_channels", base_channels), ("channel_multipliers", channel_multipliers)) if v is not None}
-    if "channel_multipliers" in changes:
-        changes["channel_multipliers"] = [int(m) for m in changes["channel_multipliers"]]
+    if isinstance(new_weight_scale, bool) or not isinstance(new_weight_scale, numbers.Real) \
+            or not math.isfinite(new_weight_scale) or new_weight_scale < 0:
+        raise GrowthError(f"new_weight_scale must be a finite number >= 0, got {new_weight_scale!r}")
+    if not _whole(seed):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    changes = _requested_widths(base_channels, channel_multipliers)
     _check_request(model, changes)
     config = {k: v for k, v in model.config.items() if not k.startswith("_")}
     with torch.random.fork_rng(devices=[]):
@@ -340,12 +362,14 @@ def grow_pretrained(
 
     Raises:
         FileExistsError: ``out_dir`` is a non-empty folder and ``overwrite`` is False.
+        ValueError: ``out_dir`` is, contains or lies inside the model's folder (even with ``overwrite``).
         GrowthError: see :func:`grow`.
         ivvae.hub.ModelNotFoundError / ModelLoadError: the model cannot be loaded.
     """
     from .hub import load_model
 
     out_dir = refuse_nonempty_folder(out_dir, overwrite)
+    refuse_writing_over_model(out_dir, model_dir)
     source = load_model(model_dir, dtype=torch.float32)
     model, report = grow(source, base_channels=base_channels, channel_multipliers=channel_multipliers,
                          new_weight_scale=new_weight_scale, seed=seed)

@@ -166,6 +166,7 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | to
             another class or with invalid values, a missing, empty or truncated weights file,
             weights that do not fit the config, or weights that are not finite.
     """
+    device, dtype = check_device(device), check_dtype(dtype)  # before the (slow) load, not after it
     folder = resolve_model_path(name_or_path)
     cls = model_class(read_config(folder), f"'{folder / CONFIG_NAME}'")
     try:  # the family's from_pretrained checks the folder before and the values after loading
@@ -181,6 +182,63 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | to
         raise ModelLoadError(f"cannot load model from '{folder}': {type(error).__name__}: {first}") from None
     model.name_or_path = os.fspath(name_or_path)
     return model.to(device).eval()
+
+
+#: dtype names ``load_model(dtype=...)`` and ``from_pretrained(torch_dtype=...)`` accept besides torch dtypes.
+_DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "float": "float32", "float16": "float16", "fp16": "float16",
+                "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16", "float64": "float64", "double": "float64"}
+
+
+def check_dtype(dtype: object, name: str = "dtype") -> torch.dtype | None:
+    """``dtype`` as a floating-point ``torch.dtype`` (a name such as ``"bf16"`` is looked up); None stays None.
+
+    diffusers takes any other value silently as float32, which would load another dtype than the
+    one asked for."""
+    import torch
+
+    if dtype is None:
+        return None
+    if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPE_NAMES:
+        return getattr(torch, _DTYPE_NAMES[dtype.lower().removeprefix("torch.")])
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    raise ValueError(f"{name}={dtype!r}: expected a floating-point torch dtype (torch.float32, torch.float16, torch.bfloat16) "
+                     f"or one of the names {', '.join(sorted(_DTYPE_NAMES))}")
+
+
+def check_device(device: object) -> torch.device:
+    """``device`` as a ``torch.device`` that this machine has, named in a one-line error otherwise
+    (torch would fail only after the model is loaded, with an AssertionError for missing CUDA)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device={device!r} is not a device: use 'cpu', 'cuda' or 'cuda:N'") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}: CUDA is not available on this machine (or this torch build); use device='cpu'")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"device={device!r}: this machine has {count} CUDA device(s) (cuda:0 .. cuda:{count - 1})")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r}: MPS is not available on this machine; use device='cpu'")
+    return parsed
+
+
+def check_pretrained_source(source: str | os.PathLike) -> None:
+    """For ``from_pretrained``: a file, or a missing path that cannot be a Hub repo id (absolute,
+    relative with ``./`` or ``~``, or with several ``/``), is refused as :func:`load_model` refuses
+    it; diffusers would call a file an invalid JSON config and try the Hub for a missing folder."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise ModelNotFoundError(f"expected a model folder or a bundled model's name, got {type(source).__name__}; {_FIX}")
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.is_file():
+        _check_folder(path)
+    repo_id = isinstance(source, str) and not text.startswith((".", "~", os.sep, "/")) and text.count("/") <= 1 and "\\" not in text
+    if not path.exists() and not repo_id:
+        raise ModelNotFoundError(f"model folder '{path}' not found; {_FIX}")
 
 
 def check_model_folder(folder: Path, cls: type) -> Path:

@@ -67,9 +67,11 @@ The CLI's ``ivvae inflate IMAGE_VAE_DIR OUT_DIR --mode ktc|tail|same`` is
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -153,8 +155,27 @@ def _spec_value(model: nn.Module, name: str) -> Any:
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
+def _check_family(model: Any, role: str) -> None:
+    """A model of the IV-VAE family (it has the network spec the rules read), else a TypeError."""
+    if not isinstance(model, IVVAE):
+        raise TypeError(f"the {role} must be a model of the IV-VAE family (e.g. ivvae.load_model(DIR)), got {type(model).__name__}")
+
+
+def refuse_writing_over_model(out_dir: str | os.PathLike, model: str | os.PathLike) -> None:
+    """An output folder that is, contains or lies inside the input model's folder would overwrite or
+    mix with the model it is made from, even with ``overwrite``: refuse it."""
+    from .hub import resolve_model_path
+
+    source = resolve_model_path(model).resolve()
+    target = Path(out_dir).expanduser().resolve()
+    if target == source or source in target.parents or target in source.parents:
+        raise ValueError(f"output folder '{out_dir}' would write over the input model folder '{source}'; choose another folder")
+
+
 def infer_mode(image_vae: nn.Module, target: nn.Module) -> str:
     """The mode that maps ``image_vae`` into ``target``; raises :class:`InflationError` if none does."""
+    _check_family(image_vae, "image VAE")
+    _check_family(target, "target")
     source, spec = image_vae.spec, target.spec
     if source.branches != ("2d",) or any(source.temporal_downsample):
         raise InflationError(f"the source must be an image VAE (one '2d' branch, no temporal downsampling), got branches {source.branches}")
@@ -422,6 +443,9 @@ def inflate(
     group = target.temporal_compression
     if temporal_frame is None:
         temporal_frame = default_temporal_frame(target, mode)
+    if isinstance(temporal_frame, bool) or not isinstance(temporal_frame, numbers.Integral):  # its bits pick frames
+        raise TypeError(f"temporal_frame must be an integer in 0..{group - 1} (frames per group), got {temporal_frame!r}")
+    temporal_frame = int(temporal_frame)
     if not 0 <= temporal_frame < group:
         raise InflationError(f"temporal_frame must be in 0..{group - 1} (frames per group), got {temporal_frame}")
     if mode == "same" and temporal_frame != 0:
@@ -458,6 +482,8 @@ def target_config(image_config: Mapping[str, Any], mode: str = "ktc") -> tuple[t
     """
     if mode not in MODES:
         raise ValueError(f"unknown inflation mode {mode!r}; expected one of {', '.join(MODES)}")
+    if not isinstance(image_config, Mapping):
+        raise TypeError(f"image_config must be the image VAE's config (a mapping, model.config), got {type(image_config).__name__}")
     config = {name: image_config[name] for name in SHARED_FIELDS + ("dropout", "scaling_factor", "shift_factor") if name in image_config}
     latent = image_config.get("latent_channels")
     if latent is None:
@@ -481,12 +507,17 @@ def inflate_image_vae(
     E.g. ``inflate_image_vae(image, "ktc", branches=("2d", "causal"))`` starts the ablation
     "KTC without GCConv" (the causal temporal branch gets the tail rule).
     """
+    _check_family(image_vae, "image VAE")
     cls, config = target_config(image_vae.config, mode)
     config.update(overrides)
     parameter = next(image_vae.parameters())
     target = cls(**config).to(parameter.device)
     if parameter.dtype != torch.get_default_dtype():
         target = target.to(parameter.dtype)
+    made = infer_mode(image_vae, target)
+    if made != mode:  # overrides (latent_channels=...) can make another mode than the one asked for
+        raise InflationError(f"the overrides {sorted(overrides)} turn mode {mode!r} into mode {made!r}; ask for mode {made!r} "
+                             "or drop the overrides that change it")
     report = inflate(image_vae, target, temporal_frame=temporal_frame, allow_unfilled=allow_unfilled)
     return target.train(image_vae.training), report
 
@@ -507,6 +538,7 @@ def inflate_pretrained(
 
     Raises:
         FileExistsError: ``out_dir`` is a non-empty folder and ``overwrite`` is False.
+        ValueError: ``out_dir`` is, contains or lies inside the image VAE's folder (even with ``overwrite``).
         InflationError: see :func:`inflate`.
         ivvae.hub.ModelNotFoundError / ModelLoadError: the image VAE cannot be loaded.
     """
@@ -515,6 +547,7 @@ def inflate_pretrained(
     if mode not in MODES:
         raise ValueError(f"unknown inflation mode {mode!r}; expected one of {', '.join(MODES)}")
     out_dir = refuse_nonempty_folder(out_dir, overwrite)
+    refuse_writing_over_model(out_dir, image_vae_dir)
     image_vae = load_model(image_vae_dir)
     model, report = inflate_image_vae(image_vae, mode, temporal_frame=temporal_frame, allow_unfilled=allow_unfilled, **overrides)
     save_model_folder(model, out_dir, REPORT_NAME, {"image_vae": os.fspath(image_vae_dir), **report.to_dict()})

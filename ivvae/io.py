@@ -176,21 +176,35 @@ def _even(x: float) -> int:
     return max(2, 2 * int(round(x / 2)))
 
 
+def _is_int(value: object) -> bool:
+    """An integer argument: ``int`` or a numpy integer, not ``bool`` (``True`` would read as 1)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _resize_target(resize: tuple[int, int] | int | None, width: int, height: int) -> tuple[int, int] | None:
     """(width, height) to convert to, or None to keep the native size."""
     if resize is None:
         return None
-    if isinstance(resize, (int, np.integer)):
+    if _is_int(resize):
         short = int(resize)
         if short <= 0:
             raise ValueError(f"resize must be positive, got {resize}")
         if width <= height:
             return short, _even(height * short / width)
         return _even(width * short / height), short
+    # a string is a sequence too: '16' would read as (1, 6)
+    if isinstance(resize, (str, bytes)) or not isinstance(resize, (tuple, list)) or len(resize) != 2:
+        raise TypeError(f"resize must be an int (the short side) or a (width, height) pair of ints, got {resize!r}")
+    if not all(_is_int(v) or (isinstance(v, float) and v.is_integer()) for v in resize):
+        raise TypeError(f"resize (width, height) must be whole numbers of pixels, got {resize!r}")
     w, h = (int(v) for v in resize)
     if w <= 0 or h <= 0:
         raise ValueError(f"resize must be positive (width, height), got {resize}")
     return w, h
+
+
+class _ResizeFailed(Exception):
+    """FFmpeg's scaler refused the requested size (reported with the file name by the caller)."""
 
 
 def _frame_to_array(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
@@ -198,7 +212,11 @@ def _frame_to_array(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.nd
         return frame.to_ndarray(format="rgb24")
     shrinking = size[0] <= frame.width and size[1] <= frame.height
     interp = "AREA" if shrinking else "BICUBIC"  # area avoids aliasing when downscaling
-    return frame.to_ndarray(width=size[0], height=size[1], format="rgb24", interpolation=interp)
+    try:
+        return frame.to_ndarray(width=size[0], height=size[1], format="rgb24", interpolation=interp)
+    except _AV_ERRORS as e:  # the scaler's limits, not a damaged file
+        raise _ResizeFailed(f"FFmpeg cannot scale {frame.width}x{frame.height} frames to {size[0]}x{size[1]} "
+                            f"({_describe(e)}); choose a smaller resize") from None
 
 
 class _FrameIndex:
@@ -358,6 +376,8 @@ def _decode(path: str, start: int, stride: int, num_frames: int | None,
         return _summarise(stream, _collect(frames, start, stride, num_frames, size))
     except VideoReadError:
         raise
+    except _ResizeFailed as e:
+        raise ValueError(f"cannot read video '{path}' with resize={resize!r}: {e}") from None
     except _AV_ERRORS as e:
         raise VideoReadError(path, f"corrupt or truncated video, decoding failed ({_describe(e)})") from None
     finally:
@@ -402,9 +422,14 @@ def read_video(path: str | os.PathLike, *, start: int = 0, num_frames: int | Non
     Raises:
         VideoReadError: missing/empty file, not a video, no video stream, corrupt or truncated
             data, ``start`` beyond the end, fewer frames than requested.
-        ValueError: invalid arguments.
+        ValueError: invalid arguments, or a ``resize`` beyond FFmpeg's scaler.
+        TypeError: a non-integer ``start``, ``stride``, ``num_frames`` or ``resize``.
     """
     path = os.fspath(path)
+    # A float start, stride or count would select other frames than asked (or none) without an error.
+    for name, value in (("start", start), ("stride", stride), ("num_frames", num_frames)):
+        if not (_is_int(value) or (name == "num_frames" and value is None)):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
     if stride < 1:
@@ -445,6 +470,33 @@ def _check_complete(path: str, dec: _Decoded, start: int, stride: int, num_frame
 
 _MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
+#: Highest frame rate written: Matroska stores millisecond timestamps, and above this it records
+#: another rate than the one asked for (tested: 65535 fps is read back as 30000).
+MAX_WRITE_FPS = 10_000
+
+
+def _frame_rate(fps: float | Fraction) -> Fraction:
+    """``fps`` as the rational rate the encoder stores; refuses rates it would store as another value."""
+    if isinstance(fps, (bool, np.bool_)) or not isinstance(fps, (int, float, Fraction, np.number)) \
+            or not math.isfinite(float(fps)) or float(fps) <= 0:
+        raise VideoWriteError(f"fps must be a positive finite number, got {fps!r}")
+    if float(fps) > MAX_WRITE_FPS:
+        raise VideoWriteError(f"fps must be at most {MAX_WRITE_FPS}, got {fps!r}")
+    rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(10_000)
+    # a rate below 1/10000 fps rounds to 0 (written as 24 fps) or to another rate: refuse, not mislabel
+    if rate <= 0 or abs(float(rate) - float(fps)) > 1e-3 * float(fps):
+        raise VideoWriteError(f"fps {fps!r} cannot be stored (rates are fractions with a denominator up to 10000); "
+                              "give a rate of at least 0.0001")
+    return rate
+
+
+def _check_crf(crf: int) -> int:
+    if not (_is_int(crf) or (isinstance(crf, float) and crf.is_integer())):
+        raise VideoWriteError(f"crf must be an integer in [0, 51], got {crf!r}")
+    if not 0 <= int(crf) <= 51:
+        raise VideoWriteError(f"crf must be in [0, 51], got {crf}")
+    return int(crf)
+
 
 def _as_uint8_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(frames, torch.Tensor):
@@ -452,13 +504,21 @@ def _as_uint8_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.dtype != np.uint8:
         raise VideoWriteError(f"frames must be uint8, got {frames.dtype} (use tensor_to_frames for float videos)")
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
-        raise VideoWriteError(f"frames must have shape (T, H, W, 3) with T >= 1, got {tuple(frames.shape)}")
+    if frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
+        raise VideoWriteError(f"frames must have shape (T, H, W, 3) with T, H, W >= 1, got {tuple(frames.shape)}")
     # yuv420p needs even sizes: replicate the last row/column rather than lose content.
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     return np.ascontiguousarray(frames)
+
+
+def _file_in_the_way(directory: str) -> str | None:
+    """The nearest existing ancestor of ``directory`` when it is a file (the folders cannot be made)."""
+    path = Path(directory)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return str(path) if path.exists() and not path.is_dir() else None
 
 
 def _encode(tmp_path: str, muxer: str, frames: np.ndarray, rate: Fraction, crf: int) -> None:
@@ -484,25 +544,27 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
     Args:
         path: output file.
         frames: uint8 ``(T, H, W, 3)`` RGB.
-        fps: frame rate, may be fractional (29.97... is stored as 30000/1001).
+        fps: frame rate, may be fractional (29.97... is stored as 30000/1001); 0.0001 to 10000.
         crf: x264 constant rate factor, 0 (lossless) to 51; lower is better.
         overwrite: replace an existing file.
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
-        VideoWriteError: invalid frames/fps/crf or an encoder failure.
+        VideoWriteError: invalid frames/fps/crf, ``path`` is a folder, or an encoder failure.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):  # overwrite=True would not help: a folder is never replaced by a video
+        raise VideoWriteError(f"cannot write video '{path}': it is a folder; give a file name such as '{os.path.join(path, 'out.mp4')}'")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"refusing to overwrite existing file '{path}' (pass overwrite=True)")
-    if not (isinstance(fps, (int, float, Fraction, np.number)) and math.isfinite(float(fps)) and float(fps) > 0):
-        raise VideoWriteError(f"fps must be a positive finite number, got {fps!r}")
-    if not 0 <= int(crf) <= 51:
-        raise VideoWriteError(f"crf must be in [0, 51], got {crf}")
+    rate = _frame_rate(fps)
+    crf = _check_crf(crf)
     data = _as_uint8_frames(frames)
-    rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(10_000)
 
     directory = os.path.dirname(os.path.abspath(path))
+    blocking = _file_in_the_way(directory)
+    if blocking is not None:
+        raise VideoWriteError(f"cannot write video '{path}': '{blocking}' is a file, not a folder; choose another output path")
     suffix = Path(path).suffix.lower()
     try:
         os.makedirs(directory, exist_ok=True)
@@ -540,9 +602,16 @@ def frames_to_tensor(frames: torch.Tensor) -> torch.Tensor:
 
 
 def tensor_to_frames(video: torch.Tensor) -> torch.Tensor:
-    """float ``(3, T, H, W)`` in [-1, 1] (clamped) -> uint8 ``(T, H, W, 3)``, rounded to nearest."""
+    """float ``(3, T, H, W)`` in [-1, 1] (clamped) -> uint8 ``(T, H, W, 3)``, rounded to nearest.
+
+    Raises ``ValueError`` for NaN values, which would otherwise become black pixels.
+    """
+    if not isinstance(video, torch.Tensor):
+        raise TypeError(f"expected a (3, T, H, W) torch.Tensor, got {type(video).__name__} (use torch.as_tensor)")
     if video.ndim != 4 or video.shape[0] != 3:
         raise ValueError(f"expected a (3, T, H, W) video tensor, got shape {tuple(video.shape)}")
+    if video.is_floating_point() and bool(torch.isnan(video).any()):
+        raise ValueError("the video holds NaN values (a diverged model?); they would be written as black pixels")
     out = ((video.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round_()
     return out.to(torch.uint8).permute(1, 2, 3, 0).contiguous()
 

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from ._files import honour_umask
+from ._files import honour_umask, path_list
 
 __all__ = ["LatentDataset", "LatentDatasetError", "STORAGE_DTYPES", "encode_dataset"]
 
@@ -363,8 +364,10 @@ def encode_dataset(
     from .pipeline import check_memory as check_memory_fn
     from .pipeline import check_tile, encode_clips
 
+    _check_model_and_spec(model, spec)
     tile = check_tile(tile, model.spatial_compression)  # before the folder is touched, and as dataset.json records it
     _check_encoding_options(spec, storage_dtype, shard_size, batch_size, part)
+    _check_execution_options(workers, chunk_groups)
     folder = Path(out_dir)
     info = _dataset_info(model, spec, normalize=normalize, storage_dtype=storage_dtype, dtype=dtype, tile=tile, part=part)
     paths = spec.list_videos()  # before the folder is touched: an empty source is an error here
@@ -431,12 +434,37 @@ def encode_dataset(
     return report
 
 
+def _whole(value: object) -> bool:
+    """An integer argument (``int`` or numpy integer, not ``bool``)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_model_and_spec(model: Any, spec: Any) -> None:
+    """Arguments of the wrong kind fail here, not as an AttributeError after the folder is made."""
+    from .eval.runner import DatasetSpec
+
+    if not (callable(getattr(model, "encode", None)) and hasattr(model, "spatial_compression") and hasattr(model, "config")):
+        raise TypeError(f"model must be a loaded VAE of the family (ivvae.load_model(DIR)), got {type(model).__name__}")
+    if not isinstance(spec, DatasetSpec):
+        raise TypeError(f"spec must be an ivvae.eval.runner.DatasetSpec (e.g. DatasetSpec('videos/', protocol='custom', "
+                        f"frames=17)), got {type(spec).__name__}")
+
+
+def _check_execution_options(workers: int, chunk_groups: int | None) -> None:
+    if not _whole(workers) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0 (0: decode in this process), got {workers!r}")
+    if chunk_groups is not None and (not _whole(chunk_groups) or chunk_groups < 1):
+        raise ValueError(f"chunk_groups must be an integer >= 1 or None (one pass), got {chunk_groups!r}")
+
+
 def _check_encoding_options(spec, storage_dtype: str, shard_size: int, batch_size: int, part: tuple[int, int] | None) -> None:
     if storage_dtype not in STORAGE_DTYPES:
         raise ValueError(f"storage_dtype must be one of {', '.join(STORAGE_DTYPES)}, got {storage_dtype!r}")
-    if shard_size < 1 or batch_size < 1:
-        raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
+    if not (_whole(shard_size) and _whole(batch_size)) or shard_size < 1 or batch_size < 1:
+        raise ValueError(f"shard_size and batch_size must be integers >= 1, got {shard_size!r} and {batch_size!r}")
     if part is not None:
+        if isinstance(part, (str, bytes)) or not isinstance(part, Sequence) or len(part) != 2 or not all(_whole(v) for v in part):
+            raise TypeError(f"part must be a pair of ints (i, k): part i of k, got {part!r}")
         index, count = part
         if not 0 <= index < count:
             raise ValueError(f"part must be (i, k) with 0 <= i < k, got {part}")
@@ -502,6 +530,18 @@ def _check_same_settings(folders: Sequence[Path], infos: Sequence[dict[str, Any]
         raise LatentDatasetError(f"the same folder or part is given twice ({', '.join(map(str, folders))}): its clips would repeat")
 
 
+def _folder_list(folders: Any) -> list[Path]:
+    """One folder or a list of them, as Paths; a file or anything else is refused with the reason."""
+    try:
+        paths = path_list(folders, "folders", "a latent data set folder or a list of them")
+    except ValueError as error:
+        raise LatentDatasetError(str(error)) from None
+    for path in map(Path, paths):
+        if path.is_file():
+            raise LatentDatasetError(f"'{path}' is a file, not a latent data set folder; give the folder `ivvae encode-dataset` wrote")
+    return [Path(f) for f in paths]
+
+
 def _open_shard(path: Path) -> Any:
     """A safetensors handle on a shard; a missing or unreadable shard is the folder's fault, named as such."""
     from safetensors import SafetensorError, safe_open
@@ -539,9 +579,9 @@ class LatentDataset(torch.utils.data.Dataset):
 
     def __init__(self, folders: str | os.PathLike | Sequence[str | os.PathLike], dtype: torch.dtype | None = torch.float32,
                  normalize: bool = False) -> None:
-        self.folders = [Path(folders)] if isinstance(folders, (str, os.PathLike)) else [Path(f) for f in folders]
-        if not self.folders:
-            raise LatentDatasetError("no latent data set folder given")
+        self.folders = _folder_list(folders)
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a float torch.dtype (e.g. torch.float16) or None (as stored), got {dtype!r}")
         infos = [_read_info(folder) for folder in self.folders]
         _check_same_settings(self.folders, infos)
         self.info = {**{k: v for k, v in infos[0].items() if k != "part"}, "parts": [info.get("part") for info in infos]}
@@ -553,8 +593,16 @@ class LatentDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def _record(self, index: int) -> dict[str, Any]:
+        """The record of clip ``index`` (negative counts from the end, as for a list)."""
+        if not _whole(index) and not (isinstance(index, torch.Tensor) and index.dim() == 0 and not index.is_floating_point()):
+            raise TypeError(f"clip index must be an integer, got {type(index).__name__} {index!r}")
+        if not -len(self.records) <= int(index) < len(self.records):  # IndexError also ends iteration by index
+            raise IndexError(f"clip index {int(index)} is out of range: the data set has {len(self.records)} clip(s)")
+        return self.records[int(index)]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.records[index]
+        record = self._record(index)
         latents = self._tensor(record)
         if self.normalize:
             latents = self.info["scaling_factor"] * (latents.float() - self.info["shift_factor"])
@@ -569,7 +617,7 @@ class LatentDataset(torch.utils.data.Dataset):
         gives the clip's frames and refuses a model other than the encoding one."""
         from .pipeline import EncodedVideo
 
-        record = self.records[index]
+        record = self._record(index)
         latents = self._tensor(record).float()[None]
         info = self.info
         metadata = {"model": info["model"], "model_class": info["model_class"], "config_hash": info["config_hash"],

@@ -85,7 +85,12 @@ class LatentStatistics:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LatentStatistics:
         """Inverse of :meth:`to_dict` (extra keys, such as the factors, are ignored)."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"expected a dict as LatentStatistics.to_dict() writes it, got {type(data).__name__}")
         names = {f.name for f in fields(cls)}
+        missing = [f.name for f in fields(cls) if f.name not in data and f.name != "clips"]
+        if missing:
+            raise ValueError(f"not latent statistics as LatentStatistics.to_dict() writes them: missing {', '.join(missing)}")
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
@@ -93,6 +98,10 @@ def _model_device_dtype(model: Any) -> tuple[torch.device, torch.dtype]:
     for p in model.parameters():
         return p.device, (p.dtype if p.is_floating_point() else torch.float32)
     return torch.device("cpu"), torch.float32
+
+
+#: Clip values beyond this are in another convention (0..255, say), not [-1, 1] with some overshoot.
+_FAR_OUTSIDE = 9.0
 
 
 def _as_batch(video: torch.Tensor, i: int) -> torch.Tensor:
@@ -106,7 +115,19 @@ def _as_batch(video: torch.Tensor, i: int) -> torch.Tensor:
         video = video.unsqueeze(0)
     if video.dim() != 5 or video.shape[0] != 1:
         raise ValueError(f"clip {i}: expected shape (3, T, H, W) or (1, 3, T, H, W), got {tuple(video.shape)}")
+    if video.numel() and float(video.detach().abs().max()) > _FAR_OUTSIDE:  # the statistics would describe other latents
+        raise ValueError(f"clip {i}: values up to {float(video.detach().abs().max()):g}, far outside [-1, 1] "
+                         "(0..255 frames? map uint8 frames with ivvae.io.frames_to_tensor)")
     return video
+
+
+def _check_inputs(model: Any, clips: Any) -> None:
+    if not (callable(getattr(model, "encode", None)) and callable(getattr(model, "parameters", None))):
+        raise TypeError(f"model must be a loaded VAE of the family (ivvae.load_model(DIR)), got {type(model).__name__}")
+    if isinstance(clips, torch.Tensor) and clips.dim() == 4:  # iterating it would take each channel for a clip
+        raise TypeError(f"clips is one (3, T, H, W) tensor of shape {tuple(clips.shape)}: pass a list of clips, [clip]")
+    if not isinstance(clips, Iterable):
+        raise TypeError(f"clips must be an iterable of (3, T, H, W) tensors in [-1, 1], got {type(clips).__name__}")
 
 
 def _clip_record(item: Any, video: torch.Tensor, i: int) -> dict[str, Any]:
@@ -151,6 +172,7 @@ def estimate_latent_statistics(
     """
     if chunk_groups is not None and chunk_groups < 1:
         raise ValueError(f"chunk_groups must be >= 1 or None (one pass), got {chunk_groups}")
+    _check_inputs(model, clips)
     device, dtype = _model_device_dtype(model)
     moments = _ChannelMoments()
     records: list[dict[str, Any]] = []
@@ -224,17 +246,21 @@ class _ChannelMoments:
         )
 
 
-def with_latent_statistics(model: Any, stats: LatentStatistics) -> Any:
+def with_latent_statistics(model: Any, stats: LatentStatistics | Mapping[str, Any]) -> Any:
     """Set ``model.config.scaling_factor`` / ``shift_factor`` to ``stats``'s factors; return ``model``.
 
     Uses diffusers' ``register_to_config``, so :meth:`~ivvae.models.IVVAE.normalize_latents`,
     :meth:`~ivvae.models.IVVAE.denormalize_latents` and ``save_pretrained`` use the new values.
-    ``stats`` may be any object with ``scaling_factor`` and ``shift_factor`` attributes.
+    ``stats`` may be any object with ``scaling_factor`` and ``shift_factor`` attributes, or a dict
+    with those keys (as :meth:`LatentStatistics.to_dict` and ``ivvae latent-stats --json`` write them).
 
     Raises:
         ValueError: a factor is not finite, or ``scaling_factor`` is not positive.
+        TypeError: ``model`` has no diffusers config, or ``stats`` has no factors.
     """
-    scaling, shift = float(stats.scaling_factor), float(stats.shift_factor)
+    if not callable(getattr(model, "register_to_config", None)):
+        raise TypeError(f"model must be a loaded VAE of the family (ivvae.load_model(DIR)), got {type(model).__name__}")
+    scaling, shift = _factors(stats)
     if not (math.isfinite(scaling) and math.isfinite(shift) and scaling > 0):
         raise ValueError(f"invalid latent normalisation: scaling_factor {scaling}, shift_factor {shift} "
                          "(need finite values and scaling_factor > 0)")
@@ -242,3 +268,18 @@ def with_latent_statistics(model: Any, stats: LatentStatistics) -> Any:
     if model.config.scaling_factor != scaling or model.config.shift_factor != shift:  # pragma: no cover - diffusers API change
         raise RuntimeError("register_to_config did not update the model's scaling_factor / shift_factor")
     return model
+
+
+def _factors(stats: Any) -> tuple[float, float]:
+    """``(scaling_factor, shift_factor)`` of statistics, or of the dict ``to_dict()`` / ``--json`` writes."""
+    if isinstance(stats, Mapping):
+        values = (stats.get("scaling_factor"), stats.get("shift_factor"))
+    else:
+        values = (getattr(stats, "scaling_factor", None), getattr(stats, "shift_factor", None))
+    if any(v is None for v in values):
+        raise TypeError(f"stats must be LatentStatistics (estimate_latent_statistics) or a dict with scaling_factor and "
+                        f"shift_factor, got {type(stats).__name__}")
+    try:
+        return float(values[0]), float(values[1])
+    except (TypeError, ValueError):
+        raise ValueError(f"scaling_factor and shift_factor must be numbers, got {values[0]!r} and {values[1]!r}") from None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import numbers
 import os
 from collections.abc import Iterator
@@ -124,7 +125,7 @@ def check_tile(tile: Tile, spatial_compression: int) -> Tile:
     and rounding silently would run (and record) another tile."""
     if tile is None:
         return None
-    size, overlap = (int(v) for v in tile)
+    size, overlap = _tile_pair(tile)
     s = spatial_compression
     if size < 2 * s or overlap < 0 or overlap >= size:
         raise ValueError(f"tile must be (size >= {2 * s}, 0 <= overlap < size) pixels, got ({size}, {overlap})")
@@ -137,10 +138,41 @@ def check_tile(tile: Tile, spatial_compression: int) -> Tile:
     return size, overlap
 
 
+def _tile_pair(tile: object) -> tuple[int, int]:
+    """``tile`` as two ints; int() would run 16.5 as 16 and unpacking a lone int fails cryptically."""
+    if not isinstance(tile, (tuple, list)) or len(tile) != 2 or not all(_is_whole(v) for v in tile):
+        raise ValueError(f"tile must be None or a pair (size, overlap) of whole pixel counts, e.g. (256, 64), got {tile!r}")
+    return int(tile[0]), int(tile[1])
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_chunk_groups(chunk_groups: int | None) -> int | None:
-    if chunk_groups is not None and int(chunk_groups) < 1:
-        raise ValueError(f"chunk_groups must be >= 1 (frame groups of 4 frames per chunk), got {chunk_groups}")
-    return None if chunk_groups is None else int(chunk_groups)
+    # int() would run 1.5 as 1 and "2" as 2: another chunk size than asked for, recorded in the metadata
+    return streaming.check_chunk_groups(chunk_groups)
+
+
+def _check_model(model: Any) -> None:
+    """The pipeline's functions take a model of the family, not its class or a path."""
+    from .models import IVVAE
+
+    if not isinstance(model, IVVAE):
+        if isinstance(model, type) or isinstance(model, torch.nn.Module):
+            got = f"the class {model.__name__}" if isinstance(model, type) else f"a {type(model).__name__} module"
+        else:
+            got = f"{type(model).__name__} {' '.join(repr(model).split()):.60}"
+        raise ValueError(f"expected an IV-VAE model (IVVAE, ImageVAE or CausalVAE instance), got {got}; load one with "
+                         "ivvae.load_model(NAME_OR_FOLDER)")
+
+
+def _input_dtype(model, compute: torch.dtype) -> torch.dtype:
+    """The dtype of the tensors fed to the model: its weights' (``dtype`` sets the compute precision,
+    not the input's). Under bf16 autocast a half-precision model gets float32 inputs: autocast casts
+    them itself, and on CPU it refuses float16 ones."""
+    weights = next(model.parameters()).dtype
+    return torch.float32 if compute == torch.bfloat16 and weights in (torch.float16, torch.bfloat16) else weights
 
 
 @contextlib.contextmanager
@@ -237,9 +269,27 @@ def _model_name(model) -> str:
 # --------------------------------------------------------------------------------------------
 def _as_video(video: torch.Tensor) -> torch.Tensor:
     video = torch.as_tensor(video)
-    if video.dtype != torch.uint8 or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] == 0:
-        raise ValueError(f"expected uint8 frames of shape (T, H, W, 3), got {video.dtype} {tuple(video.shape)}")
+    if video.dtype != torch.uint8 or video.ndim != 4 or video.shape[-1] != 3 or 0 in video.shape:
+        raise ValueError(f"expected uint8 frames of shape (T, H, W, 3), got {video.dtype} {tuple(video.shape)}{_video_hint(video)}")
     return video
+
+
+def _video_hint(video: torch.Tensor) -> str:
+    """The likely fix for frames that are not uint8 ``(T, H, W, 3)``."""
+    shape = tuple(video.shape)
+    if video.ndim == 3 and shape[-1] == 3:
+        return "; for a single frame add a time axis: frame[None]"
+    if video.ndim == 4 and shape[1] == 3 and shape[-1] != 3:
+        return "; frames are channels-last: video.permute(0, 2, 3, 1)"
+    if video.ndim == 5 and shape[0] == 1:
+        return "; one video at a time: video[0] (encode_clips takes batches of float clips)"
+    if 0 in shape:
+        return "; the video is empty"
+    if video.is_floating_point():
+        return "; convert float frames in [0, 1] with (video * 255).round().to(torch.uint8), in [-1, 1] with ivvae.io.tensor_to_frames"
+    if video.dtype != torch.uint8:
+        return "; convert with video.clamp(0, 255).to(torch.uint8)"
+    return ""
 
 
 def encode_video(
@@ -266,7 +316,9 @@ def encode_video(
             on) instead of the raw latents. Raw latents (the default) decode bit-exactly.
         progress: show a progress bar over chunks.
     """
+    _check_model(model)
     video = _as_video(video)
+    _check_fps(fps)
     chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), check_tile(tile, model.spatial_compression), _dtype(dtype)
     frames, height, width = video.shape[:3]
     latents = encode_clips(model, frames_to_tensor(video).unsqueeze(0), chunk_groups=chunk_groups, tile=tile, dtype=compute,
@@ -292,6 +344,12 @@ def encode_video(
     return EncodedVideo(latents=latents, metadata=metadata)
 
 
+def _check_fps(fps: object) -> None:
+    """A frame rate is stored and later written to a video file: it must be a finite number >= 0 (0 or None: unknown)."""
+    if fps is not None and (not isinstance(fps, numbers.Real) or isinstance(fps, bool) or not math.isfinite(fps) or fps < 0):
+        raise ValueError(f"fps={fps!r}: expected a finite frame rate >= 0 (frames per second; None or 0 if unknown)")
+
+
 def encode_clips(
     model,
     clips: torch.Tensor,
@@ -304,9 +362,13 @@ def encode_clips(
 ) -> torch.Tensor:
     """Encode a batch of clips ``(B, 3, T, H, W)`` in ``[-1, 1]`` to latent means ``(B, Z, T', H', W')``
     (float32, CPU); the options are :func:`encode_video`'s."""
+    from .models.ivvae import check_video
+
+    _check_model(model)
+    check_video(clips, model.spec.in_channels)
     chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), check_tile(tile, model.spatial_compression), _dtype(dtype)
     _prepare_model(model, compute)
-    x = _memory_format(clips.to(_model_device(model)), compute)
+    x = _memory_format(clips.to(_model_device(model), _input_dtype(model, compute)), compute)
     frames, height, width = x.shape[2:]
     padded_t = streaming.padded_length(frames, model.temporal_compression)
     s = model.spatial_compression
@@ -346,7 +408,10 @@ def _one_video_latents(latents: torch.Tensor, where: str) -> torch.Tensor:
                          "they are not latents of a video; re-encode the video")
     if latents.ndim == 4:
         latents = latents.unsqueeze(0)
-    if latents.ndim == 5 and latents.shape[0] != 1:
+    if latents.ndim != 5:
+        raise ValueError(f"{where}: expected the latents of one video, (1, Z, latent_frames, latent_height, latent_width) or "
+                         f"(Z, latent_frames, latent_height, latent_width), got shape {tuple(latents.shape)}")
+    if latents.shape[0] != 1:
         raise ValueError(
             f"{where}: a batch of {latents.shape[0]} latents {tuple(latents.shape)}, but a video is decoded from one: decode the "
             "batch from Python with model.decode(latents), or save each as its own file (save_latents(path, latents[i:i + 1], metadata))"
@@ -428,10 +493,13 @@ def decode_latents(
     without an error: not float, NaN or infinite values, a batch of several videos (decode those
     with ``model.decode``), or a recorded size or tile that does not fit the latents.
     """
+    _check_model(model)
     source = ""
     if isinstance(latents, EncodedVideo):
         latents, metadata, source = latents.latents, (metadata or latents.metadata), latents.source
     metadata = metadata or {}
+    if not isinstance(metadata, dict):
+        raise ValueError(f"metadata must be a dict (EncodedVideo.metadata, or load_latents(path).metadata), got {type(metadata).__name__}")
     where = source or "the latents"
     chunk_groups, compute = _check_chunk_groups(chunk_groups), _dtype(dtype)
     tile = _check_decode_tile(model, tile, metadata, where)
@@ -443,6 +511,7 @@ def decode_latents(
     z = latents.to(_model_device(model), torch.float32)
     if metadata.get("normalized"):
         z = model.denormalize_latents(z)
+    z = z.to(_input_dtype(model, compute))
     z = _memory_format(z, compute)
     s = model.spatial_compression
     total = _chunk_count(z.shape[2], 1, chunk_groups) * _tile_count(z.shape[3], z.shape[4], tile, s)
@@ -490,7 +559,14 @@ def save_latents(
     """
     if isinstance(latents, EncodedVideo):
         latents, metadata = latents.latents, (metadata or latents.metadata)
+    if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
+        got = f"a {latents.dtype} tensor" if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise ValueError(f"save_latents: expected float latents (a tensor or an EncodedVideo from encode_video), got {got}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError(f"save_latents: metadata must be a dict, got {type(metadata).__name__}")
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"'{path}' is a folder: give the latents file's path, e.g. '{path / 'latents.safetensors'}'")
     if path.exists() and not overwrite:
         raise FileExistsError(f"refusing to overwrite existing file '{path}' (pass --overwrite)")
     meta = {"format": LATENT_FORMAT, "version": LATENT_FORMAT_VERSION, **(metadata or {})}
@@ -571,6 +647,8 @@ def reconstruction_metrics(original: torch.Tensor, reconstruction: torch.Tensor)
 def side_by_side(a: torch.Tensor, b: torch.Tensor, gap: int = 0) -> torch.Tensor:
     """Frames ``(T, H, W, 3)`` of ``a`` and ``b`` next to each other (``a`` left), ``gap`` black pixels apart."""
     a, b = torch.as_tensor(a), torch.as_tensor(b)
+    if not _is_whole(gap) or gap < 0:
+        raise ValueError(f"side_by_side: gap={gap!r}: expected a whole number of pixels >= 0")
     if a.shape != b.shape or a.ndim != 4:
         raise ValueError(f"side_by_side needs two (T, H, W, C) videos of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     parts = [a] + ([a.new_zeros(a.shape[0], a.shape[1], gap, a.shape[3])] if gap > 0 else []) + [b]
@@ -579,6 +657,12 @@ def side_by_side(a: torch.Tensor, b: torch.Tensor, gap: int = 0) -> torch.Tensor
 
 def center_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Central ``height x width`` region of frames ``(T, H, W, C)`` (sizes clipped to the frame)."""
+    if not isinstance(video, torch.Tensor) or video.ndim != 4:
+        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise ValueError(f"center_crop: expected frames (T, H, W, C), got {shape}; for a single frame use frame[None]")
+    for name, value in (("height", height), ("width", width)):
+        if not _is_whole(value) or value < 1:
+            raise ValueError(f"center_crop: {name}={value!r}: expected a whole number of pixels >= 1")
     h, w = video.shape[1:3]
     height, width = min(height, h), min(width, w)
     top, left = (h - height) // 2, (w - width) // 2
@@ -615,7 +699,12 @@ def estimate_peak_memory_bytes(
     buffers. Fitted on CPU fp32 runs (see ``benchmarks/``); good to a factor of about 1.5, meant
     to catch runs that cannot fit, not to budget.
     """
-    compute = _dtype(dtype)
+    _check_model(model)
+    for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
+        if not _is_whole(value) or value < 1:
+            raise ValueError(f"{name}={value!r}: expected a whole number >= 1 (the video's size)")
+    # the tile's sizes are checked where it is used (naming the latents file it came from): here only its form
+    compute, chunk_groups, tile = _dtype(dtype), _check_chunk_groups(chunk_groups), None if tile is None else _tile_pair(tile)
     t_c, s = model.temporal_compression, model.spatial_compression
     frames = streaming.padded_length(num_frames, t_c)
     padded_h, padded_w = -(-height // s) * s, -(-width // s) * s
@@ -666,6 +755,8 @@ def check_memory(
 
     Returns the estimate (bytes). The message suggests ``--chunk-groups 1`` and/or ``--tile``.
     """
+    if not isinstance(fraction, numbers.Real) or isinstance(fraction, bool) or not 0 < fraction < math.inf:
+        raise ValueError(f"fraction={fraction!r}: expected a number > 0 (the share of the available memory a run may use, e.g. 0.7)")
     estimate = estimate_peak_memory_bytes(model, num_frames, height, width, chunk_groups, tile, dtype)
     available = available_memory_bytes(_model_device(model))
     if estimate > fraction * available:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterator
 
 import torch
@@ -56,6 +57,19 @@ def pad_video(video: torch.Tensor, temporal_compression: int, spatial_compressio
 def crop_video(video: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
     """Undo :func:`pad_video`."""
     return video[:, :, :frames, :height, :width]
+
+
+def check_chunk_groups(chunk_groups: object) -> int | None:
+    """``chunk_groups`` as given to the public API: ``None`` (one pass) or a positive integer.
+
+    A float or a string would fail deep in ``range`` (or, converted with ``int``, silently run
+    another chunk size than the one asked for)."""
+    if chunk_groups is None:
+        return None
+    if isinstance(chunk_groups, bool) or not isinstance(chunk_groups, numbers.Integral) or chunk_groups < 1:
+        raise ValueError(f"chunk_groups must be >= 1 (a whole number of frame groups per chunk; 1 uses the least memory) "
+                         f"or None (one pass), got {chunk_groups!r}")
+    return int(chunk_groups)
 
 
 def chunk_slices(num_frames: int, frames_per_group: int, chunk_groups: int | None) -> list[slice]:

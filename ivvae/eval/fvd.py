@@ -61,10 +61,9 @@ def preprocess_i3d(
 ) -> torch.Tensor:
     """Resize / centre-crop videos for I3D: ``(B, 3, T, H, W)`` (or ``(3, T, H, W)``) in
     ``[low, low + data_range]`` -> ``(B, 3, T, resolution, resolution)`` float32 in ``[-1, 1]``."""
-    if videos.dim() == 4:
-        videos = videos.unsqueeze(0)
-    if videos.dim() != 5 or videos.shape[1] != 3:
-        raise ValueError(f"expected videos (B, 3, T, H, W), got shape {tuple(videos.shape)}")
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"resolution must be a positive integer (224 for I3D), got {resolution!r}")
+    videos = _video_batch(videos)
     x = ((videos.float() - low) / data_range).clamp(0.0, 1.0)
     if quantize:
         x = torch.floor(x * 255.0) / 255.0
@@ -79,6 +78,19 @@ def preprocess_i3d(
         top, left = (hh - resolution) // 2, (ww - resolution) // 2
         x = x[:, :, top : top + resolution, left : left + resolution].reshape(b, c, t, resolution, resolution)
     return (x - 0.5) * 2.0
+
+
+def _video_batch(videos: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, T, H, W)`` (a clip ``(3, T, H, W)`` becomes a batch of one), not empty."""
+    if not isinstance(videos, torch.Tensor):
+        raise TypeError(f"videos must be a torch.Tensor (B, 3, T, H, W) in [-1, 1], got {type(videos).__name__}")
+    if videos.dim() == 4:
+        videos = videos.unsqueeze(0)
+    if videos.dim() != 5 or videos.shape[1] != 3:
+        raise ValueError(f"expected videos (B, 3, T, H, W), got shape {tuple(videos.shape)}")
+    if videos.numel() == 0:
+        raise ValueError(f"expected at least one video of one frame, got an empty tensor of shape {tuple(videos.shape)}")
+    return videos
 
 
 class I3DFeatureExtractor:
@@ -111,6 +123,8 @@ class I3DFeatureExtractor:
     ) -> None:
         if features not in ("logits", "pool"):
             raise ValueError(f"features must be 'logits' or 'pool', got {features!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self._i3d = i3d
         self.i3d_path = i3d_path
         self.device = torch.device(device)
@@ -131,8 +145,7 @@ class I3DFeatureExtractor:
     @torch.no_grad()
     def __call__(self, videos: torch.Tensor) -> torch.Tensor:
         """Embeddings ``(B, 400)`` (or ``(B, 1024)``), float64 on CPU."""
-        if videos.dim() == 4:
-            videos = videos.unsqueeze(0)
+        videos = _video_batch(videos)
         if videos.shape[2] < MIN_FRAMES:
             raise ValueError(f"FVD's I3D needs clips of at least {MIN_FRAMES} frames, got {videos.shape[2]}")
         net = self.i3d
@@ -168,17 +181,36 @@ def compute_statistics(features: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"features must be (N, D), got shape {f.shape}")
     if f.shape[0] < 2:
         raise ValueError(f"need at least 2 feature vectors for a covariance, got {f.shape[0]}")
+    _check_finite(f, "features")
     return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def _check_finite(a: np.ndarray, what: str) -> None:
+    """NaN/inf features make a NaN FVD or a failed eigendecomposition: refuse them with the reason."""
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what}: NaN or infinite values (NaN videos, or a broken I3D file?)")
+
+
+def _gaussians(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> tuple[np.ndarray, ...]:
+    """Means ``(D,)`` and covariances ``(D, D)`` of the two distributions, float64, checked to fit together."""
+    mu1, mu2 = np.atleast_1d(_np64(mu1)), np.atleast_1d(_np64(mu2))
+    sigma1, sigma2 = np.atleast_2d(_np64(sigma1)), np.atleast_2d(_np64(sigma2))
+    for name, mu, sigma in (("1", mu1, sigma1), ("2", mu2, sigma2)):
+        if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+            raise ValueError(f"distribution {name}: mean {mu.shape} and covariance {sigma.shape} do not fit: "
+                             "expected (D,) and (D, D) (compute_statistics gives both)")
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"the two distributions have different dimensions: {mu1.shape[0]} and {mu2.shape[0]}")
+    for name, a in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        _check_finite(a, name)
+    return mu1, sigma1, mu2, sigma2
 
 
 def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike, eps: float = 1e-6) -> float:
     """Reference Fréchet distance with ``scipy.linalg.sqrtm`` (pytorch-fid's formula and checks)."""
     from scipy import linalg
 
-    mu1, mu2 = np.atleast_1d(_np64(mu1)), np.atleast_1d(_np64(mu2))
-    sigma1, sigma2 = np.atleast_2d(_np64(sigma1)), np.atleast_2d(_np64(sigma2))
-    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise ValueError("the two distributions have different dimensions")
+    mu1, sigma1, mu2, sigma2 = _gaussians(mu1, sigma1, mu2, sigma2)
     diff = mu1 - mu2
     covmean = linalg.sqrtm(sigma1.dot(sigma2))
     if not np.isfinite(covmean).all():
@@ -203,14 +235,10 @@ def frechet_distance_torch(
 ) -> float:
     """Fréchet distance in torch (float64): ``tr((S1 S2)^(1/2)) = sum sqrt(eig(S1^½ S2 S1^½))``."""
 
-    def t(a: ArrayLike) -> torch.Tensor:
-        return torch.as_tensor(_np64(a), dtype=torch.float64, device=device)
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=torch.float64, device=device)
 
-    m1, m2, s1, s2 = t(mu1), t(mu2), t(sigma1), t(sigma2)
-    if s1.dim() == 0:
-        m1, m2, s1, s2 = m1.view(1), m2.view(1), s1.view(1, 1), s2.view(1, 1)
-    if m1.shape != m2.shape or s1.shape != s2.shape:
-        raise ValueError("the two distributions have different dimensions")
+    m1, s1, m2, s2 = (t(a) for a in _gaussians(mu1, sigma1, mu2, sigma2))
     s1 = (s1 + s1.T) / 2
     s2 = (s2 + s2.T) / 2
     r = _sqrtm_psd(s1)
@@ -250,6 +278,8 @@ def fvd_from_features(real: ArrayLike, fake: ArrayLike, method: str = "torch") -
     of the same formula (:func:`_fd_sample_space`).  ``"scipy"``: the reference
     :func:`frechet_distance`.
     """
+    if method not in ("torch", "scipy"):
+        raise ValueError(f"method must be 'torch' or 'scipy', got {method!r}")
     f1, f2 = _np64(real), _np64(fake)
     mu1, s1 = compute_statistics(f1)
     mu2, s2 = compute_statistics(f2)
@@ -294,11 +324,15 @@ class FVDAccumulator:
         self._real: list[torch.Tensor] = []
         self._fake: list[torch.Tensor] = []
 
-    @staticmethod
-    def _feats(f: ArrayLike) -> torch.Tensor:
+    def _feats(self, f: ArrayLike) -> torch.Tensor:
+        """Features ``(N, D)`` as float64, with the ``D`` of those already collected (in either set)."""
         f = torch.as_tensor(_np64(f), dtype=torch.float64)
         if f.dim() != 2:
             raise ValueError(f"features must be (N, D), got shape {tuple(f.shape)}")
+        seen = next((g.shape[1] for g in self._real + self._fake), None)
+        if seen is not None and f.shape[1] != seen:
+            raise ValueError(f"features of dimension {f.shape[1]} cannot join the {seen}-dimensional ones collected so far "
+                             "(another feature network or features='pool'/'logits'?); use one extractor for both sets")
         return f
 
     def add_features(self, real: ArrayLike | None = None, fake: ArrayLike | None = None) -> None:
@@ -311,12 +345,14 @@ class FVDAccumulator:
     def update(self, real: torch.Tensor | None = None, fake: torch.Tensor | None = None) -> None:
         """Add videos ``(B, 3, T, H, W)`` in ``[-1, 1]`` (T >= 9) to either set."""
         if real is not None:
-            self._real.append(self.extractor(real))
+            self._real.append(self._feats(self.extractor(real)))
         if fake is not None:
-            self._fake.append(self.extractor(fake))
+            self._fake.append(self._feats(self.extractor(fake)))
 
     def merge(self, other: FVDAccumulator) -> None:
         """Add the features of another accumulator."""
+        for f in other._real + other._fake:
+            self._feats(f)  # same feature dimension
         self._real.extend(other._real)
         self._fake.extend(other._fake)
 

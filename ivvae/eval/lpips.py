@@ -129,6 +129,8 @@ def _first_line(error: BaseException, limit: int = 200) -> str:
 
 
 def _torch_load(path: Path, description: str) -> object:
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{description.split(' (')[0]} not found: {str(path)!r} does not exist or is not a file")
     if path.stat().st_size == 0:
         raise ValueError(f"{str(path)!r} is empty (0 bytes), not the {description.split(' (')[0]}; download the file again")
     try:
@@ -148,6 +150,10 @@ def load_state_dict_file(path: Path, description: str) -> dict[str, torch.Tensor
             obj = obj[key]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{str(path)!r} does not hold a state dict of tensors ({description})")
+    broken = [k for k, v in obj.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # they would load and make every distance NaN
+        raise ValueError(f"{str(path)!r} holds NaN or infinite values in {len(broken)} tensor(s) ({', '.join(broken[:3])}): "
+                         f"the file is damaged, download the {description.split(' (')[0]} again")
     out = {}
     for k, v in obj.items():
         out[k[len("module.") :] if k.startswith("module.") else k] = v
@@ -280,6 +286,15 @@ def _backbone_state(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------------------------
 # LPIPS
 # --------------------------------------------------------------------------------------------
+#: Smallest frame side each trunk accepts: AlexNet's stride-4 conv and two 3x3/2 pools, VGG's four 2x2 pools.
+MIN_SIZE: dict[str, int] = {"alex": 31, "vgg": 16}
+
+
+def _check_tensors(x: object, y: object) -> None:
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+        raise TypeError(f"LPIPS takes two torch.Tensors, got {type(x).__name__} and {type(y).__name__}")
+
+
 class LPIPS(nn.Module):
     """LPIPS v0.1 distance with an AlexNet (default) or VGG16 trunk.
 
@@ -376,10 +391,12 @@ class LPIPS(nn.Module):
                 f"{str(path)!r} is not the expected {desc}: missing keys "
                 f"{['features.' + k for k in missing][:6]}, unexpected keys {['features.' + k for k in unexpected][:6]}"
             )
-        try:
-            self.net.features.load_state_dict(sd, strict=True)
-        except RuntimeError as e:
-            raise ValueError(f"{str(path)!r} does not match the {desc}: {e}") from e
+        expected_shapes = self.net.features.state_dict()
+        wrong = [f"features.{k}: {tuple(v.shape)} != {tuple(expected_shapes[k].shape)}" for k, v in sd.items()
+                 if v.shape != expected_shapes[k].shape]
+        if wrong:  # load_state_dict would say so over several lines
+            raise ValueError(f"{str(path)!r} does not match the {desc}: {len(wrong)} shape mismatch(es): {'; '.join(wrong[:3])}")
+        self.net.features.load_state_dict(sd, strict=True)
         self.backbone_path = path
 
     def load_heads(self, path: str | os.PathLike[str]) -> None:
@@ -397,6 +414,8 @@ class LPIPS(nn.Module):
                 raise ValueError(f"{str(path)!r} is not an {desc} file: key 'lin{i}.model.1.weight' is missing")
         for i, lin in enumerate(self.lins):
             w = state[f"lin{i}.model.1.weight"]
+            if not w.is_floating_point():  # integer heads would load truncated without a word
+                raise ValueError(f"{str(path)!r}: lin{i} holds {w.dtype} values, not float weights: not an {desc} file")
             if w.shape != lin.model[1].weight.shape:
                 raise ValueError(
                     f"{str(path)!r}: lin{i} has shape {tuple(w.shape)}, expected {tuple(lin.model[1].weight.shape)} "
@@ -415,8 +434,10 @@ class LPIPS(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """LPIPS distance of images ``(B, 3, H, W)`` in ``[-1, 1]`` (``normalize=True``: in
         ``[0, 1]``) -> ``(B,)``."""
+        _check_tensors(x, y)
         if x.shape != y.shape or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected two (B, 3, H, W) images of the same shape, got {tuple(x.shape)}, {tuple(y.shape)}")
+        self._check_images(x)
         if normalize:
             x = 2 * x - 1
             y = 2 * y - 1
@@ -433,16 +454,30 @@ class LPIPS(nn.Module):
         """LPIPS of videos ``(B, 3, T, H, W)`` (or a clip ``(3, T, H, W)``) in ``[-1, 1]``: a clip's
         LPIPS is the mean over its frames ``(B,)``; ``per_frame=True`` returns ``(B, T)``.
         ``frame_chunk`` frames go through the network at once."""
+        _check_tensors(x, y)
+        if isinstance(frame_chunk, bool) or not isinstance(frame_chunk, int) or frame_chunk < 1:
+            raise ValueError(f"frame_chunk must be an integer >= 1, got {frame_chunk!r}")
         if x.dim() == 4:
             x, y = x.unsqueeze(0), y.unsqueeze(0)
         if x.shape != y.shape or x.dim() != 5:
             raise ValueError(f"expected two (B, 3, T, H, W) videos of the same shape, got {tuple(x.shape)}, {tuple(y.shape)}")
         b, c, t, h, w = x.shape
+        if b * t == 0:
+            raise ValueError(f"expected at least one frame, got videos of shape {tuple(x.shape)}")
         xf = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         yf = y.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         out = [self(xf[i : i + frame_chunk], yf[i : i + frame_chunk]) for i in range(0, b * t, frame_chunk)]
         frames = torch.cat(out).view(b, t)
         return frames if per_frame else frames.mean(dim=1)
+
+    def _check_images(self, x: torch.Tensor) -> None:
+        """Float images at least as large as the trunk's pooling needs (else a torch shape error)."""
+        if not x.is_floating_point():
+            raise ValueError(f"LPIPS takes float images in [-1, 1], got {x.dtype} (map uint8 frames with ivvae.io.frames_to_tensor)")
+        smallest = MIN_SIZE[self.net_name]
+        if x.shape[0] == 0 or min(x.shape[-2:]) < smallest:
+            raise ValueError(f"LPIPS ({self.net_name}) needs at least one image of {smallest}x{smallest} pixels or more, "
+                             f"got shape {tuple(x.shape)}")
 
     def extra_repr(self) -> str:
         return f"net={self.net_name!r}, backbone={self.backbone_path}, heads={self.head_path}"

@@ -28,6 +28,7 @@ Conventions
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Literal
 
@@ -62,17 +63,27 @@ SSIM_WINDOW = 2 * int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5) + 1
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
+#: Float inputs further than this many value ranges outside ``[low, low + data_range]`` follow
+#: another convention (e.g. 0..255 frames with the default [-1, 1]): decoders overshoot far less.
+FAR_OUTSIDE_RANGES = 4
+
+
 def _as_batch(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     """Return ``x`` as ``(B, C, T, H, W)``; a single clip ``(C, T, H, W)`` becomes a batch of 1."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() == 4:
-        return x.unsqueeze(0)
+        x = x.unsqueeze(0)
     if x.dim() != 5:
         raise ValueError(
             f"{name} must be a video (B, C, T, H, W) or a single clip (C, T, H, W); "
             f"got shape {tuple(x.shape)}"
         )
+    if x.shape[-1] == 3 and x.shape[1] != 3:  # per-frame metrics of (T, H, W, 3) frames would mix rows and frames
+        raise ValueError(f"{name} has shape {tuple(x.shape)}, channels last: videos are (B, 3, T, H, W) in [-1, 1] "
+                         "(convert uint8 (T, H, W, 3) frames with ivvae.io.frames_to_tensor)")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}): metrics need at least one frame of one pixel")
     return x
 
 
@@ -80,6 +91,53 @@ def _pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     x, y = _as_batch(x, "x"), _as_batch(y, "y")
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    return x, y
+
+
+def _finite_number(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _check_range(data_range: float, low: float) -> tuple[float, float]:
+    """``(data_range, low)`` as floats, validated."""
+    width, start = _finite_number(data_range), _finite_number(low)
+    if width is None or width <= 0:
+        raise ValueError(f"data_range must be a positive finite number, got {data_range!r}")
+    if start is None:
+        raise ValueError(f"low must be a finite number, got {low!r}")
+    return width, start
+
+
+def _check_values(name: str, x: torch.Tensor, data_range: float, low: float) -> None:
+    """Values in another convention than ``[low, low + data_range]`` (0..255 frames with the default
+    [-1, 1], say) give a plausible but wrong number after clamping: refuse them, and NaN/inf."""
+    if x.is_floating_point():
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} holds NaN or infinite values")
+        lowest, highest = low - FAR_OUTSIDE_RANGES * data_range, low + (1 + FAR_OUTSIDE_RANGES) * data_range
+    else:  # integer frames do not overshoot: every value must lie in the range
+        lowest, highest = low, low + data_range
+    found = (float(x.min()), float(x.max()))
+    if found[0] < lowest or found[1] > highest:
+        raise ValueError(f"{name} ({str(x.dtype).removeprefix('torch.')}) holds values in [{found[0]:g}, {found[1]:g}], far outside "
+                         f"the value range [{low:g}, {low + data_range:g}] (data_range={data_range:g}, low={low:g}); pass the "
+                         "range of the data (data_range=255, low=0 for 0..255 frames) or map it to [-1, 1]")
+
+
+def _inputs(x: torch.Tensor, y: torch.Tensor, data_range: float, low: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` and ``y`` as batches of the same shape, in the same value convention."""
+    x, y = _pair(x, y)
+    data_range, low = _check_range(data_range, low)
+    if x.is_floating_point() != y.is_floating_point():
+        raise ValueError(f"x is {str(x.dtype).removeprefix('torch.')} and y is {str(y.dtype).removeprefix('torch.')}: "
+                         "integer frames and float videos use different value ranges; convert both alike "
+                         "(ivvae.io.frames_to_tensor maps uint8 frames to [-1, 1])")
+    _check_values("x", x, data_range, low)
+    _check_values("y", y, data_range, low)
     return x, y
 
 
@@ -126,7 +184,7 @@ def psnr_per_frame(
         clamp: clamp both inputs to the value range first.
         max_db: cap applied to every frame's PSNR; identical frames (MSE 0) give exactly ``max_db``.
     """
-    x, y = _pair(x, y)
+    x, y = _inputs(x, y, data_range, low)
     xu = _to_unit(x, data_range, low, clamp, torch.float64)
     yu = _to_unit(y, data_range, low, clamp, torch.float64)
     mse = (xu - yu).pow(2).mean(dim=(1, 3, 4))  # (B, T), on [0, 1] values -> peak 1
@@ -159,6 +217,8 @@ def gaussian_window(
 ) -> torch.Tensor:
     """The normalised 1-D Gaussian of ``scipy.ndimage.gaussian_filter1d``: radius
     ``int(truncate * sigma + 0.5)`` (11 taps for sigma 1.5)."""
+    if not (math.isfinite(float(sigma)) and float(sigma) > 0):
+        raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
     radius = int(truncate * float(sigma) + 0.5)
     t = torch.arange(-radius, radius + 1, dtype=torch.float64)
     w = torch.exp(-0.5 * (t / sigma) ** 2)
@@ -208,8 +268,12 @@ def ssim_images(
 
     No clamping or range mapping is done here; the statistics are computed in the dtype of ``x``.
     """
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+        raise TypeError(f"expected two torch.Tensors, got {type(x).__name__} and {type(y).__name__}")
     if x.shape != y.shape or x.dim() != 4:
         raise ValueError(f"expected two (N, C, H, W) tensors of the same shape, got {tuple(x.shape)}, {tuple(y.shape)}")
+    if not (x.is_floating_point() and y.is_floating_point()):  # integer local means would be truncated
+        raise ValueError(f"expected float images, got {x.dtype} and {y.dtype} (for uint8 frames use ssim(x, y, data_range=255, low=0))")
     win = gaussian_window(sigma, dtype=x.dtype).to(x.device)
     k = win.numel()
     if x.shape[-1] < k or x.shape[-2] < k:
@@ -249,7 +313,11 @@ def ssim_per_frame(
             skimage, float64 matches it to ~1e-12 but is several times slower on CPU.
         frame_chunk: frames processed per call to bound memory.
     """
-    x, y = _pair(x, y)
+    x, y = _inputs(x, y, data_range, low)
+    if not (isinstance(compute_dtype, torch.dtype) and compute_dtype.is_floating_point):
+        raise ValueError(f"compute_dtype must be a float dtype (torch.float32 or torch.float64), got {compute_dtype!r}")
+    if isinstance(frame_chunk, bool) or not isinstance(frame_chunk, int) or frame_chunk < 1:
+        raise ValueError(f"frame_chunk must be an integer >= 1, got {frame_chunk!r}")
     b, c, t, h, w = x.shape
     xf = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
     yf = y.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
@@ -305,10 +373,17 @@ def ssim_by_group_position(
     Returns:
         ``(B, group_size)`` for ``reduction="none"``, else ``(group_size,)`` (mean/sum over clips).
     """
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size must be an integer >= 1 (frames per latent frame), got {group_size!r}")
     if per_frame is None:
         per_frame = ssim_per_frame(x, y, data_range, low=low, clamp=clamp)
+    else:  # values of other clips than x and y would be averaged without a word
+        expected = tuple(_pair(x, y)[0].shape[:3:2]) if x is not None or y is not None else None  # (B, T)
+        got = tuple(per_frame.shape) if isinstance(per_frame, torch.Tensor) else type(per_frame).__name__
+        if not isinstance(per_frame, torch.Tensor) or per_frame.dim() != 2 or (expected is not None and got != expected):
+            raise ValueError(f"per_frame must be ssim_per_frame(x, y), shape (B, T){f' = {expected}' if expected else ''}, got {got}")
     t = per_frame.shape[1]
-    if group_size < 1 or t < 1 + group_size or (t - 1) % group_size != 0:
+    if t < 1 + group_size or (t - 1) % group_size != 0:
         raise ValueError(f"clips must have 1 + k*{group_size} frames (k >= 1), got {t}")
     groups = per_frame[:, 1:].reshape(per_frame.shape[0], (t - 1) // group_size, group_size)
     return _reduce(groups.mean(dim=1), reduction)
@@ -320,7 +395,7 @@ def ssim_by_group_position(
 def _ip_sums(
     x: torch.Tensor, x_rec: torch.Tensor, data_range: float, low: float, clamp: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    x, x_rec = _pair(x, x_rec)
+    x, x_rec = _inputs(x, x_rec, data_range, low)
     xu = _to_unit(x, data_range, low, clamp, torch.float64)
     ru = _to_unit(x_rec, data_range, low, clamp, torch.float64)
     err = (xu - ru).abs().sum(dim=(1, 2, 3, 4))

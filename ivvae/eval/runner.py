@@ -62,9 +62,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._files import path_list
 from ..io import VideoReadError, frames_to_tensor, probe_video, read_video
 from .lpips import LPIPS, WeightsNotFoundError
-from .metrics import InformationPreservation, MeanAccumulator, psnr_per_frame, ssim_by_group_position, ssim_per_frame
+from .metrics import (
+    SSIM_WINDOW,
+    InformationPreservation,
+    MeanAccumulator,
+    psnr_per_frame,
+    ssim_by_group_position,
+    ssim_per_frame,
+)
 
 __all__ = [
     "PROTOCOLS",
@@ -113,16 +121,40 @@ CLIP_STARTS = ("first", "random")
 SMALL_FRAMES = ("enlarge", "native")
 
 
+def _whole(value: object) -> bool:
+    """An integer argument (``int`` or numpy integer, not ``bool``)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _crop_wh(crop: int | Sequence[int] | None) -> tuple[int, int] | None:
     """``N`` -> ``(N, N)``; ``(W, H)`` kept; validated."""
     if crop is None:
         return None
-    if isinstance(crop, (int, np.integer)):
+    if _whole(crop):
         crop = (int(crop), int(crop))
+    # a string is a sequence too: '16' would read as (1, 6)
+    if isinstance(crop, (str, bytes)) or not isinstance(crop, Sequence) or len(crop) != 2 or not all(_whole(v) for v in crop):
+        raise TypeError(f"crop must be an int N (N x N) or a (width, height) pair of ints, got {crop!r}")
     w, h = (int(v) for v in crop)
     if w < 1 or h < 1:
         raise ValueError(f"crop must be positive (width, height), got {crop}")
     return w, h
+
+
+def _check_source(source: object) -> PathLike | list[PathLike]:
+    """A path, or a list of paths (any other iterable of paths becomes a list)."""
+    if isinstance(source, (str, os.PathLike)):
+        return source
+    return path_list(source, "source", "a folder, a manifest, a video file or a list of them")
+
+
+def _check_int(name: str, value: object, minimum: int, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if not _whole(value):
+        raise TypeError(f"{name} must be an integer{' or None' if optional else ''}, got {value!r}")
+    if value < minimum:  # type: ignore[operator]
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def fit_size(width: int, height: int, short_side: int | None, crop: tuple[int, int] | None,
@@ -204,22 +236,22 @@ class DatasetSpec:
     small_frames: str = "enlarge"
 
     def __post_init__(self) -> None:
+        self.source = _check_source(self.source)
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; choose from {', '.join(PROTOCOLS)}")
         if self.protocol != "custom" and (self.size is not None or self.crop is not None):
             raise ValueError(f"size/crop are only for protocol 'custom' (protocol {self.protocol!r} fixes them)")
-        if self.frames < 1:
-            raise ValueError(f"frames must be >= 1, got {self.frames}")
-        if self.num_videos is not None and self.num_videos < 1:
-            raise ValueError(f"num_videos must be >= 1, got {self.num_videos}")
-        if self.size is not None and self.size < 1:
-            raise ValueError(f"size must be >= 1, got {self.size}")
+        # a float count or size would fail later, deep inside numpy or the reader, or cut clips short
+        _check_int("frames", self.frames, 1)
+        _check_int("num_videos", self.num_videos, 1, optional=True)
+        _check_int("seed", self.seed, 0)
+        _check_int("size", self.size, 1, optional=True)
+        _check_int("clips_per_video", self.clips_per_video, 1)
         if self.clip_start not in CLIP_STARTS:
             raise ValueError(f"clip_start must be one of {CLIP_STARTS}, got {self.clip_start!r}")
-        if not 0.0 <= self.start_fraction < 1.0:
-            raise ValueError(f"start_fraction must be in [0, 1), got {self.start_fraction}")
-        if self.clips_per_video < 1:
-            raise ValueError(f"clips_per_video must be >= 1, got {self.clips_per_video}")
+        if isinstance(self.start_fraction, bool) or not isinstance(self.start_fraction, (int, float)) \
+                or not 0.0 <= self.start_fraction < 1.0:
+            raise ValueError(f"start_fraction must be a number in [0, 1), got {self.start_fraction!r}")
         if self.small_frames not in SMALL_FRAMES:
             raise ValueError(f"small_frames must be one of {SMALL_FRAMES}, got {self.small_frames!r}")
         self.crop = _crop_wh(self.crop)
@@ -244,11 +276,19 @@ class DatasetSpec:
     def list_videos(self) -> list[str]:
         """All candidate videos, in listing order."""
         from ..io import resolve_source
-        from ..train.data import list_videos
+        from ..train.data import MANIFEST_EXTENSIONS, list_videos
 
         if isinstance(self.source, (str, os.PathLike)):
             return list_videos(resolve_source(os.fspath(self.source)))
-        return list_videos([resolve_source(os.fspath(s)) for s in self.source])
+        paths: list[str] = []
+        for source in self.source:
+            path = resolve_source(os.fspath(source))
+            # a manifest among several sources is read as one, not taken for a (broken) video file
+            if Path(path).suffix.lower() in MANIFEST_EXTENSIONS and not Path(path).is_dir():
+                paths.extend(list_videos(path))
+            else:
+                paths.append(path)
+        return list_videos(paths)
 
     def order(self, paths: Sequence[str]) -> list[int]:
         """Indices of ``paths`` in evaluation order (seeded permutation when ``num_videos`` is set)."""
@@ -296,8 +336,9 @@ class DatasetSpec:
         usable = num_frames - int(num_frames * self.start_fraction)
         return min(self.clips_per_video, usable // self.frames)
 
-    def iter_clips(self, paths: Sequence[str] | None = None) -> Iterator[Clip | tuple[str, str]]:
-        """Clips in evaluation order; an unreadable video yields ``(path, reason)`` instead.
+    def iter_clips(self, paths: Sequence[str] | None = None, *, min_side: int = 1) -> Iterator[Clip | tuple[str, str]]:
+        """Clips in evaluation order; an unreadable video, or one whose clips are narrower than
+        ``min_side`` pixels, yields ``(path, reason)`` instead (and the next video takes its place).
 
         Stops after ``num_videos`` clips when that is set.
         """
@@ -311,6 +352,10 @@ class DatasetSpec:
                 clips = self.video_clips(paths[i], i)
             except (VideoReadError, OSError) as err:
                 yield paths[i], " ".join(str(err).split())
+                continue
+            w, h = clips[0].size
+            if min(w, h) < min_side:
+                yield paths[i], f"its clips are {w}x{h} pixels, smaller than the {min_side}x{min_side} the metrics need"
                 continue
             done += 1
             yield from clips
@@ -391,10 +436,18 @@ class EvalSettings:
         if self.dtype not in ("fp32", "bf16"):
             raise ValueError(f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
         if self.tile is not None:  # whole latent pixels are checked per model, once the models are loaded
+            if isinstance(self.tile, (str, bytes)) or not isinstance(self.tile, Sequence) or len(self.tile) != 2 \
+                    or not all(_whole(v) for v in self.tile):
+                raise TypeError(f"tile must be a (size, overlap) pair of ints in pixels, got {self.tile!r}")
             size, overlap = (int(v) for v in self.tile)
             if size < 16 or not 0 <= overlap < size:
                 raise ValueError(f"tile must be (size >= 16, 0 <= overlap < size), got {self.tile}")
             self.tile = (size, overlap)
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError):
+                raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {self.device!r}") from None
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -750,12 +803,11 @@ def evaluate(
         write_report(results, "eval/k600")
     """
     settings = settings or EvalSettings()
-    if not models:
-        raise ValueError("evaluate() needs at least one model")
+    _check_arguments(models, dataset, settings)
     device = settings.resolved_device()
     # the metric networks first: a bad weight file is reported before any model is loaded or run
     lpips_net, lpips_reason, lpips_note = _build_lpips(settings, device)
-    extractor, fvd_reason = _build_fvd(settings, device)
+    extractor, fvd_reason = _fvd_for_clips(*_build_fvd(settings, device), dataset.frames)
     loaded = {name: (load_eval_model(m, device) if isinstance(m, (str, os.PathLike)) else m) for name, m in models.items()}
     _check_tile_fits(loaded, settings.tile)
     states = [_ModelState(name, m, device) for name, m in loaded.items()]
@@ -772,7 +824,7 @@ def evaluate(
     skipped: list[dict[str, str]] = []
     started = time.perf_counter()
     try:
-        for item in dataset.iter_clips(paths):
+        for item in dataset.iter_clips(paths, min_side=SSIM_WINDOW):
             if isinstance(item, tuple):
                 skipped.append({"path": item[0], "reason": item[1]})
                 if bar is not None:
@@ -815,6 +867,43 @@ def evaluate(
     return EvalResults(models=results, dataset=dataset_info, settings=settings.to_dict(), environment=environment)
 
 
+def _check_arguments(models: Mapping[str, Any], dataset: DatasetSpec, settings: EvalSettings) -> None:
+    """Wrong argument types and sizes no metric can use, before any file is read or model loaded."""
+    if not isinstance(models, Mapping):
+        raise TypeError(f"models must be a dict {{name: model, model folder or bundled name}}, got {type(models).__name__}")
+    if not models:
+        raise ValueError("evaluate() needs at least one model")
+    for name, model in models.items():
+        if not isinstance(model, (str, os.PathLike)) and not (callable(getattr(model, "encode", None))
+                                                               and callable(getattr(model, "decode", None))):
+            raise TypeError(f"model {name!r} is a {type(model).__name__}, not a video VAE: give a model with encode/decode "
+                            "(ivvae.load_model), a model folder or a bundled model name")
+    if not isinstance(dataset, DatasetSpec):
+        raise TypeError(f"dataset must be a DatasetSpec (e.g. DatasetSpec('videos/')), got {type(dataset).__name__}")
+    if not isinstance(settings, EvalSettings):
+        raise TypeError(f"settings must be an EvalSettings, got {type(settings).__name__}")
+    device = settings.resolved_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {settings.device!r}: CUDA is not available on this machine; use device='cpu'")
+    # frames are enlarged to fit a crop, so the crop, else the short side, bounds every clip's size
+    side = min(dataset.crop_size) if dataset.crop_size else dataset.short_side
+    if side is not None and side < SSIM_WINDOW:
+        what = "crop" if dataset.crop_size else "size"
+        raise ValueError(f"{what} {side} makes clips smaller than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window; "
+                         f"evaluate at {SSIM_WINDOW} pixels or more")
+
+
+def _fvd_for_clips(extractor: Callable[[torch.Tensor], torch.Tensor] | None, reason: str | None, frames: int
+                   ) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str | None]:
+    """I3D cannot embed clips shorter than its head needs: FVD is then unavailable, not a failure mid-run."""
+    from .fvd import I3DFeatureExtractor
+    from .i3d import MIN_FRAMES
+
+    if isinstance(extractor, I3DFeatureExtractor) and frames < MIN_FRAMES:
+        return None, f"FVD's I3D needs clips of at least {MIN_FRAMES} frames, these have {frames}"
+    return extractor, reason
+
+
 def _evaluate_clip(state: _ModelState, clip: Clip, settings: EvalSettings, lpips_net, extractor) -> None:
     x = clip.video.unsqueeze(0).to(state.device)
     t0 = time.perf_counter()
@@ -824,12 +913,16 @@ def _evaluate_clip(state: _ModelState, clip: Clip, settings: EvalSettings, lpips
     state.seconds += time.perf_counter() - t0
     if y.shape != x.shape:
         raise RuntimeError(f"model {state.name!r} returned shape {tuple(y.shape)} for a clip of shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(y).all()):  # NaN metrics would be reported as if measured
+        raise ValueError(f"model {state.name!r} reconstructed '{clip.path}' (frame {clip.start} on) with NaN or infinite values; "
+                         f"check its weights (dtype {settings.dtype})")
     if settings.quantize:
         y = _quantize(y)
     with torch.inference_mode():
-        psnr_f = psnr_per_frame(x, y)  # (1, T)
-        ssim_f = ssim_per_frame(x, y)
-        ip = state.ip.update(x, y)
+        clamped = y.clamp(-1.0, 1.0)  # what these metrics clamp to anyway; overshoot is not a wrong value range
+        psnr_f = psnr_per_frame(x, clamped)  # (1, T)
+        ssim_f = ssim_per_frame(x, clamped)
+        ip = state.ip.update(x, clamped)
         state.psnr.update(psnr_f.mean(dim=1))
         state.ssim.update(ssim_f.mean(dim=1))
         state.psnr_frames.update(psnr_f)
@@ -844,7 +937,7 @@ def _evaluate_clip(state: _ModelState, clip: Clip, settings: EvalSettings, lpips
         t = x.shape[2]
         g = state.group
         if g >= 1 and t >= 1 + g and (t - 1) % g == 0:
-            pos = ssim_by_group_position(x, y, group_size=g, reduction="none", per_frame=ssim_f)
+            pos = ssim_by_group_position(x, clamped, group_size=g, reduction="none", per_frame=ssim_f)
             state.position.update(pos)
             record["ssim_by_position"] = [float(v) for v in pos[0]]
         else:

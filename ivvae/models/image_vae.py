@@ -15,10 +15,11 @@ from collections.abc import Sequence
 
 import torch
 from diffusers.configuration_utils import register_to_config
-from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
+from diffusers.models.autoencoders.vae import DecoderOutput
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 
-from .ivvae import IVVAE
+from .ivvae import IVVAE, LatentDistribution
+from .network import as_tuple
 
 # IVVAE.__init__ without its config registration: the subclasses register their own, smaller
 # config (no ``branches``/``temporal_downsample`` keys, which they fix), so that their
@@ -29,12 +30,25 @@ _build_network = IVVAE.__init__.__wrapped__
 def check_image(x: torch.Tensor, channels: int = 3) -> None:
     """Raise a ``ValueError`` naming the expected layout unless ``x`` is a float image batch."""
     expected = f"expected a float image tensor of shape (batch, {channels}, height, width) with values in [-1, 1]"
+    if x.dim() == 3:
+        raise ValueError(f"{expected}, got a 3-D tensor of shape {tuple(x.shape)}; for one image add a batch axis: x.unsqueeze(0)")
     if x.shape[1] != channels:
         raise ValueError(f"{expected}, got {x.shape[1]} channels (shape {tuple(x.shape)}); images are (B, C, H, W), channels second")
     if not x.is_floating_point():
         raise ValueError(f"{expected}, got dtype {x.dtype}; convert uint8 images with x.float() / 127.5 - 1")
     if x.numel() == 0:
         raise ValueError(f"{expected}, got an empty tensor of shape {tuple(x.shape)}")
+
+
+def check_image_latents(z: torch.Tensor, channels: int, num_frames: int | None) -> None:
+    """Raise a ``ValueError`` unless ``z`` is a float batch of image latents ``(B, Z, H', W')``
+    (named as such, not as the video latents it is decoded as); ``num_frames`` does not apply to them."""
+    expected = f"expected float image latents of shape (batch, {channels}, latent_height, latent_width)"
+    if z.shape[1] != channels or not z.is_floating_point() or z.numel() == 0:
+        raise ValueError(f"{expected}, got shape {tuple(z.shape)}, dtype {z.dtype}")
+    if num_frames not in (None, 1):
+        raise ValueError(f"decode: num_frames={num_frames!r} does not apply to image latents {tuple(z.shape)}, which decode to "
+                         "single images; leave it out, or decode video latents (batch, Z, latent_frames, H', W')")
 
 
 class ImageVAE(IVVAE):
@@ -74,7 +88,7 @@ class ImageVAE(IVVAE):
             encoder_blocks=encoder_blocks,
             decoder_blocks=decoder_blocks,
             branches=("2d",),
-            temporal_downsample=(False,) * (len(channel_multipliers) - 1),
+            temporal_downsample=(False,) * (len(as_tuple("channel_multipliers", channel_multipliers)) - 1),
             full_compression_attention=full_compression_attention,
             parallel_atrous=parallel_atrous,
             atrous_dilations=atrous_dilations,
@@ -95,10 +109,10 @@ class ImageVAE(IVVAE):
 
         For videos ``chunk_groups`` is the number of frames per chunk (see :meth:`IVVAE.encode`).
         """
-        if isinstance(x, torch.Tensor) and x.dim() == 4:
+        if isinstance(x, torch.Tensor) and x.dim() in (3, 4):
             check_image(x, self.spec.in_channels)
             posterior = super().encode(x.unsqueeze(2), chunk_groups=chunk_groups, callback=callback).latent_dist
-            posterior = DiagonalGaussianDistribution(posterior.parameters.squeeze(2))
+            posterior = LatentDistribution(posterior.parameters.squeeze(2))
             return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
         return super().encode(x, return_dict=return_dict, chunk_groups=chunk_groups, callback=callback)
 
@@ -114,6 +128,7 @@ class ImageVAE(IVVAE):
     ) -> DecoderOutput | tuple[torch.Tensor]:
         """Decode latents ``(B, Z, H', W')`` to images, or ``(B, Z, T, H', W')`` to videos."""
         if isinstance(z, torch.Tensor) and z.dim() == 4:
+            check_image_latents(z, self.spec.latent_channels, num_frames)
             images = (
                 super().decode(z.unsqueeze(2), chunk_groups=chunk_groups, height=height, width=width, callback=callback).sample.squeeze(2)
             )
@@ -126,7 +141,7 @@ class ImageVAE(IVVAE):
         self, sample: torch.Tensor, sample_posterior: bool = False, return_dict: bool = True, generator: torch.Generator | None = None
     ) -> DecoderOutput | tuple[torch.Tensor]:
         """Reconstruct images or videos; the output has the input's shape."""
-        if isinstance(sample, torch.Tensor) and sample.dim() == 4:
+        if isinstance(sample, torch.Tensor) and sample.dim() in (3, 4):
             check_image(sample, self.spec.in_channels)
             images = super().forward(sample.unsqueeze(2), sample_posterior=sample_posterior, generator=generator).sample.squeeze(2)
             return DecoderOutput(sample=images) if return_dict else (images,)

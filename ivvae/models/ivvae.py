@@ -16,6 +16,17 @@ from .. import streaming
 from .network import Decoder, Encoder, NetworkSpec, as_flags, as_tuple, check_latent_normalization, split_moments
 
 
+class LatentDistribution(DiagonalGaussianDistribution):
+    """diffusers' diagonal Gaussian over latents, whose ``sample`` names a wrong ``generator``
+    (a seed given as an int would fail deep inside diffusers with an AttributeError)."""
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"posterior.sample(generator): expected a torch.Generator or None, got {type(generator).__name__} "
+                            f"{generator!r}; for a seed use torch.Generator(device=z.device).manual_seed(seed)")
+        return super().sample(generator)
+
+
 class IVVAE(ModelMixin, ConfigMixin):
     r"""IV-VAE, the improved video VAE (keyframe-based temporal compression + group causal convs).
 
@@ -82,9 +93,13 @@ class IVVAE(ModelMixin, ConfigMixin):
         """diffusers' ``from_pretrained``, which also takes the short name of a model bundled with
         the package (``IVVAE.from_pretrained("ivvae-small-z16")``, offline); a folder or a Hub
         repo id of the same name wins over a bundled model."""
-        from ..hub import bundled_model_folder, check_loaded_model, check_model_folder
+        from ..hub import bundled_model_folder, check_dtype, check_loaded_model, check_model_folder, check_pretrained_source
 
         source = bundled_model_folder(pretrained_model_name_or_path) or pretrained_model_name_or_path
+        if not kwargs.get("subfolder"):
+            check_pretrained_source(source)
+        if kwargs.get("torch_dtype") is not None:
+            kwargs["torch_dtype"] = check_dtype(kwargs["torch_dtype"], "torch_dtype")
         # A local folder is checked as ivvae.load_model checks it (diffusers would leave a missing
         # tensor on the meta device and load NaN weights silently); Hub repos are diffusers' to fetch.
         local = Path(source) if not kwargs.get("subfolder") and Path(source).is_dir() else None
@@ -111,7 +126,11 @@ class IVVAE(ModelMixin, ConfigMixin):
 
     def latent_shape(self, video_shape: Sequence[int]) -> tuple[int, ...]:
         """Latent shape for a ``(B, 3, T, H, W)`` video, padding included."""
-        batch, _, frames, height, width = video_shape
+        shape = tuple(video_shape)
+        if len(shape) != 5 or not all(isinstance(d, numbers.Integral) and d >= 1 for d in shape):
+            raise ValueError(f"latent_shape: expected a video shape (batch, {self.spec.in_channels}, frames, height, width) of "
+                             f"positive sizes, got {shape}")
+        batch, _, frames, height, width = shape
         s = self.spatial_compression
         return (
             batch,
@@ -139,9 +158,10 @@ class IVVAE(ModelMixin, ConfigMixin):
 
         Exactly equal to one pass; peak memory no longer grows with the video's length.
         """
-        if chunk_groups < 1:
-            raise ValueError(f"chunk_groups must be >= 1, got {chunk_groups}")
-        self.chunk_groups = chunk_groups
+        if chunk_groups is None:
+            raise ValueError("enable_streaming(chunk_groups=None): give a whole number of frame groups per chunk (>= 1); "
+                             "disable_streaming() goes back to one pass")
+        self.chunk_groups = streaming.check_chunk_groups(chunk_groups)
 
     def disable_streaming(self) -> None:
         self.chunk_groups = None
@@ -161,6 +181,9 @@ class IVVAE(ModelMixin, ConfigMixin):
         by streaming (:meth:`enable_streaming`), not by tiles.
         """
         s = self.spatial_compression
+        for name, value in (("tile_size", tile_size), ("tile_overlap", tile_overlap)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name}={value!r}: expected a whole number of pixels, a multiple of the spatial compression ({s} px)")
         if tile_size < 2 * s or tile_overlap < 0 or tile_overlap >= tile_size:
             raise ValueError(f"need tile_size >= {2 * s} and 0 <= tile_overlap < tile_size, got {tile_size}, {tile_overlap}")
         if tile_size % s or tile_overlap % s:
@@ -184,11 +207,13 @@ class IVVAE(ModelMixin, ConfigMixin):
         is called after each chunk.
         """
         check_video(x, self.spec.in_channels)
-        self._check_dtype(x, "the video is")
+        self._check_input(x, "the input is")
+        self._check_finite(x, "the input holds NaN or infinite values, which encode to NaN latents; clean it first "
+                              "(e.g. torch.nan_to_num(x)) and check where they came from")
+        chunk_groups = self.chunk_groups if chunk_groups is None else streaming.check_chunk_groups(chunk_groups)
         x = streaming.pad_video(x, self.temporal_compression, self.spatial_compression)
-        chunk_groups = self.chunk_groups if chunk_groups is None else chunk_groups
         moments = self._per_sample(x, lambda v: self._encode_moments(v, chunk_groups, callback))
-        posterior = DiagonalGaussianDistribution(torch.cat(split_moments(moments, self.spec.num_branches), dim=1))
+        posterior = LatentDistribution(torch.cat(split_moments(moments, self.spec.num_branches), dim=1))
         return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
 
     def decode(
@@ -206,12 +231,25 @@ class IVVAE(ModelMixin, ConfigMixin):
         ``num_frames``, ``height``, ``width``: crop the output to the original video's size.
         """
         check_latents(z, self.spec.latent_channels)
-        self._check_dtype(z, "the latents are")
+        self._check_input(z, "the latents are")
+        self._check_finite(z, "the latents hold NaN or infinite values, which decode to a NaN video; check what produced them "
+                              "(a diffusion model's output, a latents file; if this model's encode did, its weights are broken)")
+        return self._decode(z, return_dict, chunk_groups, (num_frames, height, width), callback)
+
+    def _decode(
+        self,
+        z: torch.Tensor,
+        return_dict: bool,
+        chunk_groups: int | None,
+        size: Sequence[int | None],
+        callback: streaming.ChunkCallback | None,
+    ) -> DecoderOutput | tuple[torch.Tensor]:
+        """:meth:`decode` once its latents are checked (``forward`` skips the finiteness check: its latents are the
+        model's own, and a model whose activations overflow returns NaN for its caller to see)."""
         full = (1 + self.temporal_compression * (z.shape[2] - 1), z.shape[3] * self.spatial_compression,
                 z.shape[4] * self.spatial_compression)
-        crop = [_check_crop(name, value, limit) for name, value, limit in zip(("num_frames", "height", "width"),
-                                                                              (num_frames, height, width), full, strict=True)]
-        chunk_groups = self.chunk_groups if chunk_groups is None else chunk_groups
+        crop = [_check_crop(name, value, limit) for name, value, limit in zip(("num_frames", "height", "width"), size, full, strict=True)]
+        chunk_groups = self.chunk_groups if chunk_groups is None else streaming.check_chunk_groups(chunk_groups)
         video = self._per_sample(z, lambda v: self._decode_latents(v, chunk_groups, callback))
         video = streaming.crop_video(video, *crop)
         return DecoderOutput(sample=video) if return_dict else (video,)
@@ -222,24 +260,53 @@ class IVVAE(ModelMixin, ConfigMixin):
         """Reconstruct a video; the output has the input's shape."""
         posterior = self.encode(sample).latent_dist
         z = posterior.sample(generator) if sample_posterior else posterior.mode()
-        frames, height, width = sample.shape[2:]
-        return self.decode(z, return_dict=return_dict, num_frames=frames, height=height, width=width)
+        return self._decode(z, return_dict, None, sample.shape[2:], None)
 
     # ----------------------------------------------------------------------------- latent normalisation
     def normalize_latents(self, z: torch.Tensor) -> torch.Tensor:
         """Latents as a diffusion model sees them: ``scaling_factor * (z - shift_factor)``."""
+        self._check_normalization_input(z, "normalize_latents")
         return (z - self.config.shift_factor) * self.config.scaling_factor
 
     def denormalize_latents(self, z: torch.Tensor) -> torch.Tensor:
         """Undo :meth:`normalize_latents` before :meth:`decode`."""
+        self._check_normalization_input(z, "denormalize_latents")
         return z / self.config.scaling_factor + self.config.shift_factor
 
     # ----------------------------------------------------------------------------- internals
-    def _check_dtype(self, x: torch.Tensor, what: str) -> None:
-        """Inputs must match the weights' dtype (autocast aside), or the first conv fails cryptically."""
+    def _check_input(self, x: torch.Tensor, what: str) -> None:
+        """Inputs must be on the weights' device and match their dtype (autocast aside), or the first
+        conv fails cryptically. Offloaded models (accelerate hooks, meta weights) move weights
+        themselves, so their device is not checked."""
+        device = self.device
+        if x.device != device and device.type != "meta" and not hasattr(self, "_hf_hook"):
+            raise ValueError(f"{what} on {x.device} but the model is on {device}; move one of them (x.to(model.device) "
+                             f"or model.to(x.device))")
         if x.dtype != self.dtype and not torch.is_autocast_enabled(x.device.type):
             raise ValueError(f"{what} {x.dtype} but the model's weights are {self.dtype}; "
                              f"convert one of them (x.to(model.dtype)) or run under torch.autocast")
+
+    def _check_finite(self, x: torch.Tensor, message: str) -> None:
+        """Refuse NaN or infinite values, which would come out as a NaN result without an error.
+
+        One min/max pass (no copy; NaN propagates), negligible next to the network. Skipped in
+        training mode and under ``torch.compile``, where the trainer checks its loss instead and
+        a data-dependent check would cost a sync or a graph break per step."""
+        if self.training or x.is_meta or torch.compiler.is_compiling():
+            return
+        low, high = torch.aminmax(x)
+        if not bool(torch.isfinite(torch.stack((low, high))).all()):
+            raise ValueError(message)
+
+    def _check_normalization_input(self, z: torch.Tensor, name: str) -> None:
+        """Float latents; a 5-D batch must have this model's latent channels (not a video or another model's latents)."""
+        if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+            got = f"a {z.dtype} tensor" if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"{name}: expected float latents (batch, {self.spec.latent_channels}, latent_frames, latent_height, "
+                             f"latent_width), got {got}")
+        if z.dim() == 5 and z.shape[1] != self.spec.latent_channels:
+            raise ValueError(f"{name}: expected latents with {self.spec.latent_channels} channels (batch, "
+                             f"{self.spec.latent_channels}, latent_frames, latent_height, latent_width), got shape {tuple(z.shape)}")
 
     def _per_sample(self, x: torch.Tensor, fn) -> torch.Tensor:
         if self.use_slicing and x.shape[0] > 1:
