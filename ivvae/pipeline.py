@@ -26,6 +26,7 @@ import json
 import math
 import numbers
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -572,7 +573,10 @@ def save_latents(
     meta = {"format": LATENT_FORMAT, "version": LATENT_FORMAT_VERSION, **(metadata or {})}
     text = {key: json.dumps(value) for key, value in meta.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # a name no other file has: a fixed one would replace a user's file of that name
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    tmp = Path(name)
     try:
         save_file({"latents": latents.detach().cpu().contiguous()}, str(tmp), metadata=text)
         honour_umask(tmp)

@@ -114,7 +114,10 @@ def test_load_latents_errors(tmp_path, model, video):
     with pytest.raises(pipeline.LatentFileError, match="no IV-VAE latents"):
         pipeline.load_latents(tmp_path / "other.safetensors")
     encoded = pipeline.encode_video(model, video, progress=False)
+    (tmp_path / ".z.safetensors.tmp").write_text("a file of the user's")  # the writer's temporary name must not take it
     pipeline.save_latents(tmp_path / "z.safetensors", encoded)
+    assert (tmp_path / ".z.safetensors.tmp").read_text() == "a file of the user's"
+    assert sorted(p.name for p in tmp_path.glob(".z.safetensors*")) == [".z.safetensors.tmp"]
     with pytest.raises(FileExistsError):
         pipeline.save_latents(tmp_path / "z.safetensors", encoded)
 
