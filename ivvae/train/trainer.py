@@ -289,7 +289,6 @@ class Trainer:
     # ----------------------------------------------------------------------------- building
     def _build(self, set_seed, cfg: TrainConfig) -> None:
         from .discriminator import build_discriminator
-        from .losses import VAELoss, build_lpips_loss
 
         acc = self.accelerator
         set_seed(cfg.seed)  # identical initial weights on every process
@@ -316,6 +315,33 @@ class Trainer:
             for p in self.ema.model.parameters():
                 p.data = p.data.contiguous()
 
+        self._build_optimizers(cfg, vae)
+        self._compile(cfg.train.compile)
+
+        self.loss_fn = self._build_loss(cfg)
+
+        self.train_dataset, self.train_sampler, self.buckets, self.bucket_names = build_train_data(
+            cfg, acc.num_processes, acc.process_index)
+        self.bucket_gan_weights = [
+            b.gan_weight if b.gan_weight is not None else g.weight_by_size.get(bucket_short_side(b), g.weight)
+            for b in self.buckets
+        ]
+        self.val_clips = build_validation_clips(cfg) if self.is_main else []
+
+        self._reset_training_state()
+        set_seed(cfg.seed + acc.process_index)  # training randomness differs per process
+
+        if self.is_main:
+            n_params = sum(p.numel() for p in vae.parameters())
+            logger.info("model %s: %.2fM parameters; %d process(es) on %s, precision %s", type(vae).__name__, n_params / 1e6,
+                        acc.num_processes, self.device, cfg.train.precision)
+            logger.info("data: %s; %d validation clip(s)", ", ".join(
+                f"{n} (weight {b.weight:g}, batch {b.batch_size})" for n, b in zip(self.bucket_names, self.buckets, strict=True)),
+                len(self.val_clips))
+
+    def _build_optimizers(self, cfg: TrainConfig, vae: nn.Module) -> None:
+        """AdamW and the lr schedule for the VAE (and the discriminator), prepared by Accelerate."""
+        acc, g = self.accelerator, cfg.loss.gan
         o = cfg.optimizer
         opt = torch.optim.AdamW(vae.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
         s = cfg.schedule
@@ -338,29 +364,26 @@ class Trainer:
             self.optimizer_d = None
             self.ae, self.optimizer = acc.prepare(self.ae, opt)
         self.vae_unwrapped = acc.unwrap_model(self.ae).vae
-        self._compile(cfg.train.compile)
 
+    def _build_loss(self, cfg: TrainConfig) -> nn.Module:
+        """The VAE loss of ``cfg.loss`` (LPIPS from its weight files, or skipped as ``on_missing`` says)."""
+        from .losses import VAELoss, build_lpips_loss
+
+        g = cfg.loss.gan
         lp = cfg.loss.lpips
         lpips_cfg = {"enabled": lp.enabled, "net": lp.net, "backbone_weights": lp.backbone_weights,
                      "head_weights": lp.head_weights}
         if not lp.pretrained:
             lpips_cfg["pretrained"] = False
         lpips = build_lpips_loss(lpips_cfg if lp.enabled else None, on_missing=lp.on_missing)
-        self.loss_fn = VAELoss(
+        return VAELoss(
             l1_weight=cfg.loss.l1_weight, mse_weight=cfg.loss.mse_weight, lpips=lpips, lpips_weight=lp.weight, lpips_frames=lp.frames,
             kl_weight=cfg.loss.kl_weight, kl_reduction=cfg.loss.kl_reduction, gan_loss=g.loss, gan_weight=g.weight,
             gan_start_step=g.start_step, adaptive_weight=g.adaptive_weight, max_adaptive_weight=g.max_adaptive_weight,
         ).to(self.device)
 
-        self.train_dataset, self.train_sampler, self.buckets, self.bucket_names = build_train_data(
-            cfg, acc.num_processes, acc.process_index)
-        self.bucket_gan_weights = [
-            b.gan_weight if b.gan_weight is not None else g.weight_by_size.get(bucket_short_side(b), g.weight)
-            for b in self.buckets
-        ]
-        self.val_clips = build_validation_clips(cfg) if self.is_main else []
-
-        # training state
+    def _reset_training_state(self) -> None:
+        """Step, epoch and data position, losses, validation history: a fresh run's (a resume loads them)."""
         self.step = 0
         self.epoch = 0
         self.batches_consumed = 0  # in the current epoch, by this process
@@ -374,15 +397,6 @@ class Trainer:
         self._resumed_from: Path | None = None
         self._writer = None
         self._pbar = None
-        set_seed(cfg.seed + acc.process_index)  # training randomness differs per process
-
-        if self.is_main:
-            n_params = sum(p.numel() for p in vae.parameters())
-            logger.info("model %s: %.2fM parameters; %d process(es) on %s, precision %s", type(vae).__name__, n_params / 1e6,
-                        acc.num_processes, self.device, cfg.train.precision)
-            logger.info("data: %s; %d validation clip(s)", ", ".join(
-                f"{n} (weight {b.weight:g}, batch {b.batch_size})" for n, b in zip(self.bucket_names, self.buckets, strict=True)),
-                len(self.val_clips))
 
     def _compile(self, cc) -> None:
         """Compile the step (``train.compile``); its gradients are checked on the first batch."""
