@@ -750,3 +750,26 @@ def test_a_non_finite_loss_stops_the_run_before_it_is_saved(tmp_path, monkeypatc
 
     weights = load_file(str(run / "checkpoints/step_00000001/model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_model_sections_that_cannot_build_name_their_key(tmp_path):
+    """model.preset / model.overrides / model.class / model.init.mode errors name the key."""
+    from ivvae.models import ImageVAE
+    from ivvae.train.build import build_model_from_config
+
+    path = write_config(tmp_path / "tiny.yaml", tiny_config())
+
+    def build(*overrides):
+        return build_model_from_config(load_config(path, list(overrides)).model)
+
+    with pytest.raises(ConfigError, match=r"model\.preset: .*no_such_preset"):
+        build("model.preset=no_such_preset", "model.class=null", "model.config={}")
+    with pytest.raises(ConfigError, match=r"model\.overrides: .*base_channel"):
+        build("model.preset=ivvae_z16_dim64", "model.class=null", "model.config={}", "model.overrides={base_channel: 8}")
+    with pytest.raises(ConfigError, match=r"model\.class: unknown class 'NoSuchVAE'"):
+        build("model.class=NoSuchVAE")
+    torch.manual_seed(0)
+    ImageVAE(latent_channels=4, base_channels=8, encoder_blocks=1, decoder_blocks=1).save_pretrained(tmp_path / "image_vae")
+    with pytest.raises(ConfigError, match=r"model\.init\.mode is 'same' but .* fit mode 'ktc'"):
+        build(f"model.init.inflate_from={tmp_path / 'image_vae'}", "model.init.mode=same")
+    assert build(f"model.init.inflate_from={tmp_path / 'image_vae'}").config.latent_channels == 8  # the mode they fit: ktc

@@ -95,6 +95,6 @@ class EMA:
         """Restore the counters (settings stay those of the current config) and optionally weights."""
         self.num_updates = int(state.get("num_updates", 0))
         if weights is not None:
-            missing, unexpected = self.model.load_state_dict(dict(weights), strict=True)
+            missing, unexpected = self.model.load_state_dict(dict(weights), strict=False)  # checked here, named in one line
             if missing or unexpected:
-                raise KeyError(f"EMA weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+                raise ValueError(f"EMA weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
