@@ -773,3 +773,54 @@ def test_model_sections_that_cannot_build_name_their_key(tmp_path):
     with pytest.raises(ConfigError, match=r"model\.init\.mode is 'same' but .* fit mode 'ktc'"):
         build(f"model.init.inflate_from={tmp_path / 'image_vae'}", "model.init.mode=same")
     assert build(f"model.init.inflate_from={tmp_path / 'image_vae'}").config.latent_channels == 8  # the mode they fit: ktc
+
+
+_INVALID = [
+    (["model.preset=ivvae_z16_dim64"], "model.class"),
+    (["model.preset=ivvae_z16_dim64", "model.class=null"], "model.config"),
+    (["model.overrides={base_channels: 8}"], "model.overrides"),
+    (["model.class=null", "model.config={}"], "model"),
+    (["model.init.mode=ktc"], "model.init.mode"),
+    (["model.init.from_pretrained=a", "model.init.inflate_from=b"], "model.init"),
+    (["model.init.grow={channel_multipliers: [1, 2]}"], "model.init.grow"),
+    (["model.init.from_pretrained=a", "model.init.grow={seed: 1}"], "model.init.grow"),
+    (["model.init.from_pretrained=a", "model.init.grow={base_channels: 9, new_weight_scale: -1}"], "model.init.grow.new_weight_scale"),
+    (["data.buckets=[]"], "data.buckets"),
+    (["data.sources=[]"], "data.sources"),
+    (["data.buckets.0.kind=image", "data.image_sources=[]"], "data.image_sources"),
+    (["data.buckets.0.num_frames=0"], "data.buckets.0.num_frames"),
+    (["data.buckets.0.batch_size=0"], "data.buckets.0.batch_size"),
+    (["data.buckets.0.weight=-1"], "data.buckets.0.weight"),
+    (["data.buckets.0.weight=0"], "data.buckets"),
+    (["data.buckets.0.crop=[8, 8, 8]"], "data.buckets.0.crop"),
+    (["data.buckets.0.frame_interval=[1, 2, 3]"], "data.buckets.0.frame_interval"),
+    (["data.buckets.0.zoom_range=[1]"], "data.buckets.0.zoom_range"),
+    (["data.train_time_range=[0.5, 0.2]"], "data.train_time_range"),
+    (["data.validation.time_range=[0, 1.5]"], "data.validation.time_range"),
+    (["data.num_workers=-1"], "data.num_workers"),
+    (["data.frame_cache_mb=-1"], "data.frame_cache_mb"),
+    (["data.validation.num_clips=0"], "data.validation.num_clips"),
+    (["data.validation.kind=image", "data.image_sources=[]"], "data.validation.sources"),
+    (["train.max_steps=0"], "train.max_steps"),
+    (["train.max_minutes=0"], "train.max_minutes"),
+    (["train.gradient_accumulation_steps=0"], "train.gradient_accumulation_steps"),
+    (["train.num_threads=0"], "train.num_threads"),
+    (["train.max_grad_norm=0"], "train.max_grad_norm"),
+    (["train.compile.min_cosine=2"], "train.compile.min_cosine"),
+    (["optimizer.lr=0"], "optimizer.lr"),
+    (["loss.gan.optimizer.betas=[0.5, 1.0]"], "loss.gan.optimizer.betas"),
+    (["schedule.warmup_steps=-1"], "schedule.warmup_steps"),
+    (["schedule.min_lr_ratio=1.5"], "schedule.min_lr_ratio"),
+    (["ema.decay=1"], "ema.decay"),
+    (["ema.update_every=0"], "ema.update_every"),
+    (["logging.every=0"], "logging.every"),
+    (["checkpoint.keep_last=-1"], "checkpoint.keep_last"),
+    (["loss.mse_weight=-1"], "loss.mse_weight"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key"), _INVALID, ids=[key for _, key in _INVALID])
+def test_each_invalid_value_is_named_with_its_key_and_file(tmp_path, overrides, key):
+    path = write_config(tmp_path / "run.yaml", tiny_config())
+    with pytest.raises(ConfigError, match=rf"run\.yaml: '{re.escape(key)}' "):
+        load_config(path, overrides)
