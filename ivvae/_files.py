@@ -25,6 +25,14 @@ def path_list(value: Any, what: str, expected: str) -> list[str | os.PathLike]:
     return paths
 
 
+def file_ancestor(path: str | os.PathLike) -> Path | None:
+    """The nearest existing ancestor of ``path`` if it is a file: then ``path`` cannot be created."""
+    for parent in Path(path).expanduser().absolute().parents:
+        if parent.exists():
+            return parent if not parent.is_dir() else None
+    return None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -20,6 +20,8 @@ import av
 import numpy as np
 import torch
 
+from ._files import file_ancestor
+
 __all__ = [
     "SAMPLE_VIDEOS",
     "Video",
@@ -513,14 +515,6 @@ def _as_uint8_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames)
 
 
-def _file_in_the_way(directory: str) -> str | None:
-    """The nearest existing ancestor of ``directory`` when it is a file (the folders cannot be made)."""
-    path = Path(directory)
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return str(path) if path.exists() and not path.is_dir() else None
-
-
 def _encode(tmp_path: str, muxer: str, frames: np.ndarray, rate: Fraction, crf: int) -> None:
     with av.open(tmp_path, mode="w", format=muxer) as container:
         stream = container.add_stream("libx264", rate=rate)
@@ -562,7 +556,7 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
     data = _as_uint8_frames(frames)
 
     directory = os.path.dirname(os.path.abspath(path))
-    blocking = _file_in_the_way(directory)
+    blocking = file_ancestor(path)
     if blocking is not None:
         raise VideoWriteError(f"cannot write video '{path}': '{blocking}' is a file, not a folder; choose another output path")
     suffix = Path(path).suffix.lower()

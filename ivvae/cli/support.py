@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._files import file_ancestor
+
 EXIT_USAGE = 2  # user-fixable errors, as argparse uses for bad arguments
 EXIT_INTERRUPTED = 130
 
@@ -74,14 +76,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _file_ancestor(path: Path) -> Path | None:
-    """The nearest existing ancestor of ``path`` if it is a file (the output cannot be created)."""
-    for parent in path.expanduser().absolute().parents:
-        if parent.exists():
-            return parent if not parent.is_dir() else None
-    return None
-
-
 def refuse_existing(paths: Iterable[Path], overwrite: bool, inputs: Iterable[Path] = ()) -> None:
     """Check output files before any work: never an input (not even with ``--overwrite``), not
     under a file, not a folder, and replaced only with ``--overwrite``."""
@@ -90,7 +84,7 @@ def refuse_existing(paths: Iterable[Path], overwrite: bool, inputs: Iterable[Pat
         for source in inputs:
             if _same_file(path, source):
                 raise ValueError(f"output '{path}' is the input '{source}'; choose another output path")
-        blocker = _file_ancestor(path)
+        blocker = file_ancestor(path)
         if blocker is not None:
             raise NotADirectoryError(f"cannot write '{path}': '{blocker}' is a file, not a folder; choose another path")
         if path.is_dir():
@@ -120,7 +114,7 @@ def check_output_folder(folder: Path) -> None:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"output folder '{folder}' is a file; choose another path")
-    blocker = _file_ancestor(folder)
+    blocker = file_ancestor(folder)
     if blocker is not None:
         raise NotADirectoryError(f"cannot create '{folder}': '{blocker}' is a file, not a folder; choose another path")
     _check_writable(folder / "_")  # a file in the folder (or in its nearest existing parent)
