@@ -48,6 +48,16 @@ def test_non_finite_values_are_refused_before_they_become_nan(model, value):
 
 
 @torch.no_grad()
+def test_frames_in_0_255_are_refused_with_the_conversion(model):
+    """The common slip: uint8-range frames as floats encode to garbage; [-1, 1] is the convention."""
+    frames = torch.randint(0, 256, (1, 3, 5, 16, 16)).float()
+    one_line_error(ValueError, lambda: model.encode(frames), r"values in \[0, 255\].*videos are in \[-1, 1\].*x / 127.5 - 1")
+    one_line_error(ValueError, lambda: model(frames), r"videos are in \[-1, 1\]")
+    model.encode(torch.randn(1, 3, 5, 16, 16) * 3)  # test signals beyond [-1, 1] still run
+    assert tiny().train()(frames).sample.shape == frames.shape  # not checked while training (no sync per step)
+
+
+@torch.no_grad()
 def test_the_finiteness_check_leaves_training_and_the_models_own_latents_alone():
     """Training checks its loss (no sync per step); forward hands a broken model's NaN to its caller (grow checks it)."""
     model = tiny().train()

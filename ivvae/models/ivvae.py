@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,10 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from .. import streaming
 from .network import Decoder, Encoder, NetworkSpec, as_flags, as_tuple, check_latent_normalization, split_moments
+
+#: Inputs are in [-1, 1]; values beyond this (0..255 frames, say) are another convention, refused
+#: by encode. Generous: test signals such as torch.randn stay far below it.
+INPUT_LIMIT = 16.0
 
 
 class LatentDistribution(DiagonalGaussianDistribution):
@@ -208,8 +213,11 @@ class IVVAE(ModelMixin, ConfigMixin):
         """
         check_video(x, self.spec.in_channels)
         self._check_input(x, "the input is")
-        self._check_finite(x, "the input holds NaN or infinite values, which encode to NaN latents; clean it first "
-                              "(e.g. torch.nan_to_num(x)) and check where they came from")
+        low, high = self._check_finite(x, "the input holds NaN or infinite values, which encode to NaN latents; clean it first "
+                                          "(e.g. torch.nan_to_num(x)) and check where they came from")
+        if max(-low, high) > INPUT_LIMIT:
+            raise ValueError(f"the input holds values in [{low:g}, {high:g}], but videos are in [-1, 1]: for 0..255 frames use "
+                             "x / 127.5 - 1 (ivvae.io.frames_to_tensor does it)")
         chunk_groups = self.chunk_groups if chunk_groups is None else streaming.check_chunk_groups(chunk_groups)
         x = streaming.pad_video(x, self.temporal_compression, self.spatial_compression)
         moments = self._per_sample(x, lambda v: self._encode_moments(v, chunk_groups, callback))
@@ -286,17 +294,19 @@ class IVVAE(ModelMixin, ConfigMixin):
             raise ValueError(f"{what} {x.dtype} but the model's weights are {self.dtype}; "
                              f"convert one of them (x.to(model.dtype)) or run under torch.autocast")
 
-    def _check_finite(self, x: torch.Tensor, message: str) -> None:
-        """Refuse NaN or infinite values, which would come out as a NaN result without an error.
+    def _check_finite(self, x: torch.Tensor, message: str) -> tuple[float, float]:
+        """Refuse NaN or infinite values, which would come out as a NaN result without an error;
+        return ``x``'s (min, max).
 
-        One min/max pass (no copy; NaN propagates), negligible next to the network. Skipped in
-        training mode and under ``torch.compile``, where the trainer checks its loss instead and
+        One min/max pass (no copy; NaN propagates), negligible next to the network. Skipped (0, 0)
+        in training mode and under ``torch.compile``, where the trainer checks its loss instead and
         a data-dependent check would cost a sync or a graph break per step."""
         if self.training or x.is_meta or torch.compiler.is_compiling():
-            return
-        low, high = torch.aminmax(x)
-        if not bool(torch.isfinite(torch.stack((low, high))).all()):
+            return 0.0, 0.0
+        low, high = (float(v) for v in torch.aminmax(x))
+        if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError(message)
+        return low, high
 
     def _check_normalization_input(self, z: torch.Tensor, name: str) -> None:
         """Float latents; a 5-D batch must have this model's latent channels (not a video or another model's latents)."""
