@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._checks import is_whole_number
 from ._files import refuse_nonempty_folder, save_model_folder
 from .inflate import refuse_writing_over_model
 from .layers import RMSNorm, Upsample
@@ -97,20 +98,16 @@ def _widths(config: dict[str, Any]) -> list[int]:
     return [config["base_channels"] * m for m in config["channel_multipliers"]]
 
 
-def _whole(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _requested_widths(base_channels: Any, channel_multipliers: Any) -> dict[str, Any]:
     """The config changes asked for, as ints: a float width would be truncated, a string read digit by digit."""
     changes: dict[str, Any] = {}
     if base_channels is not None:
-        if not _whole(base_channels) or base_channels < 1:
+        if not is_whole_number(base_channels) or base_channels < 1:
             raise GrowthError(f"base_channels must be a positive integer, got {base_channels!r}")
         changes["base_channels"] = int(base_channels)
     if channel_multipliers is not None:
         if isinstance(channel_multipliers, (str, bytes)) or not isinstance(channel_multipliers, Iterable) \
-                or not all(_whole(m) and m >= 1 for m in list(channel_multipliers)):
+                or not all(is_whole_number(m) and m >= 1 for m in list(channel_multipliers)):
             raise GrowthError(f"channel_multipliers must be a list of positive integers (e.g. [1, 2, 4, 6]), got {channel_multipliers!r}")
         changes["channel_multipliers"] = [int(m) for m in channel_multipliers]
     return changes
@@ -302,7 +299,7 @@ def grow(
     if isinstance(new_weight_scale, bool) or not isinstance(new_weight_scale, numbers.Real) \
             or not math.isfinite(new_weight_scale) or new_weight_scale < 0:
         raise GrowthError(f"new_weight_scale must be a finite number >= 0, got {new_weight_scale!r}")
-    if not _whole(seed):
+    if not is_whole_number(seed):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     changes = _requested_widths(base_channels, channel_multipliers)
     _check_request(model, changes)

@@ -67,7 +67,6 @@ The CLI's ``ivvae inflate IMAGE_VAE_DIR OUT_DIR --mode ktc|tail|same`` is
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -77,6 +76,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._checks import is_whole_number
 from ._files import refuse_nonempty_folder, save_model_folder
 from .layers import (
     BranchAttention,
@@ -443,7 +443,7 @@ def inflate(
     group = target.temporal_compression
     if temporal_frame is None:
         temporal_frame = default_temporal_frame(target, mode)
-    if isinstance(temporal_frame, bool) or not isinstance(temporal_frame, numbers.Integral):  # its bits pick frames
+    if not is_whole_number(temporal_frame):  # its bits pick frames
         raise TypeError(f"temporal_frame must be an integer in 0..{group - 1} (frames per group), got {temporal_frame!r}")
     temporal_frame = int(temporal_frame)
     if not 0 <= temporal_frame < group:

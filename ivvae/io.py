@@ -20,6 +20,7 @@ import av
 import numpy as np
 import torch
 
+from ._checks import is_whole_number
 from ._files import file_ancestor
 
 __all__ = [
@@ -178,16 +179,11 @@ def _even(x: float) -> int:
     return max(2, 2 * int(round(x / 2)))
 
 
-def _is_int(value: object) -> bool:
-    """An integer argument: ``int`` or a numpy integer, not ``bool`` (``True`` would read as 1)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _resize_target(resize: tuple[int, int] | int | None, width: int, height: int) -> tuple[int, int] | None:
     """(width, height) to convert to, or None to keep the native size."""
     if resize is None:
         return None
-    if _is_int(resize):
+    if is_whole_number(resize):
         short = int(resize)
         if short <= 0:
             raise ValueError(f"resize must be positive, got {resize}")
@@ -197,7 +193,7 @@ def _resize_target(resize: tuple[int, int] | int | None, width: int, height: int
     # a string is a sequence too: '16' would read as (1, 6)
     if isinstance(resize, (str, bytes)) or not isinstance(resize, (tuple, list)) or len(resize) != 2:
         raise TypeError(f"resize must be an int (the short side) or a (width, height) pair of ints, got {resize!r}")
-    if not all(_is_int(v) or (isinstance(v, float) and v.is_integer()) for v in resize):
+    if not all(is_whole_number(v) or (isinstance(v, float) and v.is_integer()) for v in resize):
         raise TypeError(f"resize (width, height) must be whole numbers of pixels, got {resize!r}")
     w, h = (int(v) for v in resize)
     if w <= 0 or h <= 0:
@@ -430,7 +426,7 @@ def read_video(path: str | os.PathLike, *, start: int = 0, num_frames: int | Non
     path = os.fspath(path)
     # A float start, stride or count would select other frames than asked (or none) without an error.
     for name, value in (("start", start), ("stride", stride), ("num_frames", num_frames)):
-        if not (_is_int(value) or (name == "num_frames" and value is None)):
+        if not (is_whole_number(value) or (name == "num_frames" and value is None)):
             raise TypeError(f"{name} must be an integer, got {value!r}")
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
@@ -493,7 +489,7 @@ def _frame_rate(fps: float | Fraction) -> Fraction:
 
 
 def _check_crf(crf: int) -> int:
-    if not (_is_int(crf) or (isinstance(crf, float) and crf.is_integer())):
+    if not (is_whole_number(crf) or (isinstance(crf, float) and crf.is_integer())):
         raise VideoWriteError(f"crf must be an integer in [0, 51], got {crf!r}")
     if not 0 <= int(crf) <= 51:
         raise VideoWriteError(f"crf must be in [0, 51], got {crf}")

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from ._checks import is_whole_number
 from ._files import honour_umask, path_list
 
 __all__ = ["LatentDataset", "LatentDatasetError", "STORAGE_DTYPES", "encode_dataset"]
@@ -434,11 +434,6 @@ def encode_dataset(
     return report
 
 
-def _whole(value: object) -> bool:
-    """An integer argument (``int`` or numpy integer, not ``bool``)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _check_model_and_spec(model: Any, spec: Any) -> None:
     """Arguments of the wrong kind fail here, not as an AttributeError after the folder is made."""
     from .eval.runner import DatasetSpec
@@ -451,19 +446,19 @@ def _check_model_and_spec(model: Any, spec: Any) -> None:
 
 
 def _check_execution_options(workers: int, chunk_groups: int | None) -> None:
-    if not _whole(workers) or workers < 0:
+    if not is_whole_number(workers) or workers < 0:
         raise ValueError(f"workers must be an integer >= 0 (0: decode in this process), got {workers!r}")
-    if chunk_groups is not None and (not _whole(chunk_groups) or chunk_groups < 1):
+    if chunk_groups is not None and (not is_whole_number(chunk_groups) or chunk_groups < 1):
         raise ValueError(f"chunk_groups must be an integer >= 1 or None (one pass), got {chunk_groups!r}")
 
 
 def _check_encoding_options(spec, storage_dtype: str, shard_size: int, batch_size: int, part: tuple[int, int] | None) -> None:
     if storage_dtype not in STORAGE_DTYPES:
         raise ValueError(f"storage_dtype must be one of {', '.join(STORAGE_DTYPES)}, got {storage_dtype!r}")
-    if not (_whole(shard_size) and _whole(batch_size)) or shard_size < 1 or batch_size < 1:
+    if not (is_whole_number(shard_size) and is_whole_number(batch_size)) or shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be integers >= 1, got {shard_size!r} and {batch_size!r}")
     if part is not None:
-        if isinstance(part, (str, bytes)) or not isinstance(part, Sequence) or len(part) != 2 or not all(_whole(v) for v in part):
+        if isinstance(part, (str, bytes)) or not isinstance(part, Sequence) or len(part) != 2 or not all(is_whole_number(v) for v in part):
             raise TypeError(f"part must be a pair of ints (i, k): part i of k, got {part!r}")
         index, count = part
         if not 0 <= index < count:
@@ -595,7 +590,7 @@ class LatentDataset(torch.utils.data.Dataset):
 
     def _record(self, index: int) -> dict[str, Any]:
         """The record of clip ``index`` (negative counts from the end, as for a list)."""
-        if not _whole(index) and not (isinstance(index, torch.Tensor) and index.dim() == 0 and not index.is_floating_point()):
+        if not is_whole_number(index) and not (isinstance(index, torch.Tensor) and index.dim() == 0 and not index.is_floating_point()):
             raise TypeError(f"clip index must be an integer, got {type(index).__name__} {index!r}")
         if not -len(self.records) <= int(index) < len(self.records):  # IndexError also ends iteration by index
             raise IndexError(f"clip index {int(index)} is out of range: the data set has {len(self.records)} clip(s)")

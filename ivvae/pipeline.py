@@ -37,6 +37,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from . import streaming
+from ._checks import is_whole_number
 from ._files import honour_umask
 from .io import frames_to_tensor, tensor_to_frames
 
@@ -141,13 +142,9 @@ def check_tile(tile: Tile, spatial_compression: int) -> Tile:
 
 def _tile_pair(tile: object) -> tuple[int, int]:
     """``tile`` as two ints; int() would run 16.5 as 16 and unpacking a lone int fails cryptically."""
-    if not isinstance(tile, (tuple, list)) or len(tile) != 2 or not all(_is_whole(v) for v in tile):
+    if not isinstance(tile, (tuple, list)) or len(tile) != 2 or not all(is_whole_number(v) for v in tile):
         raise ValueError(f"tile must be None or a pair (size, overlap) of whole pixel counts, e.g. (256, 64), got {tile!r}")
     return int(tile[0]), int(tile[1])
-
-
-def _is_whole(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _check_chunk_groups(chunk_groups: int | None) -> int | None:
@@ -425,7 +422,7 @@ def _one_video_latents(latents: torch.Tensor, where: str) -> torch.Tensor:
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+    return is_whole_number(value) and value >= 1
 
 
 def _encoded_range(model, name: str, latent_size: int) -> tuple[int, int]:
@@ -651,7 +648,7 @@ def reconstruction_metrics(original: torch.Tensor, reconstruction: torch.Tensor)
 def side_by_side(a: torch.Tensor, b: torch.Tensor, gap: int = 0) -> torch.Tensor:
     """Frames ``(T, H, W, 3)`` of ``a`` and ``b`` next to each other (``a`` left), ``gap`` black pixels apart."""
     a, b = torch.as_tensor(a), torch.as_tensor(b)
-    if not _is_whole(gap) or gap < 0:
+    if not is_whole_number(gap) or gap < 0:
         raise ValueError(f"side_by_side: gap={gap!r}: expected a whole number of pixels >= 0")
     if a.shape != b.shape or a.ndim != 4:
         raise ValueError(f"side_by_side needs two (T, H, W, C) videos of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
@@ -665,7 +662,7 @@ def center_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
         shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
         raise ValueError(f"center_crop: expected frames (T, H, W, C), got {shape}; for a single frame use frame[None]")
     for name, value in (("height", height), ("width", width)):
-        if not _is_whole(value) or value < 1:
+        if not is_whole_number(value) or value < 1:
             raise ValueError(f"center_crop: {name}={value!r}: expected a whole number of pixels >= 1")
     h, w = video.shape[1:3]
     height, width = min(height, h), min(width, w)
@@ -705,7 +702,7 @@ def estimate_peak_memory_bytes(
     """
     _check_model(model)
     for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
-        if not _is_whole(value) or value < 1:
+        if not is_whole_number(value) or value < 1:
             raise ValueError(f"{name}={value!r}: expected a whole number >= 1 (the video's size)")
     # the tile's sizes are checked where it is used (naming the latents file it came from): here only its form
     compute, chunk_groups, tile = _dtype(dtype), _check_chunk_groups(chunk_groups), None if tile is None else _tile_pair(tile)

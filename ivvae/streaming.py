@@ -15,13 +15,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import is_whole_number
 from .layers import stream
 
 ChunkCallback = Callable[[int, int], None]
@@ -66,7 +66,7 @@ def check_chunk_groups(chunk_groups: object) -> int | None:
     another chunk size than the one asked for)."""
     if chunk_groups is None:
         return None
-    if isinstance(chunk_groups, bool) or not isinstance(chunk_groups, numbers.Integral) or chunk_groups < 1:
+    if not is_whole_number(chunk_groups) or chunk_groups < 1:
         raise ValueError(f"chunk_groups must be >= 1 (a whole number of frame groups per chunk; 1 uses the least memory) "
                          f"or None (one pass), got {chunk_groups!r}")
     return int(chunk_groups)

@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import is_whole_number
 from .._files import path_list
 from ..io import VideoReadError, frames_to_tensor, probe_video, read_video
 from .lpips import LPIPS, WeightsNotFoundError
@@ -121,19 +122,14 @@ CLIP_STARTS = ("first", "random")
 SMALL_FRAMES = ("enlarge", "native")
 
 
-def _whole(value: object) -> bool:
-    """An integer argument (``int`` or numpy integer, not ``bool``)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _crop_wh(crop: int | Sequence[int] | None) -> tuple[int, int] | None:
     """``N`` -> ``(N, N)``; ``(W, H)`` kept; validated."""
     if crop is None:
         return None
-    if _whole(crop):
+    if is_whole_number(crop):
         crop = (int(crop), int(crop))
     # a string is a sequence too: '16' would read as (1, 6)
-    if isinstance(crop, (str, bytes)) or not isinstance(crop, Sequence) or len(crop) != 2 or not all(_whole(v) for v in crop):
+    if isinstance(crop, (str, bytes)) or not isinstance(crop, Sequence) or len(crop) != 2 or not all(is_whole_number(v) for v in crop):
         raise TypeError(f"crop must be an int N (N x N) or a (width, height) pair of ints, got {crop!r}")
     w, h = (int(v) for v in crop)
     if w < 1 or h < 1:
@@ -151,7 +147,7 @@ def _check_source(source: object) -> PathLike | list[PathLike]:
 def _check_int(name: str, value: object, minimum: int, optional: bool = False) -> None:
     if optional and value is None:
         return
-    if not _whole(value):
+    if not is_whole_number(value):
         raise TypeError(f"{name} must be an integer{' or None' if optional else ''}, got {value!r}")
     if value < minimum:  # type: ignore[operator]
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
@@ -437,7 +433,7 @@ class EvalSettings:
             raise ValueError(f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
         if self.tile is not None:  # whole latent pixels are checked per model, once the models are loaded
             if isinstance(self.tile, (str, bytes)) or not isinstance(self.tile, Sequence) or len(self.tile) != 2 \
-                    or not all(_whole(v) for v in self.tile):
+                    or not all(is_whole_number(v) for v in self.tile):
                 raise TypeError(f"tile must be a (size, overlap) pair of ints in pixels, got {self.tile!r}")
             size, overlap = (int(v) for v in self.tile)
             if size < 16 or not 0 <= overlap < size:

@@ -14,6 +14,7 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
 
 from .. import streaming
+from .._checks import is_whole_number
 from .network import Decoder, Encoder, NetworkSpec, as_flags, as_tuple, check_latent_normalization, split_moments
 
 #: Inputs are in [-1, 1]; values beyond this (0..255 frames, say) are another convention, refused
@@ -187,7 +188,7 @@ class IVVAE(ModelMixin, ConfigMixin):
         """
         s = self.spatial_compression
         for name, value in (("tile_size", tile_size), ("tile_overlap", tile_overlap)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            if not is_whole_number(value):
                 raise ValueError(f"{name}={value!r}: expected a whole number of pixels, a multiple of the spatial compression ({s} px)")
         if tile_size < 2 * s or tile_overlap < 0 or tile_overlap >= tile_size:
             raise ValueError(f"need tile_size >= {2 * s} and 0 <= tile_overlap < tile_size, got {tile_size}, {tile_overlap}")
@@ -341,7 +342,7 @@ def _check_crop(name: str, value: int | None, limit: int) -> int:
     """A ``decode`` crop size: ``None`` (no crop) or an integer in ``1 .. limit`` (the decoded size)."""
     if value is None:
         return limit
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= limit:
+    if not is_whole_number(value) or not 1 <= value <= limit:
         raise ValueError(f"decode: {name}={value!r} is not a size these latents decode to: give an integer from 1 to "
                          f"{limit} (the decoded {name}), or None")
     return int(value)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._checks import is_whole_number
 from ..layers import BranchAttention, BranchConv, Downsample, ParallelAtrousConv, ResidualBlock, RMSNorm, Upsample, make_frame_conv
 from ..layers.conv import BRANCH_KINDS
 
@@ -102,7 +103,7 @@ def _is_real(value: object) -> bool:
 
 
 def _is_positive_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
+    return is_whole_number(value) and value > 0
 
 
 def _check_positive_int(name: str, value: object) -> None:
