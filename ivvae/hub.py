@@ -103,22 +103,32 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
         bundled = PRETRAINED_DIR / text
         if bundled.is_dir():
             return _check_folder(bundled)
-        available = ", ".join(bundled_models()) or "none installed"
         if text == DEFAULT_MODEL:
             raise ModelNotFoundError(
                 f"the default model '{text}' is not installed (looked for '{bundled}'); name another (--model DIR, "
                 f"or `ivvae info DIR`): {_FIX}"
             )
-        from .models.presets import PRESETS, RELEASED
-
-        if text in PRESETS:
-            how = (f"convert the authors' {text}.pth with `ivvae convert {text}.pth DIR --variant {text}`"
-                   if text in RELEASED else "train one (`ivvae train`)")
-            raise ModelNotFoundError(f"'{text}' is a preset, an architecture without weights; {how} and give the folder it writes")
-        raise ModelNotFoundError(
-            f"model '{text}' not found: no folder '{path}' and no bundled model '{bundled}' (bundled: {available}); {_FIX}"
-        )
+        raise model_not_found(text)
     raise ModelNotFoundError(f"model folder '{path}' not found; {_FIX}")
+
+
+def model_not_found(name: str, hub_hint: bool = False) -> ModelNotFoundError:
+    """The error for a ``name`` that is neither a folder nor a bundled model; a preset's name is
+    told how to get weights. ``hub_hint``: ``from_pretrained`` also looked in the Hugging Face cache."""
+    from .models.presets import PRESETS, RELEASED
+
+    if name in PRESETS:
+        how = (f"convert the authors' {name}.pth with `ivvae convert {name}.pth DIR --variant {name}`"
+               if name in RELEASED else "train one (`ivvae train`)")
+        return ModelNotFoundError(f"'{name}' is a preset, an architecture without weights; {how} and give the folder it writes")
+    available = ", ".join(bundled_models()) or "none installed"
+    looked = f"no folder '{Path(name).expanduser()}'"
+    if _looks_like_name(name):
+        looked += f", no bundled model '{PRETRAINED_DIR / name}' (bundled: {available})"
+    if hub_hint:
+        looked += (", and no Hugging Face Hub repo of that id in the local cache (nothing is downloaded unless you "
+                   "pass local_files_only=False)")
+    return ModelNotFoundError(f"model '{name}' not found: {looked}; {_FIX}")
 
 
 def _check_folder(path: Path) -> Path:

@@ -283,6 +283,26 @@ def test_from_pretrained_takes_a_bundled_short_name(model, tmp_path, monkeypatch
     assert hub.bundled_model_folder("org/tiny-bundled") is None and hub.bundled_model_folder(tmp_path) is None
 
 
+def test_from_pretrained_reads_the_hub_cache_but_never_downloads_unasked(model, tmp_path, monkeypatch):
+    """A name that is no folder and no bundled model is a Hub repo id looked up in the local cache
+    only: a cached repo loads offline; a mistyped folder fails at once with the fix named."""
+    monkeypatch.chdir(tmp_path)
+    revision = "0" * 40
+    repo = tmp_path / "hf-cache" / "models--someone--tiny-ivvae"
+    model.save_pretrained(repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    loaded = IVVAE.from_pretrained("someone/tiny-ivvae", cache_dir=tmp_path / "hf-cache")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True))
+
+    for typo in ("models/ivvae_z16_dim46", "ivvae-smal-z16"):
+        with pytest.raises(hub.ModelNotFoundError, match="local_files_only=False") as info:
+            IVVAE.from_pretrained(typo, cache_dir=tmp_path / "hf-cache")
+        assert f"no folder '{typo}'" in str(info.value) and "ivvae convert" in str(info.value)
+    with pytest.raises(hub.ModelNotFoundError, match="is a preset"):
+        IVVAE.from_pretrained("ivvae_z16_dim64")
+
+
 def test_missing_default_model_message(tmp_path, monkeypatch):
     monkeypatch.setattr(hub, "PRETRAINED_DIR", tmp_path / "pretrained")
     with pytest.raises(hub.ModelNotFoundError) as info:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -97,22 +98,34 @@ class IVVAE(ModelMixin, ConfigMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """diffusers' ``from_pretrained``, which also takes the short name of a model bundled with
-        the package (``IVVAE.from_pretrained("ivvae-small-z16")``, offline); a folder or a Hub
-        repo id of the same name wins over a bundled model."""
-        from ..hub import bundled_model_folder, check_dtype, check_loaded_model, check_model_folder, check_pretrained_source
+        the package (``IVVAE.from_pretrained("ivvae-small-z16")``, offline); a folder of the same
+        name wins over a bundled model.
 
-        source = bundled_model_folder(pretrained_model_name_or_path) or pretrained_model_name_or_path
+        A name that is neither a folder nor a bundled model is looked up as a Hugging Face Hub repo
+        id in the local cache only: nothing is downloaded unless you pass ``local_files_only=False``
+        (so a mistyped folder fails at once with :class:`ivvae.hub.ModelNotFoundError`, instead of
+        after diffusers' network retries).
+        """
+        from .. import hub
+
+        source = hub.bundled_model_folder(pretrained_model_name_or_path) or pretrained_model_name_or_path
         if not kwargs.get("subfolder"):
-            check_pretrained_source(source)
+            hub.check_pretrained_source(source)
         if kwargs.get("torch_dtype") is not None:
-            kwargs["torch_dtype"] = check_dtype(kwargs["torch_dtype"], "torch_dtype")
+            kwargs["torch_dtype"] = hub.check_dtype(kwargs["torch_dtype"], "torch_dtype")
         # A local folder is checked as ivvae.load_model checks it (diffusers would leave a missing
         # tensor on the meta device and load NaN weights silently); Hub repos are diffusers' to fetch.
         local = Path(source) if not kwargs.get("subfolder") and Path(source).is_dir() else None
-        weights = check_model_folder(local, cls) if local is not None else None
-        model = super().from_pretrained(source, *args, **kwargs)
+        weights = hub.check_model_folder(local, cls) if local is not None else None
+        from_hub_cache = not Path(source).exists() and kwargs.setdefault("local_files_only", True) is True
+        try:
+            model = super().from_pretrained(source, *args, **kwargs)
+        except OSError:
+            if not from_hub_cache:
+                raise
+            raise hub.model_not_found(os.fspath(source), hub_hint=True) from None
         if weights is not None:
-            check_loaded_model(model, weights)
+            hub.check_loaded_model(model, weights)
         return model
 
     # ----------------------------------------------------------------------------- properties
