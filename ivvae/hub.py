@@ -27,6 +27,7 @@ __all__ = [
     "ModelNotFoundError",
     "bundled_model_folder",
     "bundled_models",
+    "check_model_source",
     "load_model",
     "model_class",
     "resolve_model_path",
@@ -162,6 +163,18 @@ def model_class(config: dict, where: str = "config"):
     if name not in MODEL_CLASSES:
         raise ModelLoadError(f"{where} is for class '{name}', not an IV-VAE model ({', '.join(MODEL_CLASSES)}); {_FIX}")
     return getattr(models, name, models.IVVAE)
+
+
+def check_model_source(name_or_path: str | os.PathLike) -> Path:
+    """The folder :func:`load_model` would load, checked as it checks it (config, weights file
+    names, shapes and dtypes, read from the file's header) without loading any values.
+
+    Raises:
+        ModelNotFoundError, ModelLoadError: as :func:`load_model`.
+    """
+    folder = resolve_model_path(name_or_path)
+    check_model_folder(folder, model_class(read_config(folder), f"'{folder / CONFIG_NAME}'"))
+    return folder
 
 
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):

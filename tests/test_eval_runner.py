@@ -385,6 +385,25 @@ def test_eval_command_errors(extra, message, data_dir, tmp_path, capsys):
     assert err.startswith("ivvae eval: error:") and message in err
 
 
+def test_eval_checks_every_model_before_reading_any_video(data_dir, model_dirs, tmp_path, capsys, monkeypatch):
+    """A missing or broken model folder is told before the first clip is read (and before the
+    "evaluating ..." line), and without loading any weights; a reference name needs no folder."""
+    from ivvae.eval import runner
+
+    monkeypatch.setattr(runner, "evaluate", lambda *a, **k: pytest.fail("evaluation started"))
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    (no_weights / "config.json").write_text((model_dirs["tiny_z8"] / "config.json").read_text())
+    for model, message in [(tmp_path / "missing", "model folder"), (no_weights, "no weights file")]:
+        argv = ["eval", "--model", "bicubic-x4", "--model", str(model), "--data", str(data_dir), "--no-lpips", "--no-fvd",
+                "--out", str(tmp_path / "o")]
+        assert commands.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ivvae eval: error:") and message in err and str(model) in err and "evaluating" not in err
+    runner.check_eval_model("bicubic-x4")
+    runner.check_eval_model(model_dirs["tiny_z8"])
+
+
 def test_model_names():
     assert commands._model_names(["models/z16/", "other/z16", "a=x/y"], None) == {"z16": "models/z16/", "z16-2": "other/z16", "a": "x/y"}
     assert commands._model_names(["p", "q"], ["one", "two"]) == {"one": "p", "two": "q"}

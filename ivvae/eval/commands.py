@@ -260,7 +260,7 @@ def run_eval(args: argparse.Namespace) -> int:
         tile = (args.tile, args.tile_overlap)
 
     from .report import markdown_report, write_report
-    from .runner import DatasetSpec, EvalSettings, evaluate
+    from .runner import DatasetSpec, EvalSettings, check_eval_model, evaluate
 
     if args.threads:
         import torch
@@ -284,6 +284,8 @@ def run_eval(args: argparse.Namespace) -> int:
         i3d_path=args.i3d,
         progress=not args.no_progress,
     )
+    for path in models.values():  # a missing or broken model folder is told before the data are read
+        check_eval_model(path)
     print(f"evaluating {', '.join(models)} on {', '.join(args.data)} (protocol {args.protocol}, {args.frames}-frame clips, "
           f"{settings.to_dict()['execution']}, {settings.device})", file=sys.stderr)
     results = evaluate(models, dataset, settings)

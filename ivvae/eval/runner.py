@@ -564,22 +564,27 @@ def _json_safe(obj: Any) -> Any:
 def load_eval_model(name_or_path: PathLike, device: str | torch.device = "cpu"):
     """Load a model folder or bundled model name in eval mode (:func:`ivvae.hub.load_model`), or a
     plain reference such as ``bicubic-x4`` (:mod:`ivvae.eval.reference`)."""
+    from ..hub import load_model
     from .reference import reference_model
 
     reference = reference_model(os.fspath(name_or_path))
     if reference is not None and not os.path.exists(name_or_path):
         return reference
-    try:
-        from ..hub import load_model
-    except ImportError:  # pragma: no cover - hub not available
-        load_model = None
-    if load_model is not None:
-        return load_model(name_or_path, device=device)
-    from ..models import IVVAE  # pragma: no cover
+    return load_model(name_or_path, device=device)
 
-    model = IVVAE.from_pretrained(os.fspath(name_or_path))  # pragma: no cover
-    model.name_or_path = os.fspath(name_or_path)  # pragma: no cover
-    return model.to(device).eval()  # pragma: no cover
+
+def check_eval_model(name_or_path: PathLike) -> None:
+    """Check, without loading any weights, that :func:`load_eval_model` will find a loadable model
+    (a reference name, or a folder whose config and weights file fit each other).
+
+    Raises:
+        ModelNotFoundError, ModelLoadError: as :func:`ivvae.hub.load_model` would, after the data.
+    """
+    from ..hub import check_model_source
+    from .reference import reference_model
+
+    if reference_model(os.fspath(name_or_path)) is None or os.path.exists(name_or_path):
+        check_model_source(name_or_path)
 
 
 def model_info(model: Any) -> dict[str, Any]:
