@@ -24,11 +24,13 @@ from ._checks import is_whole_number
 from ._files import file_ancestor
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "SAMPLE_VIDEOS",
     "Video",
     "VideoInfo",
     "VideoReadError",
     "VideoWriteError",
+    "check_writable_frame_count",
     "frames_to_tensor",
     "iter_decoded_frames",
     "probe_video",
@@ -467,6 +469,9 @@ def _check_complete(path: str, dec: _Decoded, start: int, stride: int, num_frame
 # --------------------------------------------------------------------------------------------
 
 _MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+#: Extensions written as one lossless image instead of a video (for one-frame results: an image
+#: coded as IV-VAE's first frame, the way joint image-video diffusion training uses it).
+IMAGE_SUFFIXES = (".png",)
 
 #: Highest frame rate written: Matroska stores millisecond timestamps, and above this it records
 #: another rate than the one asked for (tested: 65535 fps is read back as 30000).
@@ -504,14 +509,37 @@ def _as_uint8_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
         raise VideoWriteError(f"frames must be uint8, got {frames.dtype} (use tensor_to_frames for float videos)")
     if frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
         raise VideoWriteError(f"frames must have shape (T, H, W, 3) with T, H, W >= 1, got {tuple(frames.shape)}")
-    # yuv420p needs even sizes: replicate the last row/column rather than lose content.
+    return np.ascontiguousarray(frames)
+
+
+def _pad_to_even(frames: np.ndarray) -> np.ndarray:
+    """yuv420p needs even sizes: replicate the last row/column rather than lose content."""
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     return np.ascontiguousarray(frames)
 
 
+def _encode_png(tmp_path: str, frame: np.ndarray) -> None:
+    """One RGB frame as a PNG file (lossless; any size). The codec is used without a muxer, whose
+    image2 format would read a ``%d`` in the file name as a frame-number pattern."""
+    codec = av.CodecContext.create("png", "w")
+    codec.width, codec.height, codec.pix_fmt = frame.shape[1], frame.shape[0], "rgb24"
+    packets = [*codec.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")), *codec.encode(None)]
+    with open(tmp_path, "wb") as f:
+        for packet in packets:
+            f.write(bytes(packet))
+
+
+def check_writable_frame_count(path: str | os.PathLike, num_frames: int) -> None:
+    """Refuse, before any work, to write ``num_frames`` frames to an image file (one frame only)."""
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES and num_frames != 1:
+        raise VideoWriteError(f"cannot write '{os.fspath(path)}': a {Path(path).suffix.lower()} image holds one frame, "
+                              f"this video has {num_frames}; give a video name (.mp4) or select one frame")
+
+
 def _encode(tmp_path: str, muxer: str, frames: np.ndarray, rate: Fraction, crf: int) -> None:
+    frames = _pad_to_even(frames)
     with av.open(tmp_path, mode="w", format=muxer) as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
@@ -524,12 +552,13 @@ def _encode(tmp_path: str, muxer: str, frames: np.ndarray, rate: Fraction, crf: 
 
 def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float, *, crf: int = 18,
                 overwrite: bool = False) -> None:
-    """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 (libx264, yuv420p).
+    """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 (libx264, yuv420p), or one frame as PNG.
 
     Odd heights/widths are padded to even by replicating the last row/column. The container
-    follows the extension (.mp4/.m4v/.mov/.mkv; anything else gets MP4). Output is written to a
-    temporary file in the same directory and renamed into place, so a crash never leaves a
-    half-written file. Missing parent directories are created.
+    follows the extension (.mp4/.m4v/.mov/.mkv; anything else gets MP4); a ``.png`` name writes a
+    one-frame video as a lossless image of its exact size (``fps`` and ``crf`` do not apply).
+    Output is written to a temporary file in the same directory and renamed into place, so a
+    crash never leaves a half-written file. Missing parent directories are created.
 
     Args:
         path: output file.
@@ -540,7 +569,8 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
-        VideoWriteError: invalid frames/fps/crf, ``path`` is a folder, or an encoder failure.
+        VideoWriteError: invalid frames/fps/crf, ``path`` is a folder, more than one frame for an
+            image file, or an encoder failure.
     """
     path = os.fspath(path)
     if os.path.isdir(path):  # overwrite=True would not help: a folder is never replaced by a video
@@ -550,6 +580,7 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
     rate = _frame_rate(fps)
     crf = _check_crf(crf)
     data = _as_uint8_frames(frames)
+    check_writable_frame_count(path, data.shape[0])
 
     directory = os.path.dirname(os.path.abspath(path))
     blocking = file_ancestor(path)
@@ -564,7 +595,10 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
         raise VideoWriteError(f"cannot write video '{path}': {_describe(e)}") from None
     try:
         try:
-            _encode(tmp, _MUXERS.get(suffix, "mp4"), data, rate, int(crf))
+            if suffix in IMAGE_SUFFIXES:
+                _encode_png(tmp, data[0])
+            else:
+                _encode(tmp, _MUXERS.get(suffix, "mp4"), data, rate, int(crf))
         except _AV_ERRORS as e:
             raise VideoWriteError(f"cannot write video '{path}': encoding failed ({_describe(e)})") from None
         if os.path.exists(path) and not overwrite:  # appeared while we were encoding

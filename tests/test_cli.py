@@ -7,13 +7,14 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from cli_helpers import error_line, run, write_sine_video
 
 from ivvae import cli, hub, pipeline
 from ivvae.convert import to_official_state_dict
-from ivvae.io import probe_video, read_video
+from ivvae.io import probe_video, read_video, write_video
 from ivvae.models import IVVAE
 
 
@@ -342,6 +343,34 @@ def test_demo_with_model(capsys, model_dir, tmp_path):
 def test_video_output_needs_a_container_it_is_written_in(capsys, model_dir, clip, tmp_path, name):
     code, _, err = run(capsys, "reconstruct", clip, tmp_path / name, "--model", model_dir)
     assert code == 2 and ".mp4" in error_line(err) and not (tmp_path / name).exists()
+
+
+def test_an_image_reconstructs_to_a_lossless_png(capsys, model_dir, tmp_path):
+    """An image is coded as a one-frame video; a .png OUT holds the reconstruction's exact pixels
+    (and encode + decode to .png gives the same)."""
+    photo = tmp_path / "photo.png"
+    pixels = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (1, 21, 35, 3), dtype=np.uint8))
+    write_video(photo, pixels, 25)
+    code, stdout, err = run(capsys, "reconstruct", photo, tmp_path / "recon.png", "--model", model_dir, "--side-by-side",
+                            "--no-progress")
+    assert code == 0, err
+    expected = pipeline.reconstruct(hub.load_model(model_dir), pixels)
+    assert torch.equal(read_video(tmp_path / "recon.png").frames, expected) and "PSNR" in stdout
+    assert read_video(tmp_path / "recon_side_by_side.png").frames.shape == (1, 21, 70, 3)
+    assert run(capsys, "encode", photo, tmp_path / "z.safetensors", "--model", model_dir, "--no-progress")[0] == 0
+    assert run(capsys, "decode", tmp_path / "z.safetensors", tmp_path / "decoded.png", "--no-progress")[0] == 0
+    assert torch.equal(read_video(tmp_path / "decoded.png").frames, expected)
+
+
+def test_an_image_name_for_several_frames_is_refused_before_any_work(capsys, model_dir, clip, tmp_path, monkeypatch):
+    assert run(capsys, "encode", clip, tmp_path / "z.safetensors", "--model", model_dir, "--frames", "5", "--no-progress")[0] == 0
+    monkeypatch.setattr(cli.video, "_prepare_video_job", lambda args: pytest.fail("the job started"))
+    monkeypatch.setattr(pipeline, "decode_latents", lambda *a, **k: pytest.fail("decoding started"))
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.png", "--model", model_dir)
+    assert code == 2 and "a .png image holds one frame, this video has 9" in error_line(err)
+    code, _, err = run(capsys, "decode", tmp_path / "z.safetensors", tmp_path / "out.png")
+    assert code == 2 and "a .png image holds one frame, this video has 5" in error_line(err)
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_latents_output_must_be_safetensors(capsys, model_dir, clip, tmp_path):

@@ -109,6 +109,19 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_one_frame_writes_a_lossless_png_of_any_size(tmp_path):
+    """A ``.png`` name writes one frame losslessly at its own (odd) size; the name is taken
+    literally (no image2 ``%d`` pattern); several frames are refused and nothing is written."""
+    frame = np.random.default_rng(0).integers(0, 256, (1, 21, 35, 3), dtype=np.uint8)
+    path = tmp_path / "frame %d.png"
+    write_video(path, torch.from_numpy(frame), 25)
+    assert np.array_equal(read_video(path).frames.numpy(), frame)
+    assert os.listdir(tmp_path) == [path.name]  # no temporary file left behind
+    with pytest.raises(VideoWriteError, match=r"a \.png image holds one frame, this video has 2"):
+        write_video(tmp_path / "two.png", np.concatenate([frame, frame]), 25)
+    assert not (tmp_path / "two.png").exists()
+
+
 @pytest.mark.parametrize("bad", [np.zeros((2, 16, 16, 3), np.float32), np.zeros((16, 16, 3), np.uint8),
                                  np.zeros((0, 16, 16, 3), np.uint8)])
 def test_write_rejects_bad_frames(tmp_path, bad):

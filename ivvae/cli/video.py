@@ -20,10 +20,11 @@ from .options import (
 from .registry import register
 from .support import check_output_folder, describe_loaded, refuse_existing, resolve_device
 
-_VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+_VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".png", ".jpg", ".jpeg")
 
 
 _VIDEO_OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # the containers io.write_video muxes H.264 into
+_IMAGE_OUTPUT_SUFFIXES = (".png",)  # io.IMAGE_SUFFIXES: one-frame results, lossless
 
 
 def _check_output_kind(path: Path, kind: str) -> None:
@@ -37,9 +38,10 @@ def _check_output_kind(path: Path, kind: str) -> None:
         raise ValueError(f"LATENTS '{path}': latents are written as safetensors; name the file *.safetensors")
     if kind == "video" and suffix == ".safetensors":
         raise ValueError(f"OUT '{path}' is named like a latents file; give a video path such as out.mp4 (swapped arguments?)")
-    if kind == "video" and suffix not in _VIDEO_OUTPUT_SUFFIXES:
-        raise ValueError(f"OUT '{path}': videos are written as H.264 in {', '.join(_VIDEO_OUTPUT_SUFFIXES)} containers; "
-                         "give one of these extensions (convert with ffmpeg for others)")
+    if kind == "video" and suffix not in _VIDEO_OUTPUT_SUFFIXES + _IMAGE_OUTPUT_SUFFIXES:
+        raise ValueError(f"OUT '{path}': videos are written as H.264 in {', '.join(_VIDEO_OUTPUT_SUFFIXES)} containers, "
+                         f"one frame also as a lossless {', '.join(_IMAGE_OUTPUT_SUFFIXES)} image; give one of these "
+                         "extensions (convert with ffmpeg for others)")
 
 
 def _side_by_side_path(out: Path) -> Path:
@@ -160,8 +162,9 @@ def _reconstruct_and_write(args: argparse.Namespace, job: _VideoJob, out: Path, 
 def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     from ..hub import DEFAULT_MODEL
 
-    parser.add_argument("input", type=Path, metavar="IN", help="input video (any format FFmpeg reads)")
-    parser.add_argument("output", type=Path, metavar="OUT", help="reconstruction to write (H.264 MP4, at the input's fps)")
+    parser.add_argument("input", type=Path, metavar="IN", help="input video or image (any format FFmpeg reads)")
+    parser.add_argument("output", type=Path, metavar="OUT",
+                        help="reconstruction to write (H.264 MP4 at the input's fps; a one-frame result also as .png)")
     add_model_option(parser, DEFAULT_MODEL)
     parser.add_argument("--side-by-side", action="store_true",
                         help="also write OUT_side_by_side.mp4 (next to OUT): input left, reconstruction right")
@@ -171,10 +174,13 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _reconstruct_run(args: argparse.Namespace) -> int:
+    from ..io import check_writable_frame_count
+
     out = args.output
     side = _side_by_side_path(out) if args.side_by_side else None
     _check_output_kind(out, "video")
     refuse_existing([p for p in (out, side) if p is not None], args.overwrite, inputs=[args.input])
+    check_writable_frame_count(out, _selected_shape(args)[0])  # an image name for a video: told before any work
     metrics = _reconstruct_and_write(args, _prepare_video_job(args), out, side)
     _print_metrics(metrics)
     return 0
@@ -196,6 +202,7 @@ register(
           ivvae reconstruct clip.mp4 recon.mp4 --model models/ivvae_z16_dim64
           ivvae reconstruct clip.mp4 recon.mp4 --frames 33 --resize 256 --crop 256 --side-by-side
           ivvae reconstruct long.mp4 recon.mp4 --chunk-groups 1 --tile 256 --dtype bf16   # least memory
+          ivvae reconstruct photo.jpg recon.png    # an image: coded as a one-frame video, written losslessly
 
         --side-by-side writes a second file next to OUT: recon.mp4 -> recon_side_by_side.mp4.
     """,
@@ -208,7 +215,7 @@ register(
 def _encode_arguments(parser: argparse.ArgumentParser) -> None:
     from ..hub import DEFAULT_MODEL
 
-    parser.add_argument("input", type=Path, metavar="IN", help="input video")
+    parser.add_argument("input", type=Path, metavar="IN", help="input video or image (any format FFmpeg reads)")
     parser.add_argument("latents", type=Path, metavar="LATENTS", help="latents file to write (.safetensors)")
     add_model_option(parser, DEFAULT_MODEL)
     parser.add_argument("--normalize", action="store_true",
@@ -260,7 +267,8 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
                         help="latents file written by `ivvae encode`, or a folder written by `ivvae encode-dataset` (with --clip)")
     parser.add_argument("--clip", type=nonnegative_int, default=None, metavar="ID",
                         help="with a latent data set folder: the clip to decode (its id in clips.jsonl)")
-    parser.add_argument("output", type=Path, metavar="OUT", help="video to write (H.264 MP4, at the recorded fps)")
+    parser.add_argument("output", type=Path, metavar="OUT",
+                        help="video to write (H.264 MP4 at the recorded fps; latents of one frame also as .png)")
     add_model_option(parser, None)
     parser.add_argument("--fps", type=positive_float, default=None, help="frame rate of OUT (default: the recorded source fps)")
     add_execution_options(parser, from_metadata=True)
@@ -288,7 +296,7 @@ def _read_latents(path: Path, clip: int | None):
 
 def _decode_run(args: argparse.Namespace) -> int:
     from ..hub import DEFAULT_MODEL, load_model
-    from ..io import write_video
+    from ..io import check_writable_frame_count, write_video
     from ..pipeline import decode_latents
 
     _check_output_kind(args.output, "video")
@@ -302,6 +310,7 @@ def _decode_run(args: argparse.Namespace) -> int:
     frames_n = meta.get("num_frames") or 1 + model.temporal_compression * (encoded.latents.shape[2] - 1)
     height = meta.get("height") or encoded.latents.shape[3] * model.spatial_compression
     width = meta.get("width") or encoded.latents.shape[4] * model.spatial_compression
+    check_writable_frame_count(args.output, frames_n)
     _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
     print(f"latents {args.latents}: {tuple(encoded.latents.shape)} -> {frames_n} frames, {width}x{height}")
     print(f"model   {describe_loaded(model)}: {execution_text(chunk_groups, tile, dtype)}")
