@@ -4,6 +4,7 @@ an interruption, refusal of mixed settings, skipped videos, reading back with ``
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,6 +64,37 @@ def test_latents_equal_the_models_and_skipped_videos_are_listed(videos, tmp_path
         assert torch.equal(got[key], latents), key  # float32 storage: bit for bit
     first = dataset[0]
     assert first["frames"] == 9 and first["size"] == [32, 32] and first["fps"] == 25.0 and first["shape"] == [4, 3, 4, 4]
+
+
+def test_one_frame_clips_take_the_images_of_a_folder_too(videos, tmp_path):
+    """Image latents for joint image-video training: with 1-frame clips a folder's images are read
+    as one-frame videos beside the videos' first frames; longer clips list videos only."""
+    import numpy as np
+
+    from ivvae.io import read_video, write_video
+
+    folder = tmp_path / "media"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (folder / name).write_bytes((videos / name).read_bytes())
+    photo = np.random.default_rng(0).integers(0, 256, (1, 40, 36, 3), dtype=np.uint8)
+    write_video(folder / "photo.png", photo, 25)
+    spec = spec_for(folder, frames=1, clips_per_video=1)
+    assert sorted(Path(p).name for p in spec.list_videos()) == ["a.mp4", "b.mp4", "photo.png"]
+    assert sorted(Path(p).name for p in spec_for(folder).list_videos()) == ["a.mp4", "b.mp4"]
+    model = tiny_model()
+    encode_dataset(model, spec, tmp_path / "lat", progress=False)
+    got = by_clip(LatentDataset(tmp_path / "lat"))
+    assert sorted(got) == [("a.mp4", 0), ("b.mp4", 0), ("photo.png", 0)]
+    image = spec.load_clip(str(folder / "photo.png")).video
+    assert torch.equal(image, read_video(folder / "photo.png").frames.permute(3, 0, 1, 2).float()[:, :, 4:36, 2:34].div(127.5).sub(1))
+    with torch.no_grad():
+        assert torch.equal(got[("photo.png", 0)], model.encode(image[None].contiguous()).latent_dist.mode()[0])
+    only_images = tmp_path / "photos"
+    only_images.mkdir()
+    (only_images / "photo.png").write_bytes((folder / "photo.png").read_bytes())
+    with pytest.raises(ValueError, match="no video files"):
+        spec_for(only_images).list_videos()
 
 
 def test_batches_storage_dtype_and_normalisation(videos, tmp_path):

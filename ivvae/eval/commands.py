@@ -160,7 +160,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                       help="evaluate N videos chosen at random with --seed (default: all videos)")
     data.add_argument("--seed", type=int, default=0, help="seed of the video choice and of random clip starts (default 0)")
     data.add_argument("--frames", type=positive_int, default=17, metavar="T",
-                      help="frames per clip (default 17; SSIM by position needs 1 + 4k)")
+                      help="frames per clip (default 17; SSIM by position needs 1 + 4k; 1 also takes the images of folders)")
     data.add_argument("--clip-start", choices=("first", "random"), default="first",
                       help="first frames of each video, or a seeded random start per video (default first)")
     data.add_argument("--start-fraction", type=float, default=0.0, metavar="F",

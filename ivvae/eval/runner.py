@@ -270,21 +270,22 @@ class DatasetSpec:
 
     # -- listing
     def list_videos(self) -> list[str]:
-        """All candidate videos, in listing order."""
+        """All candidate videos, in listing order; with one-frame clips, folders' images too."""
         from ..io import resolve_source
         from ..train.data import MANIFEST_EXTENSIONS, list_videos
 
+        with_images = self.frames == 1
         if isinstance(self.source, (str, os.PathLike)):
-            return list_videos(resolve_source(os.fspath(self.source)))
+            return list_videos(resolve_source(os.fspath(self.source)), with_images=with_images)
         paths: list[str] = []
         for source in self.source:
             path = resolve_source(os.fspath(source))
             # a manifest among several sources is read as one, not taken for a (broken) video file
             if Path(path).suffix.lower() in MANIFEST_EXTENSIONS and not Path(path).is_dir():
-                paths.extend(list_videos(path))
+                paths.extend(list_videos(path, with_images=with_images))
             else:
                 paths.append(path)
-        return list_videos(paths)
+        return list_videos(paths, with_images=with_images)
 
     def order(self, paths: Sequence[str]) -> list[int]:
         """Indices of ``paths`` in evaluation order (seeded permutation when ``num_videos`` is set)."""

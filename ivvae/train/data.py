@@ -143,7 +143,7 @@ def _list_files(source: Source, extensions: tuple[str, ...], what: str) -> list[
     return files
 
 
-def list_videos(source: Source) -> list[str]:
+def list_videos(source: Source, *, with_images: bool = False) -> list[str]:
     """List video files from a folder (recursive), a manifest or a list of paths.
 
     Args:
@@ -151,11 +151,15 @@ def list_videos(source: Source) -> list[str]:
             a ``path`` column, ``.jsonl`` with a ``"path"`` key per line, ``.txt`` with one
             path per line; relative paths are resolved against the manifest's folder), or a
             list of paths (files or folders).
+        with_images: folders also list image files (png, jpg, ...), which read as one-frame
+            videos (for one-frame clips: image latents, image reconstruction).
 
     Raises:
         FileNotFoundError: the folder/manifest does not exist.
         ValueError: nothing found.
     """
+    if with_images:
+        return _list_files(source, VIDEO_EXTENSIONS + IMAGE_EXTENSIONS, "video or image")
     return _list_files(source, VIDEO_EXTENSIONS, "video")
 
 
