@@ -26,7 +26,8 @@ def _add_clip_selection(parser: argparse.ArgumentParser, title: str, data_help: 
     data.add_argument("--data", required=True, action="append", metavar="SRC",
                       help=data_help + "a folder of videos (recursive), a manifest (.csv with a 'path' column, .jsonl, .txt), "
                       "a video file, or sample:NAME (bundled sample: bikes, bigbuckbunny, carphone); repeat to combine several")
-    data.add_argument("--frames", type=positive_int, default=17, metavar="T", help="frames per clip (default %(default)s; 1 also takes the images of folders, as one-frame videos)")
+    data.add_argument("--frames", type=positive_int, default=17, metavar="T",
+                      help="frames per clip (default %(default)s; 1 also takes the images of folders, as one-frame videos)")
     data.add_argument("--size", type=positive_int, default=None, metavar="N",
                       help="resize the short side to N pixels before cropping (default: native size)")
     data.add_argument("--crop", type=size, default=crop_default, metavar="N|WxH",
