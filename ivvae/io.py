@@ -151,7 +151,8 @@ def _count_packets(container: av.container.InputContainer, stream) -> int:
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read the stream header of a video file (no decoding).
+    """Read the stream header of a video file; ``width`` and ``height`` are the upright size that
+    :func:`read_video` returns (the first frame is decoded for its display rotation).
 
     Raises:
         VideoReadError: missing/empty file, unknown format, no video stream.
@@ -170,11 +171,25 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
                 num_frames = _count_packets(container, stream)
             except _AV_ERRORS as e:
                 raise VideoReadError(path, f"cannot demux ({_describe(e)})") from None
-        ctx = stream.codec_context
-        return VideoInfo(path=path, num_frames=num_frames, fps=fps,
-                         width=int(ctx.width), height=int(ctx.height))
+        width, height = int(stream.codec_context.width), int(stream.codec_context.height)
     finally:
         container.close()
+    if _first_frame_turns(path) % 2:
+        width, height = height, width
+    return VideoInfo(path=path, num_frames=num_frames, fps=fps, width=width, height=height)
+
+
+def _first_frame_turns(path: str) -> int:
+    """:func:`_quarter_turns` of the first frame; 0 when none decodes (reading will say why)."""
+    container = _open_input(path)
+    try:
+        for frame in container.decode(container.streams.video[0]):
+            return _quarter_turns(frame)
+    except _AV_ERRORS:
+        pass
+    finally:
+        container.close()
+    return 0
 
 
 def _even(x: float) -> int:
@@ -207,16 +222,34 @@ class _ResizeFailed(Exception):
     """FFmpeg's scaler refused the requested size (reported with the file name by the caller)."""
 
 
-def _frame_to_array(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns (0-3) that show ``frame`` upright: its display matrix's
+    rotation (phone videos store landscape pictures with a 90 or 270 degree matrix)."""
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4  # PyAV < 14 has no rotation: as stored
+
+
+def _display_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """(width, height) of the frame as players show it."""
+    return (frame.height, frame.width) if _quarter_turns(frame) % 2 else (frame.width, frame.height)
+
+
+def _frame_to_array(frame: av.VideoFrame, resize: tuple[int, int] | int | None) -> np.ndarray:
+    """The frame upright (as FFmpeg's autorotate shows it), RGB, resized as :func:`read_video` says."""
+    turns = _quarter_turns(frame)
+    size = _resize_target(resize, *_display_size(frame))
+    if turns % 2 and size is not None:
+        size = size[1], size[0]  # scale the stored picture, then turn it
     if size is None or (size[0] == frame.width and size[1] == frame.height):
-        return frame.to_ndarray(format="rgb24")
-    shrinking = size[0] <= frame.width and size[1] <= frame.height
-    interp = "AREA" if shrinking else "BICUBIC"  # area avoids aliasing when downscaling
-    try:
-        return frame.to_ndarray(width=size[0], height=size[1], format="rgb24", interpolation=interp)
-    except _AV_ERRORS as e:  # the scaler's limits, not a damaged file
-        raise _ResizeFailed(f"FFmpeg cannot scale {frame.width}x{frame.height} frames to {size[0]}x{size[1]} "
-                            f"({_describe(e)}); choose a smaller resize") from None
+        array = frame.to_ndarray(format="rgb24")
+    else:
+        shrinking = size[0] <= frame.width and size[1] <= frame.height
+        interp = "AREA" if shrinking else "BICUBIC"  # area avoids aliasing when downscaling
+        try:
+            array = frame.to_ndarray(width=size[0], height=size[1], format="rgb24", interpolation=interp)
+        except _AV_ERRORS as e:  # the scaler's limits, not a damaged file
+            raise _ResizeFailed(f"FFmpeg cannot scale {frame.width}x{frame.height} frames to {size[0]}x{size[1]} "
+                                f"({_describe(e)}); choose a smaller resize") from None
+    return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
 
 class _FrameIndex:
@@ -327,7 +360,7 @@ class _Decoded:
 
 
 def _collect(frames: Iterator[tuple[int, av.VideoFrame]], start: int, stride: int,
-             num_frames: int | None, size: tuple[int, int] | None
+             num_frames: int | None, resize: tuple[int, int] | int | None
              ) -> tuple[list[np.ndarray], int, av.VideoFrame | None]:
     """Convert the wanted frames; return them, the frames seen (last index + 1), the last frame."""
     out: list[np.ndarray] = []
@@ -335,7 +368,7 @@ def _collect(frames: Iterator[tuple[int, av.VideoFrame]], start: int, stride: in
     for i, frame in frames:
         seen, last = i + 1, frame
         if i >= start and (i - start) % stride == 0:
-            out.append(_frame_to_array(frame, size))
+            out.append(_frame_to_array(frame, resize))
             if num_frames is not None and len(out) == num_frames:
                 break
     return out, seen, last
@@ -359,21 +392,20 @@ def _decode(path: str, start: int, stride: int, num_frames: int | None,
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        size = _resize_target(resize, stream.codec_context.width, stream.codec_context.height)
         if start >= SEEK_MIN_FRAMES:
             index = _frame_index(path, stream.index)
             seek_pts = index.seek_point(start) if index is not None and start < len(index.pts) else None
             if seek_pts is not None:
                 try:
                     frames = _frames_after_seek(container, stream, index, seek_pts)
-                    return _summarise(stream, _collect(frames, start, stride, num_frames, size))
+                    return _summarise(stream, _collect(frames, start, stride, num_frames, resize))
                 except _SeekFailed:
                     container.close()
                     container = _open_input(path)
                     stream = container.streams.video[0]
                     stream.thread_type = "AUTO"
         frames = _frames_sequential(container, stream)
-        return _summarise(stream, _collect(frames, start, stride, num_frames, size))
+        return _summarise(stream, _collect(frames, start, stride, num_frames, resize))
     except VideoReadError:
         raise
     except _ResizeFailed as e:

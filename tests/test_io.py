@@ -308,3 +308,38 @@ def test_iter_decoded_frames_streams_what_read_video_reads(tmp_path):
     (tmp_path / "bytes.mp4").write_bytes(bytes(range(256)) * 16)
     with pytest.raises(VideoReadError, match="not a video file"):
         next(vio.iter_decoded_frames(tmp_path / "bytes.mp4"))
+
+
+def _write_rotated(path, degrees: int, frames: np.ndarray) -> None:
+    """An MP4 whose display matrix turns its stored frames by ``degrees`` counter-clockwise, as
+    phone cameras store portrait video (landscape pictures, a 90 or 270 degree matrix)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": "0"}
+        stream.set_display_rotation(degrees)
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize(("degrees", "corner"), [(90, (1, 0)), (-90, (0, 1)), (180, (1, 1)), (0, (0, 0))])
+def test_rotated_videos_are_read_upright(tmp_path, degrees, corner):
+    """Frames come out as players show them (FFmpeg's autorotate): a bright block stored at the
+    top-left ends in the corner the rotation takes it to; probe and resize use the upright size."""
+    if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
+        pytest.skip("this PyAV cannot write a display matrix (VideoStream.set_display_rotation)")
+    stored = np.full((3, 32, 48, 3), 16, np.uint8)
+    stored[:, :8, :8] = 235
+    path = tmp_path / f"rotated_{degrees}.mp4"
+    _write_rotated(path, degrees, stored)
+    upright = (48, 32) if degrees in (90, -90) else (32, 48)
+    frames = read_video(path).frames.numpy()
+    assert frames.shape == (3, *upright, 3)
+    rows, cols = np.nonzero(frames[0, :, :, 1] > 128)
+    bottom, right = corner
+    assert (rows.min() >= upright[0] - 8 if bottom else rows.max() < 8) and (cols.min() >= upright[1] - 8 if right else cols.max() < 8)
+    info = probe_video(path)
+    assert (info.height, info.width) == upright
+    assert read_video(path, resize=16).frames.shape[1:3] == ((24, 16) if degrees in (90, -90) else (16, 24))
+    assert read_video(path, resize=(8, 12)).frames.shape[1:3] == (12, 8)  # (width, height) of the upright picture
