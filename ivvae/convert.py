@@ -1,5 +1,9 @@
 """The authors' released checkpoints (``ivvae_z{Z}_dim{C}.pth``) <-> our ``from_pretrained`` folders.
 
+:func:`convert_official_checkpoint` reads one of theirs into a folder of ours;
+:func:`export_official_checkpoint` writes a model of ours (e.g. fine-tuned with ``ivvae train``)
+as a ``.pth`` the authors' inference script loads.
+
 Their state dicts name modules after their code (``encoder.downsamples.3.residual.2.conv_3d``);
 ours after the paper (``encoder.blocks.3.conv1.convs.temporal.conv``). The mapping is one list of
 renaming rules (ours -> theirs); the other direction is its inverse over the model's keys, so the
@@ -11,12 +15,13 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from ._files import refuse_nonempty_folder, save_model_folder
+from ._files import file_ancestor, honour_umask, refuse_nonempty_folder, save_model_folder
 from .hub import first_few, nonfinite_tensors
 from .models.ivvae import IVVAE
 from .models.presets import RELEASED
@@ -210,3 +215,43 @@ def convert_official_checkpoint(
     model = from_official_state_dict(load_official_state_dict(path), variant)
     save_model_folder(model, out_dir)
     return model
+
+
+#: File names :func:`export_official_checkpoint` writes (what ``torch.load`` users expect).
+CHECKPOINT_SUFFIXES = (".pth", ".pt")
+
+
+def export_official_checkpoint(model: IVVAE, path: str | os.PathLike, overwrite: bool = False) -> int:
+    """Write ``model``'s weights under the released names as a ``.pth`` state dict (float32, CPU),
+    which the authors' code and :func:`convert_official_checkpoint` load. The file is written
+    under a temporary name and renamed, so an interrupted export never leaves a half file.
+
+    Returns:
+        The number of tensors written.
+
+    Raises:
+        CheckpointError: ``model`` is not of the released architecture (see :func:`to_official_state_dict`).
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        ValueError: ``path`` does not end in ``.pth``/``.pt``, is a folder or lies under a file.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise ValueError(f"'{path}': released checkpoints are .pth files; name the output *.pth")
+    if path.is_dir():
+        raise ValueError(f"'{path}' is a folder; give a file name such as '{path / 'model.pth'}'")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"refusing to overwrite existing file '{path}' (pass --overwrite)")
+    if file_ancestor(path) is not None:
+        raise ValueError(f"cannot write '{path}': '{file_ancestor(path)}' is a file, not a folder")
+    state = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in to_official_state_dict(model).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        honour_umask(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return len(state)

@@ -269,6 +269,28 @@ def test_convert_official_layout(capsys, tiny_release, tmp_path):
     assert run(capsys, "convert", checkpoint, out_dir, "--overwrite")[0] == 0
 
 
+def test_convert_exports_a_model_folder_back_to_the_released_layout(capsys, tiny_release, tmp_path):
+    """``ivvae convert DIR OUT.pth`` writes the released names (what the authors' code loads):
+    released .pth -> folder -> .pth gives the same tensors; other architectures are refused."""
+    checkpoint = tmp_path / "ivvae_z4_dim8.pth"
+    original = to_official_state_dict(tiny_release)
+    torch.save(original, checkpoint)
+    assert run(capsys, "convert", checkpoint, tmp_path / "folder")[0] == 0
+    code, stdout, err = run(capsys, "convert", tmp_path / "folder", tmp_path / "back" / "exported.pth")
+    assert code == 0, err
+    exported = torch.load(tmp_path / "back" / "exported.pth", weights_only=True)
+    assert exported.keys() == original.keys() and all(torch.equal(exported[k], original[k]) for k in original)
+    assert "exported" in stdout and [p.name for p in (tmp_path / "back").iterdir()] == ["exported.pth"]
+    code, _, err = run(capsys, "convert", tmp_path / "folder", tmp_path / "back" / "exported.pth")
+    assert code == 2 and "--overwrite" in error_line(err)
+    code, _, err = run(capsys, "convert", tmp_path / "folder", tmp_path / "other_folder")
+    assert code == 2 and "name it *.pth" in error_line(err)
+    IVVAE(latent_channels=4, base_channels=8, channel_multipliers=(1, 2, 4, 6)).save_pretrained(tmp_path / "wide")
+    code, _, err = run(capsys, "convert", tmp_path / "wide", tmp_path / "wide.pth")
+    assert code == 2 and "not of the released architecture (channel_multipliers" in error_line(err)
+    assert not (tmp_path / "wide.pth").exists()
+
+
 def test_convert_wrong_checkpoint(capsys, tiny_release, tmp_path):
     checkpoint = tmp_path / "random.pth"
     torch.save({"foo.weight": torch.randn(3, 3), "bar.bias": torch.randn(3)}, checkpoint)

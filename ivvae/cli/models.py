@@ -14,32 +14,52 @@ from .support import check_output_folder, refuse_writing_over_model
 # convert
 # --------------------------------------------------------------------------------------------
 def _convert_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="the authors' released state dict (ivvae_z{Z}_dim{C}.pth)")
-    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write (config.json + diffusion_pytorch_model.safetensors)")
+    parser.add_argument("source", type=Path, metavar="CHECKPOINT",
+                        help="the authors' released state dict (ivvae_z{Z}_dim{C}.pth); or, to export, a model folder")
+    parser.add_argument("target", type=Path, metavar="OUT",
+                        help="folder to write (config.json + diffusion_pytorch_model.safetensors); or, to export, a .pth file")
     parser.add_argument(
         "--variant",
         default=None,
         metavar="NAME",
         help="the released variant, e.g. ivvae_z16_dim64 (`ivvae info --presets` lists them); default: inferred from the tensor shapes",
     )
-    parser.add_argument("--overwrite", action="store_true", help="write into OUT_DIR even if it exists and is not empty")
+    parser.add_argument("--overwrite", action="store_true", help="write into OUT even if it exists (a non-empty folder, a .pth file)")
 
 
 def _convert_run(args: argparse.Namespace) -> int:
+    if args.source.is_dir() or args.target.suffix.lower() in (".pth", ".pt"):
+        return _export_run(args)
     from ..convert import convert_official_checkpoint
 
-    check_output_folder(args.out_dir)
-    model = convert_official_checkpoint(args.checkpoint, args.out_dir, variant=args.variant, overwrite=args.overwrite)
+    check_output_folder(args.target)
+    model = convert_official_checkpoint(args.source, args.target, variant=args.variant, overwrite=args.overwrite)
     n = sum(p.numel() for p in model.parameters())
-    print(f"converted {args.checkpoint} -> {args.out_dir} ({n:,} parameters, latent channels {model.config.latent_channels}, "
+    print(f"converted {args.source} -> {args.target} ({n:,} parameters, latent channels {model.config.latent_channels}, "
           f"base width {model.config.base_channels})")
-    print(f"use it with: ivvae reconstruct IN.mp4 OUT.mp4 --model {args.out_dir}")
+    print(f"use it with: ivvae reconstruct IN.mp4 OUT.mp4 --model {args.target}")
+    return 0
+
+
+def _export_run(args: argparse.Namespace) -> int:
+    """``ivvae convert MODEL_DIR OUT.pth``: a model folder back to the released layout."""
+    from ..convert import export_official_checkpoint
+    from ..hub import load_model
+
+    if args.variant is not None:
+        raise ValueError("--variant is for reading a released checkpoint; a model folder's config already fixes its variant")
+    if args.target.suffix.lower() not in (".pth", ".pt"):
+        raise ValueError(f"OUT '{args.target}': a model folder is exported as a released checkpoint; name it *.pth")
+    model = load_model(args.source)
+    count = export_official_checkpoint(model, args.target, overwrite=args.overwrite)
+    print(f"exported {args.source} -> {args.target} ({count} tensors under the released names, float32; "
+          f"latent channels {model.config.latent_channels}, base width {model.config.base_channels})")
     return 0
 
 
 register(
     "convert",
-    "convert a released checkpoint (.pth) into a model folder",
+    "convert a released checkpoint (.pth) into a model folder, or back",
     _convert_arguments,
     _convert_run,
     description="""
@@ -47,11 +67,16 @@ register(
         from_pretrained folder (config.json + diffusion_pytorch_model.safetensors) that every command
         takes with --model. The checkpoint is read safely (weights only) and checked tensor by tensor;
         a mismatch names the missing, unexpected and mis-shaped tensors.
+
+        Given a model folder and a .pth name, it exports the other way: the folder's weights under the
+        released names, for the authors' inference code (e.g. a released model fine-tuned with
+        `ivvae train`). Only an IVVAE of the released architecture (any Z and width) has that layout.
     """,
     epilog="""
         examples:
           ivvae convert ivvae_z16_dim64.pth models/ivvae_z16_dim64
           ivvae reconstruct clip.mp4 recon.mp4 --model models/ivvae_z16_dim64
+          ivvae convert runs/finetune/export finetuned_z16_dim64.pth    # back to the released layout
     """,
 )
 
