@@ -301,6 +301,86 @@ def _read_all(path: str) -> np.ndarray:
     return read_video(path).frames.numpy()
 
 
+def _overcounting_header(monkeypatch, extra: int) -> None:
+    """Make every probe report ``extra`` more frames than the file holds (a container header that overcounts)."""
+    import dataclasses
+
+    from ivvae.eval import runner
+
+    probe = runner.probe_video
+    monkeypatch.setattr(runner, "probe_video", lambda p: dataclasses.replace(probe(p), num_frames=probe(p).num_frames + extra))
+
+
+def test_held_out_boundary_comes_from_the_header_count(tmp_path, monkeypatch):
+    path = tmp_path / "v.mp4"
+    write_video(path, _moving_texture(40, 16, 16, 1, seed=5), 25)
+    _overcounting_header(monkeypatch, 20)  # header 60: training with [0, F] may use frames below int(60 * F)
+    # header boundary 48 is past the true end (40): the retry must not move it down to int(40 * 0.8) = 32
+    with pytest.raises(VideoReadError, match="too short: 40 frames, clip 1 needs 5 from frame 48"):
+        DatasetSpec(tmp_path, frames=5, start_fraction=0.8).load_clip(str(path))
+    starts = {DatasetSpec(tmp_path, frames=5, start_fraction=0.5, clip_start="random", seed=s).load_clip(str(path)).start
+              for s in range(8)}
+    assert min(starts) >= 30 and max(starts) <= 35
+
+
+def test_overcounting_header_keeps_the_clips_that_fit(tmp_path, monkeypatch):
+    write_video(tmp_path / "v.mp4", _moving_texture(30, 16, 16, 1, seed=6), 25)
+    _overcounting_header(monkeypatch, 10)  # header 40: 8 clips of 5 frames asked, 6 fit
+    items = list(DatasetSpec(tmp_path, frames=5, clips_per_video=8).iter_clips())
+    assert [getattr(c, "start", c) for c in items] == [0, 5, 10, 15, 20, 25]
+
+
+class OvershootVAE(IdentityVAE):
+    """Reconstructs 1.3 x the input: values beyond [-1, 1], as decoders give near saturated pixels."""
+
+    def decode(self, z, chunk_groups=None, num_frames=None, height=None, width=None):
+        return SimpleNamespace(sample=1.3 * super().decode(z, chunk_groups, num_frames, height, width).sample)
+
+
+def test_lpips_scores_the_clamped_reconstruction(data_dir):
+    torch.manual_seed(0)
+    lpips = LPIPS(pretrained=False)
+    spec = DatasetSpec(data_dir, frames=5)
+    r = evaluate({"over": OvershootVAE()}, spec, EvalSettings(progress=False, lpips=lpips, fvd=False))["over"]
+    for record in r.per_clip:
+        x = spec.load_clip(record["path"]).video.unsqueeze(0)
+        clamped = float(lpips.video(x, (1.3 * x).clamp(-1, 1))[0])
+        assert clamped != pytest.approx(float(lpips.video(x, 1.3 * x)[0]), rel=1e-3)  # the check tells them apart
+        assert record["lpips"] == pytest.approx(clamped, rel=1e-5, abs=1e-9)
+
+
+def test_clips_smaller_than_lpips_needs_are_skipped(data_dir, tmp_path):
+    from ivvae.eval.lpips import MIN_SIZE
+
+    d = tmp_path / "sizes"
+    write_video(d / "big.mp4", _moving_texture(5, 32, 48, 1, seed=7), 25)
+    write_video(d / "small.mp4", _moving_texture(5, 24, 24, 1, seed=8), 25)
+    settings = EvalSettings(progress=False, lpips=LPIPS(pretrained=False), fvd=False)
+    results = evaluate({"id": IdentityVAE()}, DatasetSpec(d, frames=5), settings)
+    assert results.dataset["num_clips"] == 1 and _finite(results["id"].metrics["lpips"])
+    [skipped] = results.dataset["skipped"]
+    assert skipped["path"].endswith("small.mp4") and f"{MIN_SIZE['alex']}x{MIN_SIZE['alex']}" in skipped["reason"]
+    # without LPIPS the small clip is evaluated as before
+    results = evaluate({"id": IdentityVAE()}, DatasetSpec(d, frames=5), EvalSettings(progress=False, lpips=False, fvd=False))
+    assert results.dataset["num_clips"] == 2 and results.dataset["skipped"] == []
+
+
+def test_psnr_plot_group_lines_follow_the_first_video_model(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from ivvae.eval.report import plot_psnr_per_frame
+    from ivvae.eval.runner import ModelResult
+
+    def model(name: str, temporal_compression: int) -> ModelResult:
+        return ModelResult(name, {"temporal_compression": temporal_compression}, {"psnr": 30.0}, 1, psnr_per_frame=[30.0] * 17)
+
+    lines: list[float] = []
+    draw = matplotlib.axes.Axes.axvline
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline", lambda ax, x=0, *a, **k: (lines.append(x), draw(ax, x, *a, **k))[1])
+    results = EvalResults({"bicubic-x4": model("bicubic-x4", 1), "vae": model("vae", 4)}, {"num_clips": 1, "frames": 17}, {})
+    plot_psnr_per_frame(results, tmp_path / "psnr.png")
+    assert lines == [0.5, 4.5, 8.5, 12.5]
+
 def test_bicubic_reference_is_the_documented_resampling(data_dir):
     from ivvae.eval.reference import BicubicReference, reference_model
 

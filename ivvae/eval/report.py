@@ -207,6 +207,13 @@ def plot_ssim_by_position(results: EvalResults, out_png: str | os.PathLike[str])
     return out
 
 
+def _frame_group(results: EvalResults) -> int:
+    """Frames per group for the guide lines: the first video model's temporal compression (frame-wise
+    models, e.g. bicubic or an image VAE, have 1 and would hide the lines for every model), else 4."""
+    compressions = (r.info.get("temporal_compression") or 1 for r in results.models.values())
+    return next((int(c) for c in compressions if c > 1), 4)
+
+
 def plot_psnr_per_frame(results: EvalResults, out_png: str | os.PathLike[str]) -> Path:
     """PSNR against frame index (mean over clips), one line per model; dotted lines mark the start
     of each frame group (frames 1, 5, 9, ... for a temporal compression of 4)."""
@@ -216,7 +223,7 @@ def plot_psnr_per_frame(results: EvalResults, out_png: str | os.PathLike[str]) -
     for r in results.models.values():
         ax.plot(range(len(r.psnr_per_frame)), r.psnr_per_frame, marker=".", label=r.name)
         length = max(length, len(r.psnr_per_frame))
-    group = next((r.info.get("temporal_compression") for r in results.models.values()), 4) or 4
+    group = _frame_group(results)
     if length <= 33:
         ax.set_xticks(range(length))
     if group > 1:

@@ -34,10 +34,11 @@ listing)``, so a video's clip does not depend on which other videos are chosen. 
 be read or are shorter than ``frames`` are skipped and listed with the reason; when ``num_videos``
 is set the next videos of the seeded order replace them.
 
-Held-out parts: ``start_fraction=F`` evaluates only frames from ``int(F * num_frames)`` on (what a
-training run with ``train_time_range: [0, F]`` never saw), ``clips_per_video=K`` takes up to K
-consecutive clips per video, and ``small_frames="native"`` keeps frames smaller than the crop at
-their size instead of enlarging them.
+Held-out parts: ``start_fraction=F`` evaluates only frames from ``int(F * num_frames)`` on, with the
+header's frame count as training uses it (what a training run with ``train_time_range: [0, F]``
+never saw), ``clips_per_video=K`` takes up to K consecutive clips per video (fewer when the file
+holds fewer frames than its header says), and ``small_frames="native"`` keeps frames smaller than
+the crop at their size instead of enlarging them.
 
 Video selection with ``num_videos=N``: the listing (sorted for a folder, file order for a manifest)
 is shuffled with ``numpy.random.default_rng(seed)`` and the first ``N`` readable videos of that
@@ -64,8 +65,9 @@ import torch
 
 from .._checks import is_whole_number
 from .._files import path_list
-from ..io import VideoReadError, frames_to_tensor, probe_video, read_video
+from ..io import VideoInfo, VideoReadError, frames_to_tensor, probe_video, read_video
 from .lpips import LPIPS, WeightsNotFoundError
+from .lpips import MIN_SIZE as LPIPS_MIN_SIZE
 from .metrics import (
     SSIM_WINDOW,
     InformationPreservation,
@@ -300,33 +302,42 @@ class DatasetSpec:
         videos and videos too short for that clip."""
         info = probe_video(path)
         num_frames = info.num_frames
+        # from the header count, as training computes its time range: a corrected (smaller) count
+        # learned below must not move the held-out part into frames training may have seen
+        first = int(num_frames * self.start_fraction)
         for _ in range(2):
-            first = int(num_frames * self.start_fraction)
             need = self.frames * (number + 1)
             if num_frames - first < need:
                 part = f" from frame {first}" if first else ""
                 raise VideoReadError(path, f"too short: {num_frames} frames, clip {number + 1} needs {need}{part}",
                                      total_frames=num_frames)
-            start = first
-            if self.clip_start == "random":
-                rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), int(index)]))
-                start = first + int(rng.integers(0, num_frames - first - self.frames * self.clips_per_video + 1)) \
-                    if num_frames - first >= self.frames * self.clips_per_video else first
-            start += number * self.frames
-            size = fit_size(info.width, info.height, self.short_side, self.crop_size, enlarge=self.small_frames == "enlarge")
-            resize = None if size == (info.width, info.height) else size
+            start = self._first_clip_start(num_frames, first, index) + number * self.frames
             try:
-                video = read_video(path, start=start, num_frames=self.frames, resize=resize)
+                return self._read_clip(path, index, info, start)
             except VideoReadError as err:
                 # headers may overcount frames: learn the true length and draw again once
                 if err.total_frames is not None and 0 < err.total_frames < num_frames:
                     num_frames = err.total_frames
                     continue
                 raise
-            frames = _center_crop(video.frames, self.crop_size)
-            out_size = (int(frames.shape[2]), int(frames.shape[1]))
-            return Clip(frames_to_tensor(frames), str(path), index, start, (info.width, info.height), out_size)
         raise VideoReadError(path, "frame count changed while reading")
+
+    def _first_clip_start(self, num_frames: int, first: int, index: int) -> int:
+        """Start of clip 0: ``first``, or a seeded draw leaving room for ``clips_per_video`` clips."""
+        room = num_frames - first - self.frames * self.clips_per_video
+        if self.clip_start != "random" or room < 0:
+            return first
+        rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), int(index)]))
+        return first + int(rng.integers(0, room + 1))
+
+    def _read_clip(self, path: str, index: int, info: VideoInfo, start: int) -> Clip:
+        """``frames`` frames from ``start``, resized and cropped as the protocol says."""
+        size = fit_size(info.width, info.height, self.short_side, self.crop_size, enlarge=self.small_frames == "enlarge")
+        resize = None if size == (info.width, info.height) else size
+        video = read_video(path, start=start, num_frames=self.frames, resize=resize)
+        frames = _center_crop(video.frames, self.crop_size)
+        out_size = (int(frames.shape[2]), int(frames.shape[1]))
+        return Clip(frames_to_tensor(frames), str(path), index, start, (info.width, info.height), out_size)
 
     def clip_count(self, num_frames: int) -> int:
         """Clips evaluated from a video of ``num_frames`` frames (0: too short)."""
@@ -337,7 +348,7 @@ class DatasetSpec:
         """Clips in evaluation order; an unreadable video, or one whose clips are narrower than
         ``min_side`` pixels, yields ``(path, reason)`` instead (and the next video takes its place).
 
-        Stops after ``num_videos`` clips when that is set.
+        Stops after ``num_videos`` videos (each giving up to ``clips_per_video`` clips) when that is set.
         """
         paths = self.list_videos() if paths is None else list(paths)
         wanted = len(paths) if self.num_videos is None else self.num_videos
@@ -358,13 +369,23 @@ class DatasetSpec:
             yield from clips
 
     def video_clips(self, path: str, index: int = 0) -> list[Clip]:
-        """Every clip chosen from one video (``index``: its position in the listing).
+        """Every clip chosen from one video (``index``: its position in the listing): clip 0, then
+        the consecutive clips after it that the video holds (at most ``clips_per_video``).
 
         Raises :class:`~ivvae.io.VideoReadError` (or ``OSError``) when the video cannot be read
         or is too short for one clip."""
         clips = [self.load_clip(path, index)]
-        wanted = self.clip_count(probe_video(path).num_frames) if self.clips_per_video > 1 else 1
-        return clips + [self.load_clip(path, index, k) for k in range(1, wanted)]
+        if self.clips_per_video == 1:
+            return clips
+        info = probe_video(path)
+        for k in range(1, self.clip_count(info.num_frames)):
+            try:
+                clips.append(self._read_clip(path, index, info, clips[0].start + k * self.frames))
+            except VideoReadError as err:
+                if err.total_frames is None:
+                    raise
+                break  # the stream ends before the header count says: the clips that fit stand
+        return clips
 
     def to_dict(self) -> dict[str, Any]:
         source = self.source
@@ -726,6 +747,11 @@ def _build_lpips(settings: EvalSettings, device: torch.device) -> tuple[torch.nn
     return module.to(device).eval(), None, note
 
 
+def _lpips_min_side(lpips_net: torch.nn.Module | None) -> int:
+    """Smallest frame side the LPIPS trunk accepts (0 without LPIPS): smaller clips are skipped, not a crash mid-run."""
+    return 0 if lpips_net is None else LPIPS_MIN_SIZE.get(getattr(lpips_net, "net_name", None), 0)
+
+
 def _build_fvd(settings: EvalSettings, device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str | None]:
     """(feature extractor or None, reason when unavailable).  The I3D file is loaded here so that a
     missing file is reported before the run, not after it; a file named in the settings must load."""
@@ -826,7 +852,7 @@ def evaluate(
     skipped: list[dict[str, str]] = []
     started = time.perf_counter()
     try:
-        for item in dataset.iter_clips(paths, min_side=SSIM_WINDOW):
+        for item in dataset.iter_clips(paths, min_side=max(SSIM_WINDOW, _lpips_min_side(lpips_net))):
             if isinstance(item, tuple):
                 skipped.append({"path": item[0], "reason": item[1]})
                 if bar is not None:
@@ -945,7 +971,8 @@ def _evaluate_clip(state: _ModelState, clip: Clip, settings: EvalSettings, lpips
         else:
             state.position_reason = f"needs clips of 1 + k*{g} frames (k >= 1), got {t}"
         if lpips_net is not None:
-            lp = lpips_net.video(x.to(next(lpips_net.parameters()).device), y.to(next(lpips_net.parameters()).device))
+            lp_device = next(lpips_net.parameters()).device
+            lp = lpips_net.video(x.to(lp_device), clamped.to(lp_device))
             state.lpips.update(lp.float())
             record["lpips"] = float(lp[0])
         if extractor is not None:
