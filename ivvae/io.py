@@ -30,9 +30,11 @@ __all__ = [
     "VideoInfo",
     "VideoReadError",
     "VideoWriteError",
+    "VideoWriter",
     "check_writable_frame_count",
     "frames_to_tensor",
     "iter_decoded_frames",
+    "iter_video",
     "probe_video",
     "read_video",
     "sample_video_path",
@@ -351,61 +353,65 @@ def _frames_sequential(container, stream) -> Iterator[tuple[int, av.VideoFrame]]
 
 
 @dataclass
-class _Decoded:
-    arrays: list[np.ndarray]
-    seen: int  # frames decoded up to where we stopped (the total when the end was reached)
-    fps: float
-    end_time: float | None  # seconds from the stream start to the end of the last decoded frame
-    duration: float | None  # stream duration from the container header
+class _Tally:
+    """What one read saw, for the end-of-stream checks (filled while frames are delivered)."""
+
+    seen: int = 0  # frames decoded up to where we stopped (the total when the end was reached)
+    delivered: int = 0  # selected frames handed out
+    fps: float = 0.0
+    end_time: float | None = None  # seconds from the stream start to the end of the last decoded frame
+    duration: float | None = None  # stream duration from the container header
 
 
-def _collect(frames: Iterator[tuple[int, av.VideoFrame]], start: int, stride: int,
-             num_frames: int | None, resize: tuple[int, int] | int | None
-             ) -> tuple[list[np.ndarray], int, av.VideoFrame | None]:
-    """Convert the wanted frames; return them, the frames seen (last index + 1), the last frame."""
-    out: list[np.ndarray] = []
-    seen, last = 0, None
+def _select(frames: Iterator[tuple[int, av.VideoFrame]], start: int, stride: int, num_frames: int | None,
+            resize: tuple[int, int] | int | None, stream, tally: _Tally) -> Iterator[np.ndarray]:
+    """Convert the wanted frames, skipping those ``tally`` says were delivered already (a seek
+    that failed half way is retried from the start)."""
+    wanted, delivered = 0, tally.delivered
     for i, frame in frames:
-        seen, last = i + 1, frame
+        tally.seen = i + 1
+        _note_end_time(tally, stream, frame)
         if i >= start and (i - start) % stride == 0:
-            out.append(_frame_to_array(frame, resize))
-            if num_frames is not None and len(out) == num_frames:
-                break
-    return out, seen, last
+            wanted += 1
+            if wanted > delivered:
+                yield _frame_to_array(frame, resize)
+                tally.delivered += 1
+            if num_frames is not None and wanted == num_frames:
+                return
 
 
-def _summarise(stream, collected: tuple[list[np.ndarray], int, av.VideoFrame | None]) -> _Decoded:
-    arrays, seen, last = collected
-    fps = _stream_fps(stream)
-    end_time = duration = None
-    if stream.duration and stream.time_base:
-        duration = float(stream.duration * stream.time_base)
-    if last is not None and last.pts is not None and last.time_base:
-        span = float(last.duration * last.time_base) if last.duration else (1.0 / fps if fps else 0.0)
-        end_time = float((last.pts - (stream.start_time or 0)) * last.time_base) + span
-    return _Decoded(arrays, seen, fps, end_time, duration)
+def _note_end_time(tally: _Tally, stream, frame: av.VideoFrame) -> None:
+    if frame.pts is not None and frame.time_base:
+        span = float(frame.duration * frame.time_base) if frame.duration else (1.0 / tally.fps if tally.fps else 0.0)
+        tally.end_time = float((frame.pts - (stream.start_time or 0)) * frame.time_base) + span
+
+
+def _open_stream(path: str, tally: _Tally):
+    container = _open_input(path)
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    tally.fps = _stream_fps(stream)
+    tally.duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+    return container, stream
 
 
 def _decode(path: str, start: int, stride: int, num_frames: int | None,
-            resize: tuple[int, int] | int | None) -> _Decoded:
-    container = _open_input(path)
+            resize: tuple[int, int] | int | None, tally: _Tally) -> Iterator[np.ndarray]:
+    """The selected frames as RGB arrays, one at a time (seeking far into long files)."""
+    container, stream = _open_stream(path, tally)
     try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         if start >= SEEK_MIN_FRAMES:
             index = _frame_index(path, stream.index)
             seek_pts = index.seek_point(start) if index is not None and start < len(index.pts) else None
             if seek_pts is not None:
                 try:
-                    frames = _frames_after_seek(container, stream, index, seek_pts)
-                    return _summarise(stream, _collect(frames, start, stride, num_frames, resize))
+                    yield from _select(_frames_after_seek(container, stream, index, seek_pts), start, stride, num_frames, resize,
+                                       stream, tally)
+                    return
                 except _SeekFailed:
                     container.close()
-                    container = _open_input(path)
-                    stream = container.streams.video[0]
-                    stream.thread_type = "AUTO"
-        frames = _frames_sequential(container, stream)
-        return _summarise(stream, _collect(frames, start, stride, num_frames, resize))
+                    container, stream = _open_stream(path, tally)
+        yield from _select(_frames_sequential(container, stream), start, stride, num_frames, resize, stream, tally)
     except VideoReadError:
         raise
     except _ResizeFailed as e:
@@ -458,6 +464,37 @@ def read_video(path: str | os.PathLike, *, start: int = 0, num_frames: int | Non
         TypeError: a non-integer ``start``, ``stride``, ``num_frames`` or ``resize``.
     """
     path = os.fspath(path)
+    _check_read_arguments(start, stride, num_frames, resize)
+    tally = _Tally()
+    arrays = list(_decode(path, start, stride, num_frames, resize, tally))
+    _check_complete(path, tally, start, stride, num_frames)
+    return Video(frames=torch.from_numpy(np.stack(arrays)), fps=tally.fps)
+
+
+def iter_video(path: str | os.PathLike, *, start: int = 0, num_frames: int | None = None, stride: int = 1,
+               resize: tuple[int, int] | int | None = None, piece_frames: int = 16) -> Iterator[torch.Tensor]:
+    """:func:`read_video`'s frames in pieces of ``piece_frames`` (the last may be shorter), decoded
+    as they are asked for, so a video of any length is read with the memory of one piece.
+
+    The same arguments and checks as :func:`read_video`; a video that ends before the frames asked
+    for (or is truncated) raises :class:`VideoReadError` before its last piece.
+    """
+    path = os.fspath(path)
+    _check_read_arguments(start, stride, num_frames, resize)
+    if not is_whole_number(piece_frames) or piece_frames < 1:
+        raise ValueError(f"piece_frames must be a whole number >= 1, got {piece_frames!r}")
+    tally, piece = _Tally(), []
+    for array in _decode(path, start, stride, num_frames, resize, tally):
+        piece.append(array)
+        if len(piece) == piece_frames:
+            yield torch.from_numpy(np.stack(piece))
+            piece = []
+    _check_complete(path, tally, start, stride, num_frames)
+    if piece:
+        yield torch.from_numpy(np.stack(piece))
+
+
+def _check_read_arguments(start: int, stride: int, num_frames: int | None, resize: tuple[int, int] | int | None) -> None:
     # A float start, stride or count would select other frames than asked (or none) without an error.
     for name, value in (("start", start), ("stride", stride), ("num_frames", num_frames)):
         if not (is_whole_number(value) or (name == "num_frames" and value is None)):
@@ -470,30 +507,27 @@ def read_video(path: str | os.PathLike, *, start: int = 0, num_frames: int | Non
         raise ValueError(f"num_frames must be >= 1 or None, got {num_frames}")
     _resize_target(resize, 2, 2)  # validate before touching the file
 
-    dec = _decode(path, start, stride, num_frames, resize)
-    if dec.seen == 0:
+
+def _check_complete(path: str, tally: _Tally, start: int, stride: int, num_frames: int | None) -> None:
+    """Errors for reads that hit the end of the stream (none when every frame asked for came)."""
+    total = tally.seen
+    if total == 0:
         raise VideoReadError(path, "no decodable frames (corrupt or truncated?)", total_frames=0)
-    if num_frames is None or len(dec.arrays) < num_frames:  # decoding reached the end of the stream
-        _check_complete(path, dec, start, stride, num_frames)
-    return Video(frames=torch.from_numpy(np.stack(dec.arrays)), fps=dec.fps)
-
-
-def _check_complete(path: str, dec: _Decoded, start: int, stride: int, num_frames: int | None) -> None:
-    """Errors for reads that hit the end of the stream."""
-    total = dec.seen
+    if num_frames is not None and tally.delivered == num_frames:
+        return
     if start >= total:
         raise VideoReadError(path, f"start frame {start} is beyond the end (video has {total} decodable frames)",
                              total_frames=total)
     if num_frames is not None:
         raise VideoReadError(
             path, f"requested {num_frames} frames from frame {start} with stride {stride}, but the video has "
-                  f"{total} decodable frames ({len(dec.arrays)} available from there)", total_frames=total)
+                  f"{total} decodable frames ({tally.delivered} available from there)", total_frames=total)
     # A stream cut at a packet boundary decodes "cleanly" but ends before the duration the
     # header promises. Compare times, not counts: edit lists make sample counts overstate.
-    if dec.duration and dec.end_time is not None and dec.fps:
-        if dec.end_time < dec.duration - 3.0 / dec.fps:
-            raise VideoReadError(path, f"truncated: decodable frames end at {dec.end_time:.2f}s but the header "
-                                       f"says the stream lasts {dec.duration:.2f}s", total_frames=total)
+    if tally.duration and tally.end_time is not None and tally.fps:
+        if tally.end_time < tally.duration - 3.0 / tally.fps:
+            raise VideoReadError(path, f"truncated: decodable frames end at {tally.end_time:.2f}s but the header "
+                                       f"says the stream lasts {tally.duration:.2f}s", total_frames=total)
 
 
 # --------------------------------------------------------------------------------------------
@@ -570,16 +604,115 @@ def check_writable_frame_count(path: str | os.PathLike, num_frames: int) -> None
                               f"this video has {num_frames}; give a video name (.mp4) or select one frame")
 
 
-def _encode(tmp_path: str, muxer: str, frames: np.ndarray, rate: Fraction, crf: int) -> None:
-    frames = _pad_to_even(frames)
-    with av.open(tmp_path, mode="w", format=muxer) as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
-        for arr in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
-        container.mux(stream.encode(None))
+class VideoWriter:
+    """Write a video piece by piece: ``with VideoWriter(path, fps) as out: out.write(frames)``.
+
+    Frames go to a temporary file in the output's folder, renamed into place when the block ends
+    without an error and removed when it raises, so an interrupted run never leaves a half-written
+    file. Each :meth:`write` takes uint8 ``(t, H, W, 3)`` RGB frames of one size; encoding and
+    naming as :func:`write_video` (H.264, odd sizes padded to even; a ``.png`` holds one frame).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False (checked again at the end).
+        VideoWriteError: invalid fps/crf, ``path`` is a folder or lies under a file, frames of
+            another size than the first, a second frame for an image, an encoder failure.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, *, crf: int = 18, overwrite: bool = False) -> None:
+        self.path = os.fspath(path)
+        if os.path.isdir(self.path):  # overwrite=True would not help: a folder is never replaced by a video
+            raise VideoWriteError(f"cannot write video '{self.path}': it is a folder; give a file name such as "
+                                  f"'{os.path.join(self.path, 'out.mp4')}'")
+        if os.path.exists(self.path) and not overwrite:
+            raise FileExistsError(f"refusing to overwrite existing file '{self.path}' (pass overwrite=True)")
+        self.rate, self.crf, self.overwrite = _frame_rate(fps), _check_crf(crf), overwrite
+        self.suffix = Path(self.path).suffix.lower()
+        self.frames_written = 0
+        self._size: tuple[int, int] | None = None
+        self._container = self._stream = None
+        self._tmp = self._temporary_file()
+
+    def _temporary_file(self) -> str:
+        blocking = file_ancestor(self.path)
+        if blocking is not None:
+            raise VideoWriteError(f"cannot write video '{self.path}': '{blocking}' is a file, not a folder; choose another output path")
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{Path(self.path).name}.", suffix=self.suffix or ".mp4")
+            os.close(fd)
+        except OSError as e:
+            raise VideoWriteError(f"cannot write video '{self.path}': {_describe(e)}") from None
+        return tmp
+
+    def write(self, frames: torch.Tensor | np.ndarray) -> None:
+        """Append uint8 ``(t, H, W, 3)`` RGB frames."""
+        data = _as_uint8_frames(frames)
+        if self._size is not None and data.shape[1:3] != self._size:
+            raise VideoWriteError(f"cannot write video '{self.path}': frames of {data.shape[2]}x{data.shape[1]} after frames of "
+                                  f"{self._size[1]}x{self._size[0]}; every frame of a video has the same size")
+        check_writable_frame_count(self.path, self.frames_written + data.shape[0])
+        self._size = data.shape[1:3]
+        try:
+            if self.suffix in IMAGE_SUFFIXES:
+                _encode_png(self._tmp, data[0])
+            else:
+                self._encode(_pad_to_even(data))
+        except _AV_ERRORS as e:
+            raise VideoWriteError(f"cannot write video '{self.path}': encoding failed ({_describe(e)})") from None
+        self.frames_written += data.shape[0]
+
+    def _encode(self, frames: np.ndarray) -> None:
+        if self._container is None:
+            self._container = av.open(self._tmp, mode="w", format=_MUXERS.get(self.suffix, "mp4"))
+            self._stream = self._container.add_stream("libx264", rate=self.rate)
+            self._stream.width, self._stream.height = frames.shape[2], frames.shape[1]
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"crf": str(self.crf), "preset": "medium"}
+        for array in frames:
+            self._container.mux(self._stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+
+    def close(self) -> None:
+        """Finish the file and move it into place (a writer with no frames writes nothing and raises)."""
+        try:
+            if not self.frames_written:
+                raise VideoWriteError(f"cannot write video '{self.path}': no frames were written")
+            if self._container is not None:
+                try:
+                    self._container.mux(self._stream.encode(None))
+                    self._container.close()
+                except _AV_ERRORS as e:
+                    raise VideoWriteError(f"cannot write video '{self.path}': encoding failed ({_describe(e)})") from None
+                self._container = None
+            if os.path.exists(self.path) and not self.overwrite:  # appeared while we were encoding
+                raise FileExistsError(f"refusing to overwrite existing file '{self.path}' (pass overwrite=True)")
+            try:
+                os.chmod(self._tmp, 0o644)  # mkstemp creates 0600 files
+                os.replace(self._tmp, self.path)
+            except OSError as e:
+                raise VideoWriteError(f"cannot write video '{self.path}': {_describe(e)}") from None
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop what was written (nothing appears at ``path``)."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except _AV_ERRORS:
+                pass
+            self._container = None
+        if os.path.exists(self._tmp):
+            os.unlink(self._tmp)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float, *, crf: int = 18,
@@ -590,7 +723,8 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
     follows the extension (.mp4/.m4v/.mov/.mkv; anything else gets MP4); a ``.png`` name writes a
     one-frame video as a lossless image of its exact size (``fps`` and ``crf`` do not apply).
     Output is written to a temporary file in the same directory and renamed into place, so a
-    crash never leaves a half-written file. Missing parent directories are created.
+    crash never leaves a half-written file. Missing parent directories are created. For a video
+    that arrives in pieces, use :class:`VideoWriter`.
 
     Args:
         path: output file.
@@ -605,44 +739,12 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
             image file, or an encoder failure.
     """
     path = os.fspath(path)
-    if os.path.isdir(path):  # overwrite=True would not help: a folder is never replaced by a video
-        raise VideoWriteError(f"cannot write video '{path}': it is a folder; give a file name such as '{os.path.join(path, 'out.mp4')}'")
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"refusing to overwrite existing file '{path}' (pass overwrite=True)")
-    rate = _frame_rate(fps)
-    crf = _check_crf(crf)
-    data = _as_uint8_frames(frames)
-    check_writable_frame_count(path, data.shape[0])
-
-    directory = os.path.dirname(os.path.abspath(path))
-    blocking = file_ancestor(path)
-    if blocking is not None:
-        raise VideoWriteError(f"cannot write video '{path}': '{blocking}' is a file, not a folder; choose another output path")
-    suffix = Path(path).suffix.lower()
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{Path(path).name}.", suffix=suffix or ".mp4")
-        os.close(fd)
-    except OSError as e:
-        raise VideoWriteError(f"cannot write video '{path}': {_describe(e)}") from None
-    try:
-        try:
-            if suffix in IMAGE_SUFFIXES:
-                _encode_png(tmp, data[0])
-            else:
-                _encode(tmp, _MUXERS.get(suffix, "mp4"), data, rate, int(crf))
-        except _AV_ERRORS as e:
-            raise VideoWriteError(f"cannot write video '{path}': encoding failed ({_describe(e)})") from None
-        if os.path.exists(path) and not overwrite:  # appeared while we were encoding
-            raise FileExistsError(f"refusing to overwrite existing file '{path}' (pass overwrite=True)")
-        try:
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-            os.replace(tmp, path)
-        except OSError as e:
-            raise VideoWriteError(f"cannot write video '{path}': {_describe(e)}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if not os.path.isdir(path) and (overwrite or not os.path.exists(path)):  # else VideoWriter says why
+        _frame_rate(fps), _check_crf(crf)
+        data = _as_uint8_frames(frames)  # bad frames are refused before a temporary file exists
+        check_writable_frame_count(path, data.shape[0])
+    with VideoWriter(path, fps, crf=crf, overwrite=overwrite) as writer:
+        writer.write(frames)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,9 @@
   one-pass result, with peak memory set by the chunk and not by the video's length.
 * **Tiles.** Overlapping spatial tiles, each processed in full (one pass or chunks), blended
   linearly over the overlap, for frames too large for memory.
+* **Pieces.** :class:`ChunkedStream` takes a video that arrives piece by piece (a decoder's
+  output, latents being produced) and cuts the same chunks, so that neither the input nor the
+  output of a long video is ever held whole.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import is_whole_number
-from .layers import stream
+from .layers import load_stream_states, stream, stream_states
 
 ChunkCallback = Callable[[int, int], None]
 
@@ -43,12 +46,18 @@ def pad_video(video: torch.Tensor, temporal_compression: int, spatial_compressio
     Time: the last frame is repeated. Space: the last row and column are replicated (no new
     edges for the convs to reconstruct).
     """
-    frames, height, width = video.shape[2:]
+    frames = video.shape[2]
     extra_t = padded_length(frames, temporal_compression) - frames
-    extra_h = -height % spatial_compression
-    extra_w = -width % spatial_compression
     if extra_t:
         video = torch.cat([video, video[:, :, -1:].expand(-1, -1, extra_t, -1, -1)], dim=2)
+    return pad_space(video, spatial_compression)
+
+
+def pad_space(video: torch.Tensor, spatial_compression: int) -> torch.Tensor:
+    """Pad ``(B, C, T, H, W)`` at the bottom and right to multiples of ``spatial_compression``."""
+    height, width = video.shape[3:]
+    extra_h = -height % spatial_compression
+    extra_w = -width % spatial_compression
     if extra_h or extra_w:
         video = F.pad(video, (0, extra_w, 0, extra_h, 0, 0), mode="replicate")
     return video
@@ -108,6 +117,87 @@ def run_temporal(
     return torch.cat(outputs, dim=2)
 
 
+class ChunkedStream:
+    """An encoder or decoder run over a video that arrives piece by piece.
+
+    :meth:`push` takes the next frames (any number, in order) and returns the outputs of the
+    chunks they complete; :meth:`finish` runs what is left, its last group padded by repeating
+    the last frame. The chunks are :func:`chunk_slices`' (the first frame alone, then
+    ``chunk_groups`` groups), so the outputs, concatenated in time, equal :func:`run_temporal` on
+    the whole video; ``chunk_groups=None`` keeps every piece for one pass at :meth:`finish`. With
+    ``tile = (size, overlap, scale)`` each chunk is cut into spatial tiles as :func:`run_tiled`
+    cuts a frame, and every tile carries its own streaming state from chunk to chunk.
+
+    The module keeps no state between calls (each chunk restores the state it continues), so it
+    may serve other work in between.
+    """
+
+    def __init__(self, module: nn.Module, frames_per_group: int, chunk_groups: int | None,
+                 tile: tuple[int, int, float] | None = None) -> None:
+        self.module, self.frames_per_group, self.chunk_groups, self.tile = module, frames_per_group, chunk_groups, tile
+        self._pending: list[torch.Tensor] = []
+        self._pending_frames = 0
+        self._started = False
+        self._states: dict[int, list[tuple]] = {}
+
+    def push(self, piece: torch.Tensor) -> list[torch.Tensor]:
+        """Add ``(B, C, t, H, W)`` frames; return the outputs of the chunks now complete (maybe none)."""
+        self._pending.append(piece)
+        self._pending_frames += piece.shape[2]
+        outputs = []
+        while self.chunk_groups is not None and self._pending_frames >= self._next_chunk_frames():
+            outputs.append(self._run(self._take(self._next_chunk_frames())))
+        return outputs
+
+    def finish(self) -> list[torch.Tensor]:
+        """Run the remaining frames (the last group completed with copies of the last frame)."""
+        if not self._pending_frames:
+            return []
+        rest = self._take(self._pending_frames)
+        missing = -(rest.shape[2] - (0 if self._started else 1)) % self.frames_per_group
+        if missing:
+            rest = torch.cat([rest, rest[:, :, -1:].expand(-1, -1, missing, -1, -1)], dim=2)
+        if self.chunk_groups is None:
+            return [self._run(rest)]
+        return [self._run(rest[:, :, piece]) for piece in self._remaining_slices(rest.shape[2])]
+
+    def _next_chunk_frames(self) -> int:
+        return self.chunk_groups * self.frames_per_group if self._started else 1
+
+    def _remaining_slices(self, frames: int) -> list[slice]:
+        if self._started:
+            step = self.chunk_groups * self.frames_per_group
+            return [slice(start, min(start + step, frames)) for start in range(0, frames, step)]
+        return chunk_slices(frames, self.frames_per_group, self.chunk_groups)
+
+    def _take(self, frames: int) -> torch.Tensor:
+        pending = torch.cat(self._pending, dim=2) if len(self._pending) > 1 else self._pending[0]
+        taken, rest = pending[:, :, :frames], pending[:, :, frames:]
+        self._pending = [rest] if rest.shape[2] else []
+        self._pending_frames = rest.shape[2]
+        return taken
+
+    def _run(self, chunk: torch.Tensor) -> torch.Tensor:
+        if self.tile is None:
+            out = self._continue(chunk, 0)
+        else:
+            size, overlap, scale = self.tile
+            out = run_tiled(self._continue, chunk, size, overlap, scale)
+        self._started = True
+        return out
+
+    def _continue(self, chunk: torch.Tensor, tile_index: int) -> torch.Tensor:
+        """One chunk of one tile, continuing that tile's video."""
+        if self.chunk_groups is None:
+            return self.module(chunk)
+        with stream(self.module):
+            if tile_index in self._states:
+                load_stream_states(self.module, self._states[tile_index])
+            out = self.module(chunk)
+            self._states[tile_index] = stream_states(self.module)
+        return out
+
+
 def _tile_starts(size: int, tile: int, stride: int) -> list[int]:
     if size <= tile:
         return [0]
@@ -135,20 +225,21 @@ def iter_tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tup
             yield top, left
 
 
-def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, overlap: int, scale: float) -> torch.Tensor:
-    """Apply ``fn`` on overlapping spatial tiles of ``x`` and blend the outputs linearly.
+def run_tiled(fn: Callable[[torch.Tensor, int], torch.Tensor], x: torch.Tensor, tile: int, overlap: int, scale: float) -> torch.Tensor:
+    """Apply ``fn(tile, index)`` on overlapping spatial tiles of ``x`` and blend the outputs linearly.
 
-    ``fn`` maps a tile of side ``s`` to one of side ``s * scale`` (1/8 to encode, 8 to decode).
-    A tile covering the whole frame returns ``fn(x)`` exactly.
+    ``fn`` maps a tile of side ``s`` to one of side ``s * scale`` (1/8 to encode, 8 to decode);
+    ``index`` numbers the tiles in a fixed order (the same for every frame size). A tile covering
+    the whole frame returns ``fn(x, 0)`` exactly.
     """
     height, width = x.shape[-2:]
     if height <= tile and width <= tile:
-        return fn(x)
+        return fn(x, 0)
     out_h, out_w = round(height * scale), round(width * scale)
     out_overlap = round(overlap * scale)
     total = weights = None
-    for top, left in iter_tiles(height, width, tile, overlap):
-        piece = fn(x[..., top : top + tile, left : left + tile])
+    for index, (top, left) in enumerate(iter_tiles(height, width, tile, overlap)):
+        piece = fn(x[..., top : top + tile, left : left + tile], index)
         if total is None:
             total = piece.new_zeros(*piece.shape[:-2], out_h, out_w)
             weights = piece.new_zeros(out_h, out_w)

@@ -15,7 +15,9 @@ from ivvae.io import (
     SAMPLE_VIDEOS,
     VideoReadError,
     VideoWriteError,
+    VideoWriter,
     frames_to_tensor,
+    iter_video,
     probe_video,
     read_video,
     sample_video_path,
@@ -98,12 +100,12 @@ def test_overwrite_refused_and_allowed(tmp_path):
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    def broken_encode(tmp, *args):
-        with open(tmp, "wb") as f:
+    def broken_encode(writer, frames):
+        with open(writer._tmp, "wb") as f:
             f.write(b"half a video")
         raise av.error.ExternalError(1, "simulated encoder crash")
 
-    monkeypatch.setattr(vio, "_encode", broken_encode)
+    monkeypatch.setattr(vio.VideoWriter, "_encode", broken_encode)
     with pytest.raises(VideoWriteError, match="crash.mp4"):
         write_video(tmp_path / "crash.mp4", smooth_frames(2, 16, 16), 25)
     assert os.listdir(tmp_path) == []
@@ -343,3 +345,50 @@ def test_rotated_videos_are_read_upright(tmp_path, degrees, corner):
     assert (info.height, info.width) == upright
     assert read_video(path, resize=16).frames.shape[1:3] == ((24, 16) if degrees in (90, -90) else (16, 24))
     assert read_video(path, resize=(8, 12)).frames.shape[1:3] == (12, 8)  # (width, height) of the upright picture
+
+
+# ---------------------------------------------------------------- videos in pieces
+
+@pytest.mark.parametrize("selection", [{}, {"start": 130, "num_frames": 21, "stride": 2}, {"num_frames": 9, "resize": 64}])
+def test_iter_video_gives_read_videos_frames_in_pieces(bikes, selection):
+    whole = read_video(bikes, **selection).frames
+    pieces = list(iter_video(bikes, piece_frames=8, **selection))
+    assert all(p.shape[0] == 8 for p in pieces[:-1]) and 1 <= pieces[-1].shape[0] <= 8
+    assert torch.equal(torch.cat(pieces), whole)
+
+
+def test_iter_video_says_when_the_video_ends_early(tmp_path):
+    path = tmp_path / "short.mp4"
+    write_video(path, smooth_frames(10, 16, 16), 25)
+    pieces = iter_video(path, num_frames=12, piece_frames=4)
+    assert [p.shape[0] for p in (next(pieces), next(pieces))] == [4, 4]
+    with pytest.raises(VideoReadError, match="requested 12 frames from frame 0 with stride 1, but the video has 10"):
+        next(pieces)  # before the last (short) piece: the caller never mistakes it for the end
+    with pytest.raises(ValueError, match="piece_frames"):
+        next(iter_video(path, piece_frames=0))
+
+
+def test_video_writer_writes_pieces_as_one_video(tmp_path):
+    frames = smooth_frames(9, 30, 40)
+    write_video(tmp_path / "whole.mp4", frames, 25, crf=0)  # lossless: the decoded frames cannot depend on encoder choices
+    with VideoWriter(tmp_path / "pieces.mp4", 25, crf=0) as writer:
+        for piece in (frames[:1], frames[1:5], frames[5:]):
+            writer.write(torch.from_numpy(piece))
+    assert writer.frames_written == 9
+    assert torch.equal(read_video(tmp_path / "pieces.mp4").frames, read_video(tmp_path / "whole.mp4").frames)
+
+
+def test_video_writer_leaves_nothing_when_the_block_fails(tmp_path):
+    frames = smooth_frames(4, 16, 16)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with VideoWriter(tmp_path / "out.mp4", 25) as writer:
+            writer.write(frames)
+            raise RuntimeError("interrupted")
+    with pytest.raises(VideoWriteError, match="frames of 24x16 after frames of 16x16"):
+        with VideoWriter(tmp_path / "out.mp4", 25) as writer:
+            writer.write(frames)
+            writer.write(smooth_frames(2, 16, 24))
+    with pytest.raises(VideoWriteError, match="no frames were written"):
+        with VideoWriter(tmp_path / "out.mp4", 25):
+            pass
+    assert os.listdir(tmp_path) == []

@@ -51,6 +51,54 @@ def test_streaming_really_carries_the_cache(tiny_model):
     assert (second - full[:, :, 2:]).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("chunk_groups", [None, 1, 3])
+@pytest.mark.parametrize("tile", [None, (16, 8)])
+def test_a_video_in_pieces_codes_exactly_as_a_whole(chunk_groups, tile):
+    """encode_stream / decode_stream over pieces of any size give encode / decode of the whole
+    video (bit for bit when chunked), tiles included, with the video's end padded and cropped."""
+    torch.manual_seed(0)
+    model = IVVAE(latent_channels=4, base_channels=8, encoder_blocks=1, decoder_blocks=1).eval()
+    if tile:
+        model.enable_tiling(*tile)
+    video = torch.rand(2, 3, 15, 20, 36) * 2 - 1
+    with torch.no_grad():
+        whole = model.encode(video, chunk_groups=chunk_groups).latent_dist.mean
+        decoded = model.decode(whole, chunk_groups=chunk_groups, num_frames=15, height=20, width=36).sample
+        for sizes in ([15], [1, 14], [5, 2, 8], [3] * 5):
+            posteriors = list(model.encode_stream(iter(video.split(sizes, dim=2)), chunk_groups=chunk_groups))
+            torch.testing.assert_close(torch.cat([p.mean for p in posteriors], dim=2), whole, rtol=0, atol=0 if chunk_groups else 1e-6)
+        latent_pieces = whole.split([1, whole.shape[2] - 1], dim=2)
+        frames = list(model.decode_stream(iter(latent_pieces), chunk_groups=chunk_groups, num_frames=15, height=20, width=36))
+        torch.testing.assert_close(torch.cat(frames, dim=2), decoded, rtol=0, atol=0 if chunk_groups else 1e-6)
+    if chunk_groups:  # first frame alone, then chunk_groups latent frames a chunk
+        assert [p.mean.shape[2] for p in posteriors] == [1] + [chunk_groups] * ((whole.shape[2] - 1) // chunk_groups) + \
+            ([(whole.shape[2] - 1) % chunk_groups] if (whole.shape[2] - 1) % chunk_groups else [])
+
+
+def test_streams_keep_no_state_in_the_model_between_chunks(tiny_model):
+    """Two videos streamed in turn through one model (interleaved chunk by chunk) each equal their own encode."""
+    a, b = (torch.rand(1, 3, 9, 16, 16) * 2 - 1 for _ in range(2))
+    with torch.no_grad():
+        stream_a = tiny_model.encode_stream(iter(a.split(1, dim=2)), chunk_groups=1)
+        stream_b = tiny_model.encode_stream(iter(b.split(1, dim=2)), chunk_groups=1)
+        got_a, got_b = [], []
+        for pa, pb in zip(stream_a, stream_b, strict=True):
+            got_a.append(pa.mean)
+            got_b.append(pb.mean)
+        assert torch.equal(torch.cat(got_a, dim=2), tiny_model.encode(a, chunk_groups=1).latent_dist.mean)
+        assert torch.equal(torch.cat(got_b, dim=2), tiny_model.encode(b, chunk_groups=1).latent_dist.mean)
+
+
+def test_a_piece_that_does_not_continue_the_video_is_refused(tiny_model):
+    pieces = [torch.zeros(1, 3, 5, 16, 16), torch.zeros(1, 3, 4, 16, 24)]
+    with pytest.raises(ValueError, match=r"does not continue the earlier pieces"):
+        list(tiny_model.encode_stream(iter(pieces)))
+    with pytest.raises(ValueError, match=r"values in \[255, 255\], but videos are in \[-1, 1\]"):
+        list(tiny_model.encode_stream(iter([torch.full((1, 3, 1, 8, 8), 255.0)])))
+    with pytest.raises(ValueError, match="num_frames"):
+        list(tiny_model.decode_stream(iter([torch.zeros(1, tiny_model.config.latent_channels, 1, 2, 2)]), num_frames=0))
+
+
 def test_group_causal_conv_padding_rule():
     """Each group sees [previous frame, group, zero]; the first frame [x, x, 0]."""
     torch.manual_seed(0)
@@ -153,7 +201,7 @@ def test_tiled_blending_is_a_convex_combination():
     from ivvae.streaming import run_tiled
 
     x = torch.randn(1, 2, 3, 40, 56)
-    torch.testing.assert_close(run_tiled(lambda t: t, x, tile=16, overlap=8, scale=1.0), x)
+    torch.testing.assert_close(run_tiled(lambda t, _: t, x, tile=16, overlap=8, scale=1.0), x)
 
 
 def test_save_and_load_pretrained_round_trip(tmp_path, tiny_model):

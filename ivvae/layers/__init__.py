@@ -11,7 +11,7 @@ from .conv import BranchConv, FrameConv2d, make_frame_conv
 from .norm import RMSNorm
 from .pac import ParallelAtrousConv
 from .resample import Downsample, Upsample
-from .temporal import CausalConv3d, GroupCausalConv3d, StreamingModule, stream
+from .temporal import CausalConv3d, GroupCausalConv3d, StreamingModule, load_stream_states, stream, stream_states
 
 __all__ = [
     "BranchAttention",
@@ -26,6 +26,8 @@ __all__ = [
     "SpatialAttention",
     "StreamingModule",
     "Upsample",
+    "load_stream_states",
     "make_frame_conv",
     "stream",
+    "stream_states",
 ]

@@ -34,6 +34,15 @@ class StreamingModule:
 
     streaming: bool = False
     _seen_frames: bool = False
+    #: What a layer carries from one chunk to the next (saved and restored per spatial tile).
+    _stream_fields: tuple[str, ...] = ("_seen_frames",)
+
+    def stream_state(self) -> tuple:
+        return tuple(getattr(self, name) for name in self._stream_fields)
+
+    def load_stream_state(self, state: tuple) -> None:
+        for name, value in zip(self._stream_fields, state, strict=True):
+            setattr(self, name, value)
 
     def start_stream(self) -> None:
         self.streaming = True
@@ -56,13 +65,29 @@ class StreamingModule:
             self._seen_frames = True
 
 
+def _streaming_layers(module: nn.Module) -> list[StreamingModule]:
+    return [m for m in module.modules() if isinstance(m, StreamingModule)]
+
+
+def stream_states(module: nn.Module) -> list[tuple]:
+    """What every streaming layer of ``module`` carries to the next chunk (see :func:`load_stream_states`)."""
+    return [layer.stream_state() for layer in _streaming_layers(module)]
+
+
+def load_stream_states(module: nn.Module, states: list[tuple]) -> None:
+    """Continue a video from :func:`stream_states` (inside :func:`stream`): one module can then
+    carry several videos (e.g. the spatial tiles of one) chunk by chunk, in turn."""
+    for layer, state in zip(_streaming_layers(module), states, strict=True):
+        layer.load_stream_state(state)
+
+
 @contextmanager
 def stream(module: nn.Module) -> Iterator[nn.Module]:
     """Run ``module`` chunk by chunk over one video: each call continues the previous one.
 
     Every :class:`StreamingModule` inside is switched into streaming mode and cleared at exit.
     """
-    layers = [m for m in module.modules() if isinstance(m, StreamingModule)]
+    layers = _streaming_layers(module)
     for layer in layers:
         layer.start_stream()
     try:
@@ -82,13 +107,15 @@ class _TemporalConv3d(StreamingModule, TimeConv3d):
         self.temporal_kernel = temporal_kernel
         self._cache: torch.Tensor | None = None
 
+    _stream_fields = StreamingModule._stream_fields + ("_cache",)
+
     def reset_stream(self) -> None:
         super().reset_stream()
         self._cache = None
 
     def _remember(self, frames: torch.Tensor) -> None:
         if self.streaming:
-            self._cache = frames
+            self._cache = frames.clone()  # a copy: a view would keep the whole chunk's activation alive
             self._seen_frames = True
 
     def _previous_frames(self) -> torch.Tensor | None:

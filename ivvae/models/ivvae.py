@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -225,17 +225,11 @@ class IVVAE(ModelMixin, ConfigMixin):
         ``chunk_groups`` overrides :meth:`enable_streaming` for this call; ``callback(done, total)``
         is called after each chunk.
         """
-        check_video(x, self.spec.in_channels)
-        self._check_input(x, "the input is")
-        low, high = self._check_finite(x, "the input holds NaN or infinite values, which encode to NaN latents; clean it first "
-                                          "(e.g. torch.nan_to_num(x)) and check where they came from")
-        if max(-low, high) > INPUT_LIMIT:
-            raise ValueError(f"the input holds values in [{low:g}, {high:g}], but videos are in [-1, 1]: for 0..255 frames use "
-                             "x / 127.5 - 1 (ivvae.io.frames_to_tensor does it)")
+        self._check_video_input(x)
         chunk_groups = self.chunk_groups if chunk_groups is None else streaming.check_chunk_groups(chunk_groups)
         x = streaming.pad_video(x, self.temporal_compression, self.spatial_compression)
         moments = self._per_sample(x, lambda v: self._encode_moments(v, chunk_groups, callback))
-        posterior = LatentDistribution(torch.cat(split_moments(moments, self.spec.num_branches), dim=1))
+        posterior = self._posterior(moments)
         return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
 
     def decode(
@@ -252,10 +246,7 @@ class IVVAE(ModelMixin, ConfigMixin):
 
         ``num_frames``, ``height``, ``width``: crop the output to the original video's size.
         """
-        check_latents(z, self.spec.latent_channels)
-        self._check_input(z, "the latents are")
-        self._check_finite(z, "the latents hold NaN or infinite values, which decode to a NaN video; check what produced them "
-                              "(a diffusion model's output, a latents file; if this model's encode did, its weights are broken)")
+        self._check_latent_input(z)
         return self._decode(z, return_dict, chunk_groups, (num_frames, height, width), callback)
 
     def _decode(
@@ -283,6 +274,79 @@ class IVVAE(ModelMixin, ConfigMixin):
         posterior = self.encode(sample).latent_dist
         z = posterior.sample(generator) if sample_posterior else posterior.mode()
         return self._decode(z, return_dict, None, sample.shape[2:], None)
+
+    # ----------------------------------------------------------------------------- videos in pieces
+    def encode_stream(self, pieces: Iterable[torch.Tensor], chunk_groups: int | None = 1) -> Iterator[LatentDistribution]:
+        """Encode a video that arrives in pieces, yielding posteriors as its chunks complete.
+
+        ``pieces`` are consecutive parts ``(B, 3, t, H, W)`` of one video in ``[-1, 1]`` (any ``t``;
+        the same batch and frame size). Each posterior covers the latent frames of one chunk: the
+        first (frame 0 alone), then ``chunk_groups`` at a time; the video ends with the pieces, its
+        last group padded as :meth:`encode` pads it. Concatenated in time, the posteriors equal
+        :meth:`encode`'s with the same ``chunk_groups`` and tiling (``None``: one pass at the end),
+        so neither the video nor its activations are ever held whole. Tiling applies
+        (:meth:`enable_tiling`); slicing does not (the batch goes through together).
+        """
+        chunk_groups = streaming.check_chunk_groups(chunk_groups)
+        s = self.spatial_compression
+        tile = (self.tile_size, self.tile_overlap, 1 / s) if self.use_tiling else None
+        runner = streaming.ChunkedStream(self.encoder, self.temporal_compression, chunk_groups, tile)
+        shape = None
+        for piece in pieces:
+            shape = self._check_piece(piece, shape, self._check_video_input)
+            for moments in runner.push(streaming.pad_space(piece, s)):
+                yield self._posterior(moments)
+        for moments in runner.finish():
+            yield self._posterior(moments)
+
+    def decode_stream(
+        self,
+        pieces: Iterable[torch.Tensor],
+        chunk_groups: int | None = 1,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Decode latents that arrive in pieces ``(B, Z, t', H', W')``, yielding video frames
+        ``(B, 3, t, H, W)`` chunk by chunk (the first latent frame gives one frame, every later one
+        :attr:`temporal_compression`). Concatenated, they equal :meth:`decode` with the same
+        ``chunk_groups`` and tiling. ``height``/``width`` crop every chunk, ``num_frames`` ends the
+        video there (dropping the padding of its last group), as in :meth:`decode`.
+        """
+        chunk_groups = streaming.check_chunk_groups(chunk_groups)
+        s = self.spatial_compression
+        tile = (self.tile_size // s, self.tile_overlap // s, s) if self.use_tiling else None
+        runner = streaming.ChunkedStream(self.decoder, 1, chunk_groups, tile)
+        if num_frames is not None and (not is_whole_number(num_frames) or num_frames < 1):
+            raise ValueError(f"num_frames={num_frames!r}: expected a whole number >= 1 (the original video's frame count) or None")
+        remaining, shape, crop = num_frames, None, None
+
+        def cropped(videos: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+            nonlocal remaining
+            for video in videos:
+                video = video[:, :, :remaining, : crop[0], : crop[1]]
+                if remaining is not None:
+                    remaining -= video.shape[2]
+                if video.shape[2]:
+                    yield video
+
+        for piece in pieces:
+            shape = self._check_piece(piece, shape, self._check_latent_input)
+            if crop is None:  # the latent frame size bounds the crop
+                crop = [_check_crop(name, value, limit * s) for name, value, limit in zip(("height", "width"), (height, width),
+                                                                                           shape[2:], strict=True)]
+            yield from cropped(runner.push(piece))
+        yield from cropped(runner.finish())
+
+    @staticmethod
+    def _check_piece(piece: torch.Tensor, shape: tuple[int, ...] | None, check) -> tuple[int, ...]:
+        """Check one piece of a streamed video; return (batch, channels, height, width) for the next."""
+        check(piece)
+        found = (piece.shape[0], piece.shape[1], *piece.shape[3:])
+        if shape is not None and found != shape:
+            raise ValueError(f"a piece of shape {tuple(piece.shape)} does not continue the earlier pieces (batch, channels, height, "
+                             f"width = {shape}): every piece of one video has the same batch and frame size")
+        return found
 
     # ----------------------------------------------------------------------------- latent normalisation
     def normalize_latents(self, z: torch.Tensor) -> torch.Tensor:
@@ -332,6 +396,26 @@ class IVVAE(ModelMixin, ConfigMixin):
             raise ValueError(f"{name}: expected latents with {self.spec.latent_channels} channels (batch, "
                              f"{self.spec.latent_channels}, latent_frames, latent_height, latent_width), got shape {tuple(z.shape)}")
 
+    def _check_video_input(self, x: torch.Tensor) -> None:
+        """What :meth:`encode` refuses: a wrong layout, device or dtype, NaN, frames in 0..255."""
+        check_video(x, self.spec.in_channels)
+        self._check_input(x, "the input is")
+        low, high = self._check_finite(x, "the input holds NaN or infinite values, which encode to NaN latents; clean it first "
+                                          "(e.g. torch.nan_to_num(x)) and check where they came from")
+        if max(-low, high) > INPUT_LIMIT:
+            raise ValueError(f"the input holds values in [{low:g}, {high:g}], but videos are in [-1, 1]: for 0..255 frames use "
+                             "x / 127.5 - 1 (ivvae.io.frames_to_tensor does it)")
+
+    def _check_latent_input(self, z: torch.Tensor) -> None:
+        """What :meth:`decode` refuses: a wrong layout, device or dtype, NaN or infinite values."""
+        check_latents(z, self.spec.latent_channels)
+        self._check_input(z, "the latents are")
+        self._check_finite(z, "the latents hold NaN or infinite values, which decode to a NaN video; check what produced them "
+                              "(a diffusion model's output, a latents file; if this model's encode did, its weights are broken)")
+
+    def _posterior(self, moments: torch.Tensor) -> LatentDistribution:
+        return LatentDistribution(torch.cat(split_moments(moments, self.spec.num_branches), dim=1))
+
     def _per_sample(self, x: torch.Tensor, fn) -> torch.Tensor:
         if self.use_slicing and x.shape[0] > 1:
             return torch.cat([fn(part) for part in x.split(1)], dim=0)
@@ -340,14 +424,14 @@ class IVVAE(ModelMixin, ConfigMixin):
     def _encode_moments(self, x: torch.Tensor, chunk_groups: int | None, callback) -> torch.Tensor:
         run = lambda tile: streaming.run_temporal(self.encoder, tile, self.temporal_compression, chunk_groups, callback)  # noqa: E731
         if self.use_tiling:
-            return streaming.run_tiled(run, x, self.tile_size, self.tile_overlap, 1 / self.spatial_compression)
+            return streaming.run_tiled(lambda tile, _: run(tile), x, self.tile_size, self.tile_overlap, 1 / self.spatial_compression)
         return run(x)
 
     def _decode_latents(self, z: torch.Tensor, chunk_groups: int | None, callback) -> torch.Tensor:
         run = lambda tile: streaming.run_temporal(self.decoder, tile, 1, chunk_groups, callback)  # noqa: E731
         if self.use_tiling:
             s = self.spatial_compression
-            return streaming.run_tiled(run, z, self.tile_size // s, self.tile_overlap // s, s)
+            return streaming.run_tiled(lambda tile, _: run(tile), z, self.tile_size // s, self.tile_overlap // s, s)
         return run(z)
 
 
