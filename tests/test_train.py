@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -816,6 +817,19 @@ _INVALID = [
     (["logging.every=0"], "logging.every"),
     (["checkpoint.keep_last=-1"], "checkpoint.keep_last"),
     (["loss.mse_weight=-1"], "loss.mse_weight"),
+    (["loss.lpips.weight=-1"], "loss.lpips.weight"),
+    (["loss.gan.weight=-0.5"], "loss.gan.weight"),
+    (["loss.gan.max_adaptive_weight=-1"], "loss.gan.max_adaptive_weight"),
+    (["loss.gan.weight_by_size={256: -1}"], "loss.gan.weight_by_size.256"),
+    (["data.buckets.0.gan_weight=-1"], "data.buckets.0.gan_weight"),
+    (["optimizer.weight_decay=-0.1"], "optimizer.weight_decay"),
+    (["loss.gan.optimizer.weight_decay=-0.1"], "loss.gan.optimizer.weight_decay"),
+    (["data.prefetch_factor=0"], "data.prefetch_factor"),
+    (["data.validation.frame_interval=0"], "data.validation.frame_interval"),
+    (["data.validation.image_frames=0"], "data.validation.image_frames"),
+    (["data.train_time_range=[0.0, 1.0]"], "data.train_time_range"),
+    (["data.train_time_range=[0.0, 0.95]", "data.validation.time_range=[0.9, 1.0]"], "data.train_time_range"),
+    (["train.precision=fp16", "loss.gan.enabled=true"], "train.precision"),
 ]
 
 
@@ -824,3 +838,133 @@ def test_each_invalid_value_is_named_with_its_key_and_file(tmp_path, overrides, 
     path = write_config(tmp_path / "run.yaml", tiny_config())
     with pytest.raises(ConfigError, match=rf"run\.yaml: '{re.escape(key)}' "):
         load_config(path, overrides)
+
+
+def test_messages_of_the_new_config_checks_say_what_to_do(tmp_path):
+    """fp16 + GAN names its two fixes; overlapping time ranges are refused only when validation reads the training videos."""
+    path = write_config(tmp_path / "run.yaml", tiny_config())
+    fp16_gan = r"'train\.precision' fp16 does not work with the GAN .*use precision bf16, or disable the GAN"
+    with pytest.raises(ConfigError, match=fp16_gan) as error:
+        load_config(path, ["train.precision=fp16", "loss.gan.enabled=true"])
+    assert "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match=r"\[0\.0, 0\.95\] overlaps data\.validation\.time_range \[0\.9, 1\.0\]"):
+        load_config(path, ["data.train_time_range=[0.0, 0.95]"])
+    load_config(path, ["data.train_time_range=[0.0, 0.9]"])  # adjacent ranges share no frame
+    load_config(path, ["data.train_time_range=[0.0, 1.0]", "data.validation.sources=[sample:bikes]"])  # other videos
+    load_config(path, ["data.train_time_range=[0.0, 1.0]", "data.validation.enabled=false"])
+
+
+# ============================================================================================ review fixes
+
+
+def test_resuming_an_older_checkpoint_sets_the_newer_ones_aside(tmp_path):
+    """Retrying from step 4 of a run that reached step 6: checkpoint 6 belongs to the abandoned branch; it is
+    moved to checkpoints/abandoned (not deleted), and --resume auto and pruning follow the new branch."""
+    cfg = tiny_config(data={"validation": {"enabled": False}}, checkpoint={"every": 2, "keep_last": 2}, export={"at_end": False})
+    path = write_config(tmp_path / "tiny.yaml", cfg)
+    run, root = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    run_training(path, output_dir=run)
+    assert [p.name for p in ckpt.list_checkpoints(root)] == ["step_00000004", "step_00000006"]
+    with pytest.raises(Crash):  # the new branch, preempted at step 5
+        run_training(path, ["train.max_steps=8"], resume=str(root / "step_00000004"), output_dir=run, callbacks=[crash_at(5)])
+    assert sorted(p.name for p in (root / ckpt.ABANDONED_DIR).iterdir()) == ["step_00000006"]
+    assert "older than 1 checkpoint(s) of this output dir: moved them to" in (run / "train.log").read_text()
+    assert ckpt.resolve_resume("auto", run).name == "step_00000004"  # not the abandoned step 6
+    summary = run_training(path, ["train.max_steps=8"], resume="auto", output_dir=run)
+    assert summary["start_step"] == 4 and summary["steps"] == 8
+    assert [p.name for p in ckpt.list_checkpoints(root)] == ["step_00000006", "step_00000008"]  # keep_last 2 of this branch
+    assert (root / ckpt.ABANDONED_DIR / "step_00000006" / ckpt.STATE_FILE).is_file()
+    # a process killed between writing a checkpoint and updating the pointer: the newer complete one still wins
+    (root / "latest").write_text("step_00000006\n")
+    assert ckpt.latest_checkpoint(root).name == "step_00000008"
+
+
+def test_logged_lr_is_the_lr_the_step_used(tmp_path):
+    """metrics.jsonl's lr (and lr_d) at step k is the schedule's value for optimiser step k - 1 (0-based)."""
+    from ivvae.train.trainer import lr_factor
+
+    cfg = tiny_config(data={"validation": {"enabled": False}}, schedule={"kind": "linear", "warmup_steps": 2, "min_lr_ratio": 0.0},
+                      loss={"lpips": {"enabled": False},
+                            "gan": {"enabled": True, "start_step": 1, "discriminator": {"base_channels": 8, "n_layers": 2},
+                                    "optimizer": {"lr": 1e-3}}},
+                      train={"max_steps": 4, "num_threads": 1}, checkpoint={"every": 0, "at_end": False}, export={"at_end": False})
+    run_training(write_config(tmp_path / "lr.yaml", cfg), output_dir=tmp_path / "run")
+    logs = metrics(tmp_path / "run")
+    assert [m["lr"] for m in logs] == pytest.approx([3e-3 * lr_factor(k, 2, 4, "linear") for k in range(4)])
+    assert [m["lr_d"] for m in logs] == pytest.approx([1e-3 * lr_factor(max(k - 1, 0), 2, 3, "linear") for k in range(4)])
+    assert logs[0]["lr"] == pytest.approx(1.5e-3)  # warmup's first step: half the peak
+
+
+def test_adaptive_gan_weight_balances_every_branch_of_the_last_conv(tmp_path):
+    """The dual conv_out writes keyframe and temporal channels: the adaptive weight takes the gradient norms
+    over both branches' weights, as one vector."""
+    from ivvae.models import ImageVAE
+    from ivvae.train.losses import adaptive_gan_weight, hinge_g_loss
+    from ivvae.train.trainer import last_layer_weights
+
+    cfg = tiny_config(data={"validation": {"enabled": False}},
+                      loss={"lpips": {"enabled": False}, "gan": {"enabled": True, "discriminator": {"base_channels": 8, "n_layers": 2}}})
+    trainer = Trainer(load_config(write_config(tmp_path / "gan.yaml", cfg)), output_dir=tmp_path / "run")
+    try:
+        vae, disc = trainer.vae_unwrapped, trainer.discriminator
+        convs = list(vae.decoder.conv_out.convs.values())
+        assert len(convs) == 2 and [id(w) for w in trainer.last_layer_weights] == [id(c.weight) for c in convs]
+        torch.manual_seed(0)
+        x = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+        rec = vae(x).sample
+        l1, g = (rec - x).abs().mean(), hinge_g_loss(disc(rec))
+        grads = [torch.autograd.grad(loss, [c.weight for c in convs], retain_graph=True) for loss in (l1, g)]
+        norms = [torch.sqrt(sum(t.square().sum() for t in gs)) for gs in grads]
+        expected = float(norms[0] / (norms[1] + 1e-4))
+        assert float(adaptive_gan_weight(l1, g, trainer.last_layer_weights)) == pytest.approx(expected, rel=1e-5)
+        keyframe_only = float(adaptive_gan_weight(l1, g, convs[0].weight))
+        assert abs(keyframe_only - expected) > 1e-3 * expected  # the temporal branch changes the balance
+        _, logs = trainer.loss_fn(x, rec, SimpleNamespace(mean=rec, logvar=rec, deterministic=True), 0,
+                                  last_layer_weight=trainer.last_layer_weights, discriminator=disc, gan_weight=1.0)
+        assert logs["d_weight"] == pytest.approx(expected, rel=1e-5)
+    finally:
+        trainer.close()
+    image_vae = ImageVAE(latent_channels=4, base_channels=8, encoder_blocks=1, decoder_blocks=1)
+    assert [id(w) for w in last_layer_weights(image_vae)] == [id(image_vae.last_layer_weight)]
+
+
+def _stills(folder: Path, count: int = 3) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+    return folder
+
+
+def _image_stage(images: Path, sources: list[str]) -> dict:
+    return tiny_config(data={"sources": sources, "image_sources": [str(images)], "num_workers": 0,
+                             "buckets": [{"kind": "image", "size": 32, "crop": 32, "batch_size": 1}],
+                             "validation": {"kind": "image", "num_clips": 4, "size": 32, "crop": 32}},
+                       train={"max_steps": 1, "num_threads": 1}, logging={"every": 1, "val_every": 0, "val_at_start": False,
+                                                                       "progress_bar": False, "tensorboard": False},
+                       checkpoint={"every": 0, "at_end": False}, export={"at_end": False})
+
+
+def test_image_validation_is_held_out_or_says_it_is_not(tmp_path, caplog):
+    """Image validation takes frames of the held-out time range of the videos (data.sources here) rather
+    than the training stills; with no video it falls back to the stills, with a warning and
+    validation_held_out false in summary.json."""
+    from ivvae.train.build import build_validation
+    from ivvae.train.data import ImageDataset
+
+    images = _stills(tmp_path / "images")
+    stills = ImageDataset([str(images)], size=32, crop=32, train=False)
+    cfg = load_config(write_config(tmp_path / "held.yaml", _image_stage(images, ["sample:carphone"])))
+    clips, held_out = build_validation(cfg)
+    assert held_out is True and len(clips) == 4 and all(c.shape == (1, 3, 1, 32, 32) for c in clips)
+    assert not any(torch.equal(stills[k]["video"], c[0]) for k in range(len(stills)) for c in clips)
+
+    path = write_config(tmp_path / "stills.yaml", _image_stage(images, []))
+    with caplog.at_level("WARNING", logger="ivvae"):
+        summary = run_training(path, output_dir=tmp_path / "run")
+    assert summary["validation_held_out"] is False
+    assert "validation images are training images: not held out; set data.validation.sources" in (tmp_path / "run/train.log").read_text()
+    clips, held_out = build_validation(load_config(path, [f"data.validation.sources=[{images}]"]))
+    assert held_out is True and len(clips) == 3  # a set the user names is theirs to hold out

@@ -4,7 +4,7 @@ validation clips.
 :func:`build_model_from_config` turns the ``model`` section into a model (a preset, a class and
 its config, weights from a folder, KTC inflation of an image VAE, optionally widened first);
 :func:`build_train_data` turns ``data.buckets`` into one dataset per bucket behind a bucketed,
-per-process sampler; :func:`build_validation_clips` draws the fixed held-out clips.
+per-process sampler; :func:`build_validation` draws the fixed held-out clips.
 """
 
 from __future__ import annotations
@@ -24,7 +24,15 @@ from ivvae.io import resolve_source
 
 from .checkpoint import resolve_pretrained
 from .config import BucketConfig, ConfigError, TrainConfig
-from .data import BucketBatchSampler, ImageDataset, MovingCropDataset, MultiBucketDataset, VideoClipDataset, list_videos
+from .data import (
+    VIDEO_EXTENSIONS,
+    BucketBatchSampler,
+    ImageDataset,
+    MovingCropDataset,
+    MultiBucketDataset,
+    VideoClipDataset,
+    list_videos,
+)
 
 __all__ = [
     "TrainBatchSampler",
@@ -33,6 +41,7 @@ __all__ = [
     "bucket_short_side",
     "build_model_from_config",
     "build_train_data",
+    "build_validation",
     "build_validation_clips",
 ]
 
@@ -276,23 +285,88 @@ def build_train_data(cfg: TrainConfig, num_replicas: int = 1, rank: int = 0):
     return dataset, sampler, [b for _, b in datasets], names
 
 
-def build_validation_clips(cfg: TrainConfig) -> list[torch.Tensor]:
-    """Fixed held-out clips ``(1, 3, T, H, W)`` (CPU) from the validation section."""
+NOT_HELD_OUT = "validation images are training images: not held out; set data.validation.sources"
+
+
+def _spread(items: Sequence[Any], count: int) -> list[Any]:
+    """At most ``count`` of ``items``, evenly spread over them."""
+    if not items:
+        return []
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int))]
+
+
+def _videos_of(sources: Sequence[str]) -> list[str]:
+    """The video files of sources (folders, manifests, files); a source without any gives none."""
+    videos: list[str] = []
+    for source in sources:
+        if source == "skimage":
+            continue
+        try:
+            videos.extend(f for f in list_videos(resolve_source(source)) if f.lower().endswith(VIDEO_EXTENSIONS))
+        except (FileNotFoundError, ValueError):
+            continue
+    return list(dict.fromkeys(videos))
+
+
+def _stills_trained(cfg: TrainConfig) -> bool:
+    """Whether a training bucket reads the stills of ``data.image_sources``."""
+    return any(b.kind in ("image", "moving_crop") and not b.sources and b.weight > 0 for b in cfg.data.buckets)
+
+
+def _image_validation(cfg: TrainConfig, crop) -> tuple[ImageDataset, bool]:
+    """The dataset of image validation and whether it is held out.
+
+    Default (no ``data.validation.sources``): frames of the validation time range of the videos in
+    ``data.sources`` and ``data.image_sources`` (training reads only the other part of them), from
+    at most ``num_clips`` videos; the stills of ``data.image_sources`` when no bucket trains on
+    them, or, with a warning (not held out), when there is no such video frame.
+    """
+    d, v = cfg.data, cfg.data.validation
+
+    def dataset(sources: Sequence[str], every: int | None) -> ImageDataset:
+        return ImageDataset(sources, size=v.size, crop=crop, train=False, seed=cfg.seed, video_frames_every=every,
+                            time_range=tuple(v.time_range))
+
+    try:
+        if v.sources or not _stills_trained(cfg):
+            return dataset(_image_sources(v.sources or d.image_sources), v.video_frames_every), True
+        videos = _spread(_videos_of(list(d.sources) + list(d.image_sources)), v.num_clips)
+        if videos:
+            try:
+                return dataset(videos, v.video_frames_every or 1), True
+            except ValueError:  # no readable frame in their validation range
+                pass
+        logger.warning("%s", NOT_HELD_OUT)
+        return dataset(_image_sources(d.image_sources), v.video_frames_every), False
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"data.validation: {err}") from None
+
+
+def build_validation(cfg: TrainConfig) -> tuple[list[torch.Tensor], bool | None]:
+    """Fixed held-out clips ``(1, 3, T, H, W)`` (CPU) from the validation section, and whether they
+    are held out (``None``: validation off; ``False``: image validation that can only score
+    training stills, with a warning)."""
     d, v = cfg.data, cfg.data.validation
     if not v.enabled:
-        return []
+        return [], None
     crop = _pair_or_int(v.crop)
-    if v.kind == "video":
-        files = _video_files(v.sources or d.sources, "data.validation.sources" if v.sources else "data.sources")
-        ds = VideoClipDataset(files, num_frames=v.num_frames, frame_interval=v.frame_interval, size=v.size, crop=crop,
-                              train=False, time_range=tuple(v.time_range), seed=cfg.seed)
-    else:
-        try:
-            ds = ImageDataset(_image_sources(v.sources or d.image_sources), size=v.size, crop=crop, train=False, seed=cfg.seed,
-                              video_frames_every=v.video_frames_every, time_range=tuple(v.time_range))
-        except (FileNotFoundError, ValueError) as err:
-            raise ConfigError(f"data.validation: {err}") from None
-    count = min(v.num_clips, len(ds))
+    if v.kind == "image":
+        ds, held_out = _image_validation(cfg, crop)
+        return _validation_clips(ds, v.num_clips), held_out
+    files = _video_files(v.sources or d.sources, "data.validation.sources" if v.sources else "data.sources")
+    ds = VideoClipDataset(files, num_frames=v.num_frames, frame_interval=v.frame_interval, size=v.size, crop=crop,
+                          train=False, time_range=tuple(v.time_range), seed=cfg.seed)
+    return _validation_clips(ds, v.num_clips), True
+
+
+def build_validation_clips(cfg: TrainConfig) -> list[torch.Tensor]:
+    """The clips of :func:`build_validation`."""
+    return build_validation(cfg)[0]
+
+
+def _validation_clips(ds, num_clips: int) -> list[torch.Tensor]:
+    """Up to ``num_clips`` items of ``ds``, evenly spread, one per (file, start)."""
+    count = min(num_clips, len(ds))
     clips, seen = [], set()
     for index in np.unique(np.linspace(0, len(ds) - 1, count).round().astype(int)):
         try:

@@ -14,12 +14,19 @@ Layout of a run's output dir::
             trainer_state.json          step, epoch, data-loader position, history; written last
         .tmp-step_00002000/             a checkpoint being written (ignored, removed later)
         latest                          name of the newest complete checkpoint (atomic replace)
+        abandoned/step_00003000/        a checkpoint of an abandoned branch (see below; never read or pruned)
 
 A checkpoint is written into ``.tmp-<name>``, its files are flushed to disk, and the folder is
 renamed to ``<name>`` (atomic on POSIX); ``latest`` is then replaced atomically. A process killed
 at any moment leaves either the previous state or the new one, never a half-written checkpoint
 under a valid name. :func:`latest_checkpoint` trusts ``latest`` only if it names a complete
-checkpoint, else takes the highest complete ``step_*`` folder.
+checkpoint, else takes the highest complete ``step_*`` folder; it also prefers a complete folder
+newer than the pointer (a process killed between the rename and the pointer's update).
+
+Branches: a run resumed from a checkpoint older than others of its folder (to retry a stretch
+with other settings) starts a new branch; the newer checkpoints belong to the abandoned one.
+:func:`set_aside_newer` moves them into ``abandoned/`` (nothing is deleted), so that the lookup
+above and the pruning only ever see the current branch.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from torch import nn
 from .._files import write_pretrained
 
 __all__ = [
+    "ABANDONED_DIR",
     "CHECKPOINTS_DIR",
     "DTYPES",
     "LATEST_FILE",
@@ -61,11 +69,13 @@ __all__ = [
     "reading_checkpoint",
     "resolve_pretrained",
     "resolve_resume",
+    "set_aside_newer",
     "write_json_atomic",
     "write_latest",
 ]
 
 CHECKPOINTS_DIR = "checkpoints"
+ABANDONED_DIR = "abandoned"  # under CHECKPOINTS_DIR: checkpoints of abandoned branches
 LATEST_FILE = "latest"
 STATE_FILE = "trainer_state.json"
 TMP_PREFIX = ".tmp-"
@@ -124,6 +134,32 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
             return root / name
     found = list_checkpoints(root)
     return found[-1] if found else None
+
+
+def set_aside_newer(root: str | os.PathLike, checkpoint: str | os.PathLike) -> list[Path]:
+    """Move the complete checkpoints of ``root`` newer than ``checkpoint`` (the one a run resumes
+    from) into ``root/abandoned/``: they belong to an abandoned branch. Returns where they went.
+
+    ``latest`` is pointed at ``checkpoint`` when it lives in ``root``.
+    """
+    root, checkpoint = Path(root), Path(checkpoint)
+    step = checkpoint_step(checkpoint)
+    newer = [p for p in list_checkpoints(root) if step is not None and checkpoint_step(p) > step]
+    moved: list[Path] = []
+    for path in reversed(newer):  # newest first
+        target = root / ABANDONED_DIR / path.name
+        n = 1
+        while target.exists():  # a branch abandoned before at the same step
+            n += 1
+            target = root / ABANDONED_DIR / f"{path.name}.{n}"
+        target.parent.mkdir(exist_ok=True)
+        os.rename(path, target)
+        moved.append(target)
+    if moved:
+        _fsync_path(root)
+    if checkpoint.parent.resolve() == root.resolve() and is_complete(checkpoint):
+        write_latest(root, checkpoint.name)
+    return moved
 
 
 def resolve_resume(resume: str | os.PathLike | None, output_dir: str | os.PathLike) -> Path | None:

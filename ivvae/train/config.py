@@ -194,12 +194,17 @@ class ValidationConfig:
     Attributes:
         enabled: run validation.
         kind: ``video`` clips or ``image`` stills (for the image VAE).
-        sources: default ``data.sources`` (video) or ``data.image_sources`` (image).
-        time_range: fraction of each video held out for validation (disjoint from
-            ``data.train_time_range``).
+        sources: a held-out set. Default, video: ``data.sources``. Default, image: frames of the
+            ``time_range`` part of the videos in ``data.sources`` and ``data.image_sources``; the
+            stills of ``data.image_sources`` only when no bucket trains on them or there is no
+            video (then they are training images: a warning, and ``validation_held_out: false``
+            in summary.json).
+        time_range: fraction of each video held out for validation (must not overlap
+            ``data.train_time_range`` unless ``sources`` is given).
         num_clips: clips (at most one per file for video).
         num_frames / size / crop / frame_interval: clip shape (centre crop).
-        video_frames_every: ``image`` kind: take every N-th frame of the held-out video part.
+        video_frames_every: ``image`` kind: take every N-th frame of the held-out video part
+            (null: none of the sources' videos; every frame of the default videos).
         image_frames: frames of each clip shown in the image grid.
     """
 
@@ -753,19 +758,27 @@ def _validate(cfg: TrainConfig) -> None:
             fail(f"{key}.frame_interval", f"must be an integer or [min, max], got {b.frame_interval}")
         if len(b.zoom_range) != 2:
             fail(f"{key}.zoom_range", f"must be [min, max], got {b.zoom_range}")
+        if b.gan_weight is not None and b.gan_weight < 0:
+            fail(f"{key}.gan_weight", f"must be >= 0 or null, got {b.gan_weight}")
     if sum(b.weight for b in d.buckets) <= 0:
         fail("data.buckets", "weights must have a positive sum")
     for key, tr in (("data.train_time_range", d.train_time_range), ("data.validation.time_range", d.validation.time_range)):
         if len(tr) != 2 or not 0.0 <= tr[0] < tr[1] <= 1.0:
             fail(key, f"must be [start, end] with 0 <= start < end <= 1, got {tr}")
+    v = d.validation
+    if v.enabled and not v.sources and _overlap(d.train_time_range, v.time_range):
+        fail("data.train_time_range", f"{d.train_time_range} overlaps data.validation.time_range {v.time_range}: validation "
+             "would score training frames; make the ranges disjoint (or set data.validation.sources)")
     if d.num_workers < 0:
         fail("data.num_workers", f"must be >= 0, got {d.num_workers}")
+    if d.prefetch_factor < 1:
+        fail("data.prefetch_factor", f"must be >= 1, got {d.prefetch_factor}")
     if d.frame_cache_mb < 0:
         fail("data.frame_cache_mb", f"must be >= 0 (0 turns the cache off), got {d.frame_cache_mb}")
-    v = d.validation
     if v.enabled:
-        if v.num_clips < 1:
-            fail("data.validation.num_clips", f"must be >= 1, got {v.num_clips}")
+        for key, value in (("num_clips", v.num_clips), ("frame_interval", v.frame_interval), ("image_frames", v.image_frames)):
+            if value < 1:
+                fail(f"data.validation.{key}", f"must be >= 1, got {value}")
         if v.kind == "video" and not (v.sources or d.sources):
             fail("data.validation.sources", "is empty and so is data.sources")
         if v.kind == "image" and not (v.sources or d.image_sources):
@@ -784,9 +797,16 @@ def _validate(cfg: TrainConfig) -> None:
         fail("train.max_grad_norm", f"must be > 0 or null, got {t.max_grad_norm}")
     if not -1 <= t.compile.min_cosine <= 1:
         fail("train.compile.min_cosine", f"must be in [-1, 1], got {t.compile.min_cosine}")
+    if t.precision == "fp16" and cfg.loss.gan.enabled:
+        # accelerate shares one GradScaler between the VAE's and the discriminator's optimisers:
+        # the second unscale raises, and the discriminator's gradients stay scaled
+        fail("train.precision", "fp16 does not work with the GAN (one GradScaler for two optimisers): use precision bf16, "
+             "or disable the GAN (loss.gan.enabled: false)")
     for key, o in (("optimizer", cfg.optimizer), ("loss.gan.optimizer", cfg.loss.gan.optimizer)):
         if o.lr <= 0:
             fail(f"{key}.lr", f"must be > 0, got {o.lr}")
+        if o.weight_decay < 0:
+            fail(f"{key}.weight_decay", f"must be >= 0, got {o.weight_decay}")
         if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
             fail(f"{key}.betas", f"must be two numbers in [0, 1), got {o.betas}")
     if cfg.schedule.warmup_steps < 0:
@@ -803,9 +823,19 @@ def _validate(cfg: TrainConfig) -> None:
     for key, value in (("logging.val_every", cfg.logging.val_every), ("checkpoint.every", cfg.checkpoint.every),
                        ("checkpoint.keep_last", cfg.checkpoint.keep_last), ("export.every", cfg.export.every),
                        ("loss.gan.start_step", cfg.loss.gan.start_step), ("loss.l1_weight", cfg.loss.l1_weight),
-                       ("loss.mse_weight", cfg.loss.mse_weight), ("loss.kl_weight", cfg.loss.kl_weight)):
+                       ("loss.mse_weight", cfg.loss.mse_weight), ("loss.kl_weight", cfg.loss.kl_weight),
+                       ("loss.lpips.weight", cfg.loss.lpips.weight), ("loss.gan.weight", cfg.loss.gan.weight),
+                       ("loss.gan.max_adaptive_weight", cfg.loss.gan.max_adaptive_weight)):
         if value < 0:
             fail(key, f"must be >= 0, got {value}")
+    for size, weight in cfg.loss.gan.weight_by_size.items():
+        if weight < 0:
+            fail(f"loss.gan.weight_by_size.{size}", f"must be >= 0, got {weight}")
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two [start, end) time ranges share a moment (adjacent ranges share no frame)."""
+    return a[0] < b[1] and b[0] < a[1]
 
 
 # ============================================================================================

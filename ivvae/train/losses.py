@@ -14,7 +14,7 @@ loss and would rival the L1 term at 256x256x17.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -104,14 +104,15 @@ def gan_losses(kind: str) -> tuple[Callable[..., torch.Tensor], Callable[..., to
 def adaptive_gan_weight(
     rec_loss: torch.Tensor,
     g_loss: torch.Tensor,
-    last_layer_weight: torch.Tensor,
+    last_layer_weight: torch.Tensor | Sequence[torch.Tensor],
     max_weight: float = 1e4,
 ) -> torch.Tensor:
     """The taming-transformers adaptive GAN weight: ||d rec / d W|| / (||d g / d W|| + 1e-4).
 
-    `W` is the decoder's last layer weight. The result is clamped to [0, max_weight] and
-    detached. It is 0 when either loss does not reach `W` (no graph, e.g. under `no_grad`, or a
-    generator loss that does not depend on it).
+    `W` is the decoder's last layer weight, or a list of weights taken as one flattened tensor
+    (every branch of a dual last conv: each writes its own output channels). The result is
+    clamped to [0, max_weight] and detached. It is 0 when either loss does not reach `W` (no
+    graph, e.g. under `no_grad`, or a generator loss that does not depend on it).
 
     Under DDP / accelerate pass the parameter of the *unwrapped* model
     (`accelerator.unwrap_model(vae).<...>.weight`): the wrapper has no model attributes, and the
@@ -119,17 +120,25 @@ def adaptive_gan_weight(
     DDP hooks. Gradient checkpointing must be non-reentrant (`use_reentrant=False`): the reentrant
     variant refuses `torch.autograd.grad`.
     """
-    zero = last_layer_weight.new_zeros(()).detach()
+    weights = [last_layer_weight] if isinstance(last_layer_weight, torch.Tensor) else list(last_layer_weight)
+    zero = weights[0].new_zeros(()).detach()
     if not (rec_loss.requires_grad and g_loss.requires_grad):
         return zero
-    (rec_grad,) = torch.autograd.grad(
-        rec_loss, last_layer_weight, retain_graph=True, allow_unused=True
-    )
-    (g_grad,) = torch.autograd.grad(g_loss, last_layer_weight, retain_graph=True, allow_unused=True)
-    if rec_grad is None or g_grad is None:
+    rec_grads = torch.autograd.grad(rec_loss, weights, retain_graph=True, allow_unused=True)
+    g_grads = torch.autograd.grad(g_loss, weights, retain_graph=True, allow_unused=True)
+    rec_norm, g_norm = _joint_norm(rec_grads), _joint_norm(g_grads)
+    if rec_norm is None or g_norm is None:
         return zero
-    weight = rec_grad.float().norm() / (g_grad.float().norm() + 1e-4)
+    weight = rec_norm / (g_norm + 1e-4)
     return weight.clamp(0.0, max_weight).detach()
+
+
+def _joint_norm(grads: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
+    """The norm of the gradients as one flattened vector (unused weights count as 0); None if none is used."""
+    used = [g.float() for g in grads if g is not None]
+    if not used:
+        return None
+    return torch.sqrt(sum(g.square().sum() for g in used))
 
 
 @contextmanager
@@ -281,7 +290,7 @@ class VAELoss(nn.Module):
         x_rec: torch.Tensor,
         posterior: Any,
         step: int,
-        last_layer_weight: torch.Tensor | None = None,
+        last_layer_weight: torch.Tensor | Sequence[torch.Tensor] | None = None,
         discriminator: nn.Module | None = None,
         gan_weight: float | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -338,7 +347,7 @@ class VAELoss(nn.Module):
         return d_loss, _to_floats(logs)
 
     def _adaptive(
-        self, rec: torch.Tensor, g_loss: torch.Tensor, last_layer_weight: torch.Tensor | None
+        self, rec: torch.Tensor, g_loss: torch.Tensor, last_layer_weight: torch.Tensor | Sequence[torch.Tensor] | None
     ) -> torch.Tensor:
         if not self.adaptive_weight:
             return g_loss.new_ones(())

@@ -61,7 +61,7 @@ import torch
 import yaml
 from torch import nn
 
-from .build import bucket_short_side, build_model_from_config, build_train_data, build_validation_clips
+from .build import bucket_short_side, build_model_from_config, build_train_data, build_validation
 from .checkpoint import (
     CHECKPOINTS_DIR,
     EMA_DIR,
@@ -76,6 +76,7 @@ from .checkpoint import (
     prune_checkpoints,
     reading_checkpoint,
     resolve_resume,
+    set_aside_newer,
     write_json_atomic,
     write_latest,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "NonFiniteLossError",
     "Trainer",
     "add_train_arguments",
+    "last_layer_weights",
     "lr_factor",
     "run_training",
     "train_main",
@@ -142,6 +144,15 @@ def lr_factor(step: int, warmup: int, total: int, kind: str, min_ratio: float = 
     if kind == "linear":
         return min_ratio + (1.0 - min_ratio) * (1.0 - progress)
     raise ValueError(f"unknown schedule kind {kind!r}")
+
+
+def last_layer_weights(vae: nn.Module) -> list[torch.Tensor]:
+    """The weights of the decoder's last conv, every branch of it: the adaptive GAN weight balances the
+    gradients there, and the temporal branch of a dual conv writes frames the keyframe branch does not."""
+    convs = getattr(getattr(getattr(vae, "decoder", None), "conv_out", None), "convs", None)
+    if isinstance(convs, nn.ModuleDict) and len(convs):
+        return [conv.weight for conv in convs.values()]
+    return [vae.last_layer_weight]
 
 
 def _to_uint8(frame: torch.Tensor) -> np.ndarray:
@@ -326,7 +337,8 @@ class Trainer:
             b.gan_weight if b.gan_weight is not None else g.weight_by_size.get(bucket_short_side(b), g.weight)
             for b in self.buckets
         ]
-        self.val_clips = build_validation_clips(cfg) if self.is_main else []
+        # held out: False when image validation can only score training stills (summary.json says so)
+        self.val_clips, self.val_held_out = build_validation(cfg) if self.is_main else ([], None)
 
         self._reset_training_state()
         set_seed(cfg.seed + acc.process_index)  # training randomness differs per process
@@ -364,6 +376,7 @@ class Trainer:
             self.optimizer_d = None
             self.ae, self.optimizer = acc.prepare(self.ae, opt)
         self.vae_unwrapped = acc.unwrap_model(self.ae).vae
+        self.last_layer_weights = last_layer_weights(self.vae_unwrapped)
 
     def _build_loss(self, cfg: TrainConfig) -> nn.Module:
         """The VAE loss of ``cfg.loss`` (LPIPS from its weight files, or skipped as ``on_missing`` says)."""
@@ -527,7 +540,7 @@ class Trainer:
                 rec, mean, logvar = self.ae(x, sample_posterior=cfg.loss.sample_posterior)
                 rec = rec.float()
                 posterior = SimpleNamespace(mean=mean.float(), logvar=logvar.float(), deterministic=False)
-                loss, logs = self.loss_fn(x, rec, posterior, self.step, last_layer_weight=self.vae_unwrapped.last_layer_weight,
+                loss, logs = self.loss_fn(x, rec, posterior, self.step, last_layer_weight=self.last_layer_weights,
                                           discriminator=self.discriminator, gan_weight=self.bucket_gan_weights[bucket])
             acc.backward(loss)
             if self.discriminator is not None and self.loss_fn.gan_active(self.step):
@@ -558,14 +571,15 @@ class Trainer:
             micro.append(self._micro_step(batch))
         if not self.accelerator.sync_gradients:  # pragma: no cover - accelerate bookkeeping drifted
             raise RuntimeError("gradient accumulation out of step with the optimiser")
+        logs = _mean_dicts(micro)
+        # the lr this step used: read before the schedulers move on to the next step's
+        logs["lr"] = self.scheduler.get_last_lr()[0]
+        if self.scheduler_d is not None:
+            logs["lr_d"] = self.scheduler_d.get_last_lr()[0]
         if not self.accelerator.optimizer_step_was_skipped:
             self.scheduler.step()
         if self.scheduler_d is not None:
             self.scheduler_d.step()
-        logs = _mean_dicts(micro)
-        logs["lr"] = self.scheduler.get_last_lr()[0]
-        if self.scheduler_d is not None:
-            logs["lr_d"] = self.scheduler_d.get_last_lr()[0]
         return logs
 
     # ----------------------------------------------------------------------------- run
@@ -619,12 +633,22 @@ class Trainer:
             logger.info("no checkpoint in %s: starting from scratch", self.checkpoint_root)
         if self.is_main:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
+            if checkpoint is not None:
+                self._set_aside_abandoned_branch(checkpoint)
             if self.checkpoint_root.is_dir():
                 prune_checkpoints(self.checkpoint_root, 0)  # remove temp dirs a killed run left behind
         self.accelerator.wait_for_everyone()
         self._open_outputs()
         self._new_outputs = None  # started: from here on the output dir is the run's record
         return checkpoint
+
+    def _set_aside_abandoned_branch(self, checkpoint: Path) -> None:
+        """Resuming from a checkpoint older than others of the output dir starts a new branch: move the
+        newer ones aside (never deleted), else ``--resume auto`` and pruning would take them for this run's."""
+        moved = set_aside_newer(self.checkpoint_root, checkpoint)
+        if moved:
+            logger.warning("resumed from %s, older than %d checkpoint(s) of this output dir: moved them to %s (an abandoned "
+                           "branch; --resume auto and pruning follow this run)", checkpoint.name, len(moved), moved[0].parent)
 
     def _train(self, resume) -> dict[str, Any]:
         cfg, acc = self.cfg, self.accelerator
@@ -728,6 +752,7 @@ class Trainer:
             "first_losses": self.first_losses,
             "last_losses": self.last_losses,
             "val_psnr": self.val_history,
+            "validation_held_out": self.val_held_out,
             "skipped_files": self._all_bad_files(),
             "checkpoint": str(latest_checkpoint(self.checkpoint_root)) if latest_checkpoint(self.checkpoint_root) else None,
             "export": str(export_dir) if export_dir else None,
