@@ -520,9 +520,14 @@ def _check_same_settings(folders: Sequence[Path], infos: Sequence[dict[str, Any]
         if changed:
             raise LatentDatasetError(f"'{folder}' was made with other settings than '{folders[0]}' ({'; '.join(changed)}); "
                                      "read them as separate data sets")
-    parts = [tuple(info["part"]) for info in infos if info.get("part")]
+    parts = [tuple(info["part"]) if info.get("part") else None for info in infos]
     if len(set(parts)) != len(parts) or len({str(f.resolve()) for f in folders}) != len(folders):
         raise LatentDatasetError(f"the same folder or part is given twice ({', '.join(map(str, folders))}): its clips would repeat")
+    if len(folders) > 1 and (None in parts or len({count for _, count in parts}) > 1):
+        described = ", ".join(f"'{f}' ({'all videos' if part is None else f'part {part[0]}/{part[1]}'})"
+                              for f, part in zip(folders, parts, strict=True))
+        raise LatentDatasetError(f"these folders split the videos differently ({described}): parts of different splits, or a "
+                                 "whole run with parts, share videos, whose clips would repeat; read parts I/K of one K together")
 
 
 def _folder_list(folders: Any) -> list[Path]:

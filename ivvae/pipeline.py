@@ -27,7 +27,8 @@ import math
 import numbers
 import os
 import tempfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from .io import frames_to_tensor, tensor_to_frames
 __all__ = [
     "DTYPES",
     "EncodedVideo",
+    "FrameMetrics",
     "LatentFileError",
     "MemoryRiskError",
     "available_memory_bytes",
@@ -51,15 +53,18 @@ __all__ = [
     "check_memory",
     "config_hash",
     "decode_latents",
+    "decode_pieces",
     "encode_clips",
+    "encode_pieces",
     "encode_video",
     "estimate_peak_memory_bytes",
-    "weights_hash",
     "load_latents",
     "reconstruct",
+    "reconstruct_pieces",
     "reconstruction_metrics",
     "save_latents",
     "side_by_side",
+    "weights_hash",
 ]
 
 #: ``--dtype`` choices -> compute dtype. ``bf16`` runs under ``torch.autocast`` with channels-last weights.
@@ -236,9 +241,10 @@ def _chunk_count(frames: int, frames_per_group: int, chunk_groups: int | None) -
 # --------------------------------------------------------------------------------------------
 # Model identity
 # --------------------------------------------------------------------------------------------
-def config_hash(model) -> str:
-    """A short hash of the model's architecture and normalisation config (private keys excluded)."""
-    config = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
+def config_hash(model, **overrides: Any) -> str:
+    """A short hash of the model's architecture and normalisation config (private keys excluded;
+    ``overrides`` replace config values, e.g. other normalisation factors)."""
+    config = {k: v for k, v in dict(model.config).items() if not k.startswith("_")} | overrides
     text = json.dumps(config, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -321,7 +327,16 @@ def encode_video(
     frames, height, width = video.shape[:3]
     latents = encode_clips(model, frames_to_tensor(video).unsqueeze(0), chunk_groups=chunk_groups, tile=tile, dtype=compute,
                            normalize=normalize, progress=progress)
-    metadata = {
+    metadata = _latent_metadata(model, fps, (frames, height, width), normalize=normalize, compute=compute, chunk_groups=chunk_groups,
+                                tile=tile)
+    return EncodedVideo(latents=latents, metadata=metadata)
+
+
+def _latent_metadata(model, fps: float | None, size: tuple[int, int, int], *, normalize: bool, compute: torch.dtype,
+                     chunk_groups: int | None, tile: Tile) -> dict[str, Any]:
+    """What a latents file records: the video's size and rate, the model and how it ran."""
+    frames, height, width = size
+    return {
         "format": LATENT_FORMAT,
         "version": LATENT_FORMAT_VERSION,
         "fps": float(fps) if fps else 0.0,
@@ -339,7 +354,6 @@ def encode_video(
         "chunk_groups": chunk_groups,
         "tile": list(tile) if tile else None,
     }
-    return EncodedVideo(latents=latents, metadata=metadata)
 
 
 def _check_fps(fps: object) -> None:
@@ -385,7 +399,7 @@ def encode_clips(
 def _check_encoding_model(model, metadata: dict[str, Any]) -> None:
     """Latents decode only with the model that made them: same config and, where recorded, weights."""
     made_by = f"model '{metadata.get('model', '?')}'"
-    if metadata.get("config_hash") and metadata["config_hash"] != config_hash(model):
+    if metadata.get("config_hash") and metadata["config_hash"] not in (config_hash(model), _config_hash_as_recorded(model, metadata)):
         raise ValueError(
             f"these latents were made by another model ({made_by}, config hash {metadata['config_hash']}); this model's "
             f"config hash is {config_hash(model)}: decode with the encoding model"
@@ -395,6 +409,22 @@ def _check_encoding_model(model, metadata: dict[str, Any]) -> None:
             f"these latents were made by the same architecture with other weights ({made_by}, weights hash "
             f"{metadata['weights_hash']}, this model's {weights_hash(model)}): decode with the encoding model's weights"
         )
+
+
+def _config_hash_as_recorded(model, metadata: dict[str, Any]) -> str | None:
+    """The model's config hash with the normalisation factors the latents recorded: latents made
+    before ``latent-stats`` set new factors (same architecture and weights) still decode."""
+    factors = {k: metadata[k] for k in ("scaling_factor", "shift_factor") if isinstance(metadata.get(k), (int, float))}
+    return config_hash(model, **factors) if len(factors) == 2 else None
+
+
+def _recorded_factors(model, metadata: dict[str, Any]) -> tuple[float, float]:
+    """(scaling_factor, shift_factor) the latents were normalised with: the recorded ones (the
+    model's may have changed since), else the model's."""
+    scaling, shift = metadata.get("scaling_factor"), metadata.get("shift_factor")
+    if isinstance(scaling, (int, float)) and isinstance(shift, (int, float)) and scaling:
+        return float(scaling), float(shift)
+    return float(model.config.scaling_factor), float(model.config.shift_factor)
 
 
 def _one_video_latents(latents: torch.Tensor, where: str) -> torch.Tensor:
@@ -491,26 +521,7 @@ def decode_latents(
     without an error: not float, NaN or infinite values, a batch of several videos (decode those
     with ``model.decode``), or a recorded size or tile that does not fit the latents.
     """
-    _check_model(model)
-    source = ""
-    if isinstance(latents, EncodedVideo):
-        latents, metadata, source = latents.latents, (metadata or latents.metadata), latents.source
-    metadata = metadata or {}
-    if not isinstance(metadata, dict):
-        raise ValueError(f"metadata must be a dict (EncodedVideo.metadata, or load_latents(path).metadata), got {type(metadata).__name__}")
-    where = source or "the latents"
-    chunk_groups, compute = _check_chunk_groups(chunk_groups), _dtype(dtype)
-    tile = _check_decode_tile(model, tile, metadata, where)
-    if check_model:
-        _check_encoding_model(model, metadata)
-    latents = _one_video_latents(latents, where)
-    _check_recorded_size(model, latents.shape, metadata, where)
-    _prepare_model(model, compute)
-    z = latents.to(_model_device(model), torch.float32)
-    if metadata.get("normalized"):
-        z = model.denormalize_latents(z)
-    z = z.to(_input_dtype(model, compute))
-    z = _memory_format(z, compute)
+    z, metadata, chunk_groups, tile, compute = _decoder_input(model, latents, metadata, chunk_groups, tile, dtype, check_model)
     s = model.spatial_compression
     total = _chunk_count(z.shape[2], 1, chunk_groups) * _tile_count(z.shape[3], z.shape[4], tile, s)
     bar = _ChunkProgress("decode", total, progress)
@@ -529,6 +540,32 @@ def decode_latents(
     return tensor_to_frames(video[0].float().cpu())
 
 
+def _decoder_input(model, latents, metadata, chunk_groups, tile, dtype, check_model):
+    """:func:`decode_latents`' checks, then the latents as the model takes them (denormalised, on
+    its device, in its input dtype): ``(z, metadata, chunk_groups, tile, compute dtype)``."""
+    _check_model(model)
+    source = ""
+    if isinstance(latents, EncodedVideo):
+        latents, metadata, source = latents.latents, (metadata or latents.metadata), latents.source
+    metadata = metadata or {}
+    if not isinstance(metadata, dict):
+        raise ValueError(f"metadata must be a dict (EncodedVideo.metadata, or load_latents(path).metadata), got {type(metadata).__name__}")
+    where = source or "the latents"
+    chunk_groups, compute = _check_chunk_groups(chunk_groups), _dtype(dtype)
+    tile = _check_decode_tile(model, tile, metadata, where)
+    if check_model:
+        _check_encoding_model(model, metadata)
+    latents = _one_video_latents(latents, where)
+    _check_recorded_size(model, latents.shape, metadata, where)
+    _prepare_model(model, compute)
+    z = latents.to(_model_device(model), torch.float32)
+    if metadata.get("normalized"):  # with the factors they were normalised with
+        scaling, shift = _recorded_factors(model, metadata)
+        z = z / scaling + shift
+    z = _memory_format(z.to(_input_dtype(model, compute)), compute)
+    return z, metadata, chunk_groups, tile, compute
+
+
 def reconstruct(
     model,
     video: torch.Tensor,
@@ -543,6 +580,132 @@ def reconstruct(
     """
     encoded = encode_video(model, video, chunk_groups=chunk_groups, tile=tile, dtype=dtype, progress=progress)
     return decode_latents(model, encoded, chunk_groups=chunk_groups, tile=tile, dtype=dtype, progress=progress)
+
+
+# --------------------------------------------------------------------------------------------
+# Videos in pieces: any length, memory set by the chunk
+# --------------------------------------------------------------------------------------------
+_END = object()
+
+
+def _steps(model, tile: Tile, compute: torch.dtype, items: Iterator[Any]) -> Iterator[Any]:
+    """``items``, each produced under the call's tiling and precision (not while the caller holds it)."""
+    while True:
+        with _execution(model, tile, compute):
+            item = next(items, _END)
+        if item is _END:
+            return
+        yield item
+
+
+def _model_pieces(model, pieces: Iterable[torch.Tensor], compute: torch.dtype, keep: deque | None = None) -> Iterator[torch.Tensor]:
+    """uint8 frame pieces ``(t, H, W, 3)`` as the model takes them (``keep`` collects the frames)."""
+    device, input_dtype = _model_device(model), _input_dtype(model, compute)
+    for frames in pieces:
+        frames = _as_video(frames)
+        if keep is not None:
+            keep.append(frames)
+        yield _memory_format(frames_to_tensor(frames).unsqueeze(0).to(device, input_dtype), compute)
+
+
+def _check_piece_options(model, chunk_groups: int | None, tile: Tile, dtype: str | torch.dtype):
+    _check_model(model)
+    chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), check_tile(tile, model.spatial_compression), _dtype(dtype)
+    _prepare_model(model, compute)
+    return chunk_groups, tile, compute
+
+
+def encode_pieces(
+    model,
+    pieces: Iterable[torch.Tensor],
+    *,
+    fps: float | None = None,
+    chunk_groups: int | None = 1,
+    tile: Tile = None,
+    dtype: str | torch.dtype = "fp32",
+    normalize: bool = False,
+) -> EncodedVideo:
+    """:func:`encode_video` of a video that arrives in pieces of uint8 frames ``(t, H, W, 3)``
+    (e.g. :func:`ivvae.io.iter_video`): only one chunk of frames is ever held, and the result
+    equals :func:`encode_video` of the whole video with the same options."""
+    _check_fps(fps)
+    chunk_groups, tile, compute = _check_piece_options(model, chunk_groups, tile, dtype)
+    kept: deque = deque(maxlen=1)  # the last piece: the video's frame size
+    frames = 0
+    latents = []
+
+    def counted() -> Iterator[torch.Tensor]:
+        nonlocal frames
+        for piece in _model_pieces(model, pieces, compute, kept):
+            frames += piece.shape[2]
+            yield piece
+
+    for posterior in _steps(model, tile, compute, iter(model.encode_stream(counted(), chunk_groups))):
+        z = posterior.mode()
+        if normalize:
+            z = model.normalize_latents(z.float())
+        latents.append(z.detach().to("cpu", torch.float32))
+    if not latents:
+        raise ValueError("encode_pieces: the video has no frames (an empty iterable of pieces)")
+    height, width = kept[0].shape[1:3]
+    metadata = _latent_metadata(model, fps, (frames, height, width), normalize=normalize, compute=compute, chunk_groups=chunk_groups,
+                                tile=tile)
+    return EncodedVideo(latents=torch.cat(latents, dim=2).contiguous(), metadata=metadata)
+
+
+def decode_pieces(
+    model,
+    latents: torch.Tensor | EncodedVideo,
+    metadata: dict[str, Any] | None = None,
+    *,
+    chunk_groups: int | None = 1,
+    tile: Tile = None,
+    dtype: str | torch.dtype = "fp32",
+    check_model: bool = True,
+) -> Iterator[torch.Tensor]:
+    """:func:`decode_latents` chunk by chunk: uint8 frame pieces ``(t, H, W, 3)``, which
+    concatenated equal its result; only one chunk of frames is ever held (write them with
+    :class:`ivvae.io.VideoWriter`). Every check runs before the first piece is made."""
+    z, metadata, chunk_groups, tile, compute = _decoder_input(model, latents, metadata, chunk_groups, tile, dtype, check_model)
+    videos = model.decode_stream(iter([z]), chunk_groups, num_frames=metadata.get("num_frames"), height=metadata.get("height"),
+                                 width=metadata.get("width"))
+    return (tensor_to_frames(video[0].float().cpu()) for video in _steps(model, tile, compute, iter(videos)))
+
+
+def reconstruct_pieces(
+    model,
+    pieces: Iterable[torch.Tensor],
+    *,
+    chunk_groups: int | None = 1,
+    tile: Tile = None,
+    dtype: str | torch.dtype = "fp32",
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`reconstruct` of a video that arrives in pieces of uint8 frames ``(t, H, W, 3)``:
+    yields ``(input frames, reconstruction)`` pairs of equal length as each chunk's reconstruction
+    is ready, so a video of any length is read, coded and written with the memory of a chunk.
+    Concatenated, the reconstructions equal :func:`reconstruct` of the whole video."""
+    chunk_groups, tile, compute = _check_piece_options(model, chunk_groups, tile, dtype)
+    waiting: deque = deque()  # input frames whose reconstruction is not out yet
+    input_dtype = _input_dtype(model, compute)
+    latents = (_memory_format(p.mode().float().to(input_dtype), compute)
+               for p in model.encode_stream(_model_pieces(model, pieces, compute, waiting), chunk_groups))
+    for video in _steps(model, tile, compute, iter(model.decode_stream(latents, chunk_groups))):
+        original = _take_frames(waiting, video.shape[2])  # fewer at the end: the last group's padding
+        height, width = original.shape[1:3]
+        yield original, tensor_to_frames(video[0, :, : original.shape[0], :height, :width].float().cpu())
+
+
+def _take_frames(pieces: deque, count: int) -> torch.Tensor:
+    """The first ``count`` frames (or all there are) of the pieces in ``pieces``, removed from it."""
+    taken, have = [], 0
+    while pieces and have < count:
+        piece = pieces.popleft()
+        if have + piece.shape[0] > count:
+            pieces.appendleft(piece[count - have:])
+            piece = piece[: count - have]
+        taken.append(piece)
+        have += piece.shape[0]
+    return torch.cat(taken) if len(taken) > 1 else taken[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -634,15 +797,38 @@ def reconstruction_metrics(original: torch.Tensor, reconstruction: torch.Tensor)
     ``data_range=2``; SSIM as scikit-image's Gaussian-window SSIM). SSIM is ``None`` for frames
     smaller than its 11x11 window.
     """
-    from .eval.metrics import SSIM_WINDOW, psnr, ssim
+    metrics = FrameMetrics()
+    metrics.update(original, reconstruction)
+    return metrics.result()
 
-    original, reconstruction = _as_video(original), _as_video(reconstruction)
-    if original.shape != reconstruction.shape:
-        raise ValueError(f"shapes differ: {tuple(original.shape)} vs {tuple(reconstruction.shape)}")
-    x = frames_to_tensor(original).unsqueeze(0)
-    y = frames_to_tensor(reconstruction).unsqueeze(0)
-    small = min(x.shape[-2:]) < SSIM_WINDOW
-    return {"psnr": float(psnr(x, y, data_range=2.0)), "ssim": None if small else float(ssim(x, y, data_range=2.0))}
+
+class FrameMetrics:
+    """:func:`reconstruction_metrics` over a video that comes in pieces: :meth:`update` with each
+    piece's frames, :meth:`result` for the averages over every frame so far."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self._psnr = 0.0
+        self._ssim: float | None = 0.0
+
+    def update(self, original: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        from .eval.metrics import SSIM_WINDOW, psnr_per_frame, ssim_per_frame
+
+        original, reconstruction = _as_video(original), _as_video(reconstruction)
+        if original.shape != reconstruction.shape:
+            raise ValueError(f"shapes differ: {tuple(original.shape)} vs {tuple(reconstruction.shape)}")
+        x = frames_to_tensor(original).unsqueeze(0)
+        y = frames_to_tensor(reconstruction).unsqueeze(0)
+        self.frames += x.shape[2]
+        self._psnr += float(psnr_per_frame(x, y, data_range=2.0).sum())
+        small = min(x.shape[-2:]) < SSIM_WINDOW
+        self._ssim = None if small or self._ssim is None else self._ssim + float(ssim_per_frame(x, y, data_range=2.0).sum())
+
+    def result(self) -> dict[str, float | None]:
+        """``{"psnr": dB, "ssim": value or None}``, means over the frames seen."""
+        if not self.frames:
+            raise ValueError("no frames were measured")
+        return {"psnr": self._psnr / self.frames, "ssim": None if self._ssim is None else self._ssim / self.frames}
 
 
 def side_by_side(a: torch.Tensor, b: torch.Tensor, gap: int = 0) -> torch.Tensor:
@@ -691,14 +877,17 @@ def estimate_peak_memory_bytes(
     chunk_groups: int | None = None,
     tile: Tile = None,
     dtype: str | torch.dtype = "fp32",
+    *,
+    streamed_io: bool = False,
 ) -> int:
     """A rough estimate of the peak memory of reconstructing a ``num_frames x height x width`` video.
 
     Weights, plus the widest feature map (full resolution, at the first encoder and last decoder
     stages: ``branches x base_channels`` channels) over the frames of one chunk and the pixels of
-    one tile, times a calibrated number of live copies, plus the whole-video input/output
-    buffers. Fitted on CPU fp32 runs (see ``benchmarks/``); good to a factor of about 1.5, meant
-    to catch runs that cannot fit, not to budget.
+    one tile, times a calibrated number of live copies, plus the input/output buffers: of the
+    whole video, or with ``streamed_io`` (frames read and written a chunk at a time:
+    :func:`reconstruct_pieces`, with ``chunk_groups``) of one chunk. Fitted on CPU fp32 runs (see
+    ``benchmarks/``); good to a factor of about 1.5, meant to catch runs that cannot fit, not to budget.
     """
     _check_model(model)
     for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
@@ -722,7 +911,8 @@ def estimate_peak_memory_bytes(
     weights = parameters * 4 + (parameters * 2 if compute == torch.bfloat16 else 0)  # + autocast's bf16 copies
     # uint8 in + float input, padded input, decoded chunks + their concatenation, uint8 out;
     # tiles add the blended output accumulator.
-    video_float = 3 * frames * padded_h * padded_w * 4
+    buffered_frames = live_frames if streamed_io and chunk_groups is not None else frames
+    video_float = 3 * buffered_frames * padded_h * padded_w * 4
     buffers = video_float * (5 + (2 if tile is not None else 0))
     return int(weights + activations + buffers)
 
@@ -751,14 +941,17 @@ def check_memory(
     tile: Tile = None,
     dtype: str | torch.dtype = "fp32",
     fraction: float = MEMORY_FRACTION,
+    *,
+    streamed_io: bool = False,
 ) -> int:
-    """Raise :class:`MemoryRiskError` if the estimate exceeds ``fraction`` of the available memory.
+    """Raise :class:`MemoryRiskError` if the estimate exceeds ``fraction`` of the available memory
+    (``streamed_io``: see :func:`estimate_peak_memory_bytes`).
 
     Returns the estimate (bytes). The message suggests ``--chunk-groups 1`` and/or ``--tile``.
     """
     if not isinstance(fraction, numbers.Real) or isinstance(fraction, bool) or not 0 < fraction < math.inf:
         raise ValueError(f"fraction={fraction!r}: expected a number > 0 (the share of the available memory a run may use, e.g. 0.7)")
-    estimate = estimate_peak_memory_bytes(model, num_frames, height, width, chunk_groups, tile, dtype)
+    estimate = estimate_peak_memory_bytes(model, num_frames, height, width, chunk_groups, tile, dtype, streamed_io=streamed_io)
     available = available_memory_bytes(_model_device(model))
     if estimate > fraction * available:
         hints = []

@@ -140,26 +140,30 @@ class ChunkedStream:
         self._started = False
         self._states: dict[int, list[tuple]] = {}
 
-    def push(self, piece: torch.Tensor) -> list[torch.Tensor]:
-        """Add ``(B, C, t, H, W)`` frames; return the outputs of the chunks now complete (maybe none)."""
+    def push(self, piece: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Add ``(B, C, t, H, W)`` frames; the outputs of the chunks they complete, each run as it
+        is asked for (consume them before the next push)."""
         self._pending.append(piece)
         self._pending_frames += piece.shape[2]
-        outputs = []
-        while self.chunk_groups is not None and self._pending_frames >= self._next_chunk_frames():
-            outputs.append(self._run(self._take(self._next_chunk_frames())))
-        return outputs
+        return self._ready_chunks()
 
-    def finish(self) -> list[torch.Tensor]:
-        """Run the remaining frames (the last group completed with copies of the last frame)."""
+    def _ready_chunks(self) -> Iterator[torch.Tensor]:
+        while self.chunk_groups is not None and self._pending_frames >= self._next_chunk_frames():
+            yield self._run(self._take(self._next_chunk_frames()))
+
+    def finish(self) -> Iterator[torch.Tensor]:
+        """The outputs of the remaining frames (the last group completed with copies of the last frame)."""
         if not self._pending_frames:
-            return []
+            return
         rest = self._take(self._pending_frames)
         missing = -(rest.shape[2] - (0 if self._started else 1)) % self.frames_per_group
         if missing:
             rest = torch.cat([rest, rest[:, :, -1:].expand(-1, -1, missing, -1, -1)], dim=2)
         if self.chunk_groups is None:
-            return [self._run(rest)]
-        return [self._run(rest[:, :, piece]) for piece in self._remaining_slices(rest.shape[2])]
+            yield self._run(rest)
+            return
+        for piece in self._remaining_slices(rest.shape[2]):
+            yield self._run(rest[:, :, piece])
 
     def _next_chunk_frames(self) -> int:
         return self.chunk_groups * self.frames_per_group if self._started else 1
@@ -240,14 +244,14 @@ def run_tiled(fn: Callable[[torch.Tensor, int], torch.Tensor], x: torch.Tensor, 
     total = weights = None
     for index, (top, left) in enumerate(iter_tiles(height, width, tile, overlap)):
         piece = fn(x[..., top : top + tile, left : left + tile], index)
-        if total is None:
-            total = piece.new_zeros(*piece.shape[:-2], out_h, out_w)
-            weights = piece.new_zeros(out_h, out_w)
+        if total is None:  # summed in float32: a bf16 sum would add its rounding to the blend
+            total = piece.new_zeros(*piece.shape[:-2], out_h, out_w, dtype=torch.float32)
+            weights = piece.new_zeros(out_h, out_w, dtype=torch.float32)
         o_top, o_left = round(top * scale), round(left * scale)
         ph, pw = piece.shape[-2:]
         w_rows = _ramp(ph, out_overlap, top > 0, top + tile < height, piece.device)
         w_cols = _ramp(pw, out_overlap, left > 0, left + tile < width, piece.device)
-        weight = (w_rows[:, None] * w_cols[None, :]).to(piece.dtype)
-        total[..., o_top : o_top + ph, o_left : o_left + pw] += piece * weight
+        weight = w_rows[:, None] * w_cols[None, :]
+        total[..., o_top : o_top + ph, o_left : o_left + pw] += piece.float() * weight
         weights[o_top : o_top + ph, o_left : o_left + pw] += weight
-    return total / weights
+    return (total / weights).to(piece.dtype)

@@ -233,7 +233,7 @@ def test_every_documented_config_key_exists():
 @pytest.fixture
 def readme_python() -> list[str]:
     blocks = _fenced_blocks((ROOT / "README.md").read_text(), "python")
-    assert len(blocks) == 3, "README's Python examples changed: update this test's setup"
+    assert len(blocks) == 4, "README's Python examples changed: update this test's setup"
     return blocks
 
 
@@ -247,11 +247,14 @@ def test_the_readme_python_examples_run(readme_python, tmp_path, monkeypatch, ca
     IVVAE(latent_channels=16, base_channels=8).save_pretrained("models/ivvae_z16_dim64")
     namespace: dict = {}
 
-    api, tiling, latents = readme_python
+    api, tiling, pieces, latents = readme_python
     exec(compile(api.replace("256", "64"), "README.md (Python API)", "exec"), namespace)
     assert namespace["z"].shape == (1, 16, 5, 8, 8)
     assert namespace["recon"].shape == namespace["same"].shape == namespace["video"].shape
     exec(compile(tiling, "README.md (streaming and tiling)", "exec"), namespace)
+    write_sine_video(tmp_path / "long.mp4", frames=9, height=32, width=48)
+    exec(compile(pieces, "README.md (videos in pieces)", "exec"), namespace)
+    assert namespace["frames"].shape == (1, 3, 9, 32, 48) and namespace["reconstruction"].shape == (4, 32, 48, 3)
 
     write_sine_video(tmp_path / "videos" / "a.mp4", frames=9, height=48, width=64)
     code, _, err = run(capsys, "encode-dataset", "LATENTS_DIR", "--model", "models/ivvae_z16_dim64",

@@ -297,6 +297,10 @@ def test_parts_split_the_videos_and_read_back_as_one(videos, tmp_path):
     assert all(torch.equal(latents, whole[key]) for key, latents in by_clip(parts).items())
     with pytest.raises(LatentDatasetError, match="given twice"):
         LatentDataset([tmp_path / "part0", tmp_path / "part0"])
+    encode_dataset(model, spec, tmp_path / "third0", part=(0, 3), progress=False)
+    for mixed in ("third0", "whole"):  # another split, or the whole run, shares videos with part 0/2
+        with pytest.raises(LatentDatasetError, match="split the videos differently"):
+            LatentDataset([tmp_path / "part0", tmp_path / mixed])
     encode_dataset(model, spec_for(videos, frames=5), tmp_path / "other", part=(1, 2), progress=False)
     with pytest.raises(LatentDatasetError, match="other settings.*clips.frames"):
         LatentDataset([tmp_path / "part0", tmp_path / "other"])

@@ -55,6 +55,45 @@ def test_encode_save_load_decode_equals_reconstruct(model, video, tmp_path, chun
     assert torch.equal(decoded, expected)
 
 
+@pytest.mark.parametrize("chunk_groups", [None, 1, 2])
+@pytest.mark.parametrize("tile", [None, (16, 8)])
+def test_videos_in_pieces_equal_the_whole_video_workflows(model, video, chunk_groups, tile):
+    """reconstruct_pieces / encode_pieces / decode_pieces give reconstruct / encode_video /
+    decode_latents exactly, whatever the pieces, and pair each reconstruction with its input."""
+    options = {"chunk_groups": chunk_groups, "tile": tile}
+    expected = pipeline.reconstruct(model, video, progress=False, **options)
+    pairs = list(pipeline.reconstruct_pieces(model, iter(video.split([2, 4, 3])), **options))
+    assert torch.equal(torch.cat([a for a, _ in pairs]), video) and torch.equal(torch.cat([b for _, b in pairs]), expected)
+    assert all(a.shape == b.shape for a, b in pairs)
+    encoded = pipeline.encode_video(model, video, fps=25, progress=False, **options)
+    in_pieces = pipeline.encode_pieces(model, iter(video.split(4)), fps=25, **options)
+    assert torch.equal(in_pieces.latents, encoded.latents) and in_pieces.metadata == encoded.metadata
+    decoded = list(pipeline.decode_pieces(model, encoded, **options))
+    assert torch.equal(torch.cat(decoded), pipeline.decode_latents(model, encoded, progress=False, **options))
+
+
+def test_decode_pieces_decodes_a_chunk_at_a_time(model, video):
+    """The first piece comes out before the decoder has run the later chunks (memory of one chunk)."""
+    encoded = pipeline.encode_video(model, video, progress=False)
+    runs = []
+    hook = model.decoder.register_forward_hook(lambda module, inputs, output: runs.append(output.shape[2]))
+    try:
+        pieces = pipeline.decode_pieces(model, encoded, chunk_groups=1)
+        first = next(pieces)
+        assert first.shape[0] == 1 and runs == [1]
+        assert sum(p.shape[0] for p in pieces) == video.shape[0] - 1 and len(runs) == 3
+    finally:
+        hook.remove()
+
+
+def test_memory_estimate_with_streamed_io_does_not_grow_with_the_video(model):
+    short, long = (pipeline.estimate_peak_memory_bytes(model, t, 256, 256, chunk_groups=1, streamed_io=True) for t in (17, 100_001))
+    assert short == long
+    assert pipeline.estimate_peak_memory_bytes(model, 100_001, 256, 256, chunk_groups=1) > 100 * short
+    assert pipeline.estimate_peak_memory_bytes(model, 101, 256, 256, streamed_io=True) == \
+        pipeline.estimate_peak_memory_bytes(model, 101, 256, 256)  # one pass holds the whole video anyway
+
+
 def test_bf16_round_trip_equals_reconstruct(video, tmp_path):
     model = small_model()
     expected = pipeline.reconstruct(model, video, dtype="bf16", progress=False)
@@ -98,10 +137,23 @@ def test_normalized_latents(model, video):
 
 def test_decode_refuses_latents_of_another_model(model, video):
     encoded = pipeline.encode_video(model, video, progress=False)
-    other = small_model(latent_channels=8)
-    other.register_to_config(scaling_factor=2.0)
+    torch.manual_seed(0)
+    other = IVVAE(latent_channels=8, base_channels=8, encoder_blocks=1, decoder_blocks=2).eval()
     with pytest.raises(ValueError, match="another model"):
         pipeline.decode_latents(other, encoded, progress=False)
+
+
+def test_latents_still_decode_after_the_model_gets_new_normalisation_factors(video):
+    """``latent-stats --write-model`` changes only the factors: raw latents made before still decode,
+    and normalised ones are denormalised with the factors they were made with."""
+    before = small_model()
+    raw = pipeline.encode_video(before, video, progress=False)
+    normalised = pipeline.encode_video(before, video, normalize=True, progress=False)
+    expected = pipeline.decode_latents(before, raw, progress=False)
+    after = small_model()
+    after.register_to_config(scaling_factor=0.5, shift_factor=0.3)
+    assert torch.equal(pipeline.decode_latents(after, raw, progress=False), expected)
+    assert (pipeline.decode_latents(after, normalised, progress=False).int() - expected.int()).abs().max() <= 1
 
 
 def test_load_latents_errors(tmp_path, model, video):

@@ -55,39 +55,49 @@ def _check_tile_for(model, tile: tuple[int, int] | None) -> tuple[int, int] | No
     return check_tile(tile, model.spatial_compression)
 
 
-def _selected_shape(args: argparse.Namespace) -> tuple[int, int, int]:
-    """(frames, height, width) that reading ``args.input`` with the selection options gives."""
+class _Selection(NamedTuple):
+    """What reading ``args.input`` with the selection options gives (from the header, before reading)."""
+
+    frames: int
+    height: int  # after --resize and --crop
+    width: int
+    resized: tuple[int, int]  # (width, height) after --resize, before --crop
+    fps: float
+
+
+def _selection(args: argparse.Namespace) -> _Selection:
     from ..io import _resize_target, probe_video
 
     info = probe_video(args.input)
     available = max(0, -(-(info.num_frames - args.start) // args.stride))
     frames = min(args.frames, available) if args.frames else available
-    size = _resize_target(args.resize, info.width, info.height) or (info.width, info.height)
-    width, height = size
+    resized = _resize_target(args.resize, info.width, info.height) or (info.width, info.height)
+    width, height = resized
     if args.crop:
-        cw, ch = (args.crop, args.crop) if isinstance(args.crop, int) else args.crop
+        cw, ch = _crop_size(args)
         width, height = min(width, cw), min(height, ch)
-    return max(frames, 1), height, width
+    return _Selection(max(frames, 1), height, width, resized, (info.fps or 25.0) / args.stride)
 
 
-def _read_input(args: argparse.Namespace):
-    """Read the selected frames: (uint8 (T, H, W, 3), fps)."""
-    from ..io import read_video
+def _crop_size(args: argparse.Namespace) -> tuple[int, int]:
+    return (args.crop, args.crop) if isinstance(args.crop, int) else args.crop
+
+
+def _input_pieces(args: argparse.Namespace, piece_frames: int):
+    """The selected frames, read and cropped a piece at a time (uint8 ``(t, H, W, 3)``)."""
+    from ..io import iter_video
     from ..pipeline import center_crop
 
-    video = read_video(args.input, start=args.start, num_frames=args.frames, stride=args.stride, resize=args.resize)
-    frames = video.frames
-    if args.crop:
-        cw, ch = (args.crop, args.crop) if isinstance(args.crop, int) else args.crop
-        frames = center_crop(frames, ch, cw)
-    return frames, (video.fps or 25.0) / args.stride
+    for frames in iter_video(args.input, start=args.start, num_frames=args.frames, stride=args.stride, resize=args.resize,
+                             piece_frames=piece_frames):
+        yield center_crop(frames, *_crop_size(args)[::-1]) if args.crop else frames
 
 
 def _note_crop_larger_than_frames(args: argparse.Namespace, width: int, height: int) -> None:
     """--crop keeps whole any side it exceeds; say so rather than let the output size surprise."""
     if not args.crop:
         return
-    cw, ch = (args.crop, args.crop) if isinstance(args.crop, int) else args.crop
+    cw, ch = _crop_size(args)
     if cw > width or ch > height:
         print(f"note    --crop {cw}x{ch} is larger than the {width}x{height} frames; kept {min(cw, width)}x{min(ch, height)}",
               file=sys.stderr)
@@ -96,35 +106,42 @@ def _note_crop_larger_than_frames(args: argparse.Namespace, width: int, height: 
 def _check_memory(args, model, frames, height, width, chunk_groups, tile, dtype) -> None:
     from ..pipeline import check_memory
 
-    if not args.force:
-        check_memory(model, frames, height, width, chunk_groups, tile, dtype)
+    if not args.force:  # frames are read and written a chunk at a time: only one pass holds the whole video
+        check_memory(model, frames, height, width, chunk_groups, tile, dtype, streamed_io=chunk_groups is not None)
 
 
 class _VideoJob(NamedTuple):
-    """A model and the frames it is to code, with how to run it."""
+    """A model and the frames it is to code (read as they are needed), with how to run it."""
 
     model: Any
-    frames: Any  # uint8 (T, H, W, 3)
+    pieces: Any  # an iterator of uint8 (t, H, W, 3) pieces
+    frames: int  # how many (from the header: for the progress bar)
     fps: float
     chunk_groups: int | None
     tile: tuple[int, int] | None
     dtype: str
 
 
+def _piece_frames(model, chunk_groups: int | None) -> int:
+    """Frames read at a time: one chunk's (a chunk is ``chunk_groups`` groups), 64 for one pass."""
+    return 64 if chunk_groups is None else chunk_groups * model.temporal_compression
+
+
 def _prepare_video_job(args: argparse.Namespace) -> _VideoJob:
-    """Load ``args.model``, refuse an input too large for memory (unless ``--force``), then read it."""
+    """Load ``args.model`` and refuse an input too large for memory (unless ``--force``); the frames
+    are read later, a chunk at a time."""
     from ..hub import load_model
 
-    frames_n, height, width = _selected_shape(args)
+    selection = _selection(args)
     chunk_groups, tile, dtype = chunk_groups_or_none(args.chunk_groups), tile_option(args), args.dtype or "fp32"
     model = load_model(args.model, device=resolve_device(args.device))
     tile = _check_tile_for(model, tile)
-    _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
-    frames, fps = _read_input(args)
-    print(f"input   {args.input}: {frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps")
-    _note_crop_larger_than_frames(args, frames.shape[2], frames.shape[1])
+    _check_memory(args, model, selection.frames, selection.height, selection.width, chunk_groups, tile, dtype)
+    print(f"input   {args.input}: {selection.frames} frames, {selection.width}x{selection.height}, {selection.fps:g} fps")
+    _note_crop_larger_than_frames(args, *selection.resized)
     print(f"model   {describe_loaded(model)}: {execution_text(chunk_groups, tile, dtype)}")
-    return _VideoJob(model, frames, fps, chunk_groups, tile, dtype)
+    pieces = _input_pieces(args, _piece_frames(model, chunk_groups))
+    return _VideoJob(model, pieces, selection.frames, selection.fps, chunk_groups, tile, dtype)
 
 
 def _print_metrics(metrics: dict[str, float]) -> None:
@@ -132,28 +149,47 @@ def _print_metrics(metrics: dict[str, float]) -> None:
     print(f"SSIM    {metrics['ssim']:.4f}" if metrics["ssim"] is not None else "SSIM    n/a (frames smaller than its 11x11 window)")
 
 
+def _frame_bar(args: argparse.Namespace, desc: str, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", leave=False, dynamic_ncols=True, disable=args.no_progress)
+
+
 def _reconstruct_and_write(args: argparse.Namespace, job: _VideoJob, out: Path, side: Path | None) -> dict[str, float]:
-    """Reconstruct ``job.frames``, write OUT (and the side-by-side video), return PSNR/SSIM."""
+    """Reconstruct ``job``'s frames chunk by chunk, writing OUT (and the side-by-side video) as they
+    come; return PSNR/SSIM over all frames."""
+    import contextlib
     import time
 
     import torch
 
-    from ..io import write_video
-    from ..pipeline import reconstruct, reconstruction_metrics, side_by_side
+    from ..io import VideoWriter
+    from ..pipeline import FrameMetrics, reconstruct_pieces, side_by_side
 
-    started = time.perf_counter()
-    model, frames, fps = job.model, job.frames, job.fps
-    output = reconstruct(model, frames, chunk_groups=job.chunk_groups, tile=job.tile, dtype=job.dtype, progress=not args.no_progress)
+    metrics, seconds = FrameMetrics(), 0.0
+    pairs = reconstruct_pieces(job.model, job.pieces, chunk_groups=job.chunk_groups, tile=job.tile, dtype=job.dtype)
+    with VideoWriter(out, job.fps, crf=args.crf, overwrite=args.overwrite) as writer, \
+            (VideoWriter(side, job.fps, crf=args.crf, overwrite=args.overwrite) if side else contextlib.nullcontext()) as side_writer, \
+            _frame_bar(args, "reconstruct", job.frames) as bar:
+        while True:
+            started = time.perf_counter()
+            pair = next(pairs, None)  # reads the next input piece and runs the model on it
+            seconds += time.perf_counter() - started
+            if pair is None:
+                break
+            original, reconstruction = pair
+            writer.write(reconstruction)
+            if side_writer is not None:
+                side_writer.write(side_by_side(original, reconstruction))
+            metrics.update(original, reconstruction)
+            bar.update(original.shape[0])
     threads = torch.get_num_threads()
-    where = f"{threads} CPU thread{'s' if threads != 1 else ''}" if model.device.type == "cpu" else str(model.device)
-    print(f"time    {time.perf_counter() - started:.1f} s to encode and decode ({where})")
-    write_video(out, output, fps, crf=args.crf, overwrite=args.overwrite)
+    where = f"{threads} CPU thread{'s' if threads != 1 else ''}" if job.model.device.type == "cpu" else str(job.model.device)
+    print(f"time    {seconds:.1f} s to encode and decode ({where})")
     print(f"wrote   {out}")
     if side is not None:
-        write_video(side, side_by_side(frames, output), fps, crf=args.crf, overwrite=args.overwrite)
         print(f"wrote   {side}  (left: input, right: reconstruction)")
-    metrics = reconstruction_metrics(frames, output)
-    return metrics
+    return metrics.result()
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,7 +217,7 @@ def _reconstruct_run(args: argparse.Namespace) -> int:
     side = _side_by_side_path(out) if args.side_by_side else None
     _check_output_kind(out, "video")
     refuse_existing([p for p in (out, side) if p is not None], args.overwrite, inputs=[args.input])
-    check_writable_frame_count(out, _selected_shape(args)[0])  # an image name for a video: told before any work
+    check_writable_frame_count(out, _selection(args).frames)  # an image name for a video: told before any work
     metrics = _reconstruct_and_write(args, _prepare_video_job(args), out, side)
     _print_metrics(metrics)
     return 0
@@ -229,13 +265,15 @@ def _encode_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _encode_run(args: argparse.Namespace) -> int:
-    from ..pipeline import encode_video, save_latents
+    from ..pipeline import encode_pieces, save_latents
 
     _check_output_kind(args.latents, "latents")
     refuse_existing([args.latents], args.overwrite, inputs=[args.input])
     job = _prepare_video_job(args)
-    encoded = encode_video(job.model, job.frames, fps=job.fps, chunk_groups=job.chunk_groups, tile=job.tile, dtype=job.dtype,
-                           normalize=args.normalize, progress=not args.no_progress)
+    with _frame_bar(args, "encode", job.frames) as bar:
+        pieces = (bar.update(piece.shape[0]) or piece for piece in job.pieces)
+        encoded = encode_pieces(job.model, pieces, fps=job.fps, chunk_groups=job.chunk_groups, tile=job.tile, dtype=job.dtype,
+                                normalize=args.normalize)
     save_latents(args.latents, encoded, overwrite=args.overwrite)
     kind = "normalised" if args.normalize else "raw"
     print(f"wrote   {args.latents}: {kind} latents {tuple(encoded.latents.shape)} (batch, channels, frames, height, width)")
@@ -298,8 +336,8 @@ def _read_latents(path: Path, clip: int | None):
 
 def _decode_run(args: argparse.Namespace) -> int:
     from ..hub import DEFAULT_MODEL, load_model
-    from ..io import check_writable_frame_count, write_video
-    from ..pipeline import decode_latents
+    from ..io import VideoWriter, check_writable_frame_count
+    from ..pipeline import decode_pieces
 
     _check_output_kind(args.output, "video")
     refuse_existing([args.output], args.overwrite, inputs=[args.latents])
@@ -316,9 +354,12 @@ def _decode_run(args: argparse.Namespace) -> int:
     _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
     print(f"latents {args.latents}: {tuple(encoded.latents.shape)} -> {frames_n} frames, {width}x{height}")
     print(f"model   {describe_loaded(model)}: {execution_text(chunk_groups, tile, dtype)}")
-    frames = decode_latents(model, encoded, chunk_groups=chunk_groups, tile=tile, dtype=dtype, progress=not args.no_progress)
+    pieces = decode_pieces(model, encoded, chunk_groups=chunk_groups, tile=tile, dtype=dtype)
     fps = args.fps or meta.get("fps") or 25.0
-    write_video(args.output, frames, fps, crf=args.crf, overwrite=args.overwrite)
+    with VideoWriter(args.output, fps, crf=args.crf, overwrite=args.overwrite) as writer, _frame_bar(args, "decode", frames_n) as bar:
+        for frames in pieces:  # written as they are decoded: memory is one chunk's, not the video's
+            writer.write(frames)
+            bar.update(frames.shape[0])
     print(f"wrote   {args.output}")
     return 0
 
@@ -389,7 +430,8 @@ def _demo_run(args: argparse.Namespace) -> int:
     print(f"model   {describe_loaded(model)}: {execution_text(chunk_groups, tile, dtype)}")
     write_video(paths[0], frames, fps, crf=args.crf, overwrite=args.overwrite)
     print(f"wrote   {paths[0]}")
-    metrics = _reconstruct_and_write(args, _VideoJob(model, frames, fps, chunk_groups, tile, dtype), paths[1], paths[2])
+    job = _VideoJob(model, iter([frames]), frames.shape[0], fps, chunk_groups, tile, dtype)
+    metrics = _reconstruct_and_write(args, job, paths[1], paths[2])
     _print_metrics(metrics)
     return 0
 
