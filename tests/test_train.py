@@ -968,3 +968,52 @@ def test_image_validation_is_held_out_or_says_it_is_not(tmp_path, caplog):
     assert "validation images are training images: not held out; set data.validation.sources" in (tmp_path / "run/train.log").read_text()
     clips, held_out = build_validation(load_config(path, [f"data.validation.sources=[{images}]"]))
     assert held_out is True and len(clips) == 3  # a set the user names is theirs to hold out
+
+
+def test_resume_with_another_lr_rescales_the_schedule(tmp_path):
+    """--resume auto --set optimizer.lr=...: the saved optimiser and scheduler states must not bring the old lr
+    back; each step after the checkpoint uses the new peak times the schedule's factor (the discriminator's too)."""
+    cfg = tiny_config(data={"validation": {"enabled": False}}, schedule={"kind": "linear", "warmup_steps": 2, "min_lr_ratio": 0.0},
+                      loss={"lpips": {"enabled": False},
+                            "gan": {"enabled": True, "start_step": 1, "discriminator": {"base_channels": 8, "n_layers": 2},
+                                    "optimizer": {"lr": 1e-3}}},
+                      checkpoint={"every": 2, "keep_last": 2}, export={"at_end": False})
+    path, run = write_config(tmp_path / "lr.yaml", cfg), tmp_path / "run"
+    with pytest.raises(Crash):
+        run_training(path, output_dir=run, callbacks=[crash_at(5)])
+    run_training(path, ["optimizer.lr=1e-2", "loss.gan.optimizer.lr=4e-4"], resume="auto", output_dir=run)
+    logs = metrics(run)
+    assert [m["step"] for m in logs] == [1, 2, 3, 4, 5, 6]
+    assert [m["lr"] for m in logs] == pytest.approx([3e-3 * lr_factor(k, 2, 6, "linear") for k in range(4)]
+                                                    + [1e-2 * lr_factor(k, 2, 6, "linear") for k in (4, 5)])
+    assert [m["lr_d"] for m in logs] == pytest.approx([1e-3 * lr_factor(max(k - 1, 0), 2, 5, "linear") for k in range(4)]
+                                                      + [4e-4 * lr_factor(k - 1, 2, 5, "linear") for k in (4, 5)])
+    text = (run / "train.log").read_text()
+    assert "resume: optimizer.lr changed from 0.003 to 0.01" in text
+    assert "resume: loss.gan.optimizer.lr changed from 0.001 to 0.0004" in text
+
+
+def test_overcounting_header_keeps_training_and_validation_frames_apart(monkeypatch):
+    """A header that overcounts frames (134 for 120): both sides of the split compute their range from the
+    header count; the true count learned on a failed read only cuts the end (it used to move validation's
+    start back into training's frames)."""
+    import dataclasses
+
+    from ivvae.io import probe_video
+    from ivvae.train import data
+
+    path = sample_video_path("carphone")
+    true = probe_video(path).num_frames
+    monkeypatch.setattr(data, "probe_video", lambda p: dataclasses.replace(probe_video(p), num_frames=int(true * 1.12)))
+
+    def dataset(train: bool, time_range: tuple[float, float]) -> data.VideoClipDataset:
+        return data.VideoClipDataset([path], num_frames=5, size=32, crop=32, train=train, time_range=time_range,
+                                     frame_cache_mb=0)
+
+    val = dataset(False, (0.9, 1.0))  # header range [120, 134): nothing decodable, so no clip (not frames 108-112)
+    with pytest.raises(RuntimeError, match="too short: 0 usable frames"):
+        val[0]
+    train = dataset(True, (0.5, 1.0))  # header range [67, 134): reads past frame 120 fail and teach the true count
+    starts = [train[(i, 0)]["start"] for i in range(40)]
+    assert train._info[path].num_frames == true and not train.bad_files
+    assert min(starts) >= int(true * 1.12 * 0.5) and max(starts) + 5 <= true  # never below validation's (0, 0.5)

@@ -418,7 +418,8 @@ class VideoClipDataset(_RobustDataset):
         self.random_time_reverse = random_time_reverse
         self.train = train
         self.time_range = _check_time_range(time_range)
-        self._info: dict[str, VideoInfo] = {}  # probe cache, filled lazily in each worker
+        self._info: dict[str, VideoInfo] = {}  # probe cache, filled lazily in each worker (true counts once learned)
+        self._header_frames: dict[str, int] = {}  # the probed counts: where time_range's bounds lie
         self._frame_cache = _ByteBudgetCache(frame_cache_mb)
 
     def _num_items(self) -> int:
@@ -429,19 +430,29 @@ class VideoClipDataset(_RobustDataset):
 
     def _probe(self, path: str) -> VideoInfo:
         if path not in self._info:
-            self._info[path] = probe_video(path)
+            info = self._info[path] = probe_video(path)
+            self._header_frames[info.path] = info.num_frames
         return self._info[path]
+
+    def _usable(self, info: VideoInfo) -> tuple[int, int]:
+        """[lo, hi) of ``time_range`` computed from the header count, as on every side of the split (a
+        training and a validation set of the same videos): a true, smaller count learned on a failed read
+        only cuts the end, else the held-out range would slide into frames training may have used."""
+        lo, hi = _usable_frames(self._header_frames.get(info.path, info.num_frames), self.time_range)
+        return lo, min(hi, info.num_frames)
 
     def _plan(self, info: VideoInfo, rng: np.random.Generator) -> _ClipPlan:
         """Draw the clip's frames and augmentations; raises VideoReadError if too short."""
-        lo, hi = _usable_frames(info.num_frames, self.time_range)
-        usable = hi - lo
+        lo, hi = self._usable(info)
+        usable = max(hi - lo, 0)
         min_iv, max_iv = self.frame_interval
         span_steps = self.num_frames - 1
         fit_iv = (usable - 1) // span_steps if span_steps else max_iv
         if usable < 1 or fit_iv < min_iv:
             need = span_steps * min_iv + 1
-            raise VideoReadError(info.path, f"too short: {usable} usable frames (of {info.num_frames}, "
+            header = self._header_frames.get(info.path, info.num_frames)
+            decodable = f", {info.num_frames} decodable" if info.num_frames < header else ""
+            raise VideoReadError(info.path, f"too short: {usable} usable frames (of {header}{decodable}, "
                                             f"time_range {self.time_range}), a clip needs {need}")
         random = self.train
         interval = int(rng.integers(min_iv, min(max_iv, fit_iv) + 1)) if random else min_iv
@@ -462,7 +473,7 @@ class VideoClipDataset(_RobustDataset):
             try:
                 frames = self._read_frames(path, plan)
             except VideoReadError as err:
-                # Headers may overcount frames; learn the true length and redraw once.
+                # Headers may overcount frames; learn the true length and redraw once (within the same range).
                 if err.total_frames is not None and 0 < err.total_frames < info.num_frames:
                     info = self._info[path] = dataclasses.replace(info, num_frames=err.total_frames)
                     continue
@@ -486,7 +497,7 @@ class VideoClipDataset(_RobustDataset):
         for path in self.paths:
             try:
                 info = self._probe(path)
-                lo, hi = _usable_frames(info.num_frames, self.time_range)
+                lo, hi = self._usable(info)
                 size = _fit_size(info.width, info.height, self.size, self.crop)
                 width, height = size if size is not None else (info.width, info.height)
                 if hi <= lo or (hi - lo) * width * height * 3 > self._frame_cache.room():

@@ -1004,6 +1004,9 @@ class Trainer:
             self.scheduler.load_state_dict(schedulers["vae"])
             if self.scheduler_d is not None and schedulers.get("discriminator") is not None:
                 self.scheduler_d.load_state_dict(schedulers["discriminator"])
+        self._rebase_lr(self.scheduler, self.cfg.optimizer.lr, "optimizer.lr")
+        if self.scheduler_d is not None:
+            self._rebase_lr(self.scheduler_d, self.cfg.loss.gan.optimizer.lr, "loss.gan.optimizer.lr")
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.samples_seen = int(state.get("samples_seen", 0))
@@ -1031,6 +1034,24 @@ class Trainer:
         if self.is_main:
             logger.info("resumed from %s (step %d, epoch %d, batch %d of the epoch)", path, self.step, self.epoch,
                         state["sampler"]["batches_consumed"])
+
+    def _rebase_lr(self, scheduler: torch.optim.lr_scheduler.LambdaLR, lr: float, key: str) -> None:
+        """Give a resumed schedule the config's peak lr (``--set optimizer.lr=...`` on ``--resume``).
+
+        The loaded optimiser and scheduler states bring back the lr the checkpoint was trained with;
+        rescale them so that each step's lr is ``lr`` times the schedule's factor. An unchanged lr
+        leaves them untouched (the resume stays exact).
+        """
+        old = scheduler.base_lrs[0]
+        if lr == old:
+            return
+        for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+            group["lr"] *= lr / base  # keeps the factor the checkpoint's schedule had reached
+            group["initial_lr"] = lr
+        scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
+        scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]  # what the next step logs
+        if self.is_main:
+            logger.info("resume: %s changed from %g to %g; the lr schedule is rescaled to it", key, old, lr)
 
     def _weights_files(self) -> dict[str, nn.Module]:
         """Checkpoint weights file -> the bare module it holds (accelerate numbers the prepared models)."""
