@@ -158,6 +158,17 @@ def test_long_videos_are_read_coded_and_written_a_chunk_at_a_time(capsys, model_
     assert torch.equal(read_video(tmp_path / "decoded.mp4").frames, read_video(tmp_path / "expected.mp4").frames)
 
 
+def test_more_frames_than_the_video_has_are_refused_before_any_work(capsys, model_dir, clip, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "reconstruct_pieces", lambda *a, **k: pytest.fail("the model ran"))
+    monkeypatch.setattr(pipeline, "encode_pieces", lambda *a, **k: pytest.fail("the model ran"))
+    for command, out in (("reconstruct", "out.mp4"), ("encode", "z.safetensors")):
+        code, _, err = run(capsys, command, clip, tmp_path / out, "--model", model_dir, "--frames", "20")
+        assert code == 2 and "--frames 20: " in error_line(err) and "has 9 frames from frame 0; ask for at most 9" in error_line(err)
+        code, _, err = run(capsys, command, clip, tmp_path / out, "--model", model_dir, "--start", "9")
+        assert code == 2 and "--start 9 is beyond the end" in error_line(err)
+    assert not list(tmp_path.iterdir())
+
+
 def test_refuses_to_overwrite(capsys, model_dir, clip, tmp_path):
     out = tmp_path / "exists.mp4"
     out.write_bytes(b"keep me")

@@ -95,8 +95,11 @@ def test_a_piece_that_does_not_continue_the_video_is_refused(tiny_model):
         list(tiny_model.encode_stream(iter(pieces)))
     with pytest.raises(ValueError, match=r"values in \[255, 255\], but videos are in \[-1, 1\]"):
         list(tiny_model.encode_stream(iter([torch.full((1, 3, 1, 8, 8), 255.0)])))
+    latents = torch.zeros(1, tiny_model.config.latent_channels, 3, 2, 2)  # decode to 9 frames
     with pytest.raises(ValueError, match="num_frames"):
-        list(tiny_model.decode_stream(iter([torch.zeros(1, tiny_model.config.latent_channels, 1, 2, 2)]), num_frames=0))
+        list(tiny_model.decode_stream(iter([latents]), num_frames=0))
+    with pytest.raises(ValueError, match="num_frames=10: the latents decode to 9 frames"):
+        list(tiny_model.decode_stream(iter([latents]), num_frames=10))
 
 
 def test_group_causal_conv_padding_rule():

@@ -70,13 +70,20 @@ def _selection(args: argparse.Namespace) -> _Selection:
 
     info = probe_video(args.input)
     available = max(0, -(-(info.num_frames - args.start) // args.stride))
-    frames = min(args.frames, available) if args.frames else available
+    # told before any work: reading would fail only after the frames that exist were coded
+    if args.start >= info.num_frames:
+        raise ValueError(f"--start {args.start} is beyond the end of '{args.input}' ({info.num_frames} frames)")
+    if args.frames and args.frames > available:
+        stride = f" with stride {args.stride}" if args.stride > 1 else ""
+        raise ValueError(f"--frames {args.frames}: '{args.input}' has {available} frames from frame {args.start}{stride}; "
+                         f"ask for at most {available} or leave --frames out")
+    frames = args.frames or available
     resized = _resize_target(args.resize, info.width, info.height) or (info.width, info.height)
     width, height = resized
     if args.crop:
         cw, ch = _crop_size(args)
         width, height = min(width, cw), min(height, ch)
-    return _Selection(max(frames, 1), height, width, resized, (info.fps or 25.0) / args.stride)
+    return _Selection(frames, height, width, resized, (info.fps or 25.0) / args.stride)
 
 
 def _crop_size(args: argparse.Namespace) -> tuple[int, int]:

@@ -337,6 +337,8 @@ class IVVAE(ModelMixin, ConfigMixin):
                                                                                            shape[2:], strict=True)]
             yield from cropped(runner.push(piece))
         yield from cropped(runner.finish())
+        if remaining:  # as decode refuses a crop beyond the decoded video
+            raise ValueError(f"num_frames={num_frames}: the latents decode to {num_frames - remaining} frames; give at most that")
 
     @staticmethod
     def _check_piece(piece: torch.Tensor, shape: tuple[int, ...] | None, check) -> tuple[int, ...]:
