@@ -27,6 +27,7 @@ import math
 import numbers
 import os
 import tempfile
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from . import streaming
 from ._checks import is_whole_number
 from ._files import honour_umask
 from .io import frames_to_tensor, tensor_to_frames
+from .layers import stream, stream_states
 
 __all__ = [
     "DTYPES",
@@ -914,7 +916,40 @@ def estimate_peak_memory_bytes(
     buffered_frames = live_frames if streamed_io and chunk_groups is not None else frames
     video_float = 3 * buffered_frames * padded_h * padded_w * 4
     buffers = video_float * (5 + (2 if tile is not None else 0))
-    return int(weights + activations + buffers)
+    caches = 0.0
+    if streamed_io and chunk_groups is not None:
+        # encoder and decoder stream together, and every tile keeps its layer caches between chunks;
+        # the fitted activation term already holds one coder's caches for one tile
+        encoder_bytes, decoder_bytes = stream_state_bytes_per_pixel(model)
+        covered = _tile_count(padded_h, padded_w, tile) * tile_h * tile_w
+        caches = (encoder_bytes + decoder_bytes) * covered - max(encoder_bytes, decoder_bytes) * tile_h * tile_w
+    return int(weights + activations + buffers + caches)
+
+
+_state_bytes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def stream_state_bytes_per_pixel(model) -> tuple[float, float]:
+    """Bytes the layer caches of a streamed encoder and decoder keep between chunks, per pixel of
+    the frame (fp32), measured once per model on a tiny input (each cache is a frame or two of a
+    layer's input, so the size scales with the frame's area)."""
+    if model in _state_bytes:
+        return _state_bytes[model]
+    s, t_c = model.spatial_compression, model.temporal_compression
+    weights = next(model.parameters())
+
+    def held_bytes(module: torch.nn.Module, channels: int, side: int, group: int) -> int:
+        """Caches after the first frame alone, then one group (of frames, or one latent frame)."""
+        with torch.no_grad(), stream(module):
+            for frames in (1, group):
+                module(torch.zeros(1, channels, frames, side, side, device=weights.device, dtype=weights.dtype))
+            return sum(t.numel() * 4 for state in stream_states(module) for t in state if isinstance(t, torch.Tensor))
+
+    pixels = (2 * s) ** 2  # a 16x16 frame: 2x2 latent pixels
+    sizes = (held_bytes(model.encoder, model.spec.in_channels, 2 * s, t_c) / pixels,
+             held_bytes(model.decoder, model.spec.latent_channels, 2, 1) / pixels)
+    _state_bytes[model] = sizes
+    return _state_bytes[model]
 
 
 def available_memory_bytes(device: str | torch.device = "cpu") -> int:

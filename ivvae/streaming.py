@@ -94,6 +94,14 @@ def chunk_slices(num_frames: int, frames_per_group: int, chunk_groups: int | Non
     return [slice(0, 1)] + [slice(start, min(start + step, num_frames)) for start in range(1, num_frames, step)]
 
 
+def dense(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in one dense layout (a copy of a strided slice of a chunk or a tile): kernels may be
+    chosen by the input's strides, so the same frames give the same numbers however they were cut."""
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last_3d):
+        return x
+    return x.contiguous()
+
+
 def run_temporal(
     module: nn.Module,
     x: torch.Tensor,
@@ -104,14 +112,14 @@ def run_temporal(
     """Apply an encoder or decoder to a whole video, in one pass or chunk by chunk (exactly equal)."""
     slices = chunk_slices(x.shape[2], frames_per_group, chunk_groups)
     if len(slices) == 1:
-        out = module(x)
+        out = module(dense(x))
         if callback:
             callback(1, 1)
         return out
     outputs = []
     with stream(module):
         for done, piece in enumerate(slices, 1):
-            outputs.append(module(x[:, :, piece]))
+            outputs.append(module(dense(x[:, :, piece])))
             if callback:
                 callback(done, len(slices))
     return torch.cat(outputs, dim=2)
@@ -193,11 +201,11 @@ class ChunkedStream:
     def _continue(self, chunk: torch.Tensor, tile_index: int) -> torch.Tensor:
         """One chunk of one tile, continuing that tile's video."""
         if self.chunk_groups is None:
-            return self.module(chunk)
+            return self.module(dense(chunk))
         with stream(self.module):
             if tile_index in self._states:
                 load_stream_states(self.module, self._states[tile_index])
-            out = self.module(chunk)
+            out = self.module(dense(chunk))
             self._states[tile_index] = stream_states(self.module)
         return out
 

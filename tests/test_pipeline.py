@@ -94,6 +94,22 @@ def test_memory_estimate_with_streamed_io_does_not_grow_with_the_video(model):
         pipeline.estimate_peak_memory_bytes(model, 101, 256, 256)  # one pass holds the whole video anyway
 
 
+def test_the_streamed_estimate_counts_every_tiles_layer_caches(model):
+    """Streamed chunk by chunk, every spatial tile keeps its caches between chunks: their size is
+    measured per pixel (it scales with the frame's area) and counted for the whole frame."""
+    from ivvae.layers import stream, stream_states
+
+    encoder_bytes, decoder_bytes = pipeline.stream_state_bytes_per_pixel(model)
+    with torch.no_grad(), stream(model.encoder):
+        for frames in (1, 4):
+            model.encoder(torch.zeros(1, 3, frames, 48, 32))
+        held = sum(t.numel() * 4 for state in stream_states(model.encoder) for t in state if isinstance(t, torch.Tensor))
+    assert encoder_bytes > 0 and decoder_bytes > 0 and held == encoder_bytes * 48 * 32
+    tiled = {side: pipeline.estimate_peak_memory_bytes(model, 33, side, side, chunk_groups=1, tile=(64, 16), streamed_io=True)
+             for side in (64, 512)}
+    assert tiled[512] - tiled[64] >= (encoder_bytes + decoder_bytes) * (512 * 512 - 64 * 64)
+
+
 def test_bf16_round_trip_equals_reconstruct(video, tmp_path):
     model = small_model()
     expected = pipeline.reconstruct(model, video, dtype="bf16", progress=False)
