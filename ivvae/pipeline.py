@@ -740,9 +740,13 @@ def save_latents(
     os.close(handle)
     tmp = Path(name)
     try:
-        save_file({"latents": latents.detach().cpu().contiguous()}, str(tmp), metadata=text)
-        honour_umask(tmp)
-        os.replace(tmp, path)
+        try:
+            save_file({"latents": latents.detach().cpu().contiguous()}, str(tmp), metadata=text)
+            honour_umask(tmp)
+            os.replace(tmp, path)
+        except (OSError, SafetensorError) as error:  # a full disk: name the file, not safetensors' internals
+            cause = getattr(error, "strerror", None) or " ".join(str(error).split())
+            raise OSError(f"cannot write latents '{path}': {cause}") from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -169,6 +169,53 @@ def test_more_frames_than_the_video_has_are_refused_before_any_work(capsys, mode
     assert not list(tmp_path.iterdir())
 
 
+def test_sigterm_mid_run_leaves_no_partial_output(capsys, model_dir, clip, tmp_path, monkeypatch):
+    """SIGTERM (timeout, a scheduler) unwinds like Ctrl-C: the outputs being written are removed."""
+    import os
+    import signal
+
+    real = pipeline.reconstruct_pieces
+
+    def terminated_after_one_chunk(*args, **kwargs):
+        pairs = real(*args, **kwargs)
+        yield next(pairs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        yield next(pairs)
+
+    monkeypatch.setattr(pipeline, "reconstruct_pieces", terminated_after_one_chunk)
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", model_dir, "--chunk-groups", "1",
+                       "--side-by-side", "--no-progress")
+    assert code == 143 and "ivvae reconstruct: terminated" in err
+    assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_outputs_inside_the_model_folder_or_over_data_are_refused(capsys, model_dir, clip, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    code, _, err = run(capsys, "encode", clip, model / "diffusion_pytorch_model.safetensors", "--model", model, "--overwrite")
+    assert code == 2 and "would write over the input model folder" in error_line(err)
+    video = tmp_path / "video.mp4"
+    shutil.copy(clip, video)
+    for target, message in ((video, "name the file *.json"), (model / "config.json", "would write over the input model folder")):
+        code, _, err = run(capsys, "latent-stats", "--model", model, "--data", video, "--frames", "5", "--json", target, "--overwrite")
+        assert code == 2 and message in error_line(err)
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before and video.read_bytes() == clip.read_bytes()
+
+
+def test_a_small_tile_gets_a_fitting_default_overlap(capsys, model_dir, clip, tmp_path):
+    from ivvae.cli.options import default_tile_overlap
+
+    assert [default_tile_overlap(size) for size in (16, 32, 64, 256, 512)] == [0, 8, 16, 64, 64]
+    code, stdout, err = run(capsys, "reconstruct", clip, tmp_path / "out.mp4", "--model", model_dir, "--tile", "32", "--no-progress")
+    assert code == 0, err
+    assert "tiles 32px (overlap 8)" in stdout
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / "o.mp4", "--model", model_dir, "--tile", "32", "--tile-overlap", "32")
+    assert code == 2 and "the overlap must be smaller than the tile (e.g. --tile-overlap 8)" in error_line(err)
+
+
 def test_refuses_to_overwrite(capsys, model_dir, clip, tmp_path):
     out = tmp_path / "exists.mp4"
     out.write_bytes(b"keep me")

@@ -426,3 +426,15 @@ def test_written_latents_and_models_follow_the_umask(model, tmp_path):
         os.umask(old)
     for path in (tmp_path / "z.safetensors", tmp_path / "export" / "diffusion_pytorch_model.safetensors"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_a_failed_latents_write_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
+    monkeypatch.setattr(pipeline, "save_file", full_disk)
+    with pytest.raises(OSError, match=r"cannot write latents '.*x.safetensors': Error while serializing"):
+        pipeline.save_latents(tmp_path / "x.safetensors", torch.zeros(1, 4, 1, 2, 2), {"num_frames": 1})
+    assert list(tmp_path.iterdir()) == []

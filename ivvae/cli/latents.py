@@ -105,9 +105,14 @@ def _latent_stats_run(args: argparse.Namespace) -> int:
     import json
 
     from ..hub import load_model, resolve_model_path
+    from ..io import resolve_source
 
     prog = "ivvae latent-stats"
-    refuse_existing([args.json] if args.json else [], args.overwrite)
+    if args.json is not None:
+        if args.json.suffix.lower() != ".json":  # a swapped or mistyped argument would replace a video or a config
+            raise ValueError(f"--json '{args.json}': the statistics are written as JSON; name the file *.json")
+        refuse_writing_over_model(args.json, args.model, "--json")
+        refuse_existing([args.json], args.overwrite, inputs=[Path(resolve_source(source)) for source in args.data])
     model_folder = resolve_model_path(args.model)
     if args.write_model is not None:
         _check_write_model(args.write_model, model_folder, args.overwrite)

@@ -52,7 +52,8 @@ def add_execution_options(parser: argparse.ArgumentParser, from_metadata: bool =
         f"0 = no tiling); for frames too large for memory. Default: {'as recorded at encoding' if from_metadata else 'no tiling'}",
     )
     group.add_argument("--tile-overlap", type=nonnegative_int, default=None, metavar="PX",
-                       help="overlap of neighbouring tiles in pixels, blended linearly (default 64); SIZE and PX are multiples of 8")
+                       help="overlap of neighbouring tiles in pixels, blended linearly (default 64, or a quarter of a tile smaller "
+                       "than 256); SIZE and PX are multiples of 8")
     group.add_argument(
         "--dtype",
         choices=["fp32", "bf16"],
@@ -106,10 +107,18 @@ def tile_option(args: argparse.Namespace, default: list | None = None) -> tuple[
         return None
     if size == 0:
         return None
-    overlap = 64 if args.tile_overlap is None else args.tile_overlap
-    if size < 16 or overlap >= size:
-        raise ValueError(f"--tile {size} --tile-overlap {overlap}: need SIZE >= 16 and overlap < SIZE")
+    if size < 16:
+        raise ValueError(f"--tile {size}: tiles of at least 16 pixels (multiples of 8)")
+    overlap = default_tile_overlap(size) if args.tile_overlap is None else args.tile_overlap
+    if overlap >= size:
+        raise ValueError(f"--tile {size} --tile-overlap {overlap}: the overlap must be smaller than the tile "
+                         f"(e.g. --tile-overlap {default_tile_overlap(size)})")
     return (size, overlap)
+
+
+def default_tile_overlap(size: int) -> int:
+    """64 pixels, or a quarter of a smaller tile (in whole latent pixels: multiples of 8)."""
+    return min(64, size // 4 // 8 * 8)
 
 
 def execution_text(chunk_groups: int | None, tile, dtype: str) -> str:

@@ -4,9 +4,11 @@ before it starts any work."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,35 @@ from .._files import file_ancestor
 
 EXIT_USAGE = 2  # user-fixable errors, as argparse uses for bad arguments
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, a job scheduler), raised like Ctrl-C so that outputs in progress are
+    removed on the way out instead of left as temporary files."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Within the block SIGTERM unwinds the stack (unless the program installed its own handler,
+    as ``ivvae train`` does to stop after its step with a checkpoint)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    installed = False
+    if previous is signal.SIG_DFL:
+        try:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+            installed = True
+        except ValueError:  # not the main thread: signals cannot be handled here
+            pass
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -49,10 +80,12 @@ def one_line(error: BaseException, limit: int = 600, memory_advice: str = "try -
 def run_handler(prog: str, handler: Callable[[Any], int | None], args: Any) -> int:
     """Run a command handler; user-fixable errors become one line on stderr and exit code 2."""
     try:
-        return int(handler(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        with _sigterm_unwinds():
+            return int(handler(args) or 0)
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, Terminated)
+        print(f"{prog}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:  # `ivvae info | head`: the reader left; stop quietly (Python docs' recipe)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
@@ -157,7 +190,7 @@ def refuse_writing_over_model(target: Path, source: str | Path, label: str) -> N
     folder = resolve_model_path(source).resolve()
     resolved = target.expanduser().resolve()
     if resolved == folder or folder in resolved.parents or resolved in folder.parents:
-        raise ValueError(f"{label} '{target}' would write over the input model folder '{folder}'; choose another folder")
+        raise ValueError(f"{label} '{target}' would write over the input model folder '{folder}'; choose a path outside it")
 
 
 def describe_loaded(model) -> str:

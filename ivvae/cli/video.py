@@ -18,7 +18,7 @@ from .options import (
     tile_option,
 )
 from .registry import register
-from .support import check_output_folder, describe_loaded, refuse_existing, resolve_device
+from .support import check_output_folder, describe_loaded, refuse_existing, refuse_writing_over_model, resolve_device
 
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".png", ".jpg", ".jpeg")
 
@@ -275,6 +275,7 @@ def _encode_run(args: argparse.Namespace) -> int:
     from ..pipeline import encode_pieces, save_latents
 
     _check_output_kind(args.latents, "latents")
+    refuse_writing_over_model(args.latents, args.model, "LATENTS")  # e.g. over the model's own weights file
     refuse_existing([args.latents], args.overwrite, inputs=[args.input])
     job = _prepare_video_job(args)
     with _frame_bar(args, "encode", job.frames) as bar:

@@ -194,8 +194,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                            "0 = one pass (default 1: the least memory)")
     execution.add_argument("--tile", type=nonnegative_int, default=None, metavar="SIZE",
                            help="spatial tiles of SIZE pixels for large frames (0 or absent: no tiling)")
-    execution.add_argument("--tile-overlap", type=nonnegative_int, default=64, metavar="PX",
-                           help="overlap of neighbouring tiles (default %(default)s)")
+    execution.add_argument("--tile-overlap", type=nonnegative_int, default=None, metavar="PX",
+                           help="overlap of neighbouring tiles (default 64, or a quarter of a tile smaller than 256)")
     execution.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="compute precision (default fp32)")
     execution.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     execution.add_argument("--threads", type=positive_int, default=None, metavar="N",
@@ -253,11 +253,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if not args.no_fvd:
         _check_file(args.i3d, "I3D weights", "--i3d")
     models = _model_names(args.model, args.name)
-    tile = None
-    if args.tile:
-        if args.tile < 16 or args.tile_overlap >= args.tile:
-            raise ValueError(f"--tile {args.tile} --tile-overlap {args.tile_overlap}: need SIZE >= 16 and overlap < SIZE")
-        tile = (args.tile, args.tile_overlap)
+    from ..cli.options import tile_option
+
+    tile = tile_option(args) if args.tile else None
 
     from .report import markdown_report, write_report
     from .runner import DatasetSpec, EvalSettings, check_eval_model, evaluate
