@@ -124,7 +124,7 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 def _nearest_multiples(value: int, step: int, minimum: int) -> str:
     below, above = value // step * step, -(-value // step) * step
-    return " or ".join(str(v) for v in (below, above) if v >= minimum)
+    return " or ".join(str(v) for v in dict.fromkeys((below, above)) if v >= minimum)
 
 
 def check_tile(tile: Tile, spatial_compression: int) -> Tile:

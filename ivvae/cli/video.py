@@ -329,7 +329,8 @@ def _read_latents(path: Path, clip: int | None):
 
     if not path.is_dir():
         if clip is not None:
-            raise ValueError(f"--clip is for a latent data set folder (from `ivvae encode-dataset`); '{path}' is a file")
+            what = "is a file" if path.exists() else "does not exist"
+            raise ValueError(f"--clip is for a latent data set folder (from `ivvae encode-dataset`); '{path}' {what}")
         return load_latents(path)
     from ..latent_dataset import LatentDataset
 
@@ -342,8 +343,23 @@ def _read_latents(path: Path, clip: int | None):
     return data.encoded(ids[clip])
 
 
+def _decoding_model(model: str | None, meta: dict):
+    """--model, else the model the latents file records (checked to exist: a moved folder is named
+    as the file's record, with the fix), else the default model."""
+    from ..hub import DEFAULT_MODEL, ModelNotFoundError, resolve_model_path
+
+    if model is not None or not meta.get("model"):
+        return model or DEFAULT_MODEL
+    try:
+        resolve_model_path(meta["model"])
+    except ModelNotFoundError:
+        raise ModelNotFoundError(f"the latents were made by model '{meta['model']}' (recorded in the file), which is not found "
+                                 "here; pass the encoding model with --model DIR") from None
+    return meta["model"]
+
+
 def _decode_run(args: argparse.Namespace) -> int:
-    from ..hub import DEFAULT_MODEL, load_model
+    from ..hub import load_model
     from ..io import VideoWriter, check_writable_frame_count
     from ..pipeline import decode_pieces
 
@@ -354,7 +370,7 @@ def _decode_run(args: argparse.Namespace) -> int:
     chunk_groups = chunk_groups_or_none(args.chunk_groups) if args.chunk_groups is not None else meta.get("chunk_groups")
     tile = tile_option(args, default=meta.get("tile"))
     dtype = args.dtype or meta.get("dtype") or "fp32"
-    model = load_model(args.model or meta.get("model") or DEFAULT_MODEL, device=resolve_device(args.device))
+    model = load_model(_decoding_model(args.model, meta), device=resolve_device(args.device))
     frames_n = meta.get("num_frames") or 1 + model.temporal_compression * (encoded.latents.shape[2] - 1)
     height = meta.get("height") or encoded.latents.shape[3] * model.spatial_compression
     width = meta.get("width") or encoded.latents.shape[4] * model.spatial_compression
@@ -424,11 +440,14 @@ def _demo_run(args: argparse.Namespace) -> int:
     chunk_groups, tile, dtype = chunk_groups_or_none(args.chunk_groups), tile_option(args), args.dtype or "fp32"
     model = load_model(args.model, device=resolve_device(args.device))
     tile = _check_tile_for(model, tile)
-    _check_memory(args, model, args.frames, args.crop, args.crop, chunk_groups, tile, dtype)
     source = sample_video_path(args.sample)
+    total = probe_video(source).num_frames
+    if args.frames > total - (args.start or 0):
+        raise ValueError(f"--frames {args.frames}: the sample '{args.sample}' has {total} frames"
+                         + (f", {max(total - args.start, 0)} from frame {args.start}" if args.start else ""))
+    _check_memory(args, model, args.frames, args.crop, args.crop, chunk_groups, tile, dtype)
     start = args.start
     if start is None:  # the default model's held-out tail
-        total = probe_video(source).num_frames
         start = max(0, min(int(total * HELD_OUT_START_FRACTION), total - args.frames))
     video = read_video(source, start=start, num_frames=args.frames, resize=args.size)
     frames = center_crop(video.frames, args.crop, args.crop)
