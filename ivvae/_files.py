@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,22 +62,130 @@ def refuse_nonempty_folder(folder: str | os.PathLike, overwrite: bool) -> Path:
     return folder
 
 
-def write_pretrained(model: Any, folder: str | os.PathLike) -> None:
+# safetensors reports I/O failures as SafetensorError("... I/O error: No space left on device (os error 28)").
+_SAFETENSORS_IO = re.compile(r"I/O error: (.+?) \(os error (\d+)\)")
+
+
+def write_error(path: str | os.PathLike, error: BaseException) -> OSError | None:
+    """``error`` as a one-line ``OSError`` of its own type naming ``path`` ("cannot write 'PATH': No space left
+    on device"), or None when it is no I/O failure (a bug or a bad value, to be raised as it is)."""
+    if isinstance(error, OSError):
+        if str(error).startswith("cannot write '"):
+            return error  # worded already (a nested write)
+        kind, cause, code = type(error), error.strerror or " ".join(str(error).split()), error.errno
+    elif type(error).__name__ == "SafetensorError" and (match := _SAFETENSORS_IO.search(str(error))):
+        kind, cause, code = OSError, match[1], int(match[2])
+    else:
+        return None
+    try:
+        wrapped = kind(f"cannot write '{os.fspath(path)}': {cause}")
+    except TypeError:  # an OSError subclass that takes other arguments
+        wrapped = OSError(f"cannot write '{os.fspath(path)}': {cause}")
+    wrapped.errno = code  # kept for callers that test it; str() stays the message (no strerror set)
+    return wrapped
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Make ``path`` by ``write(tmp)`` on a temporary file beside it, then rename that into place.
+
+    A failed write (a full disk) leaves the old file or none, never a partial or empty one, and no
+    temporary file; I/O errors become one-line ``OSError``s naming ``path`` (:func:`write_error`).
+    """
+    path = Path(path)
+    tmp: Path | None = None
+    try:
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+        tmp = Path(name)
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make the file private
+        os.replace(tmp, path)
+        tmp = None
+    except Exception as error:
+        wrapped = write_error(path, error)
+        if wrapped is None:
+            raise
+        raise wrapped from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_pretrained(model: Any, folder: str | os.PathLike, *, shown: str | os.PathLike | None = None) -> None:
     """``save_pretrained`` (safetensors) with the umask's file modes and no ``_name_or_path``.
 
     diffusers stores the folder a model was loaded from as ``_name_or_path`` in the config it saves:
     a local path of whoever wrote the folder, which ``from_pretrained`` replaces on loading anyway.
+    A failed write removes ``folder`` if it did not exist before (a caller's temporary folder included);
+    I/O errors name ``shown`` (default ``folder``; see :func:`write_error`).
     """
-    model.save_pretrained(folder, safe_serialization=True)
-    config_file = Path(folder) / "config.json"
-    config = json.loads(config_file.read_text())
-    if config.pop("_name_or_path", None) is not None:
-        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")  # diffusers' own layout
-    honour_umask(folder)
+    folder = Path(folder)
+    existed = folder.exists()
+    try:
+        model.save_pretrained(folder, safe_serialization=True)
+        config_file = folder / "config.json"
+        config = json.loads(config_file.read_text())
+        if config.pop("_name_or_path", None) is not None:
+            config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")  # diffusers' own layout
+        honour_umask(folder)
+    except BaseException as error:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        wrapped = write_error(folder if shown is None else shown, error) if isinstance(error, Exception) else None
+        if wrapped is None:
+            raise
+        raise wrapped from None
 
 
 def save_model_folder(model: Any, folder: Path, report_name: str | None = None, report: dict[str, Any] | None = None) -> None:
-    """:func:`write_pretrained`, and a JSON report beside it."""
-    write_pretrained(model, folder)
-    if report_name is not None:
-        (folder / report_name).write_text(json.dumps(report, indent=1))
+    """:func:`write_pretrained`, and a JSON report beside it, all or nothing.
+
+    The files are written into a temporary folder and moved into ``folder`` once complete, so a failed
+    write (a full disk) leaves no partial model, no new (empty) folder, and an existing folder's files as they were.
+    """
+    folder = Path(folder)
+    created = _make_parents(folder)
+    # Beside a new folder (renamed into place); inside an existing one, whose parent may not be ours to write.
+    tmp = folder / f".tmp-{os.getpid()}" if folder.is_dir() else folder.with_name(f".tmp-{folder.name}.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write_pretrained(model, tmp, shown=folder)
+        if report_name is not None:
+            _reworded(folder / report_name, lambda: (tmp / report_name).write_text(json.dumps(report, indent=1)))
+        _reworded(folder, lambda: _move_into(tmp, folder))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in created:  # innermost first; only folders this call made, and only if still empty
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+        raise
+
+
+def _reworded(path: Path, step: Callable[[], Any]) -> None:
+    """Run ``step``; an I/O error names ``path`` (the final path, not the temporary one written)."""
+    try:
+        step()
+    except OSError as error:
+        raise write_error(path, error) from None
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create ``folder``'s missing parents; those created, innermost first (to remove them on failure)."""
+    missing = [p for p in folder.absolute().parents if not p.exists()]
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _move_into(tmp: Path, folder: Path) -> None:
+    """Rename the complete ``tmp`` to ``folder``, or, made inside an existing ``folder``, move its files up
+    one by one (replacing those of an overwritten model): renames need no disk space."""
+    if tmp.parent != folder:
+        os.rename(tmp, folder)
+        return
+    for item in tmp.iterdir():
+        target = folder / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    tmp.rmdir()

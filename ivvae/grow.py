@@ -360,6 +360,7 @@ def grow_pretrained(
     Raises:
         FileExistsError: ``out_dir`` is a non-empty folder and ``overwrite`` is False.
         ValueError: ``out_dir`` is, contains or lies inside the model's folder (even with ``overwrite``).
+        OSError: the folder cannot be written ("cannot write 'OUT_DIR': ..."); no partial model is left behind.
         GrowthError: see :func:`grow`.
         ivvae.hub.ModelNotFoundError / ModelLoadError: the model cannot be loaded.
     """

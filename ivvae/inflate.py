@@ -539,6 +539,7 @@ def inflate_pretrained(
     Raises:
         FileExistsError: ``out_dir`` is a non-empty folder and ``overwrite`` is False.
         ValueError: ``out_dir`` is, contains or lies inside the image VAE's folder (even with ``overwrite``).
+        OSError: the folder cannot be written ("cannot write 'OUT_DIR': ..."); no partial model is left behind.
         InflationError: see :func:`inflate`.
         ivvae.hub.ModelNotFoundError / ModelLoadError: the image VAE cannot be loaded.
     """

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
 import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -352,6 +353,9 @@ def _frames_sequential(container, stream) -> Iterator[tuple[int, av.VideoFrame]]
     yield from enumerate(container.decode(stream))
 
 
+_DURATION_TAG = re.compile(r"(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)")
+
+
 @dataclass
 class _Tally:
     """What one read saw, for the end-of-stream checks (filled while frames are delivered)."""
@@ -391,8 +395,34 @@ def _open_stream(path: str, tally: _Tally):
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     tally.fps = _stream_fps(stream)
-    tally.duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+    tally.duration = _header_duration(container, stream)
     return container, stream
+
+
+def _header_duration(container: av.container.InputContainer, stream) -> float | None:
+    """Seconds from the stream's first frame to its end as the header states them, or None.
+
+    MP4 states it on the stream; Matroska/WebM only as the track's DURATION tag or the segment's
+    duration (the container's), both measured from time 0, hence the start time subtracted.
+    """
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if "matroska" not in (container.format.name or ""):
+        return None  # other formats' container durations may be estimates from the bitrate
+    start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+    end = _duration_tag(stream.metadata)
+    if end is None and len(container.streams) == 1 and container.duration:  # an audio track may run longer
+        end = container.duration / av.time_base
+    return end - start if end is not None and end > start else None
+
+
+def _duration_tag(metadata: dict[str, str]) -> float | None:
+    """A Matroska 'DURATION' tag ('00:00:01.600000000', maybe 'DURATION-eng') in seconds."""
+    for key, value in metadata.items():
+        match = _DURATION_TAG.fullmatch(value.strip()) if key.upper().split("-")[0] == "DURATION" else None
+        if match:
+            return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+    return None
 
 
 def _decode(path: str, start: int, stride: int, num_frames: int | None,

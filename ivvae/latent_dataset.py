@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from ._checks import is_whole_number
-from ._files import honour_umask, path_list
+from ._files import path_list, write_atomically, write_error
 
 __all__ = ["LatentDataset", "LatentDatasetError", "STORAGE_DTYPES", "encode_dataset"]
 
@@ -195,22 +195,23 @@ def _resume_state(folder: Path) -> _FolderState:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2) + "\n"
+    write_atomically(path, lambda tmp: tmp.write_text(text))  # no partial file, no leftover temporary one
 
 
 def _rewrite_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def _append_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    with path.open("a") as f:
-        f.write("".join(json.dumps(r) + "\n" for r in records))  # one write: a whole shard's lines
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with path.open("a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in records))  # one write: a whole shard's lines
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as error:  # a cut line is dropped when the run is resumed
+        raise write_error(path, error) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,10 +257,8 @@ class _ShardWriter:
                 self.next_id += 1
         from safetensors.torch import save_file
 
-        tmp = self.folder / f".{name}.tmp"
-        save_file(tensors, str(tmp), metadata={"format": FORMAT})
-        honour_umask(tmp)
-        os.replace(tmp, self.folder / name)
+        # Complete before it is listed; a failed write leaves neither a partial shard nor its temporary file.
+        write_atomically(self.folder / name, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
         _append_jsonl(self.folder / CLIPS_FILE, records)
         self.next_shard += 1
         self.shards_written += 1

@@ -27,14 +27,19 @@ factors into a model's config::
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["LatentStatistics", "estimate_latent_statistics", "with_latent_statistics"]
+from ._files import write_atomically
+
+__all__ = ["LatentStatistics", "estimate_latent_statistics", "with_latent_statistics", "write_statistics_json"]
 
 
 @dataclass
@@ -283,3 +288,16 @@ def _factors(stats: Any) -> tuple[float, float]:
         return float(values[0]), float(values[1])
     except (TypeError, ValueError):
         raise ValueError(f"scaling_factor and shift_factor must be numbers, got {values[0]!r} and {values[1]!r}") from None
+
+
+def write_statistics_json(report: LatentStatistics | Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write statistics (or a report dict holding them, as ``ivvae latent-stats --json`` makes) as JSON.
+
+    The file is written whole or not at all: a failed write (a full disk) leaves no empty or partial
+    file that would read as other statistics, and raises ``OSError`` ("cannot write 'PATH': ...").
+    """
+    data = report.to_dict() if isinstance(report, LatentStatistics) else dict(report)
+    text = json.dumps(data, indent=2) + "\n"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomically(path, lambda tmp: tmp.write_text(text))

@@ -102,7 +102,6 @@ def _latent_stats_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _latent_stats_run(args: argparse.Namespace) -> int:
     import itertools
-    import json
 
     from ..hub import load_model, resolve_model_path
     from ..io import resolve_source
@@ -118,7 +117,7 @@ def _latent_stats_run(args: argparse.Namespace) -> int:
         _check_write_model(args.write_model, model_folder, args.overwrite)
     check_data_sources(args.data)
 
-    from ..latent_stats import estimate_latent_statistics, with_latent_statistics
+    from ..latent_stats import estimate_latent_statistics, with_latent_statistics, write_statistics_json
 
     spec = _clip_spec(args)
     chunk_groups = chunk_groups_or_none(args.chunk_groups)
@@ -172,15 +171,14 @@ def _latent_stats_run(args: argparse.Namespace) -> int:
         "skipped": skipped,
     }
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_statistics_json(report, args.json)  # whole or not at all
         print(f"wrote   {args.json}")
     if args.write_model is not None:
         from ..train.checkpoint import export_model
 
         dtype = _stored_dtype(model_folder)
         export_model(with_latent_statistics(model, stats), args.write_model, dtype)
-        (args.write_model / "latent_stats.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_statistics_json(report, args.write_model / "latent_stats.json")
         print(f"wrote   {args.write_model} (the model with these factors, {dtype} weights; use it with --model {args.write_model})")
     else:
         print(f"use     --write-model DIR for a copy of the model with these factors, or set \"scaling_factor\": "

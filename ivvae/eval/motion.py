@@ -26,6 +26,7 @@ videos, uniform over the range that Kinetics-600 covers), or follows a reference
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import warnings
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import write_atomically
 from ..io import VideoReadError, iter_decoded_frames
 from .lpips import WEIGHTS_DIR_ENV, find_weights, load_state_dict_file
 
@@ -382,15 +384,19 @@ def build_motionhd(
 
 
 def write_manifest(paths: Iterable[str], scores: Mapping[str, float], out_csv: str | os.PathLike[str]) -> Path:
-    """Write ``path,motion_score`` rows (a header first) for ``paths``; returns the file path."""
+    """Write ``path,motion_score`` rows (a header first) for ``paths``; returns the file path.
+
+    The file is written whole or not at all: a failed write (``OSError`` "cannot write 'PATH': ...")
+    leaves no partial manifest to be read as a shorter one.
+    """
     out = Path(out_csv)
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["path", "motion_score"])
+    for p in paths:
+        w.writerow([p, repr(float(scores[p]))])
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "motion_score"])
-        for p in paths:
-            w.writerow([p, repr(float(scores[p]))])
-    return out
+    return write_atomically(out, lambda tmp: tmp.write_text(text.getvalue(), newline=""))
 
 
 def _manifest_rows(path: str | os.PathLike[str]) -> list[tuple[int, str, float]]:
@@ -501,5 +507,4 @@ def plot_motion_histogram(
     fig.tight_layout()
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+    return write_atomically(out, lambda tmp: fig.savefig(tmp, format=out.suffix[1:].lower()))  # no partial image

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._files import write_atomically
 from .runner import EvalResults, ModelResult
 
 __all__ = [
@@ -175,6 +176,13 @@ def _figure(figsize=(7, 4)):
     return fig
 
 
+def _save_figure(fig, out_png: str | os.PathLike[str]) -> Path:
+    """Save ``fig`` as ``out_png`` (the format follows the suffix); a failed write leaves no partial image."""
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomically(out, lambda tmp: fig.savefig(tmp, format=out.suffix[1:].lower() or "png"))
+
+
 def _subtitle(results: EvalResults) -> str:
     ds = results.dataset
     return f"{ds.get('num_clips')} clips x {ds.get('frames')} frames, protocol {ds.get('protocol')}"
@@ -201,10 +209,7 @@ def plot_ssim_by_position(results: EvalResults, out_png: str | os.PathLike[str])
     ax.set_title(f"SSIM by position in the group ({_subtitle(results)})", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+    return _save_figure(fig, out_png)
 
 
 def _frame_group(results: EvalResults) -> int:
@@ -235,22 +240,22 @@ def plot_psnr_per_frame(results: EvalResults, out_png: str | os.PathLike[str]) -
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+    return _save_figure(fig, out_png)
 
 
 def write_report(results: EvalResults, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write ``results.json``, ``results.md``, ``ssim_by_position.png`` and ``psnr_per_frame.png``
-    into ``out_dir`` (created; existing files are replaced).  Returns ``{file name: path}``."""
+    into ``out_dir`` (created; existing files are replaced).  Returns ``{file name: path}``.
+
+    Each file is written whole or not at all; a failed write raises ``OSError`` ("cannot write 'PATH': ...").
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Any] = {}
-    paths["results.json"] = results.save_json(out / "results.json")
-    md = out / "results.md"
-    md.write_text(markdown_report(results))
-    paths["results.md"] = md
+    # Each file whole or not at all: a full disk must not leave a 0-byte results.json that reads as a result.
+    paths["results.json"] = write_atomically(out / "results.json", results.save_json)
+    text = markdown_report(results)
+    paths["results.md"] = write_atomically(out / "results.md", lambda tmp: tmp.write_text(text))
     paths["ssim_by_position.png"] = plot_ssim_by_position(results, out / "ssim_by_position.png")
     paths["psnr_per_frame.png"] = plot_psnr_per_frame(results, out / "psnr_per_frame.png")
     return paths
