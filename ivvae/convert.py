@@ -15,9 +15,11 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import torch
 
@@ -111,17 +113,25 @@ def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
-def infer_variant(state: Mapping[str, torch.Tensor]) -> str:
-    """The released variant whose (Z, C) matches the tensors."""
+def infer_shape(state: Mapping[str, torch.Tensor]) -> tuple[int, int]:
+    """The latent channels Z and base width C of a released-layout state dict, from its tensor shapes."""
     try:
         latent = state["conv1.conv_2d.weight"].shape[0]
         width = state["encoder.conv1.conv_2d.weight"].shape[0]
     except KeyError as missing:
         raise CheckpointError(f"not an IV-VAE checkpoint: tensor {missing} is missing; pass --variant to compare layouts") from None
+    except IndexError:  # a 0-d tensor under one of those names
+        raise CheckpointError("not an IV-VAE checkpoint: its first convolutions hold scalars, not weights") from None
+    return latent, width
+
+
+def infer_variant(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The released variant whose (Z, C) matches the tensors; None for the released layout at another Z or C."""
+    latent, width = infer_shape(state)
     for name, config in RELEASED.items():
         if config["latent_channels"] == latent and config["base_channels"] == width:
             return name
-    raise CheckpointError(f"no released variant has Z={latent}, C={width}; known: {', '.join(RELEASED)}")
+    return None
 
 
 def _layout_report(expected: Mapping[str, torch.Size], found: Mapping[str, torch.Tensor], what: str) -> None:
@@ -154,19 +164,50 @@ def _check_values(state: Mapping[str, torch.Tensor], what: str) -> None:
                               "is broken (a diverged training run?): pass the released ivvae_z*_dim*.pth")
 
 
+def released_variant(model: IVVAE) -> str | None:
+    """The released variant of ``model``'s Z and C (None: the released layout at another Z or C)."""
+    shape = (model.config.latent_channels, model.config.base_channels)
+    return next((name for name, config in RELEASED.items() if (config["latent_channels"], config["base_channels"]) == shape), None)
+
+
+def _model_config(state: Mapping[str, torch.Tensor], variant: str | None) -> tuple[dict[str, Any], str]:
+    """The constructor arguments for ``state`` and what to call it in messages: a released variant's
+    (``variant``, or the one its shapes match), else the released layout at the tensors' Z and C, whose
+    latent normalisation nobody measured (scaling_factor 1, shift_factor 0)."""
+    variant = variant or infer_variant(state)
+    if variant is not None:
+        if variant not in RELEASED:
+            raise CheckpointError(f"unknown variant {variant!r}; known: {', '.join(RELEASED)}")
+        return dict(RELEASED[variant]), f"checkpoint for {variant}"
+    latent, width = infer_shape(state)
+    return dict(latent_channels=latent, base_channels=width, scaling_factor=1.0, shift_factor=0.0), \
+        f"checkpoint (released layout at Z={latent}, C={width})"
+
+
+def _layout_of(config: Mapping[str, Any], what: str) -> dict[str, torch.Size]:
+    """Released-checkpoint key -> shape of the model ``config`` builds, on the meta device: the shapes
+    a file claims are checked before any memory is allocated for them."""
+    try:
+        with torch.device("meta"):
+            model = IVVAE(**config)
+    except (ValueError, TypeError) as error:  # e.g. an odd Z, which two branches cannot split
+        raise CheckpointError(f"{what}: not a valid IV-VAE ({' '.join(str(error).split())})") from None
+    ours = model.state_dict()
+    return {key: ours[name].shape for key, name in official_layout(model).items()}
+
+
 def from_official_state_dict(state: Mapping[str, torch.Tensor], variant: str | None = None) -> IVVAE:
-    """Build the model of ``variant`` (inferred if None) and load a released state dict strictly."""
+    """Build the model of ``variant`` (inferred if None: a released variant, else the released layout at
+    the tensors' Z and C with scaling_factor 1 and shift_factor 0) and load a released state dict strictly."""
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"expected a state dict {{name: tensor}} of a released checkpoint (load_official_state_dict reads "
                               f"one), got {type(state).__name__}")
-    variant = variant or infer_variant(state)
-    if variant not in RELEASED:
-        raise CheckpointError(f"unknown variant {variant!r}; known: {', '.join(RELEASED)}")
-    model = IVVAE(**RELEASED[variant])
+    config, what = _model_config(state, variant)
+    _layout_report(_layout_of(config, what), state, what)
+    _check_values(state, what)
+    model = IVVAE(**config)
     layout = official_layout(model)
     ours = model.state_dict()
-    _layout_report({k: ours[v].shape for k, v in layout.items()}, state, f"checkpoint for {variant}")
-    _check_values(state, f"checkpoint for {variant}")
     model.load_state_dict({layout[k]: v.to(ours[layout[k]].dtype) for k, v in state.items()}, strict=True)
     return model
 
@@ -213,8 +254,23 @@ def convert_official_checkpoint(
         raise FileExistsError(f"output '{out_dir}' is a file, not a folder; choose a new folder")
     out_dir = refuse_nonempty_folder(out_dir, overwrite)
     model = from_official_state_dict(load_official_state_dict(path), variant)
-    save_model_folder(model, out_dir)
+    save_model_folder(model, out_dir)  # all or nothing: a failed write (a full disk) is one line naming out_dir
     return model
+
+
+def _write_failure(error: OSError) -> str:
+    """Why a write failed, in words: the OS's reason (``No space left on device``)."""
+    return error.strerror or " ".join(str(error).split())
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (what writing it creates)."""
+    missing = None
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing = path
+    return missing
 
 
 #: File names :func:`export_official_checkpoint` writes (what ``torch.load`` users expect).
@@ -244,14 +300,47 @@ def export_official_checkpoint(model: IVVAE, path: str | os.PathLike, overwrite:
     if file_ancestor(path) is not None:
         raise ValueError(f"cannot write '{path}': '{file_ancestor(path)}' is a file, not a folder")
     state = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in to_official_state_dict(model).items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    created, tmp = _first_missing(path.parent), None
     try:
-        torch.save(state, tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        _save_state(state, tmp)
         honour_umask(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise OSError(f"cannot write '{path}': {_write_failure(error)}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return len(state)
+
+
+class _RecordingFile:
+    """A file for ``torch.save`` that keeps the OSError of a failed write: torch reports a full disk
+    only as ``RuntimeError: [enforce fail at inline_container.cc...]``, without the reason."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _save_state(state: dict[str, torch.Tensor], path: str) -> None:
+    """``torch.save(state, path)``; a failed write raises the OSError behind it."""
+    with open(path, "wb") as file:
+        recorder = _RecordingFile(file)
+        try:
+            torch.save(state, recorder)
+        except RuntimeError as error:
+            raise recorder.error or OSError(" ".join(str(error).split())) from None

@@ -30,13 +30,15 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
 def _convert_run(args: argparse.Namespace) -> int:
     if args.source.is_dir() or args.target.suffix.lower() in (".pth", ".pt"):
         return _export_run(args)
-    from ..convert import convert_official_checkpoint
+    from ..convert import convert_official_checkpoint, released_variant
 
     check_output_folder(args.target)
     model = convert_official_checkpoint(args.source, args.target, variant=args.variant, overwrite=args.overwrite)
     n = sum(p.numel() for p in model.parameters())
+    # another Z or width than the released ones: nobody measured its latent statistics
+    unmeasured = "" if args.variant or released_variant(model) else "; not a released variant: scaling_factor 1, shift_factor 0"
     print(f"converted {args.source} -> {args.target} ({n:,} parameters, latent channels {model.config.latent_channels}, "
-          f"base width {model.config.base_channels})")
+          f"base width {model.config.base_channels}{unmeasured})")
     print(f"use it with: ivvae reconstruct IN.mp4 OUT.mp4 --model {args.target}")
     return 0
 
@@ -66,7 +68,9 @@ register(
         Convert one of the authors' released IV-VAE state dicts (ivvae_z{Z}_dim{C}.pth) into a
         from_pretrained folder (config.json + diffusion_pytorch_model.safetensors) that every command
         takes with --model. The checkpoint is read safely (weights only) and checked tensor by tensor;
-        a mismatch names the missing, unexpected and mis-shaped tensors.
+        a mismatch names the missing, unexpected and mis-shaped tensors. A state dict of the released
+        layout at another Z or width (e.g. one this command exported) converts too, with Z and width
+        taken from its shapes and latent normalisation scaling_factor 1, shift_factor 0.
 
         Given a model folder and a .pth name, it exports the other way: the folder's weights under the
         released names, for the authors' inference code (e.g. a released model fine-tuned with

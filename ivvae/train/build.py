@@ -9,7 +9,6 @@ per-process sampler; :func:`build_validation` draws the fixed held-out clips.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import math
@@ -23,7 +22,7 @@ from torch import nn
 from ivvae.io import resolve_source
 
 from .checkpoint import resolve_pretrained
-from .config import BucketConfig, ConfigError, TrainConfig
+from .config import BucketConfig, ConfigError, TrainConfig, model_class_name, unknown_model_class
 from .data import (
     VIDEO_EXTENSIONS,
     BucketBatchSampler,
@@ -54,18 +53,14 @@ logger = logging.getLogger("ivvae.train")
 
 
 def _import_class(path: str) -> type:
-    """The model class ``model.class`` names: a class of :mod:`ivvae.models` or a dotted path."""
-    if "." not in path:
-        from ivvae import models
+    """The model class ``model.class`` names: only a class of the IV-VAE family (:data:`.config.MODEL_CLASSES`),
+    checked again here for configs built in Python without :func:`load_config`'s validation."""
+    from ivvae import models
 
-        if hasattr(models, path):
-            return getattr(models, path)
-        raise ConfigError(f"model.class: unknown class {path!r}; give a dotted path like ivvae.models.IVVAE")
-    module_name, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"model.class: cannot import {path!r}: {err}") from None
+    name = model_class_name(path)
+    if name is None:
+        raise ConfigError(unknown_model_class(path))
+    return getattr(models, name)
 
 
 def _arguments(cls: type) -> str:

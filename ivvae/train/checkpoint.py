@@ -50,6 +50,7 @@ __all__ = [
     "ABANDONED_DIR",
     "CHECKPOINTS_DIR",
     "DTYPES",
+    "EXPORT_RECORD",
     "LATEST_FILE",
     "STATE_FILE",
     "TMP_PREFIX",
@@ -60,6 +61,7 @@ __all__ = [
     "checkpoint_step",
     "export_checkpoint",
     "export_model",
+    "exported_step",
     "finalize_dir",
     "is_complete",
     "latest_checkpoint",
@@ -81,6 +83,8 @@ STATE_FILE = "trainer_state.json"
 TMP_PREFIX = ".tmp-"
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "config.json"
+#: In an export folder: the training step its weights come from (``--export-only`` compares it before replacing the folder).
+EXPORT_RECORD = "export_step.json"
 EMA_DIR = "ema"
 WRAPPER_PREFIX = "vae."  # the trainer registers the model inside a wrapper module with this attribute
 
@@ -489,8 +493,9 @@ def resolve_pretrained(path: str | os.PathLike, weights: str = "auto") -> nn.Mod
     return load_model(path)
 
 
-def export_model(model: nn.Module, out_dir: str | os.PathLike, dtype: str = "float32") -> Path:
-    """``save_pretrained`` (safetensors) of ``model`` cast to ``dtype``, written atomically."""
+def export_model(model: nn.Module, out_dir: str | os.PathLike, dtype: str = "float32", step: int | None = None) -> Path:
+    """``save_pretrained`` (safetensors) of ``model`` cast to ``dtype``, written atomically, with the
+    training ``step`` of its weights (if given) in :data:`EXPORT_RECORD`."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     out_dir = Path(out_dir)
@@ -504,11 +509,22 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, dtype: str = "flo
         data = tensor.data.to(DTYPES[dtype]) if tensor.is_floating_point() else tensor.data
         tensor.data = data.contiguous()
     write_pretrained(target, tmp)
+    if step is not None:
+        (tmp / EXPORT_RECORD).write_text(json.dumps({"step": int(step)}) + "\n")
     return finalize_dir(tmp, out_dir)
+
+
+def exported_step(folder: str | os.PathLike) -> int | None:
+    """The training step of the weights in export ``folder`` (its :data:`EXPORT_RECORD`); None if unknown."""
+    try:
+        step = json.loads((Path(folder) / EXPORT_RECORD).read_text(encoding="utf-8")).get("step")
+    except (OSError, ValueError, AttributeError):  # no record (an older export), or a damaged one
+        return None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32",
                       weights: str = "auto") -> Path:
     """Export a trainer checkpoint (or a run's latest) as a ``from_pretrained`` folder."""
     path = resolve_resume(checkpoint, checkpoint)
-    return export_model(load_checkpoint_model(path, weights, use="export"), out_dir, dtype)
+    return export_model(load_checkpoint_model(path, weights, use="export"), out_dir, dtype, step=checkpoint_step(path))

@@ -49,6 +49,7 @@ __all__ = [
     "LoggingConfig",
     "LossConfig",
     "LpipsConfig",
+    "MODEL_CLASSES",
     "ModelConfig",
     "OptimConfig",
     "OptimizerConfig",
@@ -65,6 +66,27 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A config file (or a ``--set`` override) is invalid; the message names the key and file."""
+
+
+#: The classes ``model.class`` may name (short name -> module): only the IV-VAE family, since the
+#: class is called with ``model.config`` as arguments (any importable callable would run code).
+MODEL_CLASSES: dict[str, str] = {"IVVAE": "ivvae.models.ivvae", "ImageVAE": "ivvae.models.image_vae",
+                                 "CausalVAE": "ivvae.models.causal_vae"}
+
+
+def model_class_name(spelling: str) -> str | None:
+    """The short name of the family class ``spelling`` names (``IVVAE``, ``ivvae.models.IVVAE`` or its
+    defining module's path), or None for anything else."""
+    for name, module in MODEL_CLASSES.items():
+        if spelling in (name, f"ivvae.models.{name}", f"{module}.{name}"):
+            return name
+    return None
+
+
+def unknown_model_class(spelling: str) -> str:
+    """Why ``model.class`` cannot be ``spelling``: one line naming the allowed classes."""
+    allowed = ", ".join(f"ivvae.models.{name}" for name in MODEL_CLASSES)
+    return f"model.class: unknown class {spelling!r}; give one of the IV-VAE family: {allowed} (or the short name, e.g. IVVAE)"
 
 
 # ============================================================================================
@@ -136,8 +158,9 @@ class ModelConfig:
     Attributes:
         preset: a name known to :func:`ivvae.models.build_model` (e.g. ``ivvae_z8_dim64``).
         overrides: constructor arguments applied over the preset.
-        class_name (YAML ``class``): dotted path of a diffusers ``ModelMixin`` class, e.g.
-            ``ivvae.models.IVVAE`` (the default when only ``config`` is given).
+        class_name (YAML ``class``): a class of the IV-VAE family (:data:`MODEL_CLASSES`), by
+            dotted path or short name, e.g. ``ivvae.models.IVVAE`` (the default when only
+            ``config`` is given); nothing else is imported.
         config: constructor arguments of ``class``.
         init: initial weights (:class:`InitConfig`).
         gradient_checkpointing: recompute activations in the backward pass (less memory).
@@ -716,6 +739,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"{ctx}: '{key}' {message}")
 
     m = cfg.model
+    if m.class_name is not None and model_class_name(m.class_name) is None:  # checked before anything is imported
+        raise ConfigError(f"{ctx}: {unknown_model_class(m.class_name)}")
     if m.preset and m.class_name:
         fail("model.class", "and 'model.preset' are exclusive: give one")
     if m.preset and m.config:

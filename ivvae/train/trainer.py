@@ -69,8 +69,10 @@ from .checkpoint import (
     TMP_PREFIX,
     check_checkpoint_shapes,
     checkpoint_name,
+    checkpoint_step,
     export_checkpoint,
     export_model,
+    exported_step,
     finalize_dir,
     latest_checkpoint,
     prune_checkpoints,
@@ -1067,7 +1069,7 @@ class Trainer:
         if self.is_main:
             use_ema = self.cfg.export.use_ema and self.ema is not None
             model = self.ema.model if use_ema else self.vae_unwrapped
-            out = export_model(model, out_dir, self.cfg.export.dtype)
+            out = export_model(model, out_dir, self.cfg.export.dtype, step=self.step)
             logger.info("step %d: exported %s weights (%s) to %s", self.step, "EMA" if use_ema else "raw", self.cfg.export.dtype, out)
         self.accelerator.wait_for_everyone()
         return Path(out_dir) if out is None else out
@@ -1082,7 +1084,7 @@ class Trainer:
                     request.unlink(missing_ok=True)
                 use_ema = self.cfg.export.use_ema and self.ema is not None
                 out = export_model(self.ema.model if use_ema else self.vae_unwrapped,
-                                   self.run_dir / "exports" / checkpoint_name(self.step), self.cfg.export.dtype)
+                                   self.run_dir / "exports" / checkpoint_name(self.step), self.cfg.export.dtype, step=self.step)
                 logger.info("step %d: exported to %s", self.step, out)
 
 
@@ -1246,7 +1248,33 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--export-only", action="store_true",
                         help="do not train: export the (EMA) weights of the checkpoint --resume names (default: the "
                              "latest) as a from_pretrained folder <output_dir>/<export.dir>")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="with --export-only: replace <output_dir>/<export.dir> even if it holds the export of a later step")
     return parser
+
+
+def _export_step_of(folder: Path, run_dir: Path) -> int | None:
+    """The step of the export in ``folder``: its record, else (an export written before records) the
+    run's summary.json when it names this folder; None if unknown."""
+    step = exported_step(folder)
+    if step is not None:
+        return step
+    try:
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        named, steps = Path(summary["export"]).name, summary["steps"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return steps if named == folder.name and isinstance(steps, int) and not isinstance(steps, bool) else None
+
+
+def _refuse_replacing_later_export(out: Path, checkpoint: Path, run_dir: Path, overwrite: bool) -> None:
+    """--export-only of an older checkpoint must not silently replace the export of a later step."""
+    if overwrite or not out.is_dir():
+        return
+    existing, step = _export_step_of(out, run_dir), checkpoint_step(checkpoint)
+    if existing is not None and step is not None and existing > step:
+        raise FileExistsError(f"'{out}' holds the export of step {existing}, later than checkpoint '{checkpoint}' (step {step}); "
+                              "export it elsewhere with --set export.dir=NAME, or replace it with --overwrite")
 
 
 def train_main(args: argparse.Namespace) -> int:
@@ -1257,6 +1285,7 @@ def train_main(args: argparse.Namespace) -> int:
         checkpoint = resolve_resume(args.resume or "auto", run_dir)
         if checkpoint is None:
             raise FileNotFoundError(f"no complete checkpoint in '{run_dir / CHECKPOINTS_DIR}' to export")
+        _refuse_replacing_later_export(run_dir / cfg.export.dir, checkpoint, run_dir, args.overwrite)
         weights = "ema" if cfg.export.use_ema and cfg.ema.enabled else "model"
         out = export_checkpoint(checkpoint, run_dir / cfg.export.dir, cfg.export.dtype, weights=weights)
         print(f"exported {checkpoint} -> {out}")
