@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -102,7 +103,9 @@ def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
     if path.stat().st_size == 0:
         raise CheckpointError(f"cannot read checkpoint '{path}': the file is empty (an interrupted download?)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about legacy pickles before failing: the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle/zip errors: name the file, not the unpickler internals
         raise CheckpointError(f"cannot read checkpoint '{path}': {_load_failure(error)}") from None
     for wrapper in ("state_dict", "model", "module"):

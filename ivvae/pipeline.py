@@ -757,8 +757,8 @@ def load_latents(path: str | os.PathLike) -> EncodedVideo:
 
     Raises:
         FileNotFoundError: no such file.
-        LatentFileError: not a safetensors file, one without IV-VAE latents, or one whose recorded
-            sizes or tile are not whole numbers.
+        LatentFileError: not a safetensors file, one without IV-VAE latents, another format version,
+            or one whose recorded sizes or tile are not whole numbers.
     """
     path = Path(path)
     if not path.is_file():
@@ -775,6 +775,9 @@ def load_latents(path: str | os.PathLike) -> EncodedVideo:
         metadata = {key: json.loads(value) for key, value in raw.items()}
     except json.JSONDecodeError:
         raise LatentFileError(f"'{path}' has unreadable metadata") from None
+    if metadata.get("version", LATENT_FORMAT_VERSION) != LATENT_FORMAT_VERSION:  # its fields may mean other things
+        raise LatentFileError(f"'{path}' is in latents format version {metadata['version']!r}; this ivvae reads version "
+                              f"{LATENT_FORMAT_VERSION!r}: decode it with the ivvae that wrote it")
     _check_metadata_types(path, metadata)
     return EncodedVideo(latents=tensors["latents"], metadata=metadata, source=f"latents file '{path}'")
 

@@ -438,3 +438,10 @@ def test_a_failed_latents_write_names_the_file_and_leaves_nothing(tmp_path, monk
     with pytest.raises(OSError, match=r"cannot write latents '.*x.safetensors': Error while serializing"):
         pipeline.save_latents(tmp_path / "x.safetensors", torch.zeros(1, 4, 1, 2, 2), {"num_frames": 1})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_latents_of_another_format_version_are_refused(tmp_path, model, video):
+    encoded = pipeline.encode_video(model, video, progress=False)
+    pipeline.save_latents(tmp_path / "z.safetensors", encoded.latents, {**encoded.metadata, "version": "9"})
+    with pytest.raises(pipeline.LatentFileError, match="latents format version '9'; this ivvae reads version '1'"):
+        pipeline.load_latents(tmp_path / "z.safetensors")
