@@ -298,7 +298,12 @@ def _expected_tensors(cls: type, config: dict, config_path: Path) -> dict[str, t
 
     import torch
 
-    accepted = inspect.signature(cls.__init__).parameters  # diffusers ignores (and warns about) other keys
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = sorted(key for key in config if key not in accepted and not key.startswith("_"))
+    if unknown:  # diffusers would ignore them: a misspelt scaling_factor would silently be 1.0
+        known = ", ".join(key for key in accepted if key != "self")
+        raise ModelLoadError(f"'{config_path}' has field(s) {cls.__name__} does not take: {', '.join(unknown)} (misspelt? "
+                             f"its fields: {known}); correct or remove them")
     arguments = {key: value for key, value in config.items() if key in accepted and key != "self"}
     try:
         with torch.device("meta"):

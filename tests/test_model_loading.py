@@ -231,3 +231,14 @@ def test_enable_tiling_refuses_sizes_that_are_not_whole_latent_pixels():
         model.enable_tiling(20, 4)
     model.enable_tiling(24, 8)
     assert (model.tile_size, model.tile_overlap) == (24, 8)
+
+
+def test_a_misspelt_config_field_is_named_not_ignored(tmp_path, capsys):
+    """diffusers ignores unknown config keys: a misspelt scaling_factor would load as 1.0."""
+    tiny_ivvae().save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "scalling_factor": 0.5}))
+    with pytest.raises(hub.ModelLoadError, match="has field.s. IVVAE does not take: scalling_factor .misspelt"):
+        hub.load_model(tmp_path / "m")
+    code, _, err = run(capsys, "info", tmp_path / "m")
+    assert code == 2 and "scalling_factor" in error_line(err)
