@@ -260,7 +260,7 @@ def _encode_dataset_arguments(parser: argparse.ArgumentParser) -> None:
                            help="encode frames in overlapping spatial tiles of SIZE pixels (default 256 when given without a "
                            "value); for frames too large for memory")
     execution.add_argument("--tile-overlap", type=nonnegative_int, default=None, metavar="PX",
-                           help="overlap of neighbouring tiles in pixels (default 64)")
+                           help="overlap of neighbouring tiles in pixels (default 64, or a quarter of a tile smaller than 256)")
     execution.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
                            help="compute precision: fp32 (default) or bf16 autocast (faster on GPUs and CPUs with AMX)")
     execution.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
