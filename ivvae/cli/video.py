@@ -473,8 +473,9 @@ register(
         native resolution, centre-cropped to 256x256, with the default bundled model (or --model).
         By default the clip starts 80% into the video: the part the bundled model never saw in
         training, so the printed PSNR is the clip's row in its held-out report (docs/default-model.md;
-        SSIM is measured here on the 8-bit frames, the report's on the float output: ~0.001 apart). Writes DIR/input.mp4, DIR/reconstruction.mp4 and
-        DIR/side_by_side.mp4 (input left) and prints PSNR and SSIM.
+        SSIM is measured here on the 8-bit frames, the report's on the float output: ~0.001 apart).
+        Writes DIR/input.mp4, DIR/reconstruction.mp4 and DIR/side_by_side.mp4 (input left) and prints
+        PSNR and SSIM.
     """,
     epilog="""
         examples:
