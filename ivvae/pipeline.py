@@ -203,6 +203,14 @@ def _prepare_model(model, dtype: torch.dtype):
     return model
 
 
+def _execution_options(model, chunk_groups: int | None, tile: Tile, dtype: str | torch.dtype):
+    """The model checked and prepared for ``dtype``; ``(chunk_groups, tile, compute dtype)`` checked."""
+    _check_model(model)
+    chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), check_tile(tile, model.spatial_compression), _dtype(dtype)
+    _prepare_model(model, compute)
+    return chunk_groups, tile, compute
+
+
 def _memory_format(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last_3d) if dtype == torch.bfloat16 else x
 
@@ -380,8 +388,7 @@ def encode_clips(
 
     _check_model(model)
     check_video(clips, model.spec.in_channels)
-    chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), check_tile(tile, model.spatial_compression), _dtype(dtype)
-    _prepare_model(model, compute)
+    chunk_groups, tile, compute = _execution_options(model, chunk_groups, tile, dtype)
     x = _memory_format(clips.to(_model_device(model), _input_dtype(model, compute)), compute)
     frames, height, width = x.shape[2:]
     padded_t = streaming.padded_length(frames, model.temporal_compression)
@@ -610,13 +617,6 @@ def _model_pieces(model, pieces: Iterable[torch.Tensor], compute: torch.dtype, k
         yield _memory_format(frames_to_tensor(frames).unsqueeze(0).to(device, input_dtype), compute)
 
 
-def _check_piece_options(model, chunk_groups: int | None, tile: Tile, dtype: str | torch.dtype):
-    _check_model(model)
-    chunk_groups, tile, compute = _check_chunk_groups(chunk_groups), check_tile(tile, model.spatial_compression), _dtype(dtype)
-    _prepare_model(model, compute)
-    return chunk_groups, tile, compute
-
-
 def encode_pieces(
     model,
     pieces: Iterable[torch.Tensor],
@@ -631,7 +631,7 @@ def encode_pieces(
     (e.g. :func:`ivvae.io.iter_video`): only one chunk of frames is ever held, and the result
     equals :func:`encode_video` of the whole video with the same options."""
     _check_fps(fps)
-    chunk_groups, tile, compute = _check_piece_options(model, chunk_groups, tile, dtype)
+    chunk_groups, tile, compute = _execution_options(model, chunk_groups, tile, dtype)
     kept: deque = deque(maxlen=1)  # the last piece: the video's frame size
     frames = 0
     latents = []
@@ -686,7 +686,7 @@ def reconstruct_pieces(
     yields ``(input frames, reconstruction)`` pairs of equal length as each chunk's reconstruction
     is ready, so a video of any length is read, coded and written with the memory of a chunk.
     Concatenated, the reconstructions equal :func:`reconstruct` of the whole video."""
-    chunk_groups, tile, compute = _check_piece_options(model, chunk_groups, tile, dtype)
+    chunk_groups, tile, compute = _execution_options(model, chunk_groups, tile, dtype)
     waiting: deque = deque()  # input frames whose reconstruction is not out yet
     input_dtype = _input_dtype(model, compute)
     latents = (_memory_format(p.mode().float().to(input_dtype), compute)
