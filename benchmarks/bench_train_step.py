@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from _results import write_results
 
+from ivvae.runtime import tune_cpu_allocator
 from ivvae.train.build import build_model_from_config
 from ivvae.train.config import InitConfig, load_config
 from ivvae.train.trainer import _Autoencoder
@@ -106,9 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=int, default=0, metavar="K",
                         help="also profile one step per row and record its K most expensive operators")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--no-malloc-tuning", action="store_true",
+                        help="leave glibc malloc as is (default: ivvae.runtime.tune_cpu_allocator(), as ivvae train does)")
     parser.add_argument("--quick", action="store_true", help="smoke test: random init, 32 px, 5 frames, batch 1 and 2, 1+1 steps")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
+    malloc_tuned = False if args.no_malloc_tuning else tune_cpu_allocator()
 
     overrides = list(args.overrides)
     if args.quick:
@@ -154,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"config": args.config, "overrides": overrides, "bucket": args.bucket, "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
               "precision": precision, "memory_format": args.memory_format, "torch": torch.__version__,
+              "malloc_tuned": malloc_tuned, "threads": torch.get_num_threads(),
               "warmup": args.warmup, "steps": args.steps, "rows": rows}
     print("throughput vs the smallest batch: " + ", ".join(f"x{r['batch_vs_smallest']:g} batch -> x{r['throughput_vs_smallest']:.2f}"
                                                           for r in rows if r["batch_vs_smallest"] != 1))
