@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ import torch
 from ._checks import is_whole_number
 from ._files import path_list, write_atomically, write_error
 
-__all__ = ["LatentDataset", "LatentDatasetError", "STORAGE_DTYPES", "encode_dataset"]
+__all__ = ["LatentDataset", "LatentDatasetError", "STORAGE_DTYPES", "SameShapeBatchSampler", "encode_dataset"]
 
 FORMAT = "ivvae-latent-dataset"
 FORMAT_VERSION = 1
@@ -44,8 +44,12 @@ SHARD_PREFIX = "shard-"
 #: Storage dtypes of the latents (float32 keeps raw latents bit for bit; the others halve the size).
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
-#: dataset.json keys a resumed run may change (they do not change the latents).
-_FREE_KEYS = ("format", "version", "model")
+#: What dataset.json records of the encoding weights (:func:`ivvae.pipeline.weights_identity`).
+_WEIGHTS_KEYS = ("weights_hash", "weights_dtype", "weights_hash_float16", "weights_hash_bfloat16")
+
+#: dataset.json keys a resumed run may change: they do not change the latents (the weights' dtype and
+#: rounded hashes, added within format 1, are checked through the float32 ``weights_hash``).
+_FREE_KEYS = ("format", "model", *_WEIGHTS_KEYS[1:])
 
 
 class LatentDatasetError(ValueError):
@@ -107,10 +111,18 @@ def complete_clip_records(folder: Path) -> list[dict[str, Any]]:
 
 
 def _complete(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    listed: dict[str, int] = {}
+    """The records of videos with every clip listed, each clip once.
+
+    A clip is one ``(path, start)``: a video encoded twice (listed twice by an older ivvae) keeps its
+    first records instead of being taken for an incomplete video and dropped.
+    """
+    unique: dict[tuple[str, Any], dict[str, Any]] = {}
     for r in records:
-        listed[r["path"]] = listed.get(r["path"], 0) + 1
-    return [r for r in records if listed[r["path"]] == r["video_clips"]]
+        unique.setdefault((r["path"], r.get("start", r["id"])), r)
+    listed: dict[str, int] = {}
+    for path, _ in unique:
+        listed[path] = listed.get(path, 0) + 1
+    return [r for r in unique.values() if listed[r["path"]] == r["video_clips"]]
 
 
 def _read_info(folder: Path) -> dict[str, Any]:
@@ -124,6 +136,11 @@ def _read_info(folder: Path) -> dict[str, Any]:
         raise LatentDatasetError(f"cannot read '{path}': {' '.join(str(error).split())}") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise LatentDatasetError(f"'{path}' does not describe a latent data set (format is not '{FORMAT}')")
+    if info.get("version") != FORMAT_VERSION:
+        raise LatentDatasetError(
+            f"'{folder}' is a latent data set of format version {info.get('version')}; this ivvae reads version "
+            f"{FORMAT_VERSION}: encode it again (`ivvae encode-dataset ... --overwrite`, or into a new folder), or read it "
+            "with the ivvae that wrote it")
     return info
 
 
@@ -471,7 +488,7 @@ def _dataset_info(model, spec, *, normalize: bool, storage_dtype: str, dtype: st
                   part: tuple[int, int] | None) -> dict[str, Any]:
     """What ``dataset.json`` records: the model (config and weights hashes), the latents' form and the
     clip selection. A resumed run must match it."""
-    from .pipeline import _dtype_name, _model_name, config_hash, weights_hash
+    from .pipeline import _dtype_name, _model_name, config_hash, weights_identity
 
     info = {
         "format": FORMAT,
@@ -479,7 +496,7 @@ def _dataset_info(model, spec, *, normalize: bool, storage_dtype: str, dtype: st
         "model": _model_name(model),
         "model_class": type(model).__name__,
         "config_hash": config_hash(model),
-        "weights_hash": weights_hash(model),
+        **weights_identity(model),
         "latent_channels": int(model.config.latent_channels),
         "temporal_compression": int(model.temporal_compression),
         "spatial_compression": int(model.spatial_compression),
@@ -620,7 +637,7 @@ class LatentDataset(torch.utils.data.Dataset):
         latents = self._tensor(record).float()[None]
         info = self.info
         metadata = {"model": info["model"], "model_class": info["model_class"], "config_hash": info["config_hash"],
-                    "weights_hash": info["weights_hash"], "normalized": info["normalized"],
+                    **{key: info.get(key) for key in _WEIGHTS_KEYS}, "normalized": info["normalized"],
                     "scaling_factor": info["scaling_factor"], "shift_factor": info["shift_factor"], "dtype": info["dtype"],
                     "tile": info["tile"], "chunk_groups": None, "fps": record["fps"], "num_frames": record["frames"],
                     "width": record["size"][0], "height": record["size"][1]}
@@ -640,5 +657,56 @@ class LatentDataset(torch.utils.data.Dataset):
                        if record["key"] not in handle.keys() else f"is corrupt ({' '.join(str(error).split())})")
             raise LatentDatasetError(f"shard '{Path(*key)}' {problem}: the folder is damaged; {_REPAIR[CLIPS_FILE]}") from None
 
+    def shape(self, index: int) -> tuple[int, ...]:
+        """The ``(Z, T', H', W')`` shape of clip ``index``, from the index (no shard is read)."""
+        record = self._record(index)
+        return tuple(record["shape"]) if "shape" in record else tuple(self._tensor(record).shape)
+
+    def same_shape_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                           drop_last: bool = False) -> SameShapeBatchSampler:
+        """A ``batch_sampler`` for ``DataLoader`` whose batches hold clips of one shape: a data set of
+        videos of several sizes (``encode-dataset`` keeps native sizes by default) cannot be stacked
+        into one batch otherwise."""
+        return SameShapeBatchSampler([self.shape(i) for i in range(len(self))], batch_size, shuffle=shuffle, seed=seed,
+                                     drop_last=drop_last)
+
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers open their own handles
         return {**self.__dict__, "_handles": {}}
+
+
+class SameShapeBatchSampler(torch.utils.data.Sampler):
+    """Batches of indices whose items share a shape, for ``DataLoader(batch_sampler=...)``.
+
+    Each shape's indices are cut into batches of ``batch_size`` (the last one of a shape may be
+    smaller unless ``drop_last``); with ``shuffle``, the indices and the order of the batches are
+    shuffled anew each epoch, from ``seed`` and the epoch number (reproducible).
+    """
+
+    def __init__(self, shapes: Sequence[Sequence[int]], batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False) -> None:
+        if not is_whole_number(batch_size) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: expected a whole number >= 1")
+        self.groups: dict[tuple[int, ...], list[int]] = {}
+        for index, shape in enumerate(shapes):
+            self.groups.setdefault(tuple(shape), []).append(index)
+        self.batch_size, self.shuffle, self.seed, self.drop_last = int(batch_size), shuffle, seed, drop_last
+        self.epoch = 0
+
+    def _batches(self, generator: torch.Generator | None) -> list[list[int]]:
+        batches = []
+        for indices in self.groups.values():
+            if generator is not None:
+                indices = [indices[i] for i in torch.randperm(len(indices), generator=generator).tolist()]
+            whole = len(indices) - len(indices) % self.batch_size if self.drop_last else len(indices)
+            batches += [indices[i:i + self.batch_size] for i in range(0, whole, self.batch_size)]
+        if generator is not None:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch) if self.shuffle else None
+        self.epoch += 1
+        return iter(self._batches(generator))
+
+    def __len__(self) -> int:
+        return len(self._batches(None))

@@ -29,7 +29,7 @@ import os
 import tempfile
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,7 @@ __all__ = [
     "save_latents",
     "side_by_side",
     "weights_hash",
+    "weights_identity",
 ]
 
 #: ``--dtype`` choices -> compute dtype. ``bf16`` runs under ``torch.autocast`` with channels-last weights.
@@ -259,16 +260,34 @@ def config_hash(model, **overrides: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def weights_hash(model) -> str:
-    """A short hash of the model's weights (names, shapes and values as float32, so a model stored
-    in float16 and loaded in float32 hashes the same each time)."""
+def weights_hash(model, dtype: torch.dtype = torch.float32) -> str:
+    """A short hash of the model's weights: names, shapes and values as ``dtype`` (float32 by
+    default, so a model stored in float16 and loaded in float32 hashes the same each time)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         data = tensor.detach().cpu()
-        data = (data.float() if data.is_floating_point() else data).contiguous()
+        data = (data.to(dtype) if data.is_floating_point() else data).contiguous()
         digest.update(f"{name}:{tuple(data.shape)}".encode())
         digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+#: Half-precision dtypes whose roundings of the weights latents record: the same checkpoint loaded in
+#: float32, float16 or bfloat16 rounds to the same values in the coarser of two dtypes.
+_ROUNDINGS = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def weights_identity(model) -> dict[str, str]:
+    """What latents record of the weights that made them: the float32 hash, the dtype the weights
+    were loaded in and their hashes rounded to each half-precision dtype, so that the same
+    checkpoint loaded in another precision still decodes them."""
+    identity = {"weights_hash": weights_hash(model), "weights_dtype": _weights_dtype(model)}
+    return identity | {f"weights_hash_{name}": weights_hash(model, dtype) for name, dtype in _ROUNDINGS.items()}
+
+
+def _weights_dtype(model) -> str:
+    dtypes = {str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else "mixed"
 
 
 def _model_name(model) -> str:
@@ -356,7 +375,7 @@ def _latent_metadata(model, fps: float | None, size: tuple[int, int, int], *, no
         "model": _model_name(model),
         "model_class": type(model).__name__,
         "config_hash": config_hash(model),
-        "weights_hash": weights_hash(model),
+        **weights_identity(model),
         "normalized": bool(normalize),
         "scaling_factor": float(model.config.scaling_factor),
         "shift_factor": float(model.config.shift_factor),
@@ -414,10 +433,29 @@ def _check_encoding_model(model, metadata: dict[str, Any]) -> None:
             f"config hash is {config_hash(model)}: decode with the encoding model"
         )
     if metadata.get("weights_hash") and metadata["weights_hash"] != weights_hash(model):
+        _check_same_weights_in_another_dtype(model, metadata, made_by)
+
+
+def _check_same_weights_in_another_dtype(model, metadata: dict[str, Any], made_by: str) -> None:
+    """The float32 hashes differ: accept the encoding weights loaded in another dtype (their bfloat16
+    roundings agree), and otherwise say whether the dtype or the weights differ."""
+    recorded, loaded = metadata.get("weights_dtype"), _weights_dtype(model)
+    if recorded is not None and recorded != loaded:
+        roundings = [name for name in (recorded, loaded) if name in _ROUNDINGS]
+        if any(metadata.get(f"weights_hash_{name}") == weights_hash(model, _ROUNDINGS[name]) for name in roundings):
+            return
         raise ValueError(
-            f"these latents were made by the same architecture with other weights ({made_by}, weights hash "
-            f"{metadata['weights_hash']}, this model's {weights_hash(model)}): decode with the encoding model's weights"
-        )
+            f"these latents were made by {made_by} with its weights in {recorded}; this model's weights are {loaded} and "
+            f"do not round to the same values: load the model in {recorded} (torch_dtype=torch.{recorded}) to decode them, or "
+            "pass check_model=False if it is the same model")
+    hint = ""
+    if recorded is None and loaded != "float32":  # latents older than the dtype record
+        hint = (f"; if it is the same model loaded in {loaded}, load it in float32 as these latents were made, or pass "
+                "check_model=False")
+    raise ValueError(
+        f"these latents were made by the same architecture with other weights ({made_by}, weights hash "
+        f"{metadata['weights_hash']}, this model's {weights_hash(model)}): decode with the encoding model's weights{hint}"
+    )
 
 
 def _config_hash_as_recorded(model, metadata: dict[str, Any]) -> str | None:
@@ -775,25 +813,48 @@ def load_latents(path: str | os.PathLike) -> EncodedVideo:
         metadata = {key: json.loads(value) for key, value in raw.items()}
     except json.JSONDecodeError:
         raise LatentFileError(f"'{path}' has unreadable metadata") from None
-    if metadata.get("version", LATENT_FORMAT_VERSION) != LATENT_FORMAT_VERSION:  # its fields may mean other things
-        raise LatentFileError(f"'{path}' is in latents format version {metadata['version']!r}; this ivvae reads version "
-                              f"{LATENT_FORMAT_VERSION!r}: decode it with the ivvae that wrote it")
+    version = metadata.get("version", LATENT_FORMAT_VERSION)
+    if not isinstance(version, str):
+        raise LatentFileError(f"latents file '{path}': its metadata says version {json.dumps(version)}, not a version string: "
+                              "the file is damaged (re-encode the video)")
+    if version != LATENT_FORMAT_VERSION:  # its fields may mean other things
+        raise LatentFileError(f"'{path}' is in latents format version {version}; this ivvae reads version "
+                              f"{LATENT_FORMAT_VERSION}: decode it with the ivvae that wrote it")
     _check_metadata_types(path, metadata)
     return EncodedVideo(latents=tensors["latents"], metadata=metadata, source=f"latents file '{path}'")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_tile(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+
+#: What each metadata field must be (absent fields are allowed: older files), and how to say it.
+_METADATA_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "num_frames": (lambda v: v is None or _is_count(v), "a positive whole number"),
+    "height": (lambda v: v is None or _is_count(v), "a positive whole number"),
+    "width": (lambda v: v is None or _is_count(v), "a positive whole number"),
+    "tile": (lambda v: v is None or _is_tile(v), "[size, overlap] in pixels"),
+    "model": (lambda v: isinstance(v, str), "a model name or folder"),
+    "normalized": (lambda v: isinstance(v, bool), "true or false"),
+    "fps": (lambda v: _is_number(v) and v >= 0, "a frame rate >= 0"),
+    "scaling_factor": (lambda v: _is_number(v) and v != 0, "a non-zero number"),
+    "shift_factor": (_is_number, "a number"),
+    "chunk_groups": (lambda v: v is None or _is_count(v), "a positive whole number or null"),
+    "dtype": (lambda v: v in DTYPES, f"one of {', '.join(DTYPES)}"),
+}
+
+
 def _check_metadata_types(path: Path, metadata: dict[str, Any]) -> None:
-    """Sizes and tile are computed with before decoding (memory check, defaults): a damaged value is refused here."""
-    for name in ("num_frames", "height", "width"):
-        value = metadata.get(name)
-        if value is not None and not _is_count(value):
-            raise LatentFileError(f"latents file '{path}': its metadata says {name} {value!r}, not a positive whole number: "
+    """Decoding computes with these fields (memory check, defaults, de-normalisation, the output's
+    rate): a value of the wrong type, e.g. ``"normalized": "false"``, is refused instead of misread."""
+    for name, (valid, expected) in _METADATA_TYPES.items():
+        if name in metadata and not valid(metadata[name]):
+            raise LatentFileError(f"latents file '{path}': its metadata says {name} {json.dumps(metadata[name])}, not {expected}: "
                                   "the file is damaged (re-encode the video)")
-    tile = metadata.get("tile")
-    if tile is not None and not (isinstance(tile, list) and len(tile) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
-                                                                                   for v in tile)):
-        raise LatentFileError(f"latents file '{path}': its metadata says tile {tile!r}, not [size, overlap] in pixels: the file is "
-                              "damaged (re-encode the video)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -257,9 +257,13 @@ def test_the_readme_python_examples_run(readme_python, tmp_path, monkeypatch, ca
     assert namespace["frames"].shape == (1, 3, 9, 32, 48) and namespace["reconstruction"].shape == (4, 32, 48, 3)
 
     write_sine_video(tmp_path / "videos" / "a.mp4", frames=9, height=48, width=64)
+    write_sine_video(tmp_path / "videos" / "b.mp4", frames=9, height=32, width=32)  # native sizes differ: one shape a batch
     code, _, err = run(capsys, "encode-dataset", "LATENTS_DIR", "--model", "models/ivvae_z16_dim64",
                        "--data", tmp_path / "videos", "--frames", 9, "--no-progress")
     assert code == 0, err
     exec(compile(latents, "README.md (latent data set)", "exec"), namespace)
     assert namespace["item"]["latents"].shape == (16, 3, 6, 8)
     assert namespace["frames"].shape == (9, 48, 64, 3) and namespace["frames"].dtype == torch.uint8
+    loader = namespace["loader"]
+    loader.num_workers = 0  # the example's 4 workers cost seconds here
+    assert sorted(tuple(batch.shape) for batch in loader) == [(1, 16, 3, 4, 4), (1, 16, 3, 6, 8)]  # torch.stack used to fail

@@ -311,3 +311,45 @@ def test_parts_split_the_videos_and_read_back_as_one(videos, tmp_path):
     with pytest.raises(ValueError, match="part 4/5 holds no video: the data has 4 video.*at most 4 part"):
         encode_dataset(model, spec, tmp_path / "empty_part", part=(4, 5), progress=False)
     assert not (tmp_path / "empty_part").exists()
+
+
+def test_a_video_listed_twice_is_encoded_once_and_kept(videos, tmp_path):
+    """A folder plus a file inside it: the file used to be encoded twice, then taken for an
+    incomplete video and hidden, and every resume repeated the loss."""
+    spec = spec_for([videos, videos / "b.mp4"])
+    report = encode_dataset(tiny_model(), spec, tmp_path / "lat", progress=False, warn=lambda _: None)
+    assert (report["videos"], report["clips"]) == (3, 4)
+    assert sorted(by_clip(LatentDataset(tmp_path / "lat"))) == [("a.mp4", 0), ("a.mp4", 9), ("b.mp4", 0), ("c.mp4", 0)]
+    # a folder written by an older ivvae, with b.mp4's record twice, still reads b.mp4 (once)
+    clips = tmp_path / "lat" / CLIPS_FILE
+    lines = clips.read_text().splitlines()
+    b = next(line for line in lines if '"b.mp4"' in line or "/b.mp4" in line)
+    duplicate = json.loads(b) | {"id": 99}
+    clips.write_text("\n".join([*lines, json.dumps(duplicate)]) + "\n")
+    assert sorted(by_clip(LatentDataset(tmp_path / "lat")))[2] == ("b.mp4", 0) and len(LatentDataset(tmp_path / "lat")) == 4
+
+
+def test_a_data_set_of_another_format_version_is_refused_and_never_rewritten(videos, tmp_path):
+    encode_dataset(tiny_model(), spec_for(videos / "b.mp4"), tmp_path / "lat", progress=False)
+    info_path = tmp_path / "lat" / "dataset.json"
+    info_path.write_text(json.dumps(json.loads(info_path.read_text()) | {"version": 2}))
+    with pytest.raises(LatentDatasetError, match="format version 2; this ivvae reads version 1: encode it again"):
+        LatentDataset(tmp_path / "lat")
+    with pytest.raises(LatentDatasetError, match="format version 2"):  # a resume used to stamp version 1 over it
+        encode_dataset(tiny_model(), spec_for(videos / "b.mp4"), tmp_path / "lat", progress=False)
+    assert json.loads(info_path.read_text())["version"] == 2
+
+
+def test_same_shape_batches_stack_clips_of_several_sizes(videos, tmp_path):
+    encode_dataset(tiny_model(), spec_for(videos, crop=None), tmp_path / "lat", progress=False, warn=lambda _: None)
+    data = LatentDataset(tmp_path / "lat")
+    shapes = {data.shape(i) for i in range(len(data))}
+    assert len(shapes) == 3 and all(data.shape(i) == tuple(data[i]["latents"].shape) for i in range(len(data)))
+    sampler = data.same_shape_batches(2, seed=3)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=lambda items: torch.stack([i["latents"] for i in items]))
+    epoch_1, epoch_2 = [[tuple(b.shape) for b in loader] for _ in range(2)]
+    assert sorted(epoch_1) == sorted(epoch_2) and len(epoch_1) == len(sampler) == 3  # a.mp4's 2 clips, b's, c's
+    assert sorted(sum(list(sampler), [])) == list(range(len(data)))
+    assert len(data.same_shape_batches(2, drop_last=True)) == 1
+    with pytest.raises(ValueError, match="batch_size=0"):
+        data.same_shape_batches(0)

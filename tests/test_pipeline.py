@@ -253,7 +253,7 @@ def test_decode_refuses_metadata_that_disagrees_with_the_latents(model, video, t
     with pytest.raises(ValueError, match=r"tile.safetensors': its metadata records tile \[3, 1\].*--tile 0"):
         pipeline.decode_latents(model, loaded, tile=tuple(loaded.metadata["tile"]), progress=False)
     pipeline.save_latents(tmp_path / "tile_text.safetensors", encoded.latents, {**encoded.metadata, "tile": "big"})
-    with pytest.raises(pipeline.LatentFileError, match=r"tile 'big', not \[size, overlap\]"):
+    with pytest.raises(pipeline.LatentFileError, match=r'tile "big", not \[size, overlap\]'):
         pipeline.load_latents(tmp_path / "tile_text.safetensors")
 
 
@@ -443,5 +443,46 @@ def test_a_failed_latents_write_names_the_file_and_leaves_nothing(tmp_path, monk
 def test_latents_of_another_format_version_are_refused(tmp_path, model, video):
     encoded = pipeline.encode_video(model, video, progress=False)
     pipeline.save_latents(tmp_path / "z.safetensors", encoded.latents, {**encoded.metadata, "version": "9"})
-    with pytest.raises(pipeline.LatentFileError, match="latents format version '9'; this ivvae reads version '1'"):
+    with pytest.raises(pipeline.LatentFileError, match="latents format version 9; this ivvae reads version 1:"):
         pipeline.load_latents(tmp_path / "z.safetensors")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_latents_decode_with_the_same_weights_loaded_in_another_dtype(model, video, tmp_path, dtype):
+    """A diffusion pipeline loads the VAE in half precision: the encoding model's latents must still
+    decode, both ways round; other weights in that dtype are still refused, naming the dtypes."""
+    model.save_pretrained(tmp_path / "vae")
+    half = IVVAE.from_pretrained(tmp_path / "vae", torch_dtype=dtype).eval()
+    encoded = pipeline.encode_video(model, video[:5], progress=False)
+    assert encoded.metadata["weights_dtype"] == "float32"
+    assert pipeline.decode_latents(half, encoded, progress=False).shape == video[:5].shape  # used to be refused
+    assert pipeline.decode_latents(model, pipeline.encode_video(half, video[:5], progress=False), progress=False).shape == video[:5].shape
+    other = small_model()
+    with torch.no_grad():
+        next(other.parameters()).add_(0.5)
+    other = other.to(dtype)
+    with pytest.raises(ValueError, match=rf"weights in float32; this model's weights are {str(dtype)[6:]} and do not round"):
+        pipeline.decode_latents(other, encoded, progress=False)
+    older = {k: v for k, v in encoded.metadata.items() if not k.startswith("weights_") or k == "weights_hash"}
+    with pytest.raises(ValueError, match="other weights .*load it in float32 as these latents were made, or pass check_model=False"):
+        pipeline.decode_latents(half, pipeline.EncodedVideo(encoded.latents, older), progress=False)
+
+
+def test_load_latents_refuses_metadata_of_the_wrong_type(model, video, tmp_path):
+    """A damaged or hand-edited file: "normalized": "false" used to count as true (a silently wrong
+    decode), "model": 123 gave a TypeError, a numeric version a self-contradicting message."""
+    encoded = pipeline.encode_video(model, video[:5], progress=False)
+    for key, value, message in (("normalized", "false", 'normalized "false", not true or false'),
+                                ("model", 123, "model 123, not a model name"),
+                                ("fps", "25", 'fps "25", not a frame rate'),
+                                ("scaling_factor", 0, "scaling_factor 0, not a non-zero number"),
+                                ("chunk_groups", 1.5, "chunk_groups 1.5, not a positive whole number or null"),
+                                ("dtype", "fp8", 'dtype "fp8", not one of fp32, bf16'),
+                                ("version", 1, "version 1, not a version string")):
+        path = tmp_path / f"{key}.safetensors"
+        pipeline.save_latents(path, encoded.latents, {**encoded.metadata, key: value})
+        with pytest.raises(pipeline.LatentFileError, match=rf"{key}.safetensors': its metadata says {message}"):
+            pipeline.load_latents(path)
+    pipeline.save_latents(tmp_path / "v2.safetensors", encoded.latents, {**encoded.metadata, "version": "2"})
+    with pytest.raises(pipeline.LatentFileError, match="format version 2; this ivvae reads version 1:"):
+        pipeline.load_latents(tmp_path / "v2.safetensors")

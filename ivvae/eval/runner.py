@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import logging
 import math
 import os
 import platform
@@ -76,6 +77,8 @@ from .metrics import (
     ssim_by_group_position,
     ssim_per_frame,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "PROTOCOLS",
@@ -198,6 +201,24 @@ class Clip:
         return {"path": self.path, "start": self.start, "native_size": list(self.native_size), "size": list(self.size)}
 
 
+def _each_once(paths: list[str]) -> list[str]:
+    """``paths`` without repeats of one file (a folder and a file in it, a repeated manifest row), first kept.
+
+    A video listed twice would be evaluated, counted and encoded twice (and a latent data set would
+    then take its clips for an incomplete video).
+    """
+    seen: set[str] = set()
+    unique = []
+    for path in paths:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            unique.append(path)
+    if len(unique) < len(paths):
+        logger.warning("%d video(s) listed more than once in the data: each is used once", len(paths) - len(unique))
+    return unique
+
+
 @dataclass
 class DatasetSpec:
     """Which clips to evaluate (see the module docstring for the protocols and the selection rule).
@@ -272,13 +293,13 @@ class DatasetSpec:
 
     # -- listing
     def list_videos(self) -> list[str]:
-        """All candidate videos, in listing order; with one-frame clips, folders' images too."""
+        """All candidate videos, each once, in listing order; with one-frame clips, folders' images too."""
         from ..io import resolve_source
         from ..train.data import MANIFEST_EXTENSIONS, list_videos
 
         with_images = self.frames == 1
         if isinstance(self.source, (str, os.PathLike)):
-            return list_videos(resolve_source(os.fspath(self.source)), with_images=with_images)
+            return _each_once(list_videos(resolve_source(os.fspath(self.source)), with_images=with_images))
         paths: list[str] = []
         for source in self.source:
             path = resolve_source(os.fspath(source))
@@ -287,7 +308,7 @@ class DatasetSpec:
                 paths.extend(list_videos(path, with_images=with_images))
             else:
                 paths.append(path)
-        return list_videos(paths, with_images=with_images)
+        return _each_once(list_videos(paths, with_images=with_images))
 
     def order(self, paths: Sequence[str]) -> list[int]:
         """Indices of ``paths`` in evaluation order (seeded permutation when ``num_videos`` is set)."""
