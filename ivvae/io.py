@@ -7,6 +7,7 @@ one-line message naming the file and the cause; raw PyAV/FFmpeg exceptions never
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import os
 import re
@@ -22,7 +23,9 @@ import numpy as np
 import torch
 
 from ._checks import is_whole_number
-from ._files import file_ancestor
+from ._files import file_ancestor, honour_umask
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -142,8 +145,17 @@ def _open_input(path: str) -> av.container.InputContainer:
     return container
 
 
+#: Demuxers of bare elementary streams (``.h264``, ``.hevc``, ``.m2v``...): with no container timing
+#: their average rate is FFmpeg's default of 25 fps, while the rate the codec's own headers give is
+#: the ``guessed_rate``.
+_ELEMENTARY_STREAM_DEMUXERS = frozenset({"h264", "hevc", "mpegvideo", "m4v", "vvc", "cavsvideo"})
+
+
 def _stream_fps(stream: av.video.stream.VideoStream) -> float:
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+    rates = (stream.average_rate, stream.guessed_rate, stream.base_rate)
+    if stream.container.format.name in _ELEMENTARY_STREAM_DEMUXERS:
+        rates = (stream.guessed_rate, *rates)
+    for rate in rates:
         if rate:
             return float(rate)
     return 0.0
@@ -175,24 +187,29 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             except _AV_ERRORS as e:
                 raise VideoReadError(path, f"cannot demux ({_describe(e)})") from None
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+        codec = stream.codec_context.name
     finally:
         container.close()
-    if _first_frame_turns(path) % 2:
-        width, height = height, width
+    first = _first_frame(path)
+    if first is not None:
+        width, height = _display_size(first)  # upright; also where the header has no size (animated WebP)
+    elif not (width and height):
+        raise VideoReadError(path, f"no frame decodes and the header gives no frame size: FFmpeg cannot decode this stream "
+                                   f"(codec {codec}); convert it to a common format (e.g. H.264 MP4) first")
     return VideoInfo(path=path, num_frames=num_frames, fps=fps, width=width, height=height)
 
 
-def _first_frame_turns(path: str) -> int:
-    """:func:`_quarter_turns` of the first frame; 0 when none decodes (reading will say why)."""
+def _first_frame(path: str) -> av.VideoFrame | None:
+    """The first decoded frame; ``None`` when none decodes (reading will say why)."""
     container = _open_input(path)
     try:
         for frame in container.decode(container.streams.video[0]):
-            return _quarter_turns(frame)
+            return frame
     except _AV_ERRORS:
         pass
     finally:
         container.close()
-    return 0
+    return None
 
 
 def _even(x: float) -> int:
@@ -363,6 +380,7 @@ class _Tally:
     seen: int = 0  # frames decoded up to where we stopped (the total when the end was reached)
     delivered: int = 0  # selected frames handed out
     fps: float = 0.0
+    size: tuple[int, int] | None = None  # (height, width) of the first delivered frame
     end_time: float | None = None  # seconds from the stream start to the end of the last decoded frame
     duration: float | None = None  # stream duration from the container header
 
@@ -378,10 +396,25 @@ def _select(frames: Iterator[tuple[int, av.VideoFrame]], start: int, stride: int
         if i >= start and (i - start) % stride == 0:
             wanted += 1
             if wanted > delivered:
-                yield _frame_to_array(frame, resize)
+                array = _frame_to_array(frame, resize)
+                _check_same_size(tally, array, i)
+                yield array
                 tally.delivered += 1
             if num_frames is not None and wanted == num_frames:
                 return
+
+
+class _SizeChanged(Exception):
+    """The stream's frame size changed (joined recordings): named by :func:`_decode`."""
+
+
+def _check_same_size(tally: _Tally, array: np.ndarray, index: int) -> None:
+    if tally.size is None:
+        tally.size = array.shape[:2]
+    elif array.shape[:2] != tally.size:
+        (h0, w0), (h, w) = tally.size, array.shape[:2]
+        raise _SizeChanged(f"the frame size changes from {w0}x{h0} to {w}x{h} at frame {index}: read it at one size "
+                           f"(--resize {w0}x{h0}, or resize=({w0}, {h0}))")
 
 
 def _note_end_time(tally: _Tally, stream, frame: av.VideoFrame) -> None:
@@ -444,6 +477,8 @@ def _decode(path: str, start: int, stride: int, num_frames: int | None,
         yield from _select(_frames_sequential(container, stream), start, stride, num_frames, resize, stream, tally)
     except VideoReadError:
         raise
+    except _SizeChanged as e:
+        raise VideoReadError(path, str(e)) from None
     except _ResizeFailed as e:
         raise ValueError(f"cannot read video '{path}' with resize={resize!r}: {e}") from None
     except _AV_ERRORS as e:
@@ -556,8 +591,10 @@ def _check_complete(path: str, tally: _Tally, start: int, stride: int, num_frame
     # header promises. Compare times, not counts: edit lists make sample counts overstate.
     if tally.duration and tally.end_time is not None and tally.fps:
         if tally.end_time < tally.duration - 3.0 / tally.fps:
-            raise VideoReadError(path, f"truncated: decodable frames end at {tally.end_time:.2f}s but the header "
-                                       f"says the stream lasts {tally.duration:.2f}s", total_frames=total)
+            readable = -(-(total - start) // stride)
+            raise VideoReadError(path, f"truncated: decodable frames end at {tally.end_time:.2f}s but the header says the stream "
+                                       f"lasts {tally.duration:.2f}s; {total} frames decode: read them with --frames {readable} "
+                                       f"(num_frames={readable})", total_frames=total)
 
 
 # --------------------------------------------------------------------------------------------
@@ -608,12 +645,15 @@ def _as_uint8_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames)
 
 
-def _pad_to_even(frames: np.ndarray) -> np.ndarray:
-    """yuv420p needs even sizes: replicate the last row/column rather than lose content."""
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
-    if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    return np.ascontiguousarray(frames)
+def _pixel_format(height: int, width: int) -> str:
+    """yuv420p, which every player shows, where the size is even; 4:4:4 (no chroma subsampling)
+    keeps an odd size exact instead of padding it."""
+    return "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
+
+
+#: How RGB frames become YUV, and what the stream says about it (BT.709, limited range): untagged
+#: video is converted with BT.601 by some players and BT.709 by others, and its colours shift.
+_COLOR_TAGS = {"colorspace": 1, "color_primaries": 1, "color_trc": 1, "color_range": 1}  # AVCOL_*_BT709, AVCOL_RANGE_MPEG
 
 
 def _encode_png(tmp_path: str, frame: np.ndarray) -> None:
@@ -640,7 +680,7 @@ class VideoWriter:
     Frames go to a temporary file in the output's folder, renamed into place when the block ends
     without an error and removed when it raises, so an interrupted run never leaves a half-written
     file. Each :meth:`write` takes uint8 ``(t, H, W, 3)`` RGB frames of one size; encoding and
-    naming as :func:`write_video` (H.264, odd sizes padded to even; a ``.png`` holds one frame).
+    naming as :func:`write_video` (H.264 of the exact size; a ``.png`` holds one frame).
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False (checked again at the end).
@@ -660,6 +700,7 @@ class VideoWriter:
         self.frames_written = 0
         self._size: tuple[int, int] | None = None
         self._container = self._stream = None
+        self._created_folders: list[str] = []
         self._tmp = self._temporary_file()
 
     def _temporary_file(self) -> str:
@@ -668,12 +709,22 @@ class VideoWriter:
             raise VideoWriteError(f"cannot write video '{self.path}': '{blocking}' is a file, not a folder; choose another output path")
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            os.makedirs(directory, exist_ok=True)
+            self._make_folders(directory)
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{Path(self.path).name}.", suffix=self.suffix or ".mp4")
             os.close(fd)
         except OSError as e:
             raise VideoWriteError(f"cannot write video '{self.path}': {_describe(e)}") from None
         return tmp
+
+    def _make_folders(self, directory: str) -> None:
+        """Create ``directory`` and its missing parents, remembering them so :meth:`abort` can remove them."""
+        missing = []
+        while not os.path.exists(directory):
+            missing.append(directory)
+            directory = os.path.dirname(directory)
+        for folder in reversed(missing):
+            os.mkdir(folder)
+            self._created_folders.append(folder)
 
     def write(self, frames: torch.Tensor | np.ndarray) -> None:
         """Append uint8 ``(t, H, W, 3)`` RGB frames."""
@@ -687,20 +738,30 @@ class VideoWriter:
             if self.suffix in IMAGE_SUFFIXES:
                 _encode_png(self._tmp, data[0])
             else:
-                self._encode(_pad_to_even(data))
+                self._encode(data)
         except _AV_ERRORS as e:
             raise VideoWriteError(f"cannot write video '{self.path}': encoding failed ({_describe(e)})") from None
         self.frames_written += data.shape[0]
 
     def _encode(self, frames: np.ndarray) -> None:
         if self._container is None:
-            self._container = av.open(self._tmp, mode="w", format=_MUXERS.get(self.suffix, "mp4"))
-            self._stream = self._container.add_stream("libx264", rate=self.rate)
-            self._stream.width, self._stream.height = frames.shape[2], frames.shape[1]
-            self._stream.pix_fmt = "yuv420p"
-            self._stream.options = {"crf": str(self.crf), "preset": "medium"}
+            self._open_stream(*frames.shape[1:3])
         for array in frames:
-            self._container.mux(self._stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(
+                format=self._stream.pix_fmt, dst_colorspace="itu709", dst_color_range="MPEG")
+            self._container.mux(self._stream.encode(frame))
+
+    def _open_stream(self, height: int, width: int) -> None:
+        self._container = av.open(self._tmp, mode="w", format=_MUXERS.get(self.suffix, "mp4"))
+        self._stream = self._container.add_stream("libx264", rate=self.rate)
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = _pixel_format(height, width)
+        if self._stream.pix_fmt != "yuv420p":
+            logger.warning("'%s': frames of odd size %dx%d are written as 4:4:4 H.264 to keep their size exact; some players "
+                           "show only even sizes (resize or crop to even for those)", self.path, width, height)
+        for name, value in _COLOR_TAGS.items():
+            setattr(self._stream.codec_context, name, value)
+        self._stream.options = {"crf": str(self.crf), "preset": "medium"}
 
     def close(self) -> None:
         """Finish the file and move it into place (a writer with no frames writes nothing and raises)."""
@@ -717,8 +778,9 @@ class VideoWriter:
             if os.path.exists(self.path) and not self.overwrite:  # appeared while we were encoding
                 raise FileExistsError(f"refusing to overwrite existing file '{self.path}' (pass overwrite=True)")
             try:
-                os.chmod(self._tmp, 0o644)  # mkstemp creates 0600 files
+                honour_umask(self._tmp)  # mkstemp creates 0600 files
                 os.replace(self._tmp, self.path)
+                self._created_folders = []  # they hold the result now
             except OSError as e:
                 raise VideoWriteError(f"cannot write video '{self.path}': {_describe(e)}") from None
         finally:
@@ -734,6 +796,12 @@ class VideoWriter:
             self._container = None
         if os.path.exists(self._tmp):
             os.unlink(self._tmp)
+        for folder in reversed(self._created_folders):  # the folders made for the output, when still empty
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+        self._created_folders = []
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -747,9 +815,11 @@ class VideoWriter:
 
 def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float, *, crf: int = 18,
                 overwrite: bool = False) -> None:
-    """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 (libx264, yuv420p), or one frame as PNG.
+    """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 (libx264), or one frame as PNG.
 
-    Odd heights/widths are padded to even by replicating the last row/column. The container
+    Colours are converted with BT.709 and tagged so (limited range). Even sizes are written as
+    yuv420p; an odd height or width as yuv444p, which keeps the exact size (some players show only
+    even sizes, and a warning says so). The container
     follows the extension (.mp4/.m4v/.mov/.mkv; anything else gets MP4); a ``.png`` name writes a
     one-frame video as a lossless image of its exact size (``fps`` and ``crf`` do not apply).
     Output is written to a temporary file in the same directory and renamed into place, so a

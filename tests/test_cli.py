@@ -559,3 +559,21 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(capsys, mod
     assert code == 2 and "no file can be created in '/proc'" in error_line(err)
     code, _, err = run(capsys, "inflate", model_dir, "/proc/ivvae_no_such_dir/video")
     assert code == 2 and "no file can be created in '/proc'" in error_line(err)
+
+
+def test_fps_sets_the_input_rate_of_reconstruct_and_encode(model_dir, clip, tmp_path, capsys):
+    """A header with the wrong rate (or a variable one) had no override but in `decode`."""
+    code, out, err = run(capsys, "reconstruct", clip, tmp_path / "r.mp4", "--model", model_dir, "--fps", 30, "--stride", 2,
+                         "--no-progress")
+    assert code == 0, err
+    assert "15 fps" in out and probe_video(tmp_path / "r.mp4").fps == pytest.approx(15.0)
+    code, _, err = run(capsys, "encode", clip, tmp_path / "z.safetensors", "--model", model_dir, "--fps", 12.5, "--no-progress")
+    assert code == 0, err
+    assert pipeline.load_latents(tmp_path / "z.safetensors").metadata["fps"] == 12.5
+    code, _, err = run(capsys, "reconstruct", clip, tmp_path / "bad.mp4", "--model", model_dir, "--fps", 0)
+    assert code != 0 and "--fps" in err
+
+
+def test_decode_names_swapped_arguments(model_dir, clip, tmp_path, capsys):
+    code, _, err = run(capsys, "decode", clip, tmp_path / "out.mp4", "--model", model_dir)
+    assert code != 0 and "named like a video" in error_line(err) and "swapped arguments" in err  # was "header too large"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fractions
 import os
+import stat
 
 import av
 import numpy as np
@@ -69,13 +70,78 @@ def test_round_trip(tmp_path, crf, tol):
     assert info.fps == pytest.approx(25.0)
 
 
-def test_odd_size_is_padded(tmp_path):
+def test_odd_size_is_written_exactly(tmp_path, caplog):
+    """An odd size used to be padded to even (66x48 for 65x47) against `--help`'s promise."""
     frames = smooth_frames(4, 33, 47)
     path = tmp_path / "odd.mp4"
     write_video(path, frames, 24, crf=0)
     out = read_video(path).frames
-    assert tuple(out.shape) == (4, 34, 48, 3)  # padded to even by edge replication
-    assert mae(out[:, :33, :47], frames) < 2.5
+    assert tuple(out.shape) == (4, 33, 47, 3)
+    assert mae(out, frames) < 1.0  # 4:4:4: no chroma subsampling
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv444p"
+    assert "4:4:4 H.264 to keep their size exact" in caplog.text
+    write_video(tmp_path / "even.mp4", smooth_frames(2, 32, 48), 24)
+    with av.open(str(tmp_path / "even.mp4")) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
+
+
+def test_written_video_is_tagged_bt709_and_its_colours_read_back(tmp_path):
+    """Untagged output was converted with BT.601: players that assume BT.709 for HD shifted its colours."""
+    frames = np.zeros((3, 48, 64, 3), np.uint8)
+    frames[:] = (200, 40, 90)
+    path = tmp_path / "flat.mp4"
+    write_video(path, frames, 25, crf=0)
+    with av.open(str(path)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range) == (1, 1, 1, 1)  # BT.709, limited range
+    assert np.abs(read_video(path).frames.numpy().astype(int) - frames).max() <= 2
+
+
+def test_a_frame_size_change_mid_stream_is_named(tmp_path):
+    """Joined recordings (e.g. concatenated MPEG-TS): numpy's "all input arrays must have the same shape" before."""
+    path = tmp_path / "joined.ts"
+    with open(path, "wb") as joined:
+        for i, (h, w) in enumerate([(32, 32), (24, 48)]):
+            part = tmp_path / f"part{i}.ts"
+            with av.open(str(part), "w", format="mpegts") as out:
+                stream = out.add_stream("libx264", rate=25)
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                for frame in smooth_frames(5, h, w):
+                    out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+                out.mux(stream.encode(None))
+            joined.write(part.read_bytes())
+    for read in (lambda **kw: read_video(path, **kw).frames, lambda **kw: torch.cat(list(iter_video(path, **kw)))):
+        with pytest.raises(VideoReadError, match=r"frame size changes from 32x32 to 48x24 at frame 5: .*--resize 32x32"):
+            read()
+        assert read(resize=(32, 32)).shape == (10, 32, 32, 3)
+
+
+def test_a_raw_h264_stream_is_read_at_its_own_rate(tmp_path):
+    """A bare .h264 stream has no container timing: FFmpeg's default 25 fps used to be taken for its rate."""
+    path = tmp_path / "raw.h264"
+    with av.open(str(path), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for frame in smooth_frames(6, 32, 32):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    assert probe_video(path).fps == pytest.approx(30.0) and read_video(path).fps == pytest.approx(30.0)
+
+
+def test_video_files_follow_the_umask_and_failed_writes_remove_the_folders_they_made(tmp_path):
+    old = os.umask(0o077)
+    try:
+        write_video(tmp_path / "a.mp4", smooth_frames(2, 16, 16), 25)
+        write_video(tmp_path / "a.png", smooth_frames(1, 16, 16), 25)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.mp4").st_mode) == stat.S_IMODE(os.stat(tmp_path / "a.png").st_mode) == 0o600
+    (tmp_path / "kept").mkdir()
+    writer = VideoWriter(tmp_path / "kept" / "new" / "dir" / "v.mp4", 25)
+    writer.write(smooth_frames(1, 16, 16))
+    writer.abort()
+    assert list((tmp_path / "kept").iterdir()) == []  # new/dir used to stay behind
 
 
 def test_fractional_fps(tmp_path):

@@ -46,6 +46,9 @@ def test_half_mkv_is_refused_as_truncated(mkv):
         read_video(cut)
     message = str(err.value)
     assert "\n" not in message and str(cut) in message and "lasts 1.60s" in message
+    decodable = err.value.total_frames
+    assert f"{decodable} frames decode: read them with --frames {decodable} (num_frames={decodable})" in message
+    assert read_video(cut, num_frames=decodable).frames.shape[0] == decodable  # the hint works
     with pytest.raises(VideoReadError, match="truncated"):
         list(iter_video(cut))
     assert tuple(read_video(cut, num_frames=5).frames.shape) == (5, 48, 64, 3)  # the intact part still reads

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .argtypes import nonnegative_int, positive_int, size
+from .argtypes import nonnegative_int, positive_float, positive_int, size
 
 
 def _crf(text: str) -> int:
@@ -79,6 +79,9 @@ def add_input_selection(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resize", type=size, default=None, metavar="N|WxH",
                        help="resize frames: N = short side to N pixels keeping the aspect ratio, WxH = exact size")
     group.add_argument("--crop", type=size, default=None, metavar="N|WxH", help="centre crop after resizing: N = NxN, WxH = that size")
+    group.add_argument("--fps", type=positive_float, default=None, metavar="F",
+                       help="the input's frame rate, where its header is wrong or the rate varies (default: the header's); "
+                            "outputs are written at F divided by --stride")
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:

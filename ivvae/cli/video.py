@@ -83,7 +83,7 @@ def _selection(args: argparse.Namespace) -> _Selection:
     if args.crop:
         cw, ch = _crop_size(args)
         width, height = min(width, cw), min(height, ch)
-    return _Selection(frames, height, width, resized, (info.fps or 25.0) / args.stride)
+    return _Selection(frames, height, width, resized, (args.fps or info.fps or 25.0) / args.stride)
 
 
 def _crop_size(args: argparse.Namespace) -> tuple[int, int]:
@@ -331,6 +331,9 @@ def _read_latents(path: Path, clip: int | None):
         if clip is not None:
             what = "is a file" if path.exists() else "does not exist"
             raise ValueError(f"--clip is for a latent data set folder (from `ivvae encode-dataset`); '{path}' {what}")
+        if path.suffix.lower() in _VIDEO_SUFFIXES:
+            raise ValueError(f"LATENTS '{path}' is named like a video; decode reads latents written by `ivvae encode` "
+                             "(.safetensors): ivvae decode LATENTS OUT (swapped arguments?)")
         return load_latents(path)
     from ..latent_dataset import LatentDataset
 
