@@ -651,9 +651,9 @@ def _pixel_format(height: int, width: int) -> str:
     return "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
 
 
-#: How RGB frames become YUV, and what the stream says about it (BT.709, limited range): untagged
-#: video is converted with BT.601 by some players and BT.709 by others, and its colours shift.
-_COLOR_TAGS = {"colorspace": 1, "color_primaries": 1, "color_trc": 1, "color_range": 1}  # AVCOL_*_BT709, AVCOL_RANGE_MPEG
+#: What the stream says of its colours: FFmpeg converts RGB to YUV with the BT.601 matrix in limited
+#: range, and untagged video is shown with BT.601 by some players and BT.709 by others (colours shift).
+_COLOR_TAGS = {"colorspace": 6, "color_primaries": 6, "color_trc": 6, "color_range": 1}  # AVCOL_*_SMPTE170M, AVCOL_RANGE_MPEG
 
 
 def _encode_png(tmp_path: str, frame: np.ndarray) -> None:
@@ -747,9 +747,7 @@ class VideoWriter:
         if self._container is None:
             self._open_stream(*frames.shape[1:3])
         for array in frames:
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(
-                format=self._stream.pix_fmt, dst_colorspace="itu709", dst_color_range="MPEG")
-            self._container.mux(self._stream.encode(frame))
+            self._container.mux(self._stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
 
     def _open_stream(self, height: int, width: int) -> None:
         self._container = av.open(self._tmp, mode="w", format=_MUXERS.get(self.suffix, "mp4"))
@@ -817,7 +815,7 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
                 overwrite: bool = False) -> None:
     """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 (libx264), or one frame as PNG.
 
-    Colours are converted with BT.709 and tagged so (limited range). Even sizes are written as
+    Colours are converted with BT.601 (SMPTE 170M) in limited range and tagged so. Even sizes are written as
     yuv420p; an odd height or width as yuv444p, which keeps the exact size (some players show only
     even sizes, and a warning says so). The container
     follows the extension (.mp4/.m4v/.mov/.mkv; anything else gets MP4); a ``.png`` name writes a

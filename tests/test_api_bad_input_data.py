@@ -282,7 +282,8 @@ def test_dataset_spec_reads_manifests_among_several_sources(tmp_path, video):
     manifest = tmp_path / "set.csv"
     manifest.write_text(f"path\n{video}\n")
     # before: the manifest itself was listed as a video, then skipped as unreadable
-    assert DatasetSpec([manifest, manifest]).list_videos() == [str(video), str(video)]
+    assert DatasetSpec([manifest]).list_videos() == [str(video)]
+    assert DatasetSpec([manifest, manifest]).list_videos() == [str(video)]  # a video listed twice is used once
 
 
 def test_eval_settings_check_tile_and_device():
