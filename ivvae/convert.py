@@ -13,6 +13,9 @@ two can never disagree.
 from __future__ import annotations
 
 import inspect
+import json
+import logging
+import math
 import os
 import re
 import shutil
@@ -24,10 +27,12 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ._files import file_ancestor, honour_umask, refuse_nonempty_folder, save_model_folder
+from ._files import file_ancestor, honour_umask, refuse_nonempty_folder, save_model_folder, write_atomically
 from .hub import first_few, nonfinite_tensors
 from .models.ivvae import IVVAE
 from .models.presets import RELEASED
+
+logger = logging.getLogger(__name__)
 
 PAC_NAMES = ("PAC_0", "PAC_1", "PAC_3", "PAC_6", "PAC_9", "PAC_12")
 
@@ -102,18 +107,70 @@ def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
         raise FileNotFoundError(f"checkpoint not found: '{path}' (pass the path of ivvae_z*_dim*.pth)")
     if path.stat().st_size == 0:
         raise CheckpointError(f"cannot read checkpoint '{path}': the file is empty (an interrupted download?)")
+    state = _read_safetensors(path) if _is_safetensors(path) else _read_pickle(path)
+    state = _unwrapped(state, path)
+    return _without_common_prefix({key.removeprefix("module."): value for key, value in state.items()}, path)
+
+
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file, whatever its name: an 8-byte little-endian header length, then a JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and int.from_bytes(head[:8], "little") < path.stat().st_size and head[8:9] == b"{"
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read checkpoint '{path}': a damaged safetensors file ({' '.join(str(error).split())})") from None
+
+
+def _read_pickle(path: Path) -> Any:
     try:
         with warnings.catch_warnings():  # torch warns about legacy pickles before failing: the error below says it all
             warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle/zip errors: name the file, not the unpickler internals
         raise CheckpointError(f"cannot read checkpoint '{path}': {_load_failure(error)}") from None
-    for wrapper in ("state_dict", "model", "module"):
+
+
+#: Keys under which training scripts save the weights beside other things (optimizer, step, ...).
+_WRAPPERS = ("state_dict", "model", "module", "ema", "model_ema", "ema_model", "vae")
+
+
+def _unwrapped(state: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict of tensors inside a training checkpoint's container; scalars beside it are dropped."""
+    for wrapper in _WRAPPERS:
         if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
             state = state[wrapper]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"'{path}' does not hold a state dict of tensors")
-    return {key.removeprefix("module."): value for key, value in state.items()}
+            break
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"'{path}' does not hold a state dict of tensors (it holds a {type(state).__name__})")
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        found = ", ".join(f"{k!r} ({type(v).__name__})" for k, v in list(state.items())[:8])
+        raise CheckpointError(f"'{path}' does not hold a state dict of tensors; its top-level entries are: {found}. Load it in "
+                              "Python, take the weights' dict and torch.save it, then convert that file")
+    dropped = [k for k in state if k not in tensors]
+    if dropped:
+        logger.warning("'%s': ignoring %d entries that are not tensors (%s)", path, len(dropped), ", ".join(map(str, dropped[:5])))
+    return tensors
+
+
+def _without_common_prefix(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Strip a prefix every key shares (``vae.``, ``first_stage_model.``) where the released names lie beneath it."""
+    anchor = "encoder.conv1.conv_2d.weight"
+    if anchor in state:
+        return state
+    prefix = next((key[: -len(anchor)] for key in state if key.endswith("." + anchor)), None)
+    if prefix is None or not all(key.startswith(prefix) for key in state):
+        return state
+    logger.warning("'%s': every tensor name starts with '%s'; reading them without it", path, prefix)
+    return {key[len(prefix):]: value for key, value in state.items()}
 
 
 def infer_shape(state: Mapping[str, torch.Tensor]) -> tuple[int, int]:
@@ -250,15 +307,48 @@ def to_official_state_dict(model: IVVAE) -> dict[str, torch.Tensor]:
 
 
 def convert_official_checkpoint(
-    path: str | os.PathLike, out_dir: str | os.PathLike, variant: str | None = None, overwrite: bool = False
+    path: str | os.PathLike, out_dir: str | os.PathLike, variant: str | None = None, overwrite: bool = False,
+    scaling_factor: float | None = None, shift_factor: float | None = None,
 ) -> IVVAE:
-    """Convert a released ``.pth`` into a ``from_pretrained`` folder (config + safetensors)."""
+    """Convert a released ``.pth`` into a ``from_pretrained`` folder (config + safetensors).
+
+    The latent normalisation is, in order of precedence: ``scaling_factor`` / ``shift_factor``;
+    the ``CHECKPOINT.pth.json`` that :func:`export_official_checkpoint` writes beside the file
+    (a ``.pth`` holds weights only); the released variant's; else 1 and 0.
+    """
     if Path(out_dir).is_file():  # not even with overwrite: a folder never replaces a file (the checkpoint itself?)
         raise FileExistsError(f"output '{out_dir}' is a file, not a folder; choose a new folder")
     out_dir = refuse_nonempty_folder(out_dir, overwrite)
     model = from_official_state_dict(load_official_state_dict(path), variant)
+    recorded = read_normalization(path)
+    chosen = {name: value for name, value in (("scaling_factor", scaling_factor), ("shift_factor", shift_factor))
+              if value is not None}
+    if recorded or chosen:
+        model.register_to_config(**{**(recorded or {}), **chosen})
     save_model_folder(model, out_dir)  # all or nothing: a failed write (a full disk) is one line naming out_dir
     return model
+
+
+def normalization_file(checkpoint: str | os.PathLike) -> Path:
+    """Where the latent normalisation of an exported ``.pth`` is kept: ``CHECKPOINT.pth.json``."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name + ".json")
+
+
+def read_normalization(checkpoint: str | os.PathLike) -> dict[str, float] | None:
+    """``{"scaling_factor": ..., "shift_factor": ...}`` from the checkpoint's normalisation file, if any."""
+    path = normalization_file(checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        values = {name: float(data[name]) for name in ("scaling_factor", "shift_factor")}
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise CheckpointError(f"cannot read the latent normalisation '{path}' ({type(error).__name__}: {error}); fix or delete it, "
+                              "or give --scaling-factor and --shift-factor") from None
+    if not all(math.isfinite(v) for v in values.values()) or values["scaling_factor"] == 0:
+        raise CheckpointError(f"'{path}': scaling_factor must be a finite non-zero number and shift_factor finite; fix or delete it")
+    return values
 
 
 def _write_failure(error: OSError) -> str:
@@ -302,6 +392,8 @@ def export_official_checkpoint(model: IVVAE, path: str | os.PathLike, overwrite:
         raise FileExistsError(f"refusing to overwrite existing file '{path}' (pass --overwrite)")
     if file_ancestor(path) is not None:
         raise ValueError(f"cannot write '{path}': '{file_ancestor(path)}' is a file, not a folder")
+    if normalization_file(path).exists() and not overwrite:
+        raise FileExistsError(f"refusing to overwrite existing file '{normalization_file(path)}' (pass --overwrite)")
     state = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in to_official_state_dict(model).items()}
     created, tmp = _first_missing(path.parent), None
     try:
@@ -318,7 +410,20 @@ def export_official_checkpoint(model: IVVAE, path: str | os.PathLike, overwrite:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+    _write_normalization(model, path)
     return len(state)
+
+
+def _write_normalization(model: IVVAE, checkpoint: Path) -> None:
+    """The authors' loader is strict (no extra keys in the ``.pth``): the model's latent normalisation,
+    which a diffusion model trained on its latents depends on, goes beside it."""
+    text = json.dumps({"scaling_factor": float(model.config.scaling_factor), "shift_factor": float(model.config.shift_factor),
+                       "latent_channels": int(model.config.latent_channels), "base_channels": int(model.config.base_channels)},
+                      indent=2) + "\n"
+    try:
+        honour_umask(write_atomically(normalization_file(checkpoint), lambda tmp: tmp.write_text(text)))
+    except OSError as error:
+        raise OSError(f"cannot write '{normalization_file(checkpoint)}': {_write_failure(error)}") from None
 
 
 class _RecordingFile:

@@ -285,8 +285,9 @@ def grow(
             single-branch member of the family).
         base_channels / channel_multipliers: the new widths (``None``: unchanged); every stage's
             width must stay or grow.
-        new_weight_scale: scale of the new output channels' default initialisation (> 0; see the
-            module docstring for why not 0).
+        new_weight_scale: scale of the new output channels' default initialisation (> 0 to train
+            the result; 0 reproduces the model exactly but its new channels never learn, see the
+            module docstring: a check of the growth, which ``ivvae grow`` refuses).
         seed: seeds the new channels' initialisation.
 
     Returns:

@@ -321,7 +321,7 @@ def _read_layout(weights: Path) -> dict[str, tuple[tuple[int, ...], str, bool]]:
     try:
         return _safetensors_layout(weights) if weights.suffix == ".safetensors" else _pickle_layout(weights)
     except Exception as error:  # safetensors' and the unpickler's errors: the file, not the reader, is at fault
-        reason = " ".join(str(error).split("\n\n")[0].split())[:200]
+        reason = " ".join(str(error).split("\n\n")[0].split())[:200].split(" Please ")[0]  # not torch's advice to re-save
         raise ModelLoadError(f"'{weights}' is truncated or not a {weights.suffix[1:]} weights file ({reason}): {_REEXPORT}") from None
 
 
@@ -338,9 +338,12 @@ def _safetensors_layout(weights: Path) -> dict[str, tuple[tuple[int, ...], str, 
 
 
 def _pickle_layout(weights: Path) -> dict[str, tuple[tuple[int, ...], str, bool]]:
+    import zipfile
+
     import torch
 
-    state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+    # mmap (no copy of a large file) reads only the zip format torch.save writes since 1.6; legacy files load whole
+    state = torch.load(weights, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(weights))
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise ValueError("it does not hold a state dict of tensors")
     return {key: (tuple(value.shape), str(value.dtype).removeprefix("torch."), value.is_floating_point()) for key, value in state.items()}

@@ -382,7 +382,7 @@ def test_convert_exports_a_model_folder_back_to_the_released_layout(capsys, tiny
     assert code == 0, err
     exported = torch.load(tmp_path / "back" / "exported.pth", weights_only=True)
     assert exported.keys() == original.keys() and all(torch.equal(exported[k], original[k]) for k in original)
-    assert "exported" in stdout and [p.name for p in (tmp_path / "back").iterdir()] == ["exported.pth"]
+    assert "exported" in stdout and sorted(p.name for p in (tmp_path / "back").iterdir()) == ["exported.pth", "exported.pth.json"]
     code, _, err = run(capsys, "convert", tmp_path / "folder", tmp_path / "back" / "exported.pth")
     assert code == 2 and "--overwrite" in error_line(err)
     code, _, err = run(capsys, "convert", tmp_path / "folder", tmp_path / "other_folder")
@@ -404,7 +404,7 @@ def test_convert_wrong_checkpoint(capsys, tiny_release, tmp_path):
     line = error_line(err)
     assert code == 2 and "missing" in line and "unexpected" in line
     code, _, err = run(capsys, "convert", tmp_path / "nothing.pth", tmp_path / "out")
-    assert code == 2 and "not found" in error_line(err)
+    assert code == 2 and "no such checkpoint" in error_line(err)
     (tmp_path / "empty.pth").write_bytes(b"")
     code, _, err = run(capsys, "convert", tmp_path / "empty.pth", tmp_path / "out")
     assert code == 2 and "empty" in error_line(err)

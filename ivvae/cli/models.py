@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .argtypes import nonnegative_int, positive_float, positive_int
+from .argtypes import finite_float, nonnegative_int, positive_float, positive_int
 from .registry import register
 from .support import check_output_folder, refuse_writing_over_model
 
@@ -24,38 +24,87 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the released variant, e.g. ivvae_z16_dim64 (`ivvae info --presets` lists them); default: inferred from the tensor shapes",
     )
+    parser.add_argument("--scaling-factor", type=positive_float, default=None, metavar="S",
+                        help="latent normalisation to record in OUT (default: CHECKPOINT.pth.json when an export wrote one, "
+                             "else the released variant's, else 1)")
+    parser.add_argument("--shift-factor", type=finite_float, default=None, metavar="B",
+                        help="latent shift to record in OUT (default: as --scaling-factor; else 0)")
     parser.add_argument("--overwrite", action="store_true", help="write into OUT even if it exists (a non-empty folder, a .pth file)")
 
 
+#: Names of weight files a user may give as OUT by mistake (OUT of an import is a folder).
+_FILE_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
+
+
 def _convert_run(args: argparse.Namespace) -> int:
-    if args.source.is_dir() or args.target.suffix.lower() in (".pth", ".pt"):
+    """Import (a checkpoint file -> a folder) or export (a model folder or bundled name -> .pth), by the source."""
+    if _is_model_source(args.source):
         return _export_run(args)
-    from ..convert import convert_official_checkpoint, released_variant
+    if args.target.suffix.lower() in _FILE_SUFFIXES:
+        raise ValueError(f"OUT '{args.target}' is named like a weights file: converting the checkpoint '{args.source}' writes a "
+                         f"model folder (config.json + weights); give a folder name such as models/{args.source.stem}")
+    return _import_run(args)
+
+
+def _is_model_source(source: Path) -> bool:
+    """A model folder or a bundled model's name (export); a file means a checkpoint (import)."""
+    from ..hub import ModelNotFoundError, resolve_model_path
+
+    if source.is_dir():
+        if (source / "config.json").is_file():
+            return True
+        found = sorted(p.name for p in source.iterdir() if p.suffix.lower() in _FILE_SUFFIXES)
+        raise ValueError(f"'{source}' is a folder, not a checkpoint (and not a model folder: no config.json)"
+                         + (f"; it holds {', '.join(found[:5])}: pass one of them" if found else ""))
+    if source.exists():
+        return False
+    try:
+        resolve_model_path(source)
+    except ModelNotFoundError:
+        raise FileNotFoundError(f"no such checkpoint or model folder: '{source}'") from None
+    return True
+
+
+def _import_run(args: argparse.Namespace) -> int:
+    from ..convert import convert_official_checkpoint, normalization_file, released_variant
 
     check_output_folder(args.target)
-    model = convert_official_checkpoint(args.source, args.target, variant=args.variant, overwrite=args.overwrite)
+    model = convert_official_checkpoint(args.source, args.target, variant=args.variant, overwrite=args.overwrite,
+                                        scaling_factor=args.scaling_factor, shift_factor=args.shift_factor)
     n = sum(p.numel() for p in model.parameters())
-    # another Z or width than the released ones: nobody measured its latent statistics
-    unmeasured = "" if args.variant or released_variant(model) else "; not a released variant: scaling_factor 1, shift_factor 0"
     print(f"converted {args.source} -> {args.target} ({n:,} parameters, latent channels {model.config.latent_channels}, "
-          f"base width {model.config.base_channels}{unmeasured})")
+          f"base width {model.config.base_channels})")
+    if args.scaling_factor is not None or args.shift_factor is not None:
+        origin = "as given"
+    elif normalization_file(args.source).is_file():
+        origin = f"from {normalization_file(args.source)}"
+    elif args.variant or released_variant(model):
+        origin = "the released variant's"
+    else:  # another Z or width than the released ones: nobody measured its latent statistics
+        origin = "not a released variant, none recorded: measure it with `ivvae latent-stats`"
+    print(f"latent normalisation: scaling_factor {model.config.scaling_factor:g}, shift_factor {model.config.shift_factor:g} "
+          f"({origin})")
     print(f"use it with: ivvae reconstruct IN.mp4 OUT.mp4 --model {args.target}")
     return 0
 
 
 def _export_run(args: argparse.Namespace) -> int:
     """``ivvae convert MODEL_DIR OUT.pth``: a model folder back to the released layout."""
-    from ..convert import export_official_checkpoint
+    from ..convert import export_official_checkpoint, normalization_file
     from ..hub import load_model
 
-    if args.variant is not None:
-        raise ValueError("--variant is for reading a released checkpoint; a model folder's config already fixes its variant")
+    if args.variant is not None or args.scaling_factor is not None or args.shift_factor is not None:
+        raise ValueError("--variant, --scaling-factor and --shift-factor are for reading a checkpoint; a model folder's config "
+                         "already fixes them")
     if args.target.suffix.lower() not in (".pth", ".pt"):
         raise ValueError(f"OUT '{args.target}': a model folder is exported as a released checkpoint; name it *.pth")
     model = load_model(args.source)
     count = export_official_checkpoint(model, args.target, overwrite=args.overwrite)
     print(f"exported {args.source} -> {args.target} ({count} tensors under the released names, float32; "
           f"latent channels {model.config.latent_channels}, base width {model.config.base_channels})")
+    print(f"latent normalisation (scaling_factor {model.config.scaling_factor:g}, shift_factor {model.config.shift_factor:g}): "
+          f"not in the .pth, which holds weights only; written to {normalization_file(args.target)}, which "
+          f"`ivvae convert {args.target.name} DIR` reads back")
     return 0
 
 
