@@ -124,10 +124,7 @@ def write_pretrained(model: Any, folder: str | os.PathLike, *, shown: str | os.P
     existed = folder.exists()
     try:
         model.save_pretrained(folder, safe_serialization=True)
-        config_file = folder / "config.json"
-        config = json.loads(config_file.read_text())
-        if config.pop("_name_or_path", None) is not None:
-            config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")  # diffusers' own layout
+        tidy_saved_model(folder)  # done by our models' save_pretrained already; any other diffusers model too
         honour_umask(folder)
     except BaseException as error:
         if not existed:
@@ -136,6 +133,22 @@ def write_pretrained(model: Any, folder: str | os.PathLike, *, shown: str | os.P
         if wrapped is None:
             raise
         raise wrapped from None
+
+
+#: Files a diffusers ``save_pretrained`` writes (and an earlier model in the same folder may have left).
+WEIGHT_FILE_PATTERNS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.bin", "diffusion_pytorch_model*.index.json")
+
+
+def tidy_saved_model(folder: str | os.PathLike) -> None:
+    """After diffusers' ``save_pretrained``: drop the writer's local ``_name_or_path`` from config.json
+    and give the files it wrote the umask's modes (safetensors writes 0600)."""
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text())
+    if config.pop("_name_or_path", None) is not None:
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")  # diffusers' own layout
+    for path in [config_file, *(p for pattern in WEIGHT_FILE_PATTERNS for p in folder.glob(pattern))]:
+        honour_umask(path)
 
 
 def save_model_folder(model: Any, folder: Path, report_name: str | None = None, report: dict[str, Any] | None = None) -> None:
@@ -162,6 +175,12 @@ def save_model_folder(model: Any, folder: Path, report_name: str | None = None, 
         raise
 
 
+def _other_models_files(folder: Path, keep: set[str]) -> list[Path]:
+    """The model files in ``folder`` (weights, ``*_report.json``, ``latent_stats.json``) not named in ``keep``."""
+    patterns = (*WEIGHT_FILE_PATTERNS, "*_report.json", "latent_stats.json")
+    return [p for pattern in patterns for p in folder.glob(pattern) if p.is_file() and p.name not in keep]
+
+
 def _reworded(path: Path, step: Callable[[], Any]) -> None:
     """Run ``step``; an I/O error names ``path`` (the final path, not the temporary one written)."""
     try:
@@ -183,6 +202,8 @@ def _move_into(tmp: Path, folder: Path) -> None:
     if tmp.parent != folder:
         os.rename(tmp, folder)
         return
+    for stale in _other_models_files(folder, keep={item.name for item in tmp.iterdir()}):
+        stale.unlink()  # an overwritten model's weights and reports would describe another model
     for item in tmp.iterdir():
         target = folder / item.name
         if target.is_dir() and not target.is_symlink():

@@ -5,7 +5,9 @@ width, and a disk that fills up while a converted model is written."""
 from __future__ import annotations
 
 import json
+import os
 import resource
+import stat
 from pathlib import Path
 
 import pytest
@@ -276,3 +278,45 @@ def test_checkpoints_in_the_wild_are_read_or_named(tmp_path):
     torch.save({"optimizer": {"lr": 1.0}, "epoch": 3}, tmp_path / "no_weights.pth")
     with pytest.raises(CheckpointError, match=r"top-level entries are: 'optimizer' \(dict\), 'epoch' \(int\)"):
         load_official_state_dict(tmp_path / "no_weights.pth")
+
+
+def test_save_pretrained_follows_the_umask_and_records_no_local_path(tmp_path):
+    """The public save_pretrained (used by with_latent_statistics(...).save_pretrained and the EMA export)
+    wrote 0600 weights and the writer's folder as _name_or_path."""
+    torch.manual_seed(0)
+    IVVAE(latent_channels=4, base_channels=8).save_pretrained(tmp_path / "a")
+    loaded = IVVAE.from_pretrained(tmp_path / "a")
+    old = os.umask(0o022)
+    try:
+        loaded.save_pretrained(tmp_path / "b")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "b" / "diffusion_pytorch_model.safetensors").st_mode) == 0o644
+    assert "_name_or_path" not in json.loads((tmp_path / "b" / "config.json").read_text())
+
+
+def test_overwriting_a_model_folder_removes_the_old_models_files(tmp_path, capsys):
+    torch.manual_seed(0)
+    folder = tmp_path / "model"
+    IVVAE(latent_channels=4, base_channels=8).save_pretrained(folder)
+    for stale in ("diffusion_pytorch_model.bin", "inflation_report.json", "latent_stats.json"):
+        (folder / stale).write_text("{}")
+    (folder / "notes.txt").write_text("mine")
+    torch.save(to_official_state_dict(IVVAE(latent_channels=4, base_channels=8)), tmp_path / "z4.pth")
+    assert run(capsys, "convert", tmp_path / "z4.pth", folder, "--overwrite")[0] == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors", "notes.txt"]
+
+
+def test_a_model_folder_with_legacy_format_bin_weights_loads(tmp_path):
+    """torch.save(..., _use_new_zipfile_serialization=False) files were refused as "truncated" (mmap needs the zip format)."""
+    torch.manual_seed(0)
+    model = IVVAE(latent_channels=4, base_channels=8)
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "diffusion_pytorch_model.safetensors").unlink()
+    torch.save(model.state_dict(), tmp_path / "m" / "diffusion_pytorch_model.bin", _use_new_zipfile_serialization=False)
+    loaded = hub.load_model(tmp_path / "m")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True))
+    (tmp_path / "m" / "diffusion_pytorch_model.bin").write_bytes(b"not a torch file at all")
+    with pytest.raises(hub.ModelLoadError, match="truncated or not a bin weights file") as error:
+        hub.load_model(tmp_path / "m")
+    assert "Please" not in str(error.value)  # torch's advice to re-save with the zip format does not apply

@@ -95,6 +95,15 @@ class IVVAE(ModelMixin, ConfigMixin):
         self.tile_size = 256
         self.tile_overlap = 64
 
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """diffusers' ``save_pretrained``, with the files' modes from the umask (safetensors writes
+        0600) and without the writer's local path (``_name_or_path``) in config.json."""
+        from .._files import tidy_saved_model
+
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True) and Path(save_directory, "config.json").is_file():
+            tidy_saved_model(save_directory)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """diffusers' ``from_pretrained``, which also takes the short name of a model bundled with
