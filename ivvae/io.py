@@ -87,6 +87,8 @@ class VideoInfo:
     fps: float
     width: int
     height: int
+    #: Width:height of one pixel as players show it (anamorphic DVD/HDV video), upright; None: square.
+    sample_aspect_ratio: Fraction | None = None
 
 
 @dataclass
@@ -188,15 +190,20 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
                 raise VideoReadError(path, f"cannot demux ({_describe(e)})") from None
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
         codec = stream.codec_context.name
+        pixel_aspect = stream.codec_context.sample_aspect_ratio or stream.sample_aspect_ratio
     finally:
         container.close()
     first = _first_frame(path)
     if first is not None:
         width, height = _display_size(first)  # upright; also where the header has no size (animated WebP)
+        if pixel_aspect and _quarter_turns(first) % 2:
+            pixel_aspect = 1 / Fraction(pixel_aspect)
     elif not (width and height):
         raise VideoReadError(path, f"no frame decodes and the header gives no frame size: FFmpeg cannot decode this stream "
                                    f"(codec {codec}); convert it to a common format (e.g. H.264 MP4) first")
-    return VideoInfo(path=path, num_frames=num_frames, fps=fps, width=width, height=height)
+    square = not pixel_aspect or Fraction(pixel_aspect) == 1
+    return VideoInfo(path=path, num_frames=num_frames, fps=fps, width=width, height=height,
+                     sample_aspect_ratio=None if square else Fraction(pixel_aspect))
 
 
 def _first_frame(path: str) -> av.VideoFrame | None:
@@ -688,8 +695,10 @@ class VideoWriter:
             another size than the first, a second frame for an image, an encoder failure.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float, *, crf: int = 18, overwrite: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, fps: float, *, crf: int = 18, overwrite: bool = False,
+                 sample_aspect_ratio: Fraction | None = None) -> None:
         self.path = os.fspath(path)
+        self.sample_aspect_ratio = sample_aspect_ratio  # non-square pixels are shown as the source's were
         if os.path.isdir(self.path):  # overwrite=True would not help: a folder is never replaced by a video
             raise VideoWriteError(f"cannot write video '{self.path}': it is a folder; give a file name such as "
                                   f"'{os.path.join(self.path, 'out.mp4')}'")
@@ -759,6 +768,8 @@ class VideoWriter:
                            "show only even sizes (resize or crop to even for those)", self.path, width, height)
         for name, value in _COLOR_TAGS.items():
             setattr(self._stream.codec_context, name, value)
+        if self.sample_aspect_ratio:
+            self._stream.codec_context.sample_aspect_ratio = Fraction(self.sample_aspect_ratio)
         self._stream.options = {"crf": str(self.crf), "preset": "medium"}
 
     def close(self) -> None:

@@ -577,3 +577,22 @@ def test_fps_sets_the_input_rate_of_reconstruct_and_encode(model_dir, clip, tmp_
 def test_decode_names_swapped_arguments(model_dir, clip, tmp_path, capsys):
     code, _, err = run(capsys, "decode", clip, tmp_path / "out.mp4", "--model", model_dir)
     assert code != 0 and "named like a video" in error_line(err) and "swapped arguments" in err  # was "header too large"
+
+
+def test_reconstruct_keeps_non_square_pixels(model_dir, tmp_path, capsys):
+    """Anamorphic input (DVD/HDV: sample aspect ratio 2:1 here) was written with square pixels: shown at half the width."""
+    import av
+
+    source = tmp_path / "anamorphic.mp4"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = 2
+        for _ in range(5):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((24, 32, 3), np.uint8), format="rgb24")))
+        out.mux(stream.encode(None))
+    assert probe_video(source).sample_aspect_ratio == 2
+    assert run(capsys, "reconstruct", source, tmp_path / "r.mp4", "--model", model_dir, "--side-by-side", "--no-progress")[0] == 0
+    assert probe_video(tmp_path / "r.mp4").sample_aspect_ratio == probe_video(tmp_path / "r_side_by_side.mp4").sample_aspect_ratio == 2
+    assert run(capsys, "reconstruct", source, tmp_path / "s.mp4", "--model", model_dir, "--resize", "64x24", "--no-progress")[0] == 0
+    assert probe_video(tmp_path / "s.mp4").sample_aspect_ratio is None  # an exact size sets the shape: square pixels

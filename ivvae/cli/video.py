@@ -63,6 +63,7 @@ class _Selection(NamedTuple):
     width: int
     resized: tuple[int, int]  # (width, height) after --resize, before --crop
     fps: float
+    sample_aspect_ratio: Any = None  # the input's non-square pixels, kept unless --resize WxH sets the shape
 
 
 def _selection(args: argparse.Namespace) -> _Selection:
@@ -83,7 +84,8 @@ def _selection(args: argparse.Namespace) -> _Selection:
     if args.crop:
         cw, ch = _crop_size(args)
         width, height = min(width, cw), min(height, ch)
-    return _Selection(frames, height, width, resized, (args.fps or info.fps or 25.0) / args.stride)
+    pixel_aspect = None if isinstance(args.resize, tuple) else info.sample_aspect_ratio
+    return _Selection(frames, height, width, resized, (args.fps or info.fps or 25.0) / args.stride, pixel_aspect)
 
 
 def _crop_size(args: argparse.Namespace) -> tuple[int, int]:
@@ -127,6 +129,7 @@ class _VideoJob(NamedTuple):
     chunk_groups: int | None
     tile: tuple[int, int] | None
     dtype: str
+    sample_aspect_ratio: Any = None
 
 
 def _piece_frames(model, chunk_groups: int | None) -> int:
@@ -148,7 +151,7 @@ def _prepare_video_job(args: argparse.Namespace) -> _VideoJob:
     _note_crop_larger_than_frames(args, *selection.resized)
     print(f"model   {describe_loaded(model)}: {execution_text(chunk_groups, tile, dtype)}")
     pieces = _input_pieces(args, _piece_frames(model, chunk_groups))
-    return _VideoJob(model, pieces, selection.frames, selection.fps, chunk_groups, tile, dtype)
+    return _VideoJob(model, pieces, selection.frames, selection.fps, chunk_groups, tile, dtype, selection.sample_aspect_ratio)
 
 
 def _print_metrics(metrics: dict[str, float]) -> None:
@@ -175,8 +178,9 @@ def _reconstruct_and_write(args: argparse.Namespace, job: _VideoJob, out: Path, 
 
     metrics, seconds = FrameMetrics(), 0.0
     pairs = reconstruct_pieces(job.model, job.pieces, chunk_groups=job.chunk_groups, tile=job.tile, dtype=job.dtype)
-    with VideoWriter(out, job.fps, crf=args.crf, overwrite=args.overwrite) as writer, \
-            (VideoWriter(side, job.fps, crf=args.crf, overwrite=args.overwrite) if side else contextlib.nullcontext()) as side_writer, \
+    options = {"crf": args.crf, "overwrite": args.overwrite, "sample_aspect_ratio": job.sample_aspect_ratio}
+    with VideoWriter(out, job.fps, **options) as writer, \
+            (VideoWriter(side, job.fps, **options) if side else contextlib.nullcontext()) as side_writer, \
             _frame_bar(args, "reconstruct", job.frames) as bar:
         while True:
             started = time.perf_counter()
@@ -239,7 +243,8 @@ register(
         Encode a video to latents (the posterior mean) and decode it back; write the reconstruction as
         H.264 MP4 at the input's frame rate and print PSNR (dB) and SSIM of the 8-bit reconstruction
         against the input frames (before MP4 compression). Any frame count and size work: inputs are
-        padded to 1 + 4k frames and multiples of 8 pixels, outputs cropped back.
+        padded to 1 + 4k frames and multiples of 8 pixels, outputs cropped back (an odd size is written
+        as 4:4:4 H.264). Non-square pixels (anamorphic video) are kept unless --resize WxH is given.
     """,
     epilog="""
         examples:
