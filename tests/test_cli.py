@@ -561,12 +561,14 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(capsys, mod
     assert code == 2 and "no file can be created in '/proc'" in error_line(err)
 
 
-def test_fps_sets_the_input_rate_of_reconstruct_and_encode(model_dir, clip, tmp_path, capsys):
-    """A header with the wrong rate (or a variable one) had no override but in `decode`."""
+def test_fps_sets_the_output_rate_of_reconstruct_and_encode(model_dir, clip, tmp_path, capsys):
+    """A header with the wrong rate (or a variable one) had no override but in `decode`; --fps is the rate written, as there."""
     code, out, err = run(capsys, "reconstruct", clip, tmp_path / "r.mp4", "--model", model_dir, "--fps", 30, "--stride", 2,
                          "--no-progress")
     assert code == 0, err
-    assert "15 fps" in out and probe_video(tmp_path / "r.mp4").fps == pytest.approx(15.0)
+    assert "30 fps" in out and probe_video(tmp_path / "r.mp4").fps == pytest.approx(30.0)
+    assert run(capsys, "reconstruct", clip, tmp_path / "h.mp4", "--model", model_dir, "--stride", 2, "--no-progress")[0] == 0
+    assert probe_video(tmp_path / "h.mp4").fps == pytest.approx(12.5)  # without --fps: the input's 25 divided by --stride
     code, _, err = run(capsys, "encode", clip, tmp_path / "z.safetensors", "--model", model_dir, "--fps", 12.5, "--no-progress")
     assert code == 0, err
     assert pipeline.load_latents(tmp_path / "z.safetensors").metadata["fps"] == 12.5

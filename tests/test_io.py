@@ -86,15 +86,18 @@ def test_odd_size_is_written_exactly(tmp_path, caplog):
         assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
 
 
-def test_written_video_is_tagged_with_its_colour_matrix_and_reads_back(tmp_path):
-    """Untagged output: players that assume BT.709 for HD showed its BT.601 colours shifted."""
-    frames = np.zeros((3, 48, 64, 3), np.uint8)
+@pytest.mark.parametrize("height,width", [(48, 64), (33, 47)])  # yuv420p and yuv444p
+def test_written_video_is_bt709_tagged_and_reads_back(tmp_path, height, width):
+    """Output was converted with swscale's BT.601 and left untagged: players that assume BT.709 for HD shifted its colours."""
+    frames = np.zeros((3, height, width, 3), np.uint8)
     frames[:] = (200, 40, 90)
     path = tmp_path / "flat.mp4"
     write_video(path, frames, 25, crf=0)
     with av.open(str(path)) as c:
         cc = c.streams.video[0].codec_context
-        assert (cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range) == (6, 6, 6, 1)  # SMPTE 170M, limited range
+        assert (cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range) == (1, 1, 1, 1)  # BT.709, limited range
+        first = next(c.decode(video=0))
+        assert abs(int(bytes(first.planes[0])[0]) - 83) <= 1  # luma of (200, 40, 90) by the BT.709 matrix (BT.601: 96)
     assert np.abs(read_video(path).frames.numpy().astype(int) - frames).max() <= 2
 
 

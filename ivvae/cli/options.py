@@ -79,9 +79,12 @@ def add_input_selection(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resize", type=size, default=None, metavar="N|WxH",
                        help="resize frames: N = short side to N pixels keeping the aspect ratio, WxH = exact size")
     group.add_argument("--crop", type=size, default=None, metavar="N|WxH", help="centre crop after resizing: N = NxN, WxH = that size")
-    group.add_argument("--fps", type=positive_float, default=None, metavar="F",
-                       help="the input's frame rate, where its header is wrong or the rate varies (default: the header's); "
-                            "outputs are written at F divided by --stride")
+
+
+def add_fps_option(parser: argparse.ArgumentParser, output: str, default: str) -> None:
+    """``--fps F``: the frame rate of what a command writes (``output`` names it), where the source's is wrong or varies."""
+    parser.add_argument("--fps", type=positive_float, default=None, metavar="F",
+                        help=f"frame rate of {output}, a positive number (default: {default})")
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:

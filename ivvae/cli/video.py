@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .argtypes import input_video, nonnegative_int, positive_float, positive_int
+from .argtypes import input_video, nonnegative_int, positive_int
 from .options import (
     add_execution_options,
+    add_fps_option,
     add_input_selection,
     add_model_option,
     add_output_options,
@@ -84,8 +85,11 @@ def _selection(args: argparse.Namespace) -> _Selection:
     if args.crop:
         cw, ch = _crop_size(args)
         width, height = min(width, cw), min(height, ch)
+    # --resize N scales both sides alike and --crop cuts whole pixels: the pixel shape stays the source's.
+    # --resize WxH sets the picture's shape itself, so its pixels are written square.
     pixel_aspect = None if isinstance(args.resize, tuple) else info.sample_aspect_ratio
-    return _Selection(frames, height, width, resized, (args.fps or info.fps or 25.0) / args.stride, pixel_aspect)
+    fps = args.fps or (info.fps or 25.0) / args.stride  # --fps is the output's rate: not divided again
+    return _Selection(frames, height, width, resized, fps, pixel_aspect)
 
 
 def _crop_size(args: argparse.Namespace) -> tuple[int, int]:
@@ -212,11 +216,12 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=input_video, metavar="IN",
                         help="input video or image (any format FFmpeg reads), or sample:NAME (bikes, bigbuckbunny, carphone)")
     parser.add_argument("output", type=Path, metavar="OUT",
-                        help="reconstruction to write (H.264 MP4 at the input's fps; a one-frame result also as .png)")
+                        help="reconstruction to write (H.264 MP4 at the input's fps or --fps; a one-frame result also as .png)")
     add_model_option(parser, DEFAULT_MODEL)
     parser.add_argument("--side-by-side", action="store_true",
                         help="also write OUT_side_by_side.mp4 (next to OUT): input left, reconstruction right")
     add_input_selection(parser)
+    add_fps_option(parser, "OUT", "the input's, divided by --stride")
     add_execution_options(parser)
     add_output_options(parser)
 
@@ -241,10 +246,11 @@ register(
     _reconstruct_run,
     description="""
         Encode a video to latents (the posterior mean) and decode it back; write the reconstruction as
-        H.264 MP4 at the input's frame rate and print PSNR (dB) and SSIM of the 8-bit reconstruction
-        against the input frames (before MP4 compression). Any frame count and size work: inputs are
-        padded to 1 + 4k frames and multiples of 8 pixels, outputs cropped back (an odd size is written
-        as 4:4:4 H.264). Non-square pixels (anamorphic video) are kept unless --resize WxH is given.
+        H.264 MP4 at the input's frame rate (--fps F where its header is wrong or the rate varies) and
+        print PSNR (dB) and SSIM of the 8-bit reconstruction against the input frames (before MP4
+        compression). Any frame count and size work: inputs are padded to 1 + 4k frames and multiples
+        of 8 pixels, outputs cropped back (an odd size is written as 4:4:4 H.264). Non-square pixels
+        (anamorphic video) are kept unless --resize WxH is given.
     """,
     epilog="""
         examples:
@@ -252,6 +258,7 @@ register(
           ivvae reconstruct clip.mp4 recon.mp4 --frames 33 --resize 256 --crop 256 --side-by-side
           ivvae reconstruct long.mp4 recon.mp4 --chunk-groups 1 --tile 256 --dtype bf16   # least memory
           ivvae reconstruct photo.jpg recon.png    # an image: coded as a one-frame video, written losslessly
+          ivvae reconstruct phone.h264 recon.mp4 --fps 30    # a source whose header gives a wrong frame rate
 
         --side-by-side writes a second file next to OUT: recon.mp4 -> recon_side_by_side.mp4.
     """,
@@ -272,6 +279,7 @@ def _encode_arguments(parser: argparse.ArgumentParser) -> None:
                         help="store scaling_factor * (z - shift_factor), the latents a diffusion model trains on "
                         "(decode undoes it; the round trip is then exact only up to float rounding)")
     add_input_selection(parser)
+    add_fps_option(parser, "the video recorded in LATENTS (decode writes at it)", "the input's, divided by --stride")
     add_execution_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace LATENTS if it exists (refused otherwise)")
 
@@ -299,10 +307,11 @@ register(
     _encode_arguments,
     _encode_run,
     description="""
-        Encode a video to latents (the posterior mean, float32) and save them with their metadata (fps,
-        original frame count and size, model and config hash, normalisation, dtype, chunking, tiling) in
-        a .safetensors file under the tensor name "latents", shape (1, Z, 1 + ceil((T-1)/4), H/8, W/8).
-        `ivvae decode` with the same model and settings gives exactly `ivvae reconstruct`'s frames.
+        Encode a video to latents (the posterior mean, float32) and save them with their metadata (fps:
+        the input's or --fps F; original frame count and size, model and config hash, normalisation,
+        dtype, chunking, tiling) in a .safetensors file under the tensor name "latents", shape
+        (1, Z, 1 + ceil((T-1)/4), H/8, W/8). `ivvae decode` with the same model and settings gives
+        exactly `ivvae reconstruct`'s frames.
     """,
     epilog="""
         examples:
@@ -323,7 +332,7 @@ def _decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", type=Path, metavar="OUT",
                         help="video to write (H.264 MP4 at the recorded fps; latents of one frame also as .png)")
     add_model_option(parser, None)
-    parser.add_argument("--fps", type=positive_float, default=None, help="frame rate of OUT (default: the recorded source fps)")
+    add_fps_option(parser, "OUT", "the fps recorded in LATENTS")
     add_execution_options(parser, from_metadata=True)
     add_output_options(parser)
 
