@@ -21,7 +21,6 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from av.video.reformatter import ColorRange, Colorspace
 
 from ._checks import is_whole_number
 from ._files import file_ancestor, honour_umask
@@ -659,17 +658,11 @@ def _pixel_format(height: int, width: int) -> str:
     return "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
 
 
-#: Frames are converted to YUV with the BT.709 matrix in limited (tv) range and the stream is tagged so:
-#: untagged video is shown with BT.601 by some players and BT.709 by others (HD colours shift), and
-#: swscale's default matrix is BT.601. Readers that honour tags (ivvae.io, FFmpeg, players) get the
-#: written RGB back.
-_COLOR_TAGS = {"colorspace": 1, "color_primaries": 1, "color_trc": 1, "color_range": 1}  # AVCOL_*_BT709, AVCOL_RANGE_MPEG
-
-
-def _to_bt709_yuv(array: np.ndarray, pix_fmt: str) -> av.VideoFrame:
-    """An RGB frame as limited-range BT.709 YUV (the encoder would convert it with BT.601)."""
-    frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-    return frame.reformat(format=pix_fmt, dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG)
+#: What the stream says of its colours: FFmpeg's encoder input converts RGB to YUV with the BT.601
+#: matrix in limited range, and untagged video is shown with BT.601 by some players and BT.709 by
+#: others (colours shift). (Converting to BT.709 first with ``VideoFrame.reformat`` made the H.264
+#: packets differ from run to run in one process, session 12: so the encoder converts, and we tag.)
+_COLOR_TAGS = {"colorspace": 6, "color_primaries": 6, "color_trc": 6, "color_range": 1}  # AVCOL_*_SMPTE170M, AVCOL_RANGE_MPEG
 
 
 def _encode_png(tmp_path: str, frame: np.ndarray) -> None:
@@ -765,7 +758,7 @@ class VideoWriter:
         if self._container is None:
             self._open_stream(*frames.shape[1:3])
         for array in frames:
-            self._container.mux(self._stream.encode(_to_bt709_yuv(array, self._stream.pix_fmt)))
+            self._container.mux(self._stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
 
     def _open_stream(self, height: int, width: int) -> None:
         self._container = av.open(self._tmp, mode="w", format=_MUXERS.get(self.suffix, "mp4"))
@@ -835,7 +828,7 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
                 overwrite: bool = False) -> None:
     """Encode uint8 ``(T, H, W, 3)`` RGB frames as H.264 (libx264), or one frame as PNG.
 
-    Colours are converted with BT.709 in limited (tv) range and tagged so. Even sizes are written as
+    Colours are converted with BT.601 (SMPTE 170M) in limited range and tagged so. Even sizes are written as
     yuv420p; an odd height or width as yuv444p, which keeps the exact size (some players show only
     even sizes, and a warning says so). The container follows the extension (.mp4/.m4v/.mov/.mkv;
     anything else gets MP4); a ``.png`` name writes a one-frame video as a lossless image of its
