@@ -111,18 +111,40 @@ def complete_clip_records(folder: Path) -> list[dict[str, Any]]:
 
 
 def _complete(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of videos with every clip listed, each clip once.
+    """The records of videos with every clip listed, each video's first complete encoding only.
 
-    A clip is one ``(path, start)``: a video encoded twice (listed twice by an older ivvae) keeps its
-    first records instead of being taken for an incomplete video and dropped.
+    A video encoded twice (listed twice by an older ivvae) keeps its first clips instead of being
+    taken for an incomplete video and dropped; a cut-short encoding is dropped as before.
     """
-    unique: dict[tuple[str, Any], dict[str, Any]] = {}
-    for r in records:
-        unique.setdefault((r["path"], r.get("start", r["id"])), r)
-    listed: dict[str, int] = {}
-    for path, _ in unique:
-        listed[path] = listed.get(path, 0) + 1
-    return [r for r in unique.values() if listed[r["path"]] == r["video_clips"]]
+    kept: dict[str, list[dict[str, Any]]] = {}
+    for encoding in _encodings(records):
+        if len(encoding) == encoding[0]["video_clips"]:
+            kept.setdefault(encoding[0]["path"], encoding)
+    return [r for encoding in kept.values() for r in encoding]
+
+
+def _encodings(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """``records`` cut into the clips of one encoding of one video each.
+
+    A video's clips are written together, into one shard, so an encoding is a run of one path's
+    records in one shard, ended by a full count of clips or a repeated start (a second encoding of
+    the same video may have drawn other random starts, so clips are not matched by start alone).
+    """
+    run: list[dict[str, Any]] = []
+    for record in records:
+        if run and not _continues(run, record):
+            yield run
+            run = []
+        run.append(record)
+    if run:
+        yield run
+
+
+def _continues(run: list[dict[str, Any]], record: dict[str, Any]) -> bool:
+    """Whether ``record`` is one more clip of the encoding ``run`` holds so far."""
+    first = run[0]
+    return (record["path"] == first["path"] and record["shard"] == first["shard"] and len(run) < first["video_clips"]
+            and record.get("start", record["id"]) not in {r.get("start", r["id"]) for r in run})
 
 
 def _read_info(folder: Path) -> dict[str, Any]:
@@ -136,9 +158,11 @@ def _read_info(folder: Path) -> dict[str, Any]:
         raise LatentDatasetError(f"cannot read '{path}': {' '.join(str(error).split())}") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise LatentDatasetError(f"'{path}' does not describe a latent data set (format is not '{FORMAT}')")
-    if info.get("version") != FORMAT_VERSION:
+    version = info.get("version")
+    if type(version) is not int or version != FORMAT_VERSION:  # True == 1 and "1" would pass or read as 1
+        shown = "(none)" if version is None else json.dumps(version)
         raise LatentDatasetError(
-            f"'{folder}' is a latent data set of format version {info.get('version')}; this ivvae reads version "
+            f"'{folder}' is a latent data set of format version {shown}; this ivvae reads version "
             f"{FORMAT_VERSION}: encode it again (`ivvae encode-dataset ... --overwrite`, or into a new folder), or read it "
             "with the ivvae that wrote it")
     return info

@@ -4,6 +4,7 @@ an interruption, refusal of mixed settings, skipped videos, reading back with ``
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from cli_helpers import error_line, run, write_sine_video
 from safetensors import safe_open
 
 from ivvae.eval.runner import DatasetSpec
-from ivvae.latent_dataset import CLIPS_FILE, SKIPPED_FILE, LatentDataset, LatentDatasetError, encode_dataset
+from ivvae.latent_dataset import CLIPS_FILE, SKIPPED_FILE, LatentDataset, LatentDatasetError, _complete, encode_dataset
 from ivvae.models import IVVAE
 
 
@@ -329,6 +330,48 @@ def test_a_video_listed_twice_is_encoded_once_and_kept(videos, tmp_path):
     assert sorted(by_clip(LatentDataset(tmp_path / "lat")))[2] == ("b.mp4", 0) and len(LatentDataset(tmp_path / "lat")) == 4
 
 
+def test_list_videos_lists_each_video_once_and_warns_once(videos, tmp_path, caplog):
+    """A repeated manifest row, or a folder plus a file inside it (here by a link), is used once, the first."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path\n{videos / 'a.mp4'}\n{videos / 'b.mp4'}\n{videos / 'a.mp4'}\n")
+    (tmp_path / "link.mp4").symlink_to(videos / "b.mp4")
+    with caplog.at_level(logging.WARNING, logger="ivvae.eval.runner"):
+        assert [Path(p).name for p in spec_for(manifest).list_videos()] == ["a.mp4", "b.mp4"]
+        listed = spec_for([videos, tmp_path / "link.mp4", manifest]).list_videos()
+    assert sorted(Path(p).name for p in listed) == ["a.mp4", "b.mp4", "broken.mp4", "c.mp4"]  # the folder's, listed first
+    assert [r.getMessage() for r in caplog.records] == [f"{n} video(s) listed more than once in the data: each is used once"
+                                                        for n in (1, 4)]
+
+
+def test_a_video_encoded_twice_by_an_older_ivvae_keeps_its_first_clips():
+    """Older folders may hold a video's clips twice, from other random starts, or after a cut-short encoding."""
+    def clips(path: str, starts: list[int], first_id: int, shard: int, video_clips: int = 2) -> list[dict]:
+        return [{"id": first_id + k, "shard": f"shard-{shard:05d}.safetensors", "path": path, "start": s,
+                 "video_clips": video_clips} for k, s in enumerate(starts)]
+
+    records = [*clips("a", [3], 0, shard=0), *clips("a", [7, 12], 1, shard=1), *clips("b", [0, 9], 3, shard=1),
+               *clips("a", [1, 6], 5, shard=1), *clips("a", [7, 12], 7, shard=2), *clips("c", [0], 9, shard=2, video_clips=1)]
+    assert [r["id"] for r in _complete(records)] == [1, 2, 3, 4, 9]
+    assert [r["id"] for r in _complete(clips("a", [0, 9, 0, 9], 0, shard=0))] == [0, 1]  # two encodings in one run
+    assert _complete(clips("a", [0, 0], 0, shard=0)) == []  # one clip twice is not a whole video
+
+
+def test_data_set_latents_decode_with_the_model_loaded_in_another_dtype(videos, tmp_path):
+    """``LatentDataset.encoded`` goes through the same model check as a latents file."""
+    from ivvae.pipeline import decode_latents
+
+    tiny_model().save_pretrained(tmp_path / "vae")
+    encode_dataset(IVVAE.from_pretrained(tmp_path / "vae").eval(), spec_for(videos / "b.mp4"), tmp_path / "lat", progress=False)
+    data = LatentDataset(tmp_path / "lat")
+    assert data.info["weights_dtype"] == "float32"
+    half = IVVAE.from_pretrained(tmp_path / "vae", torch_dtype=torch.bfloat16).eval()
+    assert decode_latents(half, data.encoded(0), progress=False).shape == (9, 32, 32, 3)
+    with torch.no_grad():
+        next(half.parameters()).add_(0.5)
+    with pytest.raises(ValueError, match="weights in float32; this model's weights are bfloat16 and do not round"):
+        decode_latents(half, data.encoded(0), progress=False)
+
+
 def test_a_data_set_of_another_format_version_is_refused_and_never_rewritten(videos, tmp_path):
     encode_dataset(tiny_model(), spec_for(videos / "b.mp4"), tmp_path / "lat", progress=False)
     info_path = tmp_path / "lat" / "dataset.json"
@@ -338,6 +381,10 @@ def test_a_data_set_of_another_format_version_is_refused_and_never_rewritten(vid
     with pytest.raises(LatentDatasetError, match="format version 2"):  # a resume used to stamp version 1 over it
         encode_dataset(tiny_model(), spec_for(videos / "b.mp4"), tmp_path / "lat", progress=False)
     assert json.loads(info_path.read_text())["version"] == 2
+    for version, shown in (("1", '"1"'), (True, "true"), (None, r"\(none\)")):  # not read as version 1, nor shown as it
+        info_path.write_text(json.dumps(json.loads(info_path.read_text()) | {"version": version}))
+        with pytest.raises(LatentDatasetError, match=f"format version {shown}; this ivvae reads version 1"):
+            LatentDataset(tmp_path / "lat")
 
 
 def test_same_shape_batches_stack_clips_of_several_sizes(videos, tmp_path):

@@ -478,10 +478,12 @@ def test_load_latents_refuses_metadata_of_the_wrong_type(model, video, tmp_path)
                                 ("scaling_factor", 0, "scaling_factor 0, not a non-zero number"),
                                 ("chunk_groups", 1.5, "chunk_groups 1.5, not a positive whole number or null"),
                                 ("dtype", "fp8", 'dtype "fp8", not one of fp32, bf16'),
+                                ("dtype", ["fp32"], r'dtype \["fp32"\], not one of fp32, bf16'),
+                                ("weights_dtype", ["float32"], r'weights_dtype \["float32"\], not a string'),
                                 ("version", 1, "version 1, not a version string")):
-        path = tmp_path / f"{key}.safetensors"
+        path = tmp_path / f"{key}-{type(value).__name__}.safetensors"
         pipeline.save_latents(path, encoded.latents, {**encoded.metadata, key: value})
-        with pytest.raises(pipeline.LatentFileError, match=rf"{key}.safetensors': its metadata says {message}"):
+        with pytest.raises(pipeline.LatentFileError, match=rf"{path.name}': its metadata says {message}"):
             pipeline.load_latents(path)
     pipeline.save_latents(tmp_path / "v2.safetensors", encoded.latents, {**encoded.metadata, "version": "2"})
     with pytest.raises(pipeline.LatentFileError, match="format version 2; this ivvae reads version 1:"):
