@@ -30,6 +30,7 @@ import torch
 from ._files import file_ancestor, honour_umask, refuse_nonempty_folder, save_model_folder, write_atomically
 from .hub import first_few, nonfinite_tensors
 from .models.ivvae import IVVAE
+from .models.network import check_latent_normalization
 from .models.presets import RELEASED
 
 logger = logging.getLogger(__name__)
@@ -100,16 +101,17 @@ def _load_failure(error: BaseException) -> str:
     return f"not a PyTorch state dict ({type(error).__name__}: {reason}); pass the released ivvae_z*_dim*.pth"
 
 
-def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a released ``.pth`` safely (``weights_only``), unwrapping common containers."""
+def load_official_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a released ``.pth`` (or a safetensors file, whatever its name) safely (``weights_only``),
+    unwrapping common containers; ``key`` names the entry holding the weights when several could."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: '{path}' (pass the path of ivvae_z*_dim*.pth)")
     if path.stat().st_size == 0:
         raise CheckpointError(f"cannot read checkpoint '{path}': the file is empty (an interrupted download?)")
     state = _read_safetensors(path) if _is_safetensors(path) else _read_pickle(path)
-    state = _unwrapped(state, path)
-    return _without_common_prefix({key.removeprefix("module."): value for key, value in state.items()}, path)
+    state = _unwrapped(state, path, key)
+    return _without_common_prefix({name.removeprefix("module."): value for name, value in state.items()}, path)
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -130,24 +132,48 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_pickle(path: Path) -> Any:
+    if path.suffix.lower() == ".safetensors":  # named so, but without the header (_is_safetensors said no)
+        raise CheckpointError(f"cannot read checkpoint '{path}': not a safetensors file (no safetensors header: truncated, or "
+                              "another format renamed?); re-download it")
+    with open(path, "rb") as file:
+        if not file.read(2).startswith((b"PK", b"\x80")):  # torch.save writes a zip archive, or (legacy) a pickle
+            raise CheckpointError(f"cannot read checkpoint '{path}': not a PyTorch state dict (neither a torch.save zip "
+                                  "archive, a pickle nor safetensors); pass the released ivvae_z*_dim*.pth")
     try:
-        with warnings.catch_warnings():  # torch warns about legacy pickles before failing: the error below says it all
+        with warnings.catch_warnings(), open(path, "rb") as file:  # torch warns about legacy pickles before failing
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            # a file object, not the path: some torch versions pick a reader by the file's name
+            return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle/zip errors: name the file, not the unpickler internals
         raise CheckpointError(f"cannot read checkpoint '{path}': {_load_failure(error)}") from None
 
 
-#: Keys under which training scripts save the weights beside other things (optimizer, step, ...).
-_WRAPPERS = ("state_dict", "model", "module", "ema", "model_ema", "ema_model", "vae")
+def _is_weights(value: Any) -> bool:
+    """A tensor that can be a weight: not a 0-d counter (``torch.tensor(5)``) saved beside the weights."""
+    return isinstance(value, torch.Tensor) and value.dim() > 0
 
 
-def _unwrapped(state: Any, path: Path) -> dict[str, torch.Tensor]:
-    """The state dict of tensors inside a training checkpoint's container; scalars beside it are dropped."""
-    for wrapper in _WRAPPERS:
-        if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
-            state = state[wrapper]
-            break
+def _weight_dicts(state: Mapping) -> dict[str, Mapping]:
+    """The entries of ``state`` that are dicts holding weights: where training scripts keep the model
+    (``state_dict``, ``model``, ``ema``, ...) beside the optimizer and counters."""
+    return {str(name): value for name, value in state.items()
+            if isinstance(value, Mapping) and any(_is_weights(v) for v in value.values())}
+
+
+def _unwrapped(state: Any, path: Path, key: str | None = None) -> dict[str, torch.Tensor]:
+    """The state dict of tensors inside a training checkpoint's container; other entries beside it are dropped."""
+    if key is not None:
+        if not isinstance(state, Mapping) or key not in state or not isinstance(state[key], Mapping):
+            found = ", ".join(_weight_dicts(state)) if isinstance(state, Mapping) else ""
+            raise CheckpointError(f"'{path}' has no dict of tensors under {key!r}" + (f"; it has: {found}" if found else ""))
+        state = state[key]
+    while isinstance(state, Mapping) and not any(_is_weights(v) for v in state.values()) and _weight_dicts(state):
+        candidates = _weight_dicts(state)
+        if len(candidates) > 1:
+            raise CheckpointError(f"'{path}' holds several dicts of weights: {', '.join(map(repr, candidates))}; pass --key NAME "
+                                  "to choose one (e.g. the EMA weights)")
+        (name, state), = candidates.items()
+        logger.warning("'%s': reading the weights under %r", path, name)
     if not isinstance(state, Mapping):
         raise CheckpointError(f"'{path}' does not hold a state dict of tensors (it holds a {type(state).__name__})")
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -308,25 +334,33 @@ def to_official_state_dict(model: IVVAE) -> dict[str, torch.Tensor]:
 
 def convert_official_checkpoint(
     path: str | os.PathLike, out_dir: str | os.PathLike, variant: str | None = None, overwrite: bool = False,
-    scaling_factor: float | None = None, shift_factor: float | None = None,
+    scaling_factor: float | None = None, shift_factor: float | None = None, key: str | None = None,
 ) -> IVVAE:
     """Convert a released ``.pth`` into a ``from_pretrained`` folder (config + safetensors).
 
     The latent normalisation is, in order of precedence: ``scaling_factor`` / ``shift_factor``;
     the ``CHECKPOINT.pth.json`` that :func:`export_official_checkpoint` writes beside the file
-    (a ``.pth`` holds weights only); the released variant's; else 1 and 0.
+    (a ``.pth`` holds weights only); the released variant's; else 1 and 0. ``key``: the entry of
+    a training checkpoint that holds the weights, where it has several (``ema``, ``model``).
     """
     if Path(out_dir).is_file():  # not even with overwrite: a folder never replaces a file (the checkpoint itself?)
         raise FileExistsError(f"output '{out_dir}' is a file, not a folder; choose a new folder")
     out_dir = refuse_nonempty_folder(out_dir, overwrite)
-    model = from_official_state_dict(load_official_state_dict(path), variant)
-    recorded = read_normalization(path)
-    chosen = {name: value for name, value in (("scaling_factor", scaling_factor), ("shift_factor", shift_factor))
-              if value is not None}
-    if recorded or chosen:
-        model.register_to_config(**{**(recorded or {}), **chosen})
+    model = from_official_state_dict(load_official_state_dict(path, key), variant)
+    given = _given(scaling_factor=scaling_factor, shift_factor=shift_factor)
+    recorded = read_normalization(path, model) if len(given) < 2 else None  # both given: the file is not needed
+    normalization = {**(recorded or {}), **given}
+    if normalization:
+        merged = {**{name: model.config[name] for name in ("scaling_factor", "shift_factor")}, **normalization}
+        check_latent_normalization(**merged)
+        model.register_to_config(**merged)
     save_model_folder(model, out_dir)  # all or nothing: a failed write (a full disk) is one line naming out_dir
     return model
+
+
+def _given(**values: float | None) -> dict[str, float]:
+    """The ``values`` that are not None."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def normalization_file(checkpoint: str | os.PathLike) -> Path:
@@ -335,8 +369,9 @@ def normalization_file(checkpoint: str | os.PathLike) -> Path:
     return checkpoint.with_name(checkpoint.name + ".json")
 
 
-def read_normalization(checkpoint: str | os.PathLike) -> dict[str, float] | None:
-    """``{"scaling_factor": ..., "shift_factor": ...}`` from the checkpoint's normalisation file, if any."""
+def read_normalization(checkpoint: str | os.PathLike, model: IVVAE | None = None) -> dict[str, float] | None:
+    """``{"scaling_factor": ..., "shift_factor": ...}`` from the checkpoint's normalisation file, if any;
+    with ``model`` (the checkpoint's), the file must be for its Z and width (not left from another export)."""
     path = normalization_file(checkpoint)
     if not path.is_file():
         return None
@@ -348,7 +383,17 @@ def read_normalization(checkpoint: str | os.PathLike) -> dict[str, float] | None
                               "or give --scaling-factor and --shift-factor") from None
     if not all(math.isfinite(v) for v in values.values()) or values["scaling_factor"] == 0:
         raise CheckpointError(f"'{path}': scaling_factor must be a finite non-zero number and shift_factor finite; fix or delete it")
+    if model is not None:
+        _check_recorded_shape(path, data, model)
     return values
+
+
+def _check_recorded_shape(path: Path, data: Mapping[str, Any], model: IVVAE) -> None:
+    """A normalisation file beside a ``.pth`` that was since replaced (another Z or width) is not its."""
+    for name in ("latent_channels", "base_channels"):
+        if name in data and data[name] != model.config[name]:
+            raise CheckpointError(f"'{path}' records {name} {data[name]} but the checkpoint has {model.config[name]}: it is from "
+                                  "another export; delete it, or give --scaling-factor and --shift-factor")
 
 
 def _write_failure(error: OSError) -> str:

@@ -285,9 +285,8 @@ def grow(
             single-branch member of the family).
         base_channels / channel_multipliers: the new widths (``None``: unchanged); every stage's
             width must stay or grow.
-        new_weight_scale: scale of the new output channels' default initialisation (> 0 to train
-            the result; 0 reproduces the model exactly but its new channels never learn, see the
-            module docstring: a check of the growth, which ``ivvae grow`` refuses).
+        new_weight_scale: scale of the new output channels' default initialisation (> 0: at 0 the
+            new channels would never learn, see the module docstring).
         seed: seeds the new channels' initialisation.
 
     Returns:
@@ -298,8 +297,8 @@ def grow(
             structure cannot hold the old weights (see the module docstring).
     """
     if isinstance(new_weight_scale, bool) or not isinstance(new_weight_scale, numbers.Real) \
-            or not math.isfinite(new_weight_scale) or new_weight_scale < 0:
-        raise GrowthError(f"new_weight_scale must be a finite number >= 0, got {new_weight_scale!r}")
+            or not math.isfinite(new_weight_scale) or new_weight_scale <= 0:  # 0: dead new channels, see the module docstring
+        raise GrowthError(f"new_weight_scale must be a finite number > 0, got {new_weight_scale!r}")
     if not is_whole_number(seed):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     changes = _requested_widths(base_channels, channel_multipliers)

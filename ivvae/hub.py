@@ -313,6 +313,10 @@ def _expected_tensors(cls: type, config: dict, config_path: Path) -> dict[str, t
                              "(or re-export the model)") from None
 
 
+class _NotTorchFile(ValueError):
+    """A weights file that neither torch nor safetensors wrote (a web page saved as the file, random bytes)."""
+
+
 def _read_layout(weights: Path) -> dict[str, tuple[tuple[int, ...], str, bool]]:
     """Name -> (shape, dtype name, is floating point) of each tensor in ``weights``, read without
     loading the values (the safetensors header; a memory map of a ``.bin``)."""
@@ -320,6 +324,9 @@ def _read_layout(weights: Path) -> dict[str, tuple[tuple[int, ...], str, bool]]:
         raise ModelLoadError(f"'{weights}' is empty (0 bytes): {_REEXPORT}")
     try:
         return _safetensors_layout(weights) if weights.suffix == ".safetensors" else _pickle_layout(weights)
+    except _NotTorchFile:  # torch's reason would be advice to unpickle it unsafely or to re-save it
+        raise ModelLoadError(f"'{weights}' is not a torch weights file (neither a torch.save zip archive nor a pickle): "
+                             f"{_REEXPORT}") from None
     except Exception as error:  # safetensors' and the unpickler's errors: the file, not the reader, is at fault
         reason = " ".join(str(error).split("\n\n")[0].split())[:200].split(" Please ")[0]  # not torch's advice to re-save
         raise ModelLoadError(f"'{weights}' is truncated or not a {weights.suffix[1:]} weights file ({reason}): {_REEXPORT}") from None
@@ -338,15 +345,28 @@ def _safetensors_layout(weights: Path) -> dict[str, tuple[tuple[int, ...], str, 
 
 
 def _pickle_layout(weights: Path) -> dict[str, tuple[tuple[int, ...], str, bool]]:
-    import zipfile
-
     import torch
 
-    # mmap (no copy of a large file) reads only the zip format torch.save writes since 1.6; legacy files load whole
-    state = torch.load(weights, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(weights))
+    state = _load_pickled(weights)
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise ValueError("it does not hold a state dict of tensors")
     return {key: (tuple(value.shape), str(value.dtype).removeprefix("torch."), value.is_floating_point()) for key, value in state.items()}
+
+
+def _load_pickled(weights: Path):
+    """``torch.load`` of a ``.bin``, memory-mapped (no copy of a large file) where torch can: mmap reads only
+    the zip format torch.save writes since 1.6, and refuses the legacy pickle format, which loads whole."""
+    import torch
+
+    try:
+        return torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap can only be used" not in str(error):
+            raise
+    with open(weights, "rb") as file:
+        if file.read(1) != b"\x80":  # a pickle (the legacy format) starts with its protocol opcode
+            raise _NotTorchFile(str(weights))
+    return torch.load(weights, map_location="cpu", weights_only=True)
 
 
 def first_few(names: list[str], shown: int = _SHOWN) -> str:

@@ -4,10 +4,7 @@ width, and a disk that fills up while a converted model is written."""
 
 from __future__ import annotations
 
-import json
-import os
 import resource
-import stat
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,6 @@ import yaml
 from cli_helpers import error_line, run
 
 from ivvae import hub
-from ivvae.convert import to_official_state_dict
 from ivvae.models import IVVAE, CausalVAE, ImageVAE
 from ivvae.train import checkpoint as ckpt
 from ivvae.train.build import build_model_from_config
@@ -222,101 +218,3 @@ def test_a_full_disk_while_converting_to_a_folder_is_one_line_and_leaves_nothing
     code, _, err = run(capsys, "convert", tmp_path / "x.pth", tmp_path / "mine", "--overwrite")
     assert code == 2 and "No space left on device" in error_line(err)
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
-
-
-
-def test_export_and_reconvert_keep_a_fine_tuned_models_normalisation(tmp_path, capsys):
-    """The .pth holds weights only: a re-measured scaling/shift used to be replaced by the released variant's."""
-    torch.manual_seed(0)
-    model = IVVAE(latent_channels=4, base_channels=8)
-    model.register_to_config(scaling_factor=0.8123, shift_factor=0.05)
-    model.save_pretrained(tmp_path / "ft")
-    assert run(capsys, "convert", tmp_path / "ft", tmp_path / "ft.pth")[0] == 0
-    assert json.loads((tmp_path / "ft.pth.json").read_text())["scaling_factor"] == 0.8123
-    code, out, _ = run(capsys, "convert", tmp_path / "ft.pth", tmp_path / "back")
-    config = json.loads((tmp_path / "back" / "config.json").read_text())
-    assert code == 0 and (config["scaling_factor"], config["shift_factor"]) == (0.8123, 0.05) and "scaling_factor 0.8123" in out
-    code, out, _ = run(capsys, "convert", tmp_path / "ft.pth", tmp_path / "given", "--scaling-factor", 2, "--shift-factor", -1)
-    config = json.loads((tmp_path / "given" / "config.json").read_text())
-    assert code == 0 and (config["scaling_factor"], config["shift_factor"]) == (2.0, -1.0) and "(as given)" in out
-    code, _, err = run(capsys, "convert", tmp_path / "ft", tmp_path / "ft.pth", "--overwrite", "--scaling-factor", 2)
-    assert code == 2 and "for reading a checkpoint" in err
-    (tmp_path / "other.pth.json").write_text("{}")
-    code, _, err = run(capsys, "convert", tmp_path / "ft", tmp_path / "other.pth")
-    assert code != 0 and "other.pth.json" in err and not (tmp_path / "other.pth").exists()  # nothing half-written
-
-
-def test_convert_tells_import_from_export_by_the_source(tmp_path, capsys):
-    torch.manual_seed(0)
-    state = to_official_state_dict(IVVAE(latent_channels=4, base_channels=8))
-    torch.save(state, tmp_path / "z4.pth")
-    code, _, err = run(capsys, "convert", tmp_path / "z4.pth", tmp_path / "out.pth")  # was: "a file, not a model folder"
-    assert code == 2 and "named like a weights file" in err and "give a folder name" in err
-    code, _, err = run(capsys, "convert", tmp_path / "typo.pth", tmp_path / "out")  # was: "model ... not found: no folder"
-    assert code != 0 and "no such checkpoint or model folder: " in err
-    (tmp_path / "downloads").mkdir()
-    torch.save(state, tmp_path / "downloads" / "ivvae_z4.pth")
-    code, _, err = run(capsys, "convert", tmp_path / "downloads", tmp_path / "out")  # was: blamed on OUT's name
-    assert code == 2 and "is a folder, not a checkpoint" in err and "ivvae_z4.pth" in err
-
-
-def test_checkpoints_in_the_wild_are_read_or_named(tmp_path):
-    """Training scripts wrap, prefix and annotate their weights; safetensors is read by its header."""
-    from safetensors.torch import save_file
-
-    from ivvae.convert import CheckpointError, load_official_state_dict
-
-    torch.manual_seed(0)
-    state = to_official_state_dict(IVVAE(latent_channels=4, base_channels=8))
-    cases = {"ema.pth": {"ema": state, "epoch": 3}, "step.pth": {**state, "step": torch.tensor(5).item()},
-             "prefixed.pth": {f"vae.{k}": v for k, v in state.items()}}
-    for name, content in cases.items():
-        torch.save(content, tmp_path / name)
-        assert load_official_state_dict(tmp_path / name).keys() == state.keys(), name
-    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "named_like.pth")  # a safetensors file, .pth name
-    assert load_official_state_dict(tmp_path / "named_like.pth").keys() == state.keys()
-    torch.save({"optimizer": {"lr": 1.0}, "epoch": 3}, tmp_path / "no_weights.pth")
-    with pytest.raises(CheckpointError, match=r"top-level entries are: 'optimizer' \(dict\), 'epoch' \(int\)"):
-        load_official_state_dict(tmp_path / "no_weights.pth")
-
-
-def test_save_pretrained_follows_the_umask_and_records_no_local_path(tmp_path):
-    """The public save_pretrained (used by with_latent_statistics(...).save_pretrained and the EMA export)
-    wrote 0600 weights and the writer's folder as _name_or_path."""
-    torch.manual_seed(0)
-    IVVAE(latent_channels=4, base_channels=8).save_pretrained(tmp_path / "a")
-    loaded = IVVAE.from_pretrained(tmp_path / "a")
-    old = os.umask(0o022)
-    try:
-        loaded.save_pretrained(tmp_path / "b")
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE(os.stat(tmp_path / "b" / "diffusion_pytorch_model.safetensors").st_mode) == 0o644
-    assert "_name_or_path" not in json.loads((tmp_path / "b" / "config.json").read_text())
-
-
-def test_overwriting_a_model_folder_removes_the_old_models_files(tmp_path, capsys):
-    torch.manual_seed(0)
-    folder = tmp_path / "model"
-    IVVAE(latent_channels=4, base_channels=8).save_pretrained(folder)
-    for stale in ("diffusion_pytorch_model.bin", "inflation_report.json", "latent_stats.json"):
-        (folder / stale).write_text("{}")
-    (folder / "notes.txt").write_text("mine")
-    torch.save(to_official_state_dict(IVVAE(latent_channels=4, base_channels=8)), tmp_path / "z4.pth")
-    assert run(capsys, "convert", tmp_path / "z4.pth", folder, "--overwrite")[0] == 0
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors", "notes.txt"]
-
-
-def test_a_model_folder_with_legacy_format_bin_weights_loads(tmp_path):
-    """torch.save(..., _use_new_zipfile_serialization=False) files were refused as "truncated" (mmap needs the zip format)."""
-    torch.manual_seed(0)
-    model = IVVAE(latent_channels=4, base_channels=8)
-    model.save_pretrained(tmp_path / "m")
-    (tmp_path / "m" / "diffusion_pytorch_model.safetensors").unlink()
-    torch.save(model.state_dict(), tmp_path / "m" / "diffusion_pytorch_model.bin", _use_new_zipfile_serialization=False)
-    loaded = hub.load_model(tmp_path / "m")
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True))
-    (tmp_path / "m" / "diffusion_pytorch_model.bin").write_bytes(b"not a torch file at all")
-    with pytest.raises(hub.ModelLoadError, match="truncated or not a bin weights file") as error:
-        hub.load_model(tmp_path / "m")
-    assert "Please" not in str(error.value)  # torch's advice to re-save with the zip format does not apply

@@ -29,6 +29,8 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
                              "else the released variant's, else 1)")
     parser.add_argument("--shift-factor", type=finite_float, default=None, metavar="B",
                         help="latent shift to record in OUT (default: as --scaling-factor; else 0)")
+    parser.add_argument("--key", default=None, metavar="NAME",
+                        help="the entry of a training checkpoint that holds the weights, where it has several (e.g. ema)")
     parser.add_argument("--overwrite", action="store_true", help="write into OUT even if it exists (a non-empty folder, a .pth file)")
 
 
@@ -66,26 +68,34 @@ def _is_model_source(source: Path) -> bool:
 
 
 def _import_run(args: argparse.Namespace) -> int:
-    from ..convert import convert_official_checkpoint, normalization_file, released_variant
+    from ..convert import convert_official_checkpoint
 
     check_output_folder(args.target)
     model = convert_official_checkpoint(args.source, args.target, variant=args.variant, overwrite=args.overwrite,
-                                        scaling_factor=args.scaling_factor, shift_factor=args.shift_factor)
+                                        scaling_factor=args.scaling_factor, shift_factor=args.shift_factor, key=args.key)
     n = sum(p.numel() for p in model.parameters())
     print(f"converted {args.source} -> {args.target} ({n:,} parameters, latent channels {model.config.latent_channels}, "
           f"base width {model.config.base_channels})")
-    if args.scaling_factor is not None or args.shift_factor is not None:
-        origin = "as given"
-    elif normalization_file(args.source).is_file():
-        origin = f"from {normalization_file(args.source)}"
-    elif args.variant or released_variant(model):
-        origin = "the released variant's"
-    else:  # another Z or width than the released ones: nobody measured its latent statistics
-        origin = "not a released variant, none recorded: measure it with `ivvae latent-stats`"
     print(f"latent normalisation: scaling_factor {model.config.scaling_factor:g}, shift_factor {model.config.shift_factor:g} "
-          f"({origin})")
+          f"({_normalization_origin(args, model)})")
     print(f"use it with: ivvae reconstruct IN.mp4 OUT.mp4 --model {args.target}")
     return 0
+
+
+def _normalization_origin(args: argparse.Namespace, model) -> str:
+    """Where the latent normalisation written came from, for the user to check it."""
+    from ..convert import normalization_file, released_variant
+
+    given = [name for name in ("scaling_factor", "shift_factor") if getattr(args, name) is not None]
+    if len(given) == 2:
+        return "as given"
+    if normalization_file(args.source).is_file():
+        rest = f"from {normalization_file(args.source)}"
+    elif args.variant or released_variant(model):
+        rest = "the released variant's"
+    else:  # another Z or width than the released ones: nobody measured its latent statistics
+        rest = "not a released variant, none recorded: measure it with `ivvae latent-stats`"
+    return f"{given[0]} as given, the other {rest}" if given else rest
 
 
 def _export_run(args: argparse.Namespace) -> int:
@@ -93,9 +103,9 @@ def _export_run(args: argparse.Namespace) -> int:
     from ..convert import export_official_checkpoint, normalization_file
     from ..hub import load_model
 
-    if args.variant is not None or args.scaling_factor is not None or args.shift_factor is not None:
-        raise ValueError("--variant, --scaling-factor and --shift-factor are for reading a checkpoint; a model folder's config "
-                         "already fixes them")
+    if args.variant is not None or args.scaling_factor is not None or args.shift_factor is not None or args.key is not None:
+        raise ValueError("--variant, --scaling-factor, --shift-factor and --key are for reading a checkpoint; a model folder's "
+                         "config already fixes them")
     if args.target.suffix.lower() not in (".pth", ".pt"):
         raise ValueError(f"OUT '{args.target}': a model folder is exported as a released checkpoint; name it *.pth")
     model = load_model(args.source)
@@ -119,11 +129,15 @@ register(
         takes with --model. The checkpoint is read safely (weights only) and checked tensor by tensor;
         a mismatch names the missing, unexpected and mis-shaped tensors. A state dict of the released
         layout at another Z or width (e.g. one this command exported) converts too, with Z and width
-        taken from its shapes and latent normalisation scaling_factor 1, shift_factor 0.
+        taken from its shapes and latent normalisation scaling_factor 1, shift_factor 0. The
+        normalisation recorded in CHECKPOINT.pth.json (which an export writes) comes first, and
+        --scaling-factor / --shift-factor come before that.
 
-        Given a model folder and a .pth name, it exports the other way: the folder's weights under the
-        released names, for the authors' inference code (e.g. a released model fine-tuned with
-        `ivvae train`). Only an IVVAE of the released architecture (any Z and width) has that layout.
+        Given a model folder (or a bundled model) and a .pth name, it exports the other way: the folder's
+        weights under the released names, for the authors' inference code (e.g. a released model
+        fine-tuned with `ivvae train`). Only an IVVAE of the released architecture (any Z and width)
+        has that layout. The authors' loader takes no extra entries, so the latent normalisation goes
+        to OUT.pth.json beside it, which converting OUT.pth back reads.
     """,
     epilog="""
         examples:
