@@ -845,6 +845,8 @@ _METADATA_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "shift_factor": (_is_number, "a number"),
     "chunk_groups": (lambda v: v is None or _is_count(v), "a positive whole number or null"),
     "dtype": (lambda v: isinstance(v, str) and v in DTYPES, f"one of {', '.join(DTYPES)}"),
+    "sample_aspect_ratio": (lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(_is_count(x) for x in v)),
+                            "[width, height] of one pixel, whole numbers"),
     # the model check compares these and looks the dtype up: another type would fail there unexplained
     **dict.fromkeys(("model_class", "config_hash", "weights_hash", "weights_dtype", *(f"weights_hash_{n}" for n in _ROUNDINGS)),
                     (lambda v: v is None or isinstance(v, str), "a string")),

@@ -598,3 +598,7 @@ def test_reconstruct_keeps_non_square_pixels(model_dir, tmp_path, capsys):
     assert probe_video(tmp_path / "r.mp4").sample_aspect_ratio == probe_video(tmp_path / "r_side_by_side.mp4").sample_aspect_ratio == 2
     assert run(capsys, "reconstruct", source, tmp_path / "s.mp4", "--model", model_dir, "--resize", "64x24", "--no-progress")[0] == 0
     assert probe_video(tmp_path / "s.mp4").sample_aspect_ratio is None  # an exact size sets the shape: square pixels
+    assert run(capsys, "encode", source, tmp_path / "z.safetensors", "--model", model_dir, "--no-progress")[0] == 0
+    assert pipeline.load_latents(tmp_path / "z.safetensors").metadata["sample_aspect_ratio"] == [2, 1]
+    assert run(capsys, "decode", tmp_path / "z.safetensors", tmp_path / "d.mp4", "--no-progress")[0] == 0
+    assert probe_video(tmp_path / "d.mp4").sample_aspect_ratio == 2  # decode used to write square pixels

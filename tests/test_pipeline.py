@@ -480,7 +480,8 @@ def test_load_latents_refuses_metadata_of_the_wrong_type(model, video, tmp_path)
                                 ("dtype", "fp8", 'dtype "fp8", not one of fp32, bf16'),
                                 ("dtype", ["fp32"], r'dtype \["fp32"\], not one of fp32, bf16'),
                                 ("weights_dtype", ["float32"], r'weights_dtype \["float32"\], not a string'),
-                                ("version", 1, "version 1, not a version string")):
+                                ("version", 1, "version 1, not a version string"),
+                                ("sample_aspect_ratio", [2, 0], r"sample_aspect_ratio \[2, 0\], not \[width, height\]")):
         path = tmp_path / f"{key}-{type(value).__name__}.safetensors"
         pipeline.save_latents(path, encoded.latents, {**encoded.metadata, key: value})
         with pytest.raises(pipeline.LatentFileError, match=rf"{path.name}': its metadata says {message}"):

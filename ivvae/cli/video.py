@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -295,6 +296,9 @@ def _encode_run(args: argparse.Namespace) -> int:
         pieces = (bar.update(piece.shape[0]) or piece for piece in job.pieces)
         encoded = encode_pieces(job.model, pieces, fps=job.fps, chunk_groups=job.chunk_groups, tile=job.tile, dtype=job.dtype,
                                 normalize=args.normalize)
+    if job.sample_aspect_ratio:  # non-square pixels: decode writes them as the source showed them
+        pixel_aspect = Fraction(job.sample_aspect_ratio)
+        encoded.metadata["sample_aspect_ratio"] = [pixel_aspect.numerator, pixel_aspect.denominator]
     save_latents(args.latents, encoded, overwrite=args.overwrite)
     kind = "normalised" if args.normalize else "raw"
     print(f"wrote   {args.latents}: {kind} latents {tuple(encoded.latents.shape)} (batch, channels, frames, height, width)")
@@ -397,7 +401,9 @@ def _decode_run(args: argparse.Namespace) -> int:
     print(f"model   {describe_loaded(model)}: {execution_text(chunk_groups, tile, dtype)}")
     pieces = decode_pieces(model, encoded, chunk_groups=chunk_groups, tile=tile, dtype=dtype)
     fps = args.fps or meta.get("fps") or 25.0
-    with VideoWriter(args.output, fps, crf=args.crf, overwrite=args.overwrite) as writer, _frame_bar(args, "decode", frames_n) as bar:
+    pixel_aspect = Fraction(*meta["sample_aspect_ratio"]) if meta.get("sample_aspect_ratio") else None
+    with VideoWriter(args.output, fps, crf=args.crf, overwrite=args.overwrite, sample_aspect_ratio=pixel_aspect) as writer, \
+            _frame_bar(args, "decode", frames_n) as bar:
         for frames in pieces:  # written as they are decoded: memory is one chunk's, not the video's
             writer.write(frames)
             bar.update(frames.shape[0])
