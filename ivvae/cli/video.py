@@ -65,7 +65,7 @@ class _Selection(NamedTuple):
     width: int
     resized: tuple[int, int]  # (width, height) after --resize, before --crop
     fps: float
-    sample_aspect_ratio: Any = None  # the input's non-square pixels, kept unless --resize WxH sets the shape
+    sample_aspect_ratio: Fraction | None = None  # the input's non-square pixels, kept unless --resize WxH sets the shape
 
 
 def _selection(args: argparse.Namespace) -> _Selection:
@@ -134,7 +134,7 @@ class _VideoJob(NamedTuple):
     chunk_groups: int | None
     tile: tuple[int, int] | None
     dtype: str
-    sample_aspect_ratio: Any = None
+    sample_aspect_ratio: Fraction | None = None
 
 
 def _piece_frames(model, chunk_groups: int | None) -> int:
@@ -297,8 +297,7 @@ def _encode_run(args: argparse.Namespace) -> int:
         encoded = encode_pieces(job.model, pieces, fps=job.fps, chunk_groups=job.chunk_groups, tile=job.tile, dtype=job.dtype,
                                 normalize=args.normalize)
     if job.sample_aspect_ratio:  # non-square pixels: decode writes them as the source showed them
-        pixel_aspect = Fraction(job.sample_aspect_ratio)
-        encoded.metadata["sample_aspect_ratio"] = [pixel_aspect.numerator, pixel_aspect.denominator]
+        encoded.metadata["sample_aspect_ratio"] = [job.sample_aspect_ratio.numerator, job.sample_aspect_ratio.denominator]
     save_latents(args.latents, encoded, overwrite=args.overwrite)
     kind = "normalised" if args.normalize else "raw"
     print(f"wrote   {args.latents}: {kind} latents {tuple(encoded.latents.shape)} (batch, channels, frames, height, width)")
