@@ -110,7 +110,7 @@ def plot_curve(data: dict, out: Path) -> Path:
         ax2.axhline(ref["ssim"], color="gray", ls="--", label=f"bicubic x4 ({ref['ssim']:.3f})")
     ax2.axhline(FLOOR_SSIM, color="red", ls=":", label=f"floor ({FLOOR_SSIM})")
     for ax, name in ((ax1, "PSNR (dB)"), (ax2, "SSIM")):
-        ax.set_xlabel("video-training steps (0 = KTC-inflated image VAE)")
+        ax.set_xlabel("video-training steps (0 = KTC-inflated image VAE; a continuing run starts at its start's step)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -161,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="earlier runs whose loss curves are plotted before --run's (repeatable)")
     parser.add_argument("--label", default=None,
                         help="the run's name in the plot legend (default: the run folder's name); each run is its own line")
+    parser.add_argument("--step-offset", type=int, default=0, metavar="N",
+                        help="plot the run's step k at N + k: a run that continues another from its step N (default 0)")
+    parser.add_argument("--loss-plot", default="loss_curve.png", metavar="NAME",
+                        help="file name of the loss plot in --out (default %(default)s; another name keeps an earlier plot)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if key in data["runs"]:
             continue
         entry = evaluate_folder(folder, args.threads)
-        entry["step"] = step
+        entry["step"] = args.step_offset + step
         entry["run"] = args.label or args.run.name
         entry["floor"] = floor_check(entry, data["bicubic-x4"])
         data["runs"][key] = entry
@@ -188,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         cache_path.write_text(json.dumps(data, indent=2) + "\n")  # after each folder: an interrupted run keeps its work
     cache_path.write_text(json.dumps(data, indent=2) + "\n")
     plot_curve(data, args.out / "heldout_curve.png")
-    plot_losses(args.loss_run + [args.run], args.out / "loss_curve.png")
-    print(f"wrote {cache_path}, {args.out / 'heldout_curve.png'}, {args.out / 'loss_curve.png'}", file=sys.stderr)
+    plot_losses(args.loss_run + [args.run], args.out / args.loss_plot)
+    print(f"wrote {cache_path}, {args.out / 'heldout_curve.png'}, {args.out / args.loss_plot}", file=sys.stderr)
     return 0
 
 

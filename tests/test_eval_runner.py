@@ -691,3 +691,33 @@ def test_tiles_that_are_not_whole_latent_pixels_are_refused_before_any_clip(data
     with pytest.raises(ValueError, match=r"model m: .*multiples of the model's spatial compression \(8 px\).*size 16 or 24"):
         evaluate({"m": str(model_dirs["tiny_z8"])}, DatasetSpec(data_dir),
                  EvalSettings(progress=False, lpips=False, fvd=False, tile=(20, 4)))
+
+
+# --------------------------------------------------------------------------------------------
+# held-out curve of a training run (benchmarks/heldout_curve.py): its bookkeeping, no evaluation
+# --------------------------------------------------------------------------------------------
+def test_heldout_curve_places_a_continuing_run_after_its_start(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("heldout_curve", REPO / "benchmarks" / "heldout_curve.py")
+    curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curve)
+    run, start = tmp_path / "run", tmp_path / "start"
+    for folder in (run / "exports" / "step_00000300", run / "export", start):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    (run / "summary.json").write_text(json.dumps({"steps": 450}))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 10, "l1": 0.05}) + "\n")
+    psnr = {"bicubic-x4": 27.0, str(start): 27.3, str(run / "exports" / "step_00000300"): 27.4, str(run / "export"): 27.5}
+
+    def fake_evaluate(model, threads):
+        return {"psnr": psnr[str(model)], "ssim": 0.8, "ssim_by_position": [0.8] * 4, "ssim_position_spread": 0.0,
+                "per_clip": [], "seconds_per_clip": 1.0}
+
+    monkeypatch.setattr(curve, "evaluate_folder", fake_evaluate)
+    out = tmp_path / "out"
+    argv = ["--run", str(run), "--start", str(start), "--step-offset", "582", "--label", "cont", "--loss-plot", "loss_b.png",
+            "--out", str(out)]
+    assert curve.main(argv) == 0
+    entries = json.loads((out / "heldout_curve.json").read_text())["runs"]
+    assert sorted((e["step"], e["psnr"]) for e in entries.values()) == [(582, 27.3), (882, 27.4), (1032, 27.5)]
+    assert all(e["run"] == "cont" and not e["floor"]["psnr_at_least_bicubic_plus_1_db"] for e in entries.values())
+    assert (out / "loss_b.png").is_file() and not (out / "loss_curve.png").exists() and (out / "heldout_curve.png").is_file()
