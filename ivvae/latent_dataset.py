@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +181,67 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
     return found
 
 
+def _absolute(path: str) -> str:
+    """``path`` as an absolute path (symlinks kept: the name the user gave); ``sample:NAME`` stays a name.
+
+    A relative path (as an older ivvae recorded) is taken relative to the current directory.
+    """
+    if path.startswith("sample:") or path == "skimage":
+        return path
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _absolute_source(source: Any) -> Any:
+    return [_absolute(s) for s in source] if isinstance(source, list) else _absolute(source)
+
+
+def _video_key(path: str) -> str:
+    """What identifies a video file across spellings (relative, absolute, through a symlink)."""
+    return os.path.realpath(_absolute(path))
+
+
+def _source_key(source: Any) -> Any:
+    """A ``clips.source`` as the files it names, so ``data``, ``data/`` and ``/abs/data`` compare equal."""
+    if isinstance(source, list):
+        return [_source_key(s) for s in source]
+    return source if not isinstance(source, str) or source.startswith("sample:") or source == "skimage" else _video_key(source)
+
+
+def _source_of(info: dict[str, Any]) -> Any:
+    return (info.get("clips") or {}).get("source")
+
+
+def _without_source(info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` less ``clips.source``, which is compared by the files it names instead."""
+    clips = {k: v for k, v in (info.get("clips") or {}).items() if k != "source"}
+    return {**info, "clips": clips}
+
+
+def _shown_source(source: Any) -> str:
+    return ", ".join(f"'{s}'" for s in source) if isinstance(source, list) else f"'{source}'"
+
+
+def _check_resumable(folder: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """A run into a folder with latents must encode the same videos with the same settings."""
+    if _source_key(_absolute_source(_source_of(old))) != _source_key(_source_of(new)):
+        raise LatentDatasetError(f"'{folder}' holds latents of the videos of {_shown_source(_source_of(old))}, not "
+                                 f"{_shown_source(_source_of(new))}; choose another folder, or pass --overwrite to replace them")
+    changed = _differences(_without_source(old), _without_source(new))
+    if changed:
+        raise LatentDatasetError(
+            f"'{folder}' holds latents made with other settings ({'; '.join(changed)}); choose another folder, "
+            "or pass --overwrite to replace them")
+
+
+def _is_latent_dataset(folder: Path) -> bool:
+    """Whether ``folder``'s dataset.json is one of ours (of any version): only then may --overwrite clear it."""
+    try:
+        info = json.loads((folder / DATASET_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(info, dict) and info.get("format") == FORMAT
+
+
 def _our_files(folder: Path) -> list[Path]:
     names = {DATASET_FILE, CLIPS_FILE, SKIPPED_FILE}
     return [p for p in folder.iterdir() if p.name in names or (p.name.startswith(SHARD_PREFIX) and p.suffix == ".safetensors")]
@@ -201,18 +263,15 @@ def _open_folder(folder: Path, info: dict[str, Any], overwrite: bool) -> _Folder
         raise LatentDatasetError(f"'{folder}' is a file, not a folder; choose another output folder")
     folder.mkdir(parents=True, exist_ok=True)
     has_dataset = (folder / DATASET_FILE).exists()
+    if (not has_dataset and any(folder.iterdir())) or (overwrite and has_dataset and not _is_latent_dataset(folder)):
+        # --overwrite replaces a latent data set only: it never mixes shards into, or deletes from, other files
+        raise LatentDatasetError(f"'{folder}' is not empty and holds no latent data set (--overwrite replaces only one); "
+                                 "choose a new or empty folder")
     if overwrite:
         for path in _our_files(folder):
             path.unlink()
     elif has_dataset:
-        old = _read_info(folder)
-        changed = _differences(old, info)
-        if changed:
-            raise LatentDatasetError(
-                f"'{folder}' holds latents made with other settings ({'; '.join(changed)}); choose another folder, "
-                "or pass --overwrite to replace them")
-    elif any(folder.iterdir()):
-        raise LatentDatasetError(f"'{folder}' is not empty and holds no latent data set; choose a new or empty folder")
+        _check_resumable(folder, _read_info(folder), info)
     _write_json(folder / DATASET_FILE, info)
     (folder / SKIPPED_FILE).touch()
     return _resume_state(folder)
@@ -227,8 +286,9 @@ def _resume_state(folder: Path) -> _FolderState:
     if broken_skipped:
         _rewrite_jsonl(folder / SKIPPED_FILE, skipped)
     state = _FolderState()
-    state.encoded_videos = {r["path"] for r in complete}
-    state.done = state.encoded_videos | {r["path"] for r in skipped}
+    # by file: records of an older ivvae hold paths relative to the directory it ran in (resumed from there)
+    state.encoded_videos = {_video_key(r["path"]) for r in complete}
+    state.done = state.encoded_videos | {_video_key(r["path"]) for r in skipped}
     if records:  # ids and shards of dropped records are not reused either
         state.next_id = max(r["id"] for r in records) + 1
         state.next_shard = max(int(r["shard"][len(SHARD_PREFIX):].split(".")[0]) for r in records) + 1
@@ -410,7 +470,9 @@ def encode_dataset(
     _check_execution_options(workers, chunk_groups)
     folder = Path(out_dir)
     info = _dataset_info(model, spec, normalize=normalize, storage_dtype=storage_dtype, dtype=dtype, tile=tile, part=part)
-    paths = spec.list_videos()  # before the folder is touched: an empty source is an error here
+    # absolute: the records must name the videos from any directory (before the folder is touched: an empty
+    # source is an error here)
+    paths = [_absolute(path) for path in spec.list_videos()]
     if part is not None and part[0] >= len(paths):
         raise ValueError(f"part {part[0]}/{part[1]} holds no video: the data has {len(paths)} video(s), and part i of k "
                          f"takes videos i, i+k, ...; split it into at most {len(paths)} part(s)")
@@ -431,10 +493,10 @@ def encode_dataset(
     if part is not None:
         ordered = ordered[part[0]::part[1]]
     wanted = len(ordered) if spec.num_videos is None else spec.num_videos
-    report = {"videos": 0, "clips": 0, "skipped": 0, "shards": 0,
-              "already_done": sum(path in state.done for _, path in ordered)}
-    counted = sum(path in state.encoded_videos for _, path in ordered)  # videos with latents, towards `wanted`
-    reads = _VideoReads(spec, [(i, path) for i, path in ordered if path not in state.done])
+    report = {"videos": 0, "clips": 0, "skipped": 0, "shards": 0, "smaller_than_crop": 0,
+              "already_done": sum(_video_key(path) in state.done for _, path in ordered)}
+    counted = sum(_video_key(path) in state.encoded_videos for _, path in ordered)  # videos with latents, towards `wanted`
+    reads = _VideoReads(spec, [(i, path) for i, path in ordered if _video_key(path) not in state.done])
     group: list[_Video] = []
 
     def encode_and_write(videos: list[_Video]) -> None:
@@ -454,6 +516,10 @@ def encode_dataset(
                 if warn is not None:
                     warn(f"skipping '{path}': {reason}")
                 continue
+            if _smaller_than_crop(spec, video):
+                if not report["smaller_than_crop"] and warn is not None:
+                    warn(_smaller_than_crop_message(spec, video))
+                report["smaller_than_crop"] += 1
             group.append(video)
             counted += 1
             if sum(len(v.clips) for v in group) >= batch_size:
@@ -472,6 +538,19 @@ def encode_dataset(
     if not records:
         _refuse_empty_result(folder, spec, remove=fresh, remove_folder=not existed)
     return report
+
+
+def _smaller_than_crop(spec, video: _Video) -> bool:
+    """Whether ``video``'s clips are smaller than the crop: kept at their size, so of another shape."""
+    crop, (w, h) = spec.crop_size, video.clips[0].size
+    return crop is not None and (w < crop[0] or h < crop[1])
+
+
+def _smaller_than_crop_message(spec, video: _Video) -> str:
+    (w, h), (cw, ch) = video.clips[0].size, spec.crop_size
+    return (f"'{video.path}' gives {w}x{h} clips, smaller than the {cw}x{ch} crop (frames are not enlarged): its latents "
+            f"have another shape; resize with --size {max(cw, ch)} (or more) for one shape, or batch with "
+            "LatentDataset.same_shape_batches")
 
 
 def _check_model_and_spec(model: Any, spec: Any) -> None:
@@ -530,7 +609,7 @@ def _dataset_info(model, spec, *, normalize: bool, storage_dtype: str, dtype: st
         "storage_dtype": storage_dtype,
         "dtype": _dtype_name(dtype),
         "tile": list(tile) if tile else None,
-        "clips": spec.to_dict(),
+        "clips": {**spec.to_dict(), "source": _absolute_source(spec.to_dict()["source"])},  # any directory may resume it
         "part": list(part) if part is not None else None,
     }
     return json.loads(json.dumps(info))  # as a resumed run reads it back (lists, not tuples)
@@ -554,20 +633,65 @@ def _refuse_empty_result(folder: Path, spec, *, remove: bool, remove_folder: boo
 # Reading
 # --------------------------------------------------------------------------------------------
 def _check_same_settings(folders: Sequence[Path], infos: Sequence[dict[str, Any]]) -> None:
-    """Folders read as one data set must hold latents of one kind; parts must not repeat."""
+    """Folders read as one data set must hold latents of one kind (their videos may differ); parts must not repeat."""
     for folder, info in zip(folders[1:], infos[1:], strict=True):
-        changed = [d for d in _differences(infos[0], info) if not d.startswith("part")]
+        changed = [d for d in _differences(_without_source(infos[0]), _without_source(info)) if not d.startswith("part")]
         if changed:
             raise LatentDatasetError(f"'{folder}' was made with other settings than '{folders[0]}' ({'; '.join(changed)}); "
                                      "read them as separate data sets")
+    if len({str(f.resolve()) for f in folders}) != len(folders):
+        raise LatentDatasetError(f"the same folder is given twice ({', '.join(map(str, folders))}): its clips would repeat")
+    for indices in _by_source(infos).values():
+        _check_parts([folders[i] for i in indices], [infos[i] for i in indices])
+
+
+def _by_source(infos: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
+    """The indices of the folders encoded from each ``--data`` (compared by the files it names)."""
+    groups: dict[str, list[int]] = {}
+    for i, info in enumerate(infos):
+        groups.setdefault(json.dumps(_source_key(_absolute_source(_source_of(info)))), []).append(i)
+    return groups
+
+
+def _check_parts(folders: Sequence[Path], infos: Sequence[dict[str, Any]]) -> None:
+    """Folders of one source: the parts I/K of one K, each once (a whole run shares every video with a part);
+    a set of parts with some missing is read, with a warning."""
     parts = [tuple(info["part"]) if info.get("part") else None for info in infos]
-    if len(set(parts)) != len(parts) or len({str(f.resolve()) for f in folders}) != len(folders):
-        raise LatentDatasetError(f"the same folder or part is given twice ({', '.join(map(str, folders))}): its clips would repeat")
+    if len(set(parts)) != len(parts):
+        raise LatentDatasetError(f"the same part is given twice ({', '.join(map(str, folders))}): its clips would repeat")
     if len(folders) > 1 and (None in parts or len({count for _, count in parts}) > 1):
         described = ", ".join(f"'{f}' ({'all videos' if part is None else f'part {part[0]}/{part[1]}'})"
                               for f, part in zip(folders, parts, strict=True))
         raise LatentDatasetError(f"these folders split the videos differently ({described}): parts of different splits, or a "
                                  "whole run with parts, share videos, whose clips would repeat; read parts I/K of one K together")
+    if parts[0] is not None:
+        missing = sorted(set(range(parts[0][1])) - {index for index, _ in parts})
+        if missing:
+            warnings.warn(f"reading {len(parts)} of the {parts[0][1]} parts of {_shown_source(_source_of(infos[0]))} "
+                          f"({', '.join(map(str, folders))}): part(s) {', '.join(map(str, missing))} missing, so their videos are "
+                          "left out; give every part's folder", UserWarning, stacklevel=4)
+
+
+def _check_no_shared_videos(records: Sequence[dict[str, Any]]) -> None:
+    """Folders of different sources (e.g. videos/ and videos/a/) must not hold one video twice."""
+    folder_of: dict[str, str] = {}
+    for record in records:
+        video = _absolute(record["path"])
+        first = folder_of.setdefault(video, record["folder"])
+        if first != record["folder"]:
+            raise LatentDatasetError(f"'{record['path']}' is encoded in both '{first}' and '{record['folder']}': its clips "
+                                     "would repeat; read folders of different videos together")
+
+
+def _combined_info(infos: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One ``info`` for the folders: the first's, with ``parts`` (and ``sources``) per folder; ``clips.source``
+    lists every source when the folders have several."""
+    sources = [_source_of(info) for info in infos]
+    info = {**{k: v for k, v in infos[0].items() if k != "part"}, "parts": [i.get("part") for i in infos], "sources": sources}
+    distinct = [s for i, s in enumerate(sources) if s not in sources[:i]]
+    if len(distinct) > 1:
+        info["clips"] = {**info["clips"], "source": distinct}
+    return info
 
 
 def _folder_list(folders: Any) -> list[Path]:
@@ -598,12 +722,15 @@ def _open_shard(path: Path) -> Any:
 
 class LatentDataset(torch.utils.data.Dataset):
     """The clips of a folder written by :func:`encode_dataset` / ``ivvae encode-dataset`` (or of
-    several folders made with the same settings, such as the parts of ``--part I/K`` runs).
+    several folders made with the same model and clip settings: the parts of ``--part I/K`` runs, or
+    folders encoded from different ``--data``, e.g. ``videos/`` and ``images/``; a video in two of
+    them is refused, and a set of parts with some missing is read with a warning).
 
     ``dataset[i]`` is a dict: ``latents`` ``(Z, T', H', W')`` (in ``dtype``, default float32), and
     the clip's record (``path``, ``start``, ``frames``, ``size``, ``fps``, ``id``, ``folder``, ...).
     ``info`` is the ``dataset.json`` (model, hashes, ``normalized``, ``scaling_factor``,
-    ``shift_factor``, clip selection; ``parts``: the part of each folder). Shards are opened
+    ``shift_factor``, clip selection; ``parts`` and ``sources``: the part and the ``--data`` of
+    each folder). Shards are opened
     lazily in each process, so the dataset works with DataLoader workers.
 
     Args:
@@ -614,7 +741,7 @@ class LatentDataset(torch.utils.data.Dataset):
 
     Raises:
         LatentDatasetError: a folder that is not a latent data set, folders made with other
-            settings, or the same part twice.
+            settings, the same part twice, or a video in two folders.
     """
 
     def __init__(self, folders: str | os.PathLike | Sequence[str | os.PathLike], dtype: torch.dtype | None = torch.float32,
@@ -624,8 +751,10 @@ class LatentDataset(torch.utils.data.Dataset):
             raise TypeError(f"dtype must be a float torch.dtype (e.g. torch.float16) or None (as stored), got {dtype!r}")
         infos = [_read_info(folder) for folder in self.folders]
         _check_same_settings(self.folders, infos)
-        self.info = {**{k: v for k, v in infos[0].items() if k != "part"}, "parts": [info.get("part") for info in infos]}
+        self.info = _combined_info(infos)
         self.records = [{**record, "folder": str(folder)} for folder in self.folders for record in complete_clip_records(folder)]
+        if len(_by_source(infos)) > 1:
+            _check_no_shared_videos(self.records)
         self.dtype = dtype
         self.normalize = normalize and not self.info.get("normalized", False)
         self._handles: dict[tuple[str, str], Any] = {}

@@ -39,7 +39,8 @@ import torch
 
 from ._files import write_atomically
 
-__all__ = ["LatentStatistics", "estimate_latent_statistics", "with_latent_statistics", "write_statistics_json"]
+__all__ = ["LatentStatistics", "estimate_latent_statistics", "has_identity_normalization", "identity_normalization_warning",
+           "with_latent_statistics", "write_statistics_json"]
 
 
 @dataclass
@@ -301,3 +302,16 @@ def write_statistics_json(report: LatentStatistics | Mapping[str, Any], path: st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+def has_identity_normalization(model: Any) -> bool:
+    """Whether ``model``'s factors leave latents unchanged (scaling_factor 1, shift_factor 0: a fresh training
+    export, before ``ivvae latent-stats`` estimated them)."""
+    return float(model.config.scaling_factor) == 1.0 and float(model.config.shift_factor) == 0.0
+
+
+def identity_normalization_warning(model_name: str | os.PathLike) -> str:
+    """The one-line warning for ``--normalize`` with identity factors, naming the fix."""
+    return (f"--normalize: '{model_name}' has scaling_factor 1 and shift_factor 0 (as a fresh training export), so the latents "
+            f"stay unnormalised; estimate the factors with `ivvae latent-stats --model {model_name} --data TRAIN_VIDEOS "
+            "--write-model OUT_DIR`, then pass --model OUT_DIR")

@@ -316,7 +316,7 @@ def test_held_out_boundary_comes_from_the_header_count(tmp_path, monkeypatch):
     write_video(path, _moving_texture(40, 16, 16, 1, seed=5), 25)
     _overcounting_header(monkeypatch, 20)  # header 60: training with [0, F] may use frames below int(60 * F)
     # header boundary 48 is past the true end (40): the retry must not move it down to int(40 * 0.8) = 32
-    with pytest.raises(VideoReadError, match="too short: 40 frames, clip 1 needs 5 from frame 48"):
+    with pytest.raises(VideoReadError, match="too short: 40 frames, clip 1 needs 5 frames from frame 48"):
         DatasetSpec(tmp_path, frames=5, start_fraction=0.8).load_clip(str(path))
     starts = {DatasetSpec(tmp_path, frames=5, start_fraction=0.5, clip_start="random", seed=s).load_clip(str(path)).start
               for s in range(8)}

@@ -235,14 +235,16 @@ def _encode_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     output = parser.add_argument_group("output")
     output.add_argument("--normalize", action="store_true",
                         help="store scaling_factor * (z - shift_factor), the latents a diffusion model trains on "
-                        "(default: raw latents; LatentDataset(..., normalize=True) can normalise them when read)")
+                        "(default: raw latents; LatentDataset(..., normalize=True) can normalise them when read); a fresh "
+                        "training export has factors 1 and 0 until `ivvae latent-stats --write-model` sets them")
     output.add_argument("--storage-dtype", choices=list(STORAGE_DTYPES), default="float32",
                         help="dtype of the stored latents: float32 keeps them bit for bit, float16/bfloat16 halve the size "
                         "(default %(default)s)")
     output.add_argument("--shard-size", type=positive_int, default=256, metavar="N",
                         help="clips per shard file (a video's clips always share one; default %(default)s)")
     output.add_argument("--overwrite", action="store_true",
-                        help="replace the latent data set in OUT_DIR (default: resume it if its settings match, else refuse)")
+                        help="replace the latent data set in OUT_DIR (default: resume it if its settings match, else refuse); "
+                        "a non-empty folder holding no latent data set is refused even so")
     execution = parser.add_argument_group("execution")
     execution.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
                            help="encode up to B clips of one shape at once (faster on a GPU; default %(default)s)")
@@ -279,12 +281,16 @@ def _encode_dataset_run(args: argparse.Namespace) -> int:
 
     from ..hub import load_model
     from ..latent_dataset import encode_dataset
+    from ..latent_stats import has_identity_normalization, identity_normalization_warning
 
     spec = _clip_spec(args)
     model = load_model(args.model, device=resolve_device(args.device))
     chunk_groups = chunk_groups_or_none(args.chunk_groups)
     crop = spec.crop_size
     print(f"model   {describe_loaded(model)}: {execution_text(chunk_groups, tile, args.dtype)}, batches of {args.batch_size}")
+    identity = args.normalize and has_identity_normalization(model)
+    if identity:
+        print(f"{prog}: warning: {identity_normalization_warning(args.model)}", file=sys.stderr)
     print(f"data    {', '.join(args.data)}: {args.frames}-frame clips, up to {args.clips_per_video} per video"
           + (f", short side {args.size}" if args.size else "") + (f", centre crops of up to {crop[0]}x{crop[1]}" if crop else "")
           + (f", from {args.start_fraction:g} of each video" if args.start_fraction else ""))
@@ -310,8 +316,12 @@ def _encode_dataset_run(args: argparse.Namespace) -> int:
         print(f"resume  {report['already_done']} video(s) already done in {args.out_dir} (clips.jsonl, skipped.jsonl)")
     print(f"encoded {report['clips']} clip(s) from {report['videos']} video(s) into {report['shards']} shard(s)"
           + (f"; {report['skipped']} video(s) skipped (see {args.out_dir / 'skipped.jsonl'})" if report["skipped"] else ""))
+    if report["smaller_than_crop"]:
+        print(f"note    {report['smaller_than_crop']} video(s) smaller than the crop kept their size: batch with "
+              "LatentDataset.same_shape_batches, or encode with --size")
+    kind = "raw (identity normalisation)" if identity else "normalised" if args.normalize else "raw"
     print(f"wrote   {args.out_dir}: {report['total_clips']} clip(s) from {report['total_videos']} video(s) in all, "
-          f"{'normalised' if args.normalize else 'raw'} latents, {args.storage_dtype}")
+          f"{kind} latents, {args.storage_dtype}")
     return 0
 
 

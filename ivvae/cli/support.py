@@ -196,3 +196,8 @@ def refuse_writing_over_model(target: Path, source: str | Path, label: str) -> N
 def describe_loaded(model) -> str:
     n = sum(p.numel() for p in model.parameters())
     return f"{getattr(model, 'name_or_path', '?')} ({type(model).__name__}, {n / 1e6:.1f}M parameters)"
+
+
+def count_text(count: int, word: str) -> str:
+    """``1 frame``, ``2 frames``: a count with its noun in the right number."""
+    return f"{count} {word}{'' if count == 1 else 's'}"

@@ -20,7 +20,7 @@ from .options import (
     tile_option,
 )
 from .registry import register
-from .support import check_output_folder, describe_loaded, refuse_existing, refuse_writing_over_model, resolve_device
+from .support import check_output_folder, count_text, describe_loaded, refuse_existing, refuse_writing_over_model, resolve_device
 
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".png", ".jpg", ".jpeg")
 
@@ -93,6 +93,13 @@ def _selection(args: argparse.Namespace) -> _Selection:
     return _Selection(frames, height, width, resized, fps, pixel_aspect)
 
 
+def _rate_text(args: argparse.Namespace, fps: float) -> str:
+    """``, 25 fps``; nothing for an image, whose rate is only the default the latents record (unless --fps)."""
+    from ..train.data import IMAGE_EXTENSIONS
+
+    return "" if Path(str(args.input)).suffix.lower() in IMAGE_EXTENSIONS and not args.fps else f", {fps:g} fps"
+
+
 def _crop_size(args: argparse.Namespace) -> tuple[int, int]:
     return (args.crop, args.crop) if isinstance(args.crop, int) else args.crop
 
@@ -152,7 +159,8 @@ def _prepare_video_job(args: argparse.Namespace) -> _VideoJob:
     model = load_model(args.model, device=resolve_device(args.device))
     tile = _check_tile_for(model, tile)
     _check_memory(args, model, selection.frames, selection.height, selection.width, chunk_groups, tile, dtype)
-    print(f"input   {args.input}: {selection.frames} frames, {selection.width}x{selection.height}, {selection.fps:g} fps")
+    print(f"input   {args.input}: {count_text(selection.frames, 'frame')}, {selection.width}x{selection.height}"
+          + _rate_text(args, selection.fps))
     _note_crop_larger_than_frames(args, *selection.resized)
     print(f"model   {describe_loaded(model)}: {execution_text(chunk_groups, tile, dtype)}")
     pieces = _input_pieces(args, _piece_frames(model, chunk_groups))
@@ -292,6 +300,11 @@ def _encode_run(args: argparse.Namespace) -> int:
     refuse_writing_over_model(args.latents, args.model, "LATENTS")  # e.g. over the model's own weights file
     refuse_existing([args.latents], args.overwrite, inputs=[args.input])
     job = _prepare_video_job(args)
+    from ..latent_stats import has_identity_normalization, identity_normalization_warning
+
+    identity = args.normalize and has_identity_normalization(job.model)
+    if identity:
+        print(f"ivvae encode: warning: {identity_normalization_warning(args.model)}", file=sys.stderr)
     with _frame_bar(args, "encode", job.frames) as bar:
         pieces = (bar.update(piece.shape[0]) or piece for piece in job.pieces)
         encoded = encode_pieces(job.model, pieces, fps=job.fps, chunk_groups=job.chunk_groups, tile=job.tile, dtype=job.dtype,
@@ -299,7 +312,7 @@ def _encode_run(args: argparse.Namespace) -> int:
     if job.sample_aspect_ratio:  # non-square pixels: decode writes them as the source showed them
         encoded.metadata["sample_aspect_ratio"] = [job.sample_aspect_ratio.numerator, job.sample_aspect_ratio.denominator]
     save_latents(args.latents, encoded, overwrite=args.overwrite)
-    kind = "normalised" if args.normalize else "raw"
+    kind = "raw (identity normalisation)" if identity else "normalised" if args.normalize else "raw"
     print(f"wrote   {args.latents}: {kind} latents {tuple(encoded.latents.shape)} (batch, channels, frames, height, width)")
     return 0
 
@@ -396,7 +409,7 @@ def _decode_run(args: argparse.Namespace) -> int:
     width = meta.get("width") or encoded.latents.shape[4] * model.spatial_compression
     check_writable_frame_count(args.output, frames_n)
     _check_memory(args, model, frames_n, height, width, chunk_groups, tile, dtype)
-    print(f"latents {args.latents}: {tuple(encoded.latents.shape)} -> {frames_n} frames, {width}x{height}")
+    print(f"latents {args.latents}: {tuple(encoded.latents.shape)} -> {count_text(frames_n, 'frame')}, {width}x{height}")
     print(f"model   {describe_loaded(model)}: {execution_text(chunk_groups, tile, dtype)}")
     pieces = decode_pieces(model, encoded, chunk_groups=chunk_groups, tile=tile, dtype=dtype)
     fps = args.fps or meta.get("fps") or 25.0

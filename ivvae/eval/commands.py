@@ -207,6 +207,17 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--overwrite", action="store_true", help="replace the report files of an earlier run in DIR")
 
 
+def _folder_label(path: str) -> str:
+    """A model's report name from its folder: its name, but a training run's ``export`` (or ``exports/step_N``)
+    by its run folder (``run1``, ``run1@step_N``), which is what tells two runs' exports apart."""
+    folder = Path(os.path.abspath(path.rstrip("/\\") or path))
+    name = Path(path.rstrip("/\\")).name or path
+    run = folder.parent
+    if run.name == "exports" and run.parent.name:
+        return f"{run.parent.name}@{name}"
+    return run.name if name == "export" and run.name else name
+
+
 def _model_names(models: Sequence[str], names: Sequence[str] | None) -> dict[str, str]:
     """``{report name: model folder or bundled name}`` from ``--model [NAME=]X`` and ``--name``."""
     if names and len(names) != len(models):
@@ -226,7 +237,7 @@ def _model_names(models: Sequence[str], names: Sequence[str] | None) -> dict[str
         if name is not None:
             chosen.add(name)
         if name is None:
-            name = Path(path.rstrip("/\\")).name or path
+            name = _folder_label(path)
         base, k = name, 2  # names taken from folder names: make them unique
         while name in out:
             name = f"{base}-{k}"

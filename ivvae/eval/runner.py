@@ -330,7 +330,8 @@ class DatasetSpec:
             need = self.frames * (number + 1)
             if num_frames - first < need:
                 part = f" from frame {first}" if first else ""
-                raise VideoReadError(path, f"too short: {num_frames} frames, clip {number + 1} needs {need}{part}",
+                raise VideoReadError(path, f"too short: {num_frames} frame{'' if num_frames == 1 else 's'}, clip {number + 1} "
+                                     f"needs {need} frames{part}",
                                      total_frames=num_frames)
             start = self._first_clip_start(num_frames, first, index) + number * self.frames
             try:
