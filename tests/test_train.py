@@ -424,7 +424,7 @@ def test_inflated_init_trains_with_gan_and_mixed_buckets(tmp_path):
         data={"buckets": [{"num_frames": 5, "size": 32, "crop": 32, "batch_size": 1, "gan_weight": 0.2},
                           {"kind": "image", "size": 32, "crop": 32, "batch_size": 2},
                           {"kind": "moving_crop", "num_frames": 5, "crop": 32, "max_speed_px": 2.0}],
-              "validation": {"enabled": False}},
+              "image_sources": ["skimage"], "validation": {"enabled": False}},
         loss={"lpips": {"enabled": False},
               "gan": {"enabled": True, "start_step": 1, "weight_by_size": {32: 0.3},
                       "discriminator": {"kind": "3d", "base_channels": 8}}},

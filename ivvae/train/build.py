@@ -12,7 +12,9 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,7 @@ from torch import nn
 from ivvae.io import resolve_source
 
 from .checkpoint import resolve_pretrained
-from .config import BucketConfig, ConfigError, TrainConfig, model_class_name, unknown_model_class
+from .config import BucketConfig, ConfigError, DataConfig, TrainConfig, model_class_name, unknown_model_class
 from .data import (
     VIDEO_EXTENSIONS,
     BucketBatchSampler,
@@ -93,12 +95,34 @@ def _load_init_model(key: str, path: str, weights: str) -> nn.Module:
         raise type(err)(f"model.init.{key}: {err}") from None
 
 
-def build_model_from_config(mcfg, log: logging.Logger = logger) -> nn.Module:
-    """The model a ``model`` config section describes, with its initial weights (train mode)."""
+def _checkpoint_architecture(checkpoint: Path) -> nn.Module:
+    """A randomly initialised model of the architecture a trainer checkpoint records (its ``config.json``)."""
+    from ivvae.hub import model_class, read_config
+
+    folder = checkpoint if (checkpoint / "config.json").is_file() else checkpoint / "ema"
+    config = read_config(folder)
+    return model_class(config, f"'{folder / 'config.json'}'").from_config(config)
+
+
+def _resume_architecture(mcfg, checkpoint: Path, log: logging.Logger) -> nn.Module | None:
+    """The model to load ``checkpoint`` into, built without the ``init`` weights it replaces; None
+    when the architecture comes from an ``init`` folder that is still there (built as for a new run)."""
+    model = _configured_model(mcfg)
+    if model is not None:
+        log.info("resuming from %s: model built from the config, model.init weights not loaded", checkpoint)
+        return model
+    key, source = ("from_pretrained", mcfg.init.from_pretrained) if mcfg.init.from_pretrained else ("inflate_from", mcfg.init.inflate_from)
+    if source and Path(source).expanduser().exists():
+        return None
+    log.warning("resuming from %s: model.init.%s '%s' is gone; the architecture is the one the checkpoint records", checkpoint, key, source)
+    return _checkpoint_architecture(checkpoint)
+
+
+def _configured_model(mcfg) -> nn.Module | None:
+    """The model ``model.preset`` or ``model.class``/``model.config`` builds (random weights), or None."""
     from ivvae.models import build_model
     from ivvae.models.presets import PRESETS
 
-    init = mcfg.init
     model = None
     if mcfg.preset:
         try:
@@ -116,7 +140,22 @@ def build_model_from_config(mcfg, log: logging.Logger = logger) -> nn.Module:
             raise ConfigError(f"model.config: {err}; {cls.__name__} takes {_arguments(cls)}") from None
         except ValueError as err:  # a value the model refuses (e.g. latent_channels <= 0)
             raise ConfigError(f"model.config: {err}") from None
+    return model
 
+
+def build_model_from_config(mcfg, log: logging.Logger = logger, *, resume_from: str | os.PathLike | None = None) -> nn.Module:
+    """The model a ``model`` config section describes, with its initial weights (train mode).
+
+    ``resume_from``: a checkpoint whose weights will replace the initial ones (a resumed run). The
+    ``init`` weights are then not loaded, so a run resumes after its init folder is gone; the
+    architecture comes from ``preset``/``class``, else the init folder, else the checkpoint's config.json.
+    """
+    if resume_from is not None:
+        model = _resume_architecture(mcfg, Path(resume_from), log)
+        if model is not None:
+            return model.float().train()
+    init = mcfg.init
+    model = _configured_model(mcfg)
     if init.from_pretrained:
         loaded = _grown(_load_init_model("from_pretrained", init.from_pretrained, init.weights), init.grow, log)
         if model is None:
@@ -230,38 +269,86 @@ class TrainDataset(MultiBucketDataset):
         return item
 
 
+def _still_sources(d: DataConfig, b: BucketConfig, key: str) -> tuple[list[str], int | None, str]:
+    """The sources of an image/moving_crop bucket, its video-frame step and the key naming them.
+
+    Neither the bucket's ``sources`` nor ``data.image_sources`` given: the training data itself,
+    every frame of its videos unless ``video_frames_every`` says otherwise (demo photos only when named).
+    """
+    if b.sources:
+        return list(b.sources), b.video_frames_every, f"{key}.sources"
+    if d.image_sources is not None:
+        return list(d.image_sources), b.video_frames_every, "data.image_sources"
+    return list(d.sources), b.video_frames_every or 1, "data.sources"
+
+
+def _describe_stills(ds: ImageDataset) -> str:
+    stills, frames, videos = ds.item_counts()
+    return f"{stills} images + {frames} frames of {videos} videos"
+
+
+def _check_bucket_shape(b: BucketConfig, key: str, group_size: int | None) -> None:
+    """Warn about a bucket shape that trains, but not as the user likely meant."""
+    short = bucket_short_side(b)
+    if b.kind != "moving_crop" and b.size is not None and b.crop is not None and short is not None and b.size < short:
+        logger.warning("%s: size %d is smaller than its crop %s: frames are upscaled before cropping; set size >= crop (or "
+                       "size: null)", key, b.size, b.crop)
+    if b.kind != "image" and group_size and b.num_frames > 1 and (b.num_frames - 1) % group_size:
+        fits = 1 + group_size * max(round((b.num_frames - 1) / group_size), 1)
+        logger.warning("%s: num_frames %d is not 1 + %dk: the video model pads each clip to whole frame groups and "
+                       "trains on the padding; use num_frames %d", key, b.num_frames, group_size, fits)
+
+
+def _group_size(mcfg) -> int | None:
+    """Frames per temporal group of the model a config builds: 4 for the video members of the family,
+    None for the image VAE (which takes any frame count)."""
+    if (mcfg.class_name and model_class_name(mcfg.class_name) == "ImageVAE") or (mcfg.preset or "").startswith("image_vae"):
+        return None
+    return 4
+
+
+def _bucket_dataset(cfg: TrainConfig, i: int, b: BucketConfig):
+    """The dataset of bucket ``i`` and a line saying what data it found."""
+    d, key = cfg.data, f"data.buckets.{i}"
+    seed, crop, time_range = cfg.seed * 1000 + i, _pair_or_int(b.crop), tuple(d.train_time_range)
+    if b.kind == "video":
+        where = f"{key}.sources" if b.sources else "data.sources"
+        files = _video_files(b.sources or d.sources, where)
+        ds = VideoClipDataset(files, num_frames=b.num_frames, frame_interval=_pair_or_int(b.frame_interval), size=b.size,
+                              crop=crop, random_flip=d.random_flip, random_time_reverse=d.random_time_reverse, train=True,
+                              time_range=time_range, seed=seed, frame_cache_mb=d.frame_cache_mb)
+        return ds, f"{len(files)} videos from {where}"
+    if b.kind == "moving_crop" and crop is None:
+        raise ConfigError(f"{key}.crop: a moving_crop bucket needs a crop size")
+    sources, every, where = _still_sources(d, b, key)
+    try:
+        if b.kind == "image":
+            ds = ImageDataset(_image_sources(sources), size=b.size, crop=crop, random_flip=d.random_flip, train=True, seed=seed,
+                              video_frames_every=every, time_range=time_range, frame_cache_mb=d.frame_cache_mb)
+            return ds, f"{_describe_stills(ds)} from {where}"
+        ds = MovingCropDataset(_image_sources(sources), num_frames=b.num_frames, crop=crop, max_speed_px=b.max_speed_px,
+                               zoom_range=tuple(b.zoom_range), seed=seed, random_flip=d.random_flip, video_frames_every=every,
+                               time_range=time_range)
+        return ds, f"{_describe_stills(ds.images)} from {where}"
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"{key}: {err} ({where}; for stills elsewhere set data.image_sources or {key}.sources)") from None
+
+
 def build_train_data(cfg: TrainConfig, num_replicas: int = 1, rank: int = 0):
-    """The training dataset (one bucket per config bucket), its sampler, the buckets used and their names."""
+    """The training dataset (one bucket per config bucket), its sampler, the buckets used and their names.
+
+    Logs one line per bucket saying how many videos / images it found and where.
+    """
     d = cfg.data
     entries, batch_sizes, names = [], [], []
-    time_range = tuple(d.train_time_range)
-    buckets = [(i, b) for i, b in enumerate(d.buckets) if b.weight > 0]
     datasets = []
-    for i, b in buckets:
-        key = f"data.buckets.{i}"
-        seed = cfg.seed * 1000 + i
-        crop = _pair_or_int(b.crop)
-        if b.kind == "video":
-            files = _video_files(b.sources or d.sources, f"{key}.sources" if b.sources else "data.sources")
-            ds = VideoClipDataset(files, num_frames=b.num_frames, frame_interval=_pair_or_int(b.frame_interval), size=b.size,
-                                  crop=crop, random_flip=d.random_flip, random_time_reverse=d.random_time_reverse, train=True,
-                                  time_range=time_range, seed=seed, frame_cache_mb=d.frame_cache_mb)
-        elif b.kind == "image":
-            try:
-                ds = ImageDataset(_image_sources(b.sources or d.image_sources), size=b.size, crop=crop, random_flip=d.random_flip,
-                                  train=True, seed=seed, video_frames_every=b.video_frames_every, time_range=time_range,
-                                  frame_cache_mb=d.frame_cache_mb)
-            except (FileNotFoundError, ValueError) as err:
-                raise ConfigError(f"{key}: {err}") from None
-        else:
-            if crop is None:
-                raise ConfigError(f"{key}.crop: a moving_crop bucket needs a crop size")
-            try:
-                ds = MovingCropDataset(_image_sources(b.sources or d.image_sources), num_frames=b.num_frames, crop=crop,
-                                       max_speed_px=b.max_speed_px, zoom_range=tuple(b.zoom_range), seed=seed,
-                                       random_flip=d.random_flip)
-            except (FileNotFoundError, ValueError) as err:
-                raise ConfigError(f"{key}: {err}") from None
+    group_size = _group_size(cfg.model)
+    for i, b in enumerate(d.buckets):
+        if b.weight <= 0:
+            continue
+        _check_bucket_shape(b, f"data.buckets.{i}", group_size)
+        ds, found = _bucket_dataset(cfg, i, b)
+        logger.info("data.buckets.%d (%s): %s", i, bucket_name(b), found)
         datasets.append((ds, b))
         names.append(bucket_name(b))
     num_files = sum(len(ds) for ds, _ in datasets)
@@ -304,7 +391,7 @@ def _videos_of(sources: Sequence[str]) -> list[str]:
 
 
 def _stills_trained(cfg: TrainConfig) -> bool:
-    """Whether a training bucket reads the stills of ``data.image_sources``."""
+    """Whether a training bucket reads the stills of ``data.image_sources`` (``data.sources`` when not set)."""
     return any(b.kind in ("image", "moving_crop") and not b.sources and b.weight > 0 for b in cfg.data.buckets)
 
 
@@ -322,17 +409,22 @@ def _image_validation(cfg: TrainConfig, crop) -> tuple[ImageDataset, bool]:
         return ImageDataset(sources, size=v.size, crop=crop, train=False, seed=cfg.seed, video_frames_every=every,
                             time_range=tuple(v.time_range))
 
+    stills = d.still_sources()
+    # stills read from the training data take its videos' frames (the held-out time range here)
+    stills_every = v.video_frames_every or (1 if d.image_sources is None else None)
     try:
-        if v.sources or not _stills_trained(cfg):
-            return dataset(_image_sources(v.sources or d.image_sources), v.video_frames_every), True
-        videos = _spread(_videos_of(list(d.sources) + list(d.image_sources)), v.num_clips)
+        if v.sources:
+            return dataset(_image_sources(v.sources), v.video_frames_every), True
+        if not _stills_trained(cfg):
+            return dataset(_image_sources(stills), stills_every), True
+        videos = _spread(_videos_of(list(d.sources) + list(d.image_sources or [])), v.num_clips)
         if videos:
             try:
                 return dataset(videos, v.video_frames_every or 1), True
             except ValueError:  # no readable frame in their validation range
                 pass
         logger.warning("%s", NOT_HELD_OUT)
-        return dataset(_image_sources(d.image_sources), v.video_frames_every), False
+        return dataset(_image_sources(stills), stills_every), False
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"data.validation: {err}") from None
 

@@ -60,7 +60,9 @@ __all__ = [
     "checkpoint_name",
     "checkpoint_step",
     "export_checkpoint",
+    "export_files_not_written",
     "export_model",
+    "export_run_id",
     "exported_step",
     "finalize_dir",
     "is_complete",
@@ -83,7 +85,8 @@ STATE_FILE = "trainer_state.json"
 TMP_PREFIX = ".tmp-"
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "config.json"
-#: In an export folder: the training step its weights come from (``--export-only`` compares it before replacing the folder).
+#: In an export folder: the training step its weights come from (``--export-only`` compares it before replacing the folder),
+#: the id of the run that wrote it and the files it wrote (a run replaces only its own export, and only if nothing was added).
 EXPORT_RECORD = "export_step.json"
 EMA_DIR = "ema"
 WRAPPER_PREFIX = "vae."  # the trainer registers the model inside a wrapper module with this attribute
@@ -493,9 +496,11 @@ def resolve_pretrained(path: str | os.PathLike, weights: str = "auto") -> nn.Mod
     return load_model(path)
 
 
-def export_model(model: nn.Module, out_dir: str | os.PathLike, dtype: str = "float32", step: int | None = None) -> Path:
+def export_model(model: nn.Module, out_dir: str | os.PathLike, dtype: str = "float32", step: int | None = None,
+                 run_id: str | None = None) -> Path:
     """``save_pretrained`` (safetensors) of ``model`` cast to ``dtype``, written atomically, with the
-    training ``step`` of its weights (if given) in :data:`EXPORT_RECORD`."""
+    training ``step`` of its weights, the ``run_id`` of the run (if given) and the files written in
+    :data:`EXPORT_RECORD`. An existing ``out_dir`` is replaced: callers check first that it may be."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     out_dir = Path(out_dir)
@@ -509,22 +514,52 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, dtype: str = "flo
         data = tensor.data.to(DTYPES[dtype]) if tensor.is_floating_point() else tensor.data
         tensor.data = data.contiguous()
     write_pretrained(target, tmp)
-    if step is not None:
-        (tmp / EXPORT_RECORD).write_text(json.dumps({"step": int(step)}) + "\n")
+    if step is not None or run_id is not None:
+        record: dict[str, Any] = {"step": None if step is None else int(step), "run_id": run_id}
+        record["files"] = sorted({*os.listdir(tmp), EXPORT_RECORD})
+        (tmp / EXPORT_RECORD).write_text(json.dumps(record) + "\n")
     return finalize_dir(tmp, out_dir)
+
+
+def _export_record(folder: str | os.PathLike) -> dict[str, Any] | None:
+    try:
+        record = json.loads((Path(folder) / EXPORT_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no record (an older export, or not an export), or a damaged one
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def exported_step(folder: str | os.PathLike) -> int | None:
     """The training step of the weights in export ``folder`` (its :data:`EXPORT_RECORD`); None if unknown."""
-    try:
-        step = json.loads((Path(folder) / EXPORT_RECORD).read_text(encoding="utf-8")).get("step")
-    except (OSError, ValueError, AttributeError):  # no record (an older export), or a damaged one
-        return None
+    step = (_export_record(folder) or {}).get("step")
     return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def export_run_id(folder: str | os.PathLike) -> str | None:
+    """The id of the run that wrote export ``folder``; None if it names none (an export of an older version)."""
+    run_id = (_export_record(folder) or {}).get("run_id")
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+def export_files_not_written(folder: str | os.PathLike) -> list[str]:
+    """Entries of export ``folder`` its export did not write (someone added them); [] if its record lists none."""
+    files = (_export_record(folder) or {}).get("files")
+    if not isinstance(files, list):
+        return []
+    return sorted(set(os.listdir(folder)) - set(files))
+
+
+def _checkpoint_run_id(checkpoint: Path) -> str | None:
+    try:
+        run_id = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8")).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run_id if isinstance(run_id, str) else None
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32",
                       weights: str = "auto") -> Path:
     """Export a trainer checkpoint (or a run's latest) as a ``from_pretrained`` folder."""
     path = resolve_resume(checkpoint, checkpoint)
-    return export_model(load_checkpoint_model(path, weights, use="export"), out_dir, dtype, step=checkpoint_step(path))
+    return export_model(load_checkpoint_model(path, weights, use="export"), out_dir, dtype, step=checkpoint_step(path),
+                        run_id=_checkpoint_run_id(path))

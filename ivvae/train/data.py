@@ -658,6 +658,11 @@ class ImageDataset(_RobustDataset):
         return [_ImageItem("video", path, k, info.width, info.height)
                 for k in range(lo, hi, self.video_frames_every)]
 
+    def item_counts(self) -> tuple[int, int, int]:
+        """``(stills, video frames, videos)`` among the items: what a run logs about its data."""
+        frames = [it.path for it in self.items if it.kind == "video"]
+        return len(self.items) - len(frames), len(frames), len(set(frames))
+
     # -- loading
     def _num_items(self) -> int:
         return len(self.items)
@@ -761,13 +766,16 @@ class MovingCropDataset(_RobustDataset):
             max_speed * (T - 1)``, so a full-speed path fits along the short side.
         random_flip: flip the photograph horizontally with probability 1/2.
         repeats: clips per photograph per epoch.
+        video_frames_every / time_range: also use every N-th frame of the videos in the sources, from
+            that fraction of each video (as for :class:`ImageDataset`; ``None``: ignore videos).
 
     Items: ``{"video": float32 (3, T, H, W) in [-1, 1], "path": str}``.
     """
 
     def __init__(self, images_source: Source, num_frames: int = 17, crop: int | tuple[int, int] = 256,
                  max_speed_px: float = 8.0, zoom_range: tuple[float, float] = (1.0, 1.1), seed: int = 0, *,
-                 size: int | None = None, random_flip: bool = True, repeats: int = 1):
+                 size: int | None = None, random_flip: bool = True, repeats: int = 1,
+                 video_frames_every: int | None = None, time_range: tuple[float, float] = (0.0, 1.0)):
         super().__init__(seed, repeats)
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -783,7 +791,8 @@ class MovingCropDataset(_RobustDataset):
         self.random_flip = random_flip
         window = max(self.crop) / z0
         self.size = size if size is not None else math.ceil(window + self.max_speed_px * (self.num_frames - 1))
-        self.images = ImageDataset(images_source, size=None, crop=None, random_flip=False, train=False, seed=seed)
+        self.images = ImageDataset(images_source, size=None, crop=None, random_flip=False, train=False, seed=seed,
+                                   video_frames_every=video_frames_every, time_range=time_range)
         self.bad_files = self.images.bad_files  # one bookkeeping for both
 
     def _num_items(self) -> int:

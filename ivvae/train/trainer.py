@@ -49,6 +49,7 @@ import shutil
 import signal
 import sys
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -71,7 +72,9 @@ from .checkpoint import (
     checkpoint_name,
     checkpoint_step,
     export_checkpoint,
+    export_files_not_written,
     export_model,
+    export_run_id,
     exported_step,
     finalize_dir,
     latest_checkpoint,
@@ -99,6 +102,8 @@ __all__ = [
 logger = logging.getLogger("ivvae.train")
 
 EXPORT_REQUEST_FILE = "EXPORT"
+PERIODIC_EXPORTS_DIR = "exports"  # <run>/exports/step_N: the exports during the run (export.every, the EXPORT file)
+CONFIG_FILE = "config.yaml"  # the run's first config; a resumed session's other config: config.resume-N.yaml
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
@@ -305,7 +310,8 @@ class Trainer:
 
         acc = self.accelerator
         set_seed(cfg.seed)  # identical initial weights on every process
-        vae = build_model_from_config(cfg.model)
+        # a run dir with a checkpoint is resumed (or refused): its weights replace the init ones, whose folder may be gone
+        vae = build_model_from_config(cfg.model, resume_from=latest_checkpoint(self.checkpoint_root))
         if cfg.model.gradient_checkpointing:
             vae.enable_gradient_checkpointing()
         if cfg.model.channels_last:
@@ -410,6 +416,10 @@ class Trainer:
         self.time_trained = 0.0  # seconds of training steps over all sessions
         self._resume_sampler_state: dict | None = None
         self._resumed_from: Path | None = None
+        # identifies this run in its exports (and checkpoints): a run replaces only exports it wrote itself
+        self.run_id = uuid.uuid4().hex
+        self._legacy_run = False  # resumed from a checkpoint of this folder written before runs had ids
+        self._overwrite_exports = False
         self._writer = None
         self._pbar = None
 
@@ -585,11 +595,14 @@ class Trainer:
         return logs
 
     # ----------------------------------------------------------------------------- run
-    def train(self, resume: str | os.PathLike | None = None) -> dict[str, Any]:
+    def train(self, resume: str | os.PathLike | None = None, overwrite: bool = False) -> dict[str, Any]:
         """Train to ``train.max_steps`` (or as far as ``train.max_minutes`` allows; resuming if asked).
 
+        An export folder that exists, is not empty and was not written by this run (its earlier
+        sessions included) is refused before the first step, unless ``overwrite``.
         Returns the summary (also written to summary.json).
         """
+        self._overwrite_exports = overwrite
         try:
             with StopRequest() as self._stop:
                 return self._train(resume)
@@ -621,8 +634,9 @@ class Trainer:
     def _start(self, resume) -> Path | None:
         """Resume (if asked) and open the outputs; returns the checkpoint resumed from.
 
-        Everything that can fail (the --resume path, a checkpoint that does not fit or is damaged)
-        is checked before config.yaml is written: it must keep naming the config of the checkpoints.
+        Everything that can fail (the --resume path, a checkpoint that does not fit or is damaged, an
+        export folder this run may not replace) is checked before config.yaml is written and before the
+        first step: a refused start costs no compute and leaves the output dir as it was.
         """
         checkpoint = resolve_resume(resume, self.run_dir)
         if resume is None and latest_checkpoint(self.checkpoint_root) is not None:
@@ -633,14 +647,16 @@ class Trainer:
             self.load_checkpoint(checkpoint)
         elif resume is not None and self.is_main:
             logger.info("no checkpoint in %s: starting from scratch", self.checkpoint_root)
+        self._check_export_destinations()
         if self.is_main:
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False))
             if checkpoint is not None:
                 self._set_aside_abandoned_branch(checkpoint)
             if self.checkpoint_root.is_dir():
                 prune_checkpoints(self.checkpoint_root, 0)  # remove temp dirs a killed run left behind
         self.accelerator.wait_for_everyone()
         self._open_outputs()
+        if self.is_main:  # last: a failed start removes what it added, which must not be a config moved aside
+            self._record_config(resumed=checkpoint is not None)
         self._new_outputs = None  # started: from here on the output dir is the run's record
         return checkpoint
 
@@ -652,11 +668,85 @@ class Trainer:
             logger.warning("resumed from %s, older than %d checkpoint(s) of this output dir: moved them to %s (an abandoned "
                            "branch; --resume auto and pruning follow this run)", checkpoint.name, len(moved), moved[0].parent)
 
+    def _export_conflict(self, folder: Path) -> str | None:
+        """Why this run must not replace export ``folder`` (None: it may).
+
+        It may replace a missing or empty folder, and an export it wrote itself (its run id, which
+        checkpoints carry across resumes; or, resuming a run of an older version, an export of this
+        run folder) to which nothing was added. Anything else may be the user's: replacing deletes it.
+        """
+        if self._overwrite_exports or not folder.exists():
+            return None
+        if not folder.is_dir():
+            return "exists and is not a folder"
+        if not any(folder.iterdir()):
+            return None
+        owner = export_run_id(folder)
+        legacy = (owner is None and self._legacy_run and _is_within(folder, self.run_dir)
+                  and _export_step_of(folder, self.run_dir) is not None)
+        if owner != self.run_id and not legacy:
+            return "exists and was not written by this run"
+        added = export_files_not_written(folder)
+        if added:
+            return f"holds files its export did not write ({', '.join(added[:3])}{', ...' if len(added) > 3 else ''})"
+        return None
+
+    def _check_export_destinations(self) -> None:
+        """Refuse before the first step an export this run would write over a folder it may not replace:
+        the end-of-run export (``export.dir``) and the run's periodic exports of the steps still to come."""
+        folders = [self.run_dir / self.cfg.export.dir] if self.cfg.export.at_end else []
+        periodic = self.run_dir / PERIODIC_EXPORTS_DIR
+        if periodic.is_dir():
+            folders += sorted(p for p in periodic.iterdir() if (checkpoint_step(p) or 0) > self.step)
+        for folder in folders:
+            why = self._export_conflict(folder)
+            if why is not None:
+                raise FileExistsError(f"export folder '{folder}' {why}: this run's export would replace it; choose another with "
+                                      "--set export.dir=DIR (or another --output-dir), or replace it with --overwrite")
+
+    def _record_config(self, resumed: bool) -> None:
+        """Write the session's config into the run folder without ever losing one.
+
+        ``config.yaml`` is the run's first config, as made, and is never rewritten: the checkpoints'
+        advice names it, and it may be the very file the user gave (``ivvae train DIR/config.yaml
+        --output-dir DIR``). A resumed session whose config differs (``--set``) from the last recorded
+        one is recorded beside it as ``config.resume-N.yaml``. A fresh start in a folder holding
+        another run's ``config.yaml`` (a start that saved no checkpoint) moves it to
+        ``config.previous-N.yaml``. Each of these is said in train.log.
+        """
+        first = self.run_dir / CONFIG_FILE
+        mine = config_to_dict(self.cfg)
+        text = yaml.safe_dump(mine, sort_keys=False)
+        if not first.exists():
+            first.write_text(text)
+            return
+        if _same_file(first, self.cfg.source) and not resumed:
+            return  # the user's own file is the run's config
+        recorded = _numbered(self.run_dir, "resume") if resumed else []
+        last = recorded[-1][1] if recorded else first
+        if _config_dict_of(last) == mine:
+            return
+        keys = _changed_keys(_config_dict_of(last) or {}, mine)
+        changed = ", ".join(keys[:5]) + (", ..." if len(keys) > 5 else "")
+        if resumed:
+            target = self.run_dir / f"config.resume-{recorded[-1][0] + 1 if recorded else 1}.yaml"
+            target.write_text(text)
+            logger.info("resume: this session's config differs from %s (%s): recorded as %s; %s keeps the run's first config",
+                        last.name, changed, target.name, CONFIG_FILE)
+            return
+        previous = _numbered(self.run_dir, "previous")
+        aside = self.run_dir / f"config.previous-{previous[-1][0] + 1 if previous else 1}.yaml"
+        os.rename(first, aside)
+        first.write_text(text)
+        logger.info("%s held another config (of a start that saved no checkpoint): moved to %s", CONFIG_FILE, aside.name)
+
     def _train(self, resume) -> dict[str, Any]:
         cfg, acc = self.cfg, self.accelerator
         checkpoint = self._start(resume)
         session_start = time.perf_counter()
         start_step = self.step
+        if self.step >= self.total_steps and self.is_main:
+            logger.info("%s", _finished_note(self.step, self.total_steps))
         paused = 0.0  # seconds of validation / checkpointing / export in this session
         last_val_step = last_ckpt_step = -1
         if checkpoint is not None:
@@ -720,7 +810,7 @@ class Trainer:
             self.save_checkpoint()
         export_dir = None
         if cfg.export.at_end:
-            export_dir = self.export(self.run_dir / cfg.export.dir)
+            export_dir = self._final_export(trained=self.step > start_step)
         acc.wait_for_everyone()
         summary = self._run_summary(start_step, session_time, train_time, export_dir, stopped_by)
         if self.is_main:
@@ -815,6 +905,7 @@ class Trainer:
                 logger.info("time budget %.1f min: the run ends at step %d (was %d)", budget.seconds / 60, horizon,
                             self.cfg.train.max_steps)
             self.total_steps = horizon
+            self._apply_schedule()  # the next step already follows the new horizon
             if self._pbar is not None:
                 self._pbar.total = horizon
                 self._pbar.refresh()
@@ -945,6 +1036,7 @@ class Trainer:
             "bad_files": self._all_bad_files(),
             "time_trained_s": self.time_trained,
             "world_size": self.accelerator.num_processes,
+            "run_id": self.run_id,
             "model_class": f"{type(self.vae_unwrapped).__module__}.{type(self.vae_unwrapped).__qualname__}",
             "config": config_to_dict(self.cfg),
             "saved_at": time.time(),
@@ -1017,6 +1109,8 @@ class Trainer:
         self.val_history = list(state.get("val_history", []))
         self.bad_files = dict(state.get("bad_files", {})) if self.is_main else {}
         self.time_trained = float(state.get("time_trained_s", 0.0))
+        self._adopt_run_id(path, state)
+        self._resume_schedule(state)
         if int(state.get("world_size", acc.num_processes)) != acc.num_processes:
             logger.warning("checkpoint was written by %s process(es), resuming with %d: the data order changes from here on",
                            state.get("world_size"), acc.num_processes)
@@ -1055,6 +1149,42 @@ class Trainer:
         if self.is_main:
             logger.info("resume: %s changed from %g to %g; the lr schedule is rescaled to it", key, old, lr)
 
+    def _adopt_run_id(self, checkpoint: Path, state: dict[str, Any]) -> None:
+        """Continue the run id of a checkpoint of this output dir (its exports stay this run's); a checkpoint of
+        another folder starts a new run here, and one of this folder from before run ids marks a legacy run."""
+        if not _is_within(checkpoint, self.run_dir):
+            return
+        run_id = state.get("run_id")
+        if isinstance(run_id, str) and run_id:
+            self.run_id = run_id
+        else:
+            self._legacy_run = True
+
+    def _resume_schedule(self, state: dict[str, Any]) -> None:
+        """Put the resumed step's lr on this session's schedule at once.
+
+        The restored optimiser holds the lr the old schedule set for the next step; with another
+        horizon (``--set train.max_steps=...``) the first resumed step would still use it and the lr
+        would jump onto the new schedule one step late. An unchanged schedule gives the same value.
+        """
+        old_lr = self.scheduler.optimizer.param_groups[0]["lr"]
+        self._apply_schedule()
+        old_total = (state.get("config") or {}).get("train", {}).get("max_steps")
+        if isinstance(old_total, int) and old_total != self.total_steps and self.is_main:
+            logger.info("resume: the lr schedule's horizon changed from %d to %d steps (train.max_steps); the lr of step %d is "
+                        "%.4g (the old schedule's: %.4g)", old_total, self.total_steps, int(state["step"]) + 1,
+                        self.scheduler.get_last_lr()[0], old_lr)
+
+    def _apply_schedule(self) -> None:
+        """Set the lr of the next step from the schedules' lambdas (they read ``self.total_steps``)."""
+        for scheduler in (self.scheduler, self.scheduler_d):
+            if scheduler is None:
+                continue
+            lrs = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
+            for group, lr in zip(scheduler.optimizer.param_groups, lrs, strict=True):
+                group["lr"] = lr
+            scheduler._last_lr = lrs  # what the next step logs
+
     def _weights_files(self) -> dict[str, nn.Module]:
         """Checkpoint weights file -> the bare module it holds (accelerate numbers the prepared models)."""
         files = {"model.safetensors": self.vae_unwrapped}
@@ -1069,10 +1199,21 @@ class Trainer:
         if self.is_main:
             use_ema = self.cfg.export.use_ema and self.ema is not None
             model = self.ema.model if use_ema else self.vae_unwrapped
-            out = export_model(model, out_dir, self.cfg.export.dtype, step=self.step)
+            out = export_model(model, out_dir, self.cfg.export.dtype, step=self.step, run_id=self.run_id)
             logger.info("step %d: exported %s weights (%s) to %s", self.step, "EMA" if use_ema else "raw", self.cfg.export.dtype, out)
         self.accelerator.wait_for_everyone()
         return Path(out_dir) if out is None else out
+
+    def _final_export(self, trained: bool) -> Path:
+        """The end-of-run export; a session that trained no step keeps an export of this run already holding
+        this step or a later one (rewriting it would only replace a newer export, or the same weights)."""
+        out = self.run_dir / self.cfg.export.dir
+        step = _export_step_of(out, self.run_dir) if out.is_dir() and not trained else None
+        if step is not None and step >= self.step and self._export_conflict(out) is None:
+            if self.is_main:
+                logger.info("step %d: no step trained; %s already holds the export of step %d: kept", self.step, out, step)
+            return out
+        return self.export(out)
 
     def _maybe_export_during_run(self) -> None:
         every = self.cfg.export.every
@@ -1083,8 +1224,13 @@ class Trainer:
                 if request.exists():
                     request.unlink(missing_ok=True)
                 use_ema = self.cfg.export.use_ema and self.ema is not None
-                out = export_model(self.ema.model if use_ema else self.vae_unwrapped,
-                                   self.run_dir / "exports" / checkpoint_name(self.step), self.cfg.export.dtype, step=self.step)
+                out = self.run_dir / PERIODIC_EXPORTS_DIR / checkpoint_name(self.step)
+                why = self._export_conflict(out)
+                if why is not None:  # appeared since the start's check: keep it, and keep training
+                    logger.warning("step %d: not exported: '%s' %s (pass --overwrite to replace it)", self.step, out, why)
+                    return
+                export_model(self.ema.model if use_ema else self.vae_unwrapped, out, self.cfg.export.dtype, step=self.step,
+                             run_id=self.run_id)
                 logger.info("step %d: exported to %s", self.step, out)
 
 
@@ -1121,6 +1267,48 @@ def _in_file(error: ConfigError, source: str | None) -> ConfigError:
     if not source or str(error).startswith(source):
         return error
     return ConfigError(f"{source}: {error}")
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _same_file(path: Path, other: str | os.PathLike | None) -> bool:
+    try:
+        return other is not None and os.path.samefile(path, other)
+    except OSError:
+        return False
+
+
+def _numbered(run_dir: Path, kind: str) -> list[tuple[int, Path]]:
+    """``config.<kind>-N.yaml`` files of ``run_dir`` as (N, path), by N."""
+    found = []
+    for path in run_dir.glob(f"config.{kind}-*.yaml"):
+        number = path.name[len(f"config.{kind}-"):-len(".yaml")]
+        if number.isdigit():
+            found.append((int(number), path))
+    return sorted(found)
+
+
+def _config_dict_of(path: Path) -> dict[str, Any] | None:
+    """The config of a YAML file as :func:`config_to_dict` gives it; None if it does not load."""
+    try:
+        return config_to_dict(load_config(path))
+    except (ValueError, OSError):  # ConfigError included: then it is another config than ours
+        return None
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two config mappings."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [prefix[:-1] or "(all)"] if old != new else []
+    keys = dict.fromkeys([*new, *old])
+    return [key for k in keys for key in _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+
+
+def _finished_note(step: int, max_steps: int) -> str:
+    return (f"the run already reached train.max_steps={max_steps} (it is at step {step}): nothing to train; to train "
+            f"further, resume it with --resume auto --set train.max_steps=N (N > {step})")
 
 
 def _read_trainer_state(checkpoint: Path) -> dict[str, Any]:
@@ -1211,7 +1399,8 @@ def _fmt(losses: dict[str, float] | None) -> str:
 
 
 def run_training(config_path: str | os.PathLike, overrides: Sequence[str] = (), resume: str | None = None, *,
-                 output_dir: str | os.PathLike | None = None, callbacks: Sequence[StepCallback] = ()) -> dict[str, Any]:
+                 output_dir: str | os.PathLike | None = None, callbacks: Sequence[StepCallback] = (),
+                 overwrite: bool = False) -> dict[str, Any]:
     """Train from a YAML config; returns the run summary (also written to ``<output_dir>/summary.json``).
 
     Args:
@@ -1222,17 +1411,19 @@ def run_training(config_path: str | os.PathLike, overrides: Sequence[str] = (), 
             or a checkpoint / run folder.
         output_dir: overrides the config's ``output_dir``.
         callbacks: ``fn(trainer, step, logs)`` after every optimiser step.
+        overwrite: let the run's exports replace folders it did not write (``--overwrite``).
 
     Raises:
         ConfigError: an invalid config or override (the message names the key and the file).
-        FileExistsError: ``resume`` is None but the output dir already holds checkpoints.
+        FileExistsError: ``resume`` is None but the output dir already holds checkpoints; or an export
+            folder exists, is not empty and was not written by this run (checked before the first step).
         CheckpointMismatchError, CheckpointDamagedError: the checkpoint to resume holds a model of
             another shape, or a file of it cannot be read.
         NonFiniteLossError: the loss became NaN or infinite (nothing is saved from that step on).
     """
     cfg = load_config(config_path, overrides)
     trainer = Trainer(cfg, output_dir=output_dir, callbacks=callbacks)
-    return trainer.train(resume=resume)
+    return trainer.train(resume=resume, overwrite=overwrite)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -1249,7 +1440,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="do not train: export the (EMA) weights of the checkpoint --resume names (default: the "
                              "latest) as a from_pretrained folder <output_dir>/<export.dir>")
     parser.add_argument("--overwrite", action="store_true",
-                        help="with --export-only: replace <output_dir>/<export.dir> even if it holds the export of a later step")
+                        help="let the export replace <output_dir>/<export.dir> (and <output_dir>/exports/step_N) even if this run "
+                             "did not write it (or, with --export-only, it holds the export of a later step)")
     return parser
 
 
@@ -1268,10 +1460,14 @@ def _export_step_of(folder: Path, run_dir: Path) -> int | None:
 
 
 def _refuse_replacing_later_export(out: Path, checkpoint: Path, run_dir: Path, overwrite: bool) -> None:
-    """--export-only of an older checkpoint must not silently replace the export of a later step."""
-    if overwrite or not out.is_dir():
+    """--export-only of an older checkpoint must not silently replace the export of a later step, nor a
+    folder that is not an export of the run at all (the user's files)."""
+    if overwrite or not out.exists():
         return
     existing, step = _export_step_of(out, run_dir), checkpoint_step(checkpoint)
+    if existing is None and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"'{out}' exists and is not an export of this run; export elsewhere with --set export.dir=NAME, "
+                              "or replace it with --overwrite")
     if existing is not None and step is not None and existing > step:
         raise FileExistsError(f"'{out}' holds the export of step {existing}, later than checkpoint '{checkpoint}' (step {step}); "
                               "export it elsewhere with --set export.dir=NAME, or replace it with --overwrite")
@@ -1290,13 +1486,15 @@ def train_main(args: argparse.Namespace) -> int:
         out = export_checkpoint(checkpoint, run_dir / cfg.export.dir, cfg.export.dtype, weights=weights)
         print(f"exported {checkpoint} -> {out}")
         return 0
-    summary = run_training(args.config, args.overrides, args.resume, output_dir=args.output_dir)
+    summary = run_training(args.config, args.overrides, args.resume, output_dir=args.output_dir, overwrite=args.overwrite)
     main_process = int(os.environ.get("RANK", "0")) == 0  # one summary per run, not per process
     if main_process:
         print(json.dumps({k: summary[k] for k in ("output_dir", "steps", "time_s", "steps_per_s", "first_losses", "last_losses",
                                                   "val_psnr", "num_skipped_files", "checkpoint", "export", "stopped_by")},
                          indent=1))
     stopped_by = summary.get("stopped_by")
+    if main_process and not summary["steps_this_session"] and not stopped_by and summary["steps"] >= summary["max_steps"]:
+        print(f"ivvae train: {_finished_note(summary['steps'], summary['max_steps'])}", file=sys.stderr)
     if not stopped_by:
         return 0
     if main_process:
