@@ -392,7 +392,7 @@ class IVVAE(ModelMixin, ConfigMixin):
         a data-dependent check would cost a sync or a graph break per step."""
         if self.training or x.is_meta or torch.compiler.is_compiling():
             return 0.0, 0.0
-        low, high = (float(v) for v in torch.aminmax(x))
+        low, high = (float(v) for v in torch.aminmax(x.detach()))
         if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError(message)
         return low, high
