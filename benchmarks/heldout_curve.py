@@ -96,7 +96,7 @@ def plot_curve(data: dict, out: Path) -> Path:
     by_run: dict[str, list[dict]] = {}
     for entry in data["runs"].values():
         by_run.setdefault(entry.get("run", "ivvae-small-z16"), []).append(entry)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 6))
     for run, entries in by_run.items():
         entries = sorted(entries, key=lambda e: e["step"])
         steps = [e["step"] for e in entries]
@@ -110,10 +110,10 @@ def plot_curve(data: dict, out: Path) -> Path:
         ax2.axhline(ref["ssim"], color="gray", ls="--", label=f"bicubic x4 ({ref['ssim']:.3f})")
     ax2.axhline(FLOOR_SSIM, color="red", ls=":", label=f"floor ({FLOOR_SSIM})")
     for ax, name in ((ax1, "PSNR (dB)"), (ax2, "SSIM")):
-        ax.set_xlabel("video-training steps (0 = KTC-inflated image VAE; a continuing run starts at its start's step)")
+        ax.set_xlabel("video-training steps (0 = KTC inflation; a continuing run starts at its start's step)", fontsize=8)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)  # below: the curves fill the axes
     fig.suptitle("held-out set: carphone + last 20% of bikes and bigbuckbunny, 17x256x256 (native when smaller)", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         entry["run"] = args.label or args.run.name
         entry["floor"] = floor_check(entry, data["bicubic-x4"])
         data["runs"][key] = entry
-        print(f"step {step}: held-out PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.3f}, SSIM-by-position spread "
+        print(f"step {entry['step']}: held-out PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.3f}, SSIM-by-position spread "
               f"{entry['ssim_position_spread']:.4f}, floor met: {entry['floor']['met']} ({folder})", file=sys.stderr)
         cache_path.write_text(json.dumps(data, indent=2) + "\n")  # after each folder: an interrupted run keeps its work
     cache_path.write_text(json.dumps(data, indent=2) + "\n")
