@@ -288,6 +288,9 @@ def _weights_file(folder: Path) -> Path:
     for name in WEIGHTS_NAMES:
         if (folder / name).is_file():
             return folder / name
+    if (folder / "trainer_state.json").is_file() and (folder / "ema" / "config.json").is_file():  # a training checkpoint
+        raise ModelLoadError(f"'{folder}' is a training checkpoint, not a model folder: load its EMA weights from "
+                             f"'{folder / 'ema'}', or export it with `ivvae train CONFIG --resume {folder} --export-only`")
     raise ModelLoadError(f"'{folder}' has a config but no weights file ({WEIGHTS_NAMES[0]}); {_FIX}")
 
 

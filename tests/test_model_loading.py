@@ -58,6 +58,18 @@ def with_value(key, value):
     return edit
 
 
+def test_a_training_checkpoint_names_its_ema_folder_and_the_export(tiny_folder, tmp_path):
+    """A trainer checkpoint (config.json, model.safetensors, ema/, trainer_state.json) is not a model folder."""
+    checkpoint = tmp_path / "step_00000004"
+    checkpoint.mkdir()
+    copy_folder(tiny_folder, checkpoint / "ema")
+    (checkpoint / "config.json").write_text((tiny_folder / "config.json").read_text())
+    (checkpoint / "trainer_state.json").write_text("{}")
+    message = load_error(checkpoint)
+    assert "is a training checkpoint" in message and f"'{checkpoint / 'ema'}'" in message and "--export-only" in message
+    assert isinstance(hub.load_model(checkpoint / "ema"), IVVAE)
+
+
 # -------------------------------------------------------------------------------------------- 1: tensor names and shapes
 def test_a_missing_tensor_is_named_not_left_on_the_meta_device(tiny_folder, tmp_path, capsys):
     key = next(iter(load_file(tiny_folder / WEIGHTS)))
