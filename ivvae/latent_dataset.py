@@ -186,9 +186,12 @@ def _absolute(path: str) -> str:
 
     A relative path (as an older ivvae recorded) is taken relative to the current directory.
     """
-    if path.startswith("sample:") or path == "skimage":
-        return path
-    return os.path.abspath(os.path.expanduser(path))
+    return path if _is_source_name(path) else os.path.abspath(os.path.expanduser(path))
+
+
+def _is_source_name(path: str) -> bool:
+    """A bundled source named, not a file: ``sample:NAME``, ``skimage``."""
+    return path.startswith("sample:") or path == "skimage"
 
 
 def _absolute_source(source: Any) -> Any:
@@ -196,15 +199,15 @@ def _absolute_source(source: Any) -> Any:
 
 
 def _video_key(path: str) -> str:
-    """What identifies a video file across spellings (relative, absolute, through a symlink)."""
-    return os.path.realpath(_absolute(path))
+    """What identifies a video file (or source) across spellings (relative, absolute, through a symlink)."""
+    return path if _is_source_name(path) else os.path.realpath(_absolute(path))
 
 
 def _source_key(source: Any) -> Any:
     """A ``clips.source`` as the files it names, so ``data``, ``data/`` and ``/abs/data`` compare equal."""
     if isinstance(source, list):
         return [_source_key(s) for s in source]
-    return source if not isinstance(source, str) or source.startswith("sample:") or source == "skimage" else _video_key(source)
+    return _video_key(source) if isinstance(source, str) else source
 
 
 def _source_of(info: dict[str, Any]) -> Any:
@@ -223,7 +226,7 @@ def _shown_source(source: Any) -> str:
 
 def _check_resumable(folder: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
     """A run into a folder with latents must encode the same videos with the same settings."""
-    if _source_key(_absolute_source(_source_of(old))) != _source_key(_source_of(new)):
+    if _source_key(_source_of(old)) != _source_key(_source_of(new)):
         raise LatentDatasetError(f"'{folder}' holds latents of the videos of {_shown_source(_source_of(old))}, not "
                                  f"{_shown_source(_source_of(new))}; choose another folder, or pass --overwrite to replace them")
     changed = _differences(_without_source(old), _without_source(new))
@@ -649,7 +652,7 @@ def _by_source(infos: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
     """The indices of the folders encoded from each ``--data`` (compared by the files it names)."""
     groups: dict[str, list[int]] = {}
     for i, info in enumerate(infos):
-        groups.setdefault(json.dumps(_source_key(_absolute_source(_source_of(info)))), []).append(i)
+        groups.setdefault(json.dumps(_source_key(_source_of(info))), []).append(i)
     return groups
 
 

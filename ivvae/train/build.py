@@ -277,9 +277,14 @@ def _still_sources(d: DataConfig, b: BucketConfig, key: str) -> tuple[list[str],
     """
     if b.sources:
         return list(b.sources), b.video_frames_every, f"{key}.sources"
-    if d.image_sources is not None:
-        return list(d.image_sources), b.video_frames_every, "data.image_sources"
-    return list(d.sources), b.video_frames_every or 1, "data.sources"
+    where = "data.sources" if d.image_sources is None else "data.image_sources"
+    return d.still_sources(), _stills_frames_every(d, b.video_frames_every), where
+
+
+def _stills_frames_every(d: DataConfig, given: int | None) -> int | None:
+    """The video-frame step of stills read from ``data.still_sources()``: as given, else every frame
+    when they are the training data itself (its videos are all it has)."""
+    return given or (1 if d.image_sources is None else None)
 
 
 def _describe_stills(ds: ImageDataset) -> str:
@@ -410,8 +415,7 @@ def _image_validation(cfg: TrainConfig, crop) -> tuple[ImageDataset, bool]:
                             time_range=tuple(v.time_range))
 
     stills = d.still_sources()
-    # stills read from the training data take its videos' frames (the held-out time range here)
-    stills_every = v.video_frames_every or (1 if d.image_sources is None else None)
+    stills_every = _stills_frames_every(d, v.video_frames_every)  # of the held-out time range here
     try:
         if v.sources:
             return dataset(_image_sources(v.sources), v.video_frames_every), True
