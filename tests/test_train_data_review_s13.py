@@ -151,6 +151,18 @@ def test_no_frame_count_warning_for_the_image_vae(user_data, caplog):
     assert not [r for r in caplog.records if "num_frames" in r.getMessage()]
 
 
+def test_frame_count_warning_follows_the_models_own_group(user_data, caplog):
+    """A model with 2x temporal compression takes 1 + 2k frames: 9 is fine, 8 is not (was: always 1 + 4k)."""
+    def warnings(num_frames: int) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ivvae.train"):
+            build_train_data(config_from_dict(_config([str(user_data)], [{**VIDEO, "num_frames": num_frames}])), frame_group=2)
+        return [r.getMessage() for r in caplog.records if "num_frames" in r.getMessage()]
+
+    assert warnings(7) == []  # 1 + 2*3, though not 1 + 4k
+    assert len(warnings(8)) == 1 and "is not 1 + 2k" in warnings(8)[0] and "use num_frames" in warnings(8)[0]
+
+
 # ---------------------------------------------------------------------------------------------- resume
 
 

@@ -298,15 +298,16 @@ def _check_bucket_shape(b: BucketConfig, key: str, group_size: int | None) -> No
     if b.kind != "moving_crop" and b.size is not None and b.crop is not None and short is not None and b.size < short:
         logger.warning("%s: size %d is smaller than its crop %s: frames are upscaled before cropping; set size >= crop (or "
                        "size: null)", key, b.size, b.crop)
-    if b.kind != "image" and group_size and b.num_frames > 1 and (b.num_frames - 1) % group_size:
+    if b.kind != "image" and group_size and group_size > 1 and b.num_frames > 1 and (b.num_frames - 1) % group_size:
         fits = 1 + group_size * max(round((b.num_frames - 1) / group_size), 1)
         logger.warning("%s: num_frames %d is not 1 + %dk: the video model pads each clip to whole frame groups and "
                        "trains on the padding; use num_frames %d", key, b.num_frames, group_size, fits)
 
 
 def _group_size(mcfg) -> int | None:
-    """Frames per temporal group of the model a config builds: 4 for the video members of the family,
-    None for the image VAE (which takes any frame count)."""
+    """Frames per temporal group of the model a config builds, guessed without building it: 4 for the
+    video members of the family, None for the image VAE (which takes any frame count). The trainer
+    passes the built model's own ``temporal_compression`` instead."""
     if (mcfg.class_name and model_class_name(mcfg.class_name) == "ImageVAE") or (mcfg.preset or "").startswith("image_vae"):
         return None
     return 4
@@ -339,15 +340,17 @@ def _bucket_dataset(cfg: TrainConfig, i: int, b: BucketConfig):
         raise ConfigError(f"{key}: {err} ({where}; for stills elsewhere set data.image_sources or {key}.sources)") from None
 
 
-def build_train_data(cfg: TrainConfig, num_replicas: int = 1, rank: int = 0):
+def build_train_data(cfg: TrainConfig, num_replicas: int = 1, rank: int = 0, *, frame_group: int | None = None):
     """The training dataset (one bucket per config bucket), its sampler, the buckets used and their names.
 
+    ``frame_group``: frames per temporal group of the model being trained (its ``temporal_compression``),
+    for the clip-length warning; None guesses it from ``cfg.model``.
     Logs one line per bucket saying how many videos / images it found and where.
     """
     d = cfg.data
     entries, batch_sizes, names = [], [], []
     datasets = []
-    group_size = _group_size(cfg.model)
+    group_size = _group_size(cfg.model) if frame_group is None else frame_group
     for i, b in enumerate(d.buckets):
         if b.weight <= 0:
             continue

@@ -340,7 +340,7 @@ class Trainer:
         self.loss_fn = self._build_loss(cfg)
 
         self.train_dataset, self.train_sampler, self.buckets, self.bucket_names = build_train_data(
-            cfg, acc.num_processes, acc.process_index)
+            cfg, acc.num_processes, acc.process_index, frame_group=vae.temporal_compression)
         self.bucket_gan_weights = [
             b.gan_weight if b.gan_weight is not None else g.weight_by_size.get(bucket_short_side(b), g.weight)
             for b in self.buckets
