@@ -199,6 +199,21 @@ def test_resume_after_the_init_folder_is_gone(tmp_path, user_data, arch_in_confi
     assert summary["steps"] == 4
 
 
+def test_a_new_run_resumed_from_another_runs_checkpoint_after_the_init_folder_is_gone(tmp_path, user_data):
+    """--resume PATH into a new output dir (a branch of run A): A's checkpoint holds every weight, so the
+    init folder both runs name is not needed (was: FileNotFoundError 'model.init.from_pretrained')."""
+    from ivvae.models import IVVAE
+
+    torch.manual_seed(0)
+    IVVAE(**TINY_MODEL).save_pretrained(tmp_path / "init")
+    path = _init_run(tmp_path, user_data, {"init": {"from_pretrained": str(tmp_path / "init")}})
+    run_training(path)
+    shutil.rmtree(tmp_path / "init")
+    summary = run_training(path, ["train.max_steps=3"], resume=str(tmp_path / "run"), output_dir=tmp_path / "branch")
+    assert summary["steps"] == 3 and summary["resumed_from"].endswith("step_00000002")
+    assert (tmp_path / "branch/checkpoints/step_00000003").is_dir()
+
+
 def test_resume_builds_the_checkpoints_architecture_without_loading_init(tmp_path, user_data):
     """build_model_from_config(resume_from=...): init folder gone and the architecture only defined by it -> the
     checkpoint's config.json (here a grown model, which the init folder alone would not even describe)."""

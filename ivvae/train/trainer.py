@@ -253,10 +253,12 @@ class Trainer:
         callbacks: ``fn(trainer, step, logs)`` called on every process at the end of every
             optimiser step, after its logging, validation and checkpoint (logs: this step's
             losses, averaged over micro-batches, this process only).
+        resume: what :meth:`train` will be asked to resume (``"auto"`` or a path): that checkpoint's
+            architecture is built when the config's init folder is gone, and its init weights are not loaded.
     """
 
     def __init__(self, cfg: TrainConfig, output_dir: str | os.PathLike | None = None,
-                 callbacks: Sequence[StepCallback] = ()) -> None:
+                 callbacks: Sequence[StepCallback] = (), *, resume: str | os.PathLike | None = None) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
@@ -264,6 +266,7 @@ class Trainer:
 
         self.cfg = cfg
         self.callbacks = list(callbacks)
+        self._planned_resume = resume  # what train() will resume: its checkpoint's weights replace the init ones
         tune_cpu_allocator()  # activations freed by one step are reused by the next (no page faults)
         if cfg.train.num_threads is not None:
             torch.set_num_threads(cfg.train.num_threads)
@@ -305,13 +308,22 @@ class Trainer:
             raise
 
     # ----------------------------------------------------------------------------- building
+    def _checkpoint_to_build_for(self) -> Path | None:
+        """The checkpoint whose weights will replace the init ones: the one ``resume`` names, else this
+        run dir's latest (resumed, or refused by train()). A bad ``resume`` is reported by train()."""
+        try:
+            planned = resolve_resume(self._planned_resume, self.run_dir)
+        except FileNotFoundError:
+            planned = None
+        return planned or latest_checkpoint(self.checkpoint_root)
+
     def _build(self, set_seed, cfg: TrainConfig) -> None:
         from .discriminator import build_discriminator
 
         acc = self.accelerator
         set_seed(cfg.seed)  # identical initial weights on every process
-        # a run dir with a checkpoint is resumed (or refused): its weights replace the init ones, whose folder may be gone
-        vae = build_model_from_config(cfg.model, resume_from=latest_checkpoint(self.checkpoint_root))
+        # a resumed checkpoint's weights replace the init ones, whose folder may be gone
+        vae = build_model_from_config(cfg.model, resume_from=self._checkpoint_to_build_for())
         if cfg.model.gradient_checkpointing:
             vae.enable_gradient_checkpointing()
         if cfg.model.channels_last:
@@ -598,6 +610,8 @@ class Trainer:
     def train(self, resume: str | os.PathLike | None = None, overwrite: bool = False) -> dict[str, Any]:
         """Train to ``train.max_steps`` (or as far as ``train.max_minutes`` allows; resuming if asked).
 
+        ``resume``: as :func:`run_training` takes it; give the same value to the constructor, so that a
+        run resumed from another run's checkpoint does not need the config's init folder.
         An export folder that exists, is not empty and was not written by this run (its earlier
         sessions included) is refused before the first step, unless ``overwrite``.
         Returns the summary (also written to summary.json).
@@ -1422,7 +1436,7 @@ def run_training(config_path: str | os.PathLike, overrides: Sequence[str] = (), 
         NonFiniteLossError: the loss became NaN or infinite (nothing is saved from that step on).
     """
     cfg = load_config(config_path, overrides)
-    trainer = Trainer(cfg, output_dir=output_dir, callbacks=callbacks)
+    trainer = Trainer(cfg, output_dir=output_dir, callbacks=callbacks, resume=resume)
     return trainer.train(resume=resume, overwrite=overwrite)
 
 
