@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .i3d import MIN_FRAMES, InceptionI3d, load_i3d
+from .metrics import _check_range, _check_values
 
 __all__ = [
     "preprocess_i3d",
@@ -60,10 +61,16 @@ def preprocess_i3d(
     quantize: bool = False,
 ) -> torch.Tensor:
     """Resize / centre-crop videos for I3D: ``(B, 3, T, H, W)`` (or ``(3, T, H, W)``) in
-    ``[low, low + data_range]`` -> ``(B, 3, T, resolution, resolution)`` float32 in ``[-1, 1]``."""
+    ``[low, low + data_range]`` -> ``(B, 3, T, resolution, resolution)`` float32 in ``[-1, 1]``.
+
+    Values far outside that range (uint8 or 0..255 clips with the default ``[-1, 1]``), NaN and
+    infinities raise ``ValueError``; for 0..255 clips pass ``data_range=255, low=0``."""
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution must be a positive integer (224 for I3D), got {resolution!r}")
     videos = _video_batch(videos)
+    data_range, low = _check_range(data_range, low)
+    # uint8 or 0..255 clips with the default [-1, 1] would be clamped to white frames: a plausible but meaningless FVD
+    _check_values("videos", videos, data_range, low)
     x = ((videos.float() - low) / data_range).clamp(0.0, 1.0)
     if quantize:
         x = torch.floor(x * 255.0) / 255.0

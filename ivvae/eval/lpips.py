@@ -32,6 +32,7 @@ Nothing is ever downloaded.  A missing file raises :class:`WeightsNotFoundError`
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -295,6 +296,25 @@ def _check_tensors(x: object, y: object) -> None:
         raise TypeError(f"LPIPS takes two torch.Tensors, got {type(x).__name__} and {type(y).__name__}")
 
 
+#: Float frames beyond +-this are in another convention (0..255, say): decoders overshoot [-1, 1] far less.
+#: The bound of :mod:`ivvae.eval.metrics` for [-1, 1] data (4 value ranges outside it).
+FAR_OUTSIDE = 9.0
+
+
+def _check_video_range(x: torch.Tensor, name: str) -> None:
+    """Frames in 0..255 (or NaN) would give a plausible but meaningless LPIPS: refuse them with the fix."""
+    if not x.is_floating_point():
+        raise ValueError(f"LPIPS takes float videos in [-1, 1], got {name} as {x.dtype} (map uint8 frames with ivvae.io.frames_to_tensor)")
+    if x.numel() == 0:
+        return
+    low, high = float(x.detach().min()), float(x.detach().max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"{name} holds NaN or infinite values")
+    if low < -FAR_OUTSIDE or high > FAR_OUTSIDE:
+        raise ValueError(f"{name} holds values in [{low:g}, {high:g}], far outside [-1, 1], the range LPIPS takes; "
+                         "map 0..255 frames with x / 127.5 - 1 (and [0, 1] frames with 2 * x - 1)")
+
+
 class LPIPS(nn.Module):
     """LPIPS v0.1 distance with an AlexNet (default) or VGG16 trunk.
 
@@ -453,14 +473,21 @@ class LPIPS(nn.Module):
     def video(self, x: torch.Tensor, y: torch.Tensor, per_frame: bool = False, frame_chunk: int = 16) -> torch.Tensor:
         """LPIPS of videos ``(B, 3, T, H, W)`` (or a clip ``(3, T, H, W)``) in ``[-1, 1]``: a clip's
         LPIPS is the mean over its frames ``(B,)``; ``per_frame=True`` returns ``(B, T)``.
-        ``frame_chunk`` frames go through the network at once."""
+        ``frame_chunk`` frames go through the network at once.  Values beyond +-9 (0..255 frames),
+        NaN and channels-last frames raise ``ValueError``."""
         _check_tensors(x, y)
         if isinstance(frame_chunk, bool) or not isinstance(frame_chunk, int) or frame_chunk < 1:
             raise ValueError(f"frame_chunk must be an integer >= 1, got {frame_chunk!r}")
+        given = f"{tuple(x.shape)}, {tuple(y.shape)}"
         if x.dim() == 4:
             x, y = x.unsqueeze(0), y.unsqueeze(0)
         if x.shape != y.shape or x.dim() != 5:
-            raise ValueError(f"expected two (B, 3, T, H, W) videos of the same shape, got {tuple(x.shape)}, {tuple(y.shape)}")
+            raise ValueError(f"expected two (B, 3, T, H, W) videos of the same shape, got {given}")
+        if x.shape[1] != 3:  # (T, H, W, 3) frames would be read as T channels: a torch shape error deep in the trunk
+            raise ValueError(f"expected RGB videos (B, 3, T, H, W) or clips (3, T, H, W) in [-1, 1], got {given} "
+                             "(map uint8 (T, H, W, 3) frames with ivvae.io.frames_to_tensor)")
+        _check_video_range(x, "x")
+        _check_video_range(y, "y")
         b, c, t, h, w = x.shape
         if b * t == 0:
             raise ValueError(f"expected at least one frame, got videos of shape {tuple(x.shape)}")

@@ -11,6 +11,8 @@ Conventions
   mean over clips.
 * By default both inputs are clamped to the value range first (``clamp=True``): decoders can
   overshoot and a video written to disk would be clipped the same way.
+* Colour: every metric uses the frames' channels as given (RGB), with no conversion to luma (Y):
+  PSNR's MSE is over all channels of a frame, SSIM is averaged over channels.
 * PSNR: ``10 * log10(data_range**2 / MSE)`` per frame, which equals PSNR on frames mapped to
   ``[0, 1]`` with peak 1 or to ``[0, 255]`` with peak 255.  Identical frames (MSE = 0) give
   ``inf``; every frame's PSNR is capped at ``max_db`` (default 100 dB) so that means stay finite.
@@ -23,7 +25,8 @@ Conventions
   channels.  Because SSIM is invariant to a common scaling of images and constants, this also
   equals skimage on ``uint8`` frames with ``data_range=255``.  The local statistics are computed
   in float32 by default (within ~2e-6 of skimage's float64 result on real frames, and fast on
-  CPU); pass ``compute_dtype=torch.float64`` for agreement to ~1e-12.
+  CPU); pass ``compute_dtype=torch.float64`` for agreement to ~1e-12 on exact inputs (uint8 frames;
+  float32 frames in [-1, 1] carry their own rounding, ~1e-8 in SSIM).
 """
 
 from __future__ import annotations

@@ -121,8 +121,8 @@ def markdown_report(results: EvalResults) -> str:
     lines += [
         "",
         (
-            "PSNR (dB), SSIM and LPIPS: per frame, averaged over frames, then over clips. FVD: I3D features of all "
-            "original vs all reconstructed clips."
+            "PSNR (dB), SSIM and LPIPS: per RGB frame (no luma conversion), averaged over frames, then over clips. "
+            "FVD: I3D features of all original vs all reconstructed clips."
         ),
         "",
         "## SSIM by position in the group and information preservation",
