@@ -427,6 +427,13 @@ def test_register_adds_the_three_commands():
     assert "examples:" in help_text and "resized-1080" in help_text and "--lpips-backbone" in help_text
 
 
+def test_eval_command_is_quiet_about_metrics_it_was_told_to_skip(data_dir, model_dirs, tmp_path, capsys):
+    argv = ["eval", "--model", f"z8={model_dirs['tiny_z8']}", "--data", str(data_dir), "--num-videos", "1", "--no-lpips",
+            "--no-fvd", "--no-progress", "--threads", "1", "--out", str(tmp_path / "out")]
+    assert commands.main(argv) == 0
+    assert "unavailable" not in capsys.readouterr().err
+
+
 def test_eval_command(data_dir, model_dirs, tmp_path, capsys):
     backbone, heads = _random_lpips_files(tmp_path)
     out = tmp_path / "out"

@@ -304,7 +304,8 @@ def run_eval(args: argparse.Namespace) -> int:
     print(table)
     for name, r in results.models.items():
         for metric, reason in r.unavailable.items():
-            if metric in ("lpips", "fvd") and name == next(iter(results.models)):
+            asked = not getattr(args, f"no_{metric}", False)  # --no-lpips / --no-fvd: nothing to warn about
+            if metric in ("lpips", "fvd") and asked and name == next(iter(results.models)):
                 print(f"{metric.upper()} unavailable: {reason}", file=sys.stderr)
     skipped = results.dataset.get("skipped") or []
     if skipped:
