@@ -221,9 +221,7 @@ def _tile_count(height: int, width: int, tile: Tile, scale: int = 1) -> int:
     if tile is None:
         return 1
     size, overlap = (v // scale for v in tile)
-    if height <= size and width <= size:
-        return 1
-    return sum(1 for _ in streaming.iter_tiles(height, width, size, overlap))
+    return streaming.tile_count(height, width, size, overlap)
 
 
 class _ChunkProgress:
@@ -237,8 +235,10 @@ class _ChunkProgress:
             self.bar = tqdm(total=total, desc=desc, unit="chunk", leave=False, dynamic_ncols=True)
 
     def __call__(self, done: int, total: int) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
+        if self.bar is not None:  # the model's count is the authority (slicing runs a batch's samples in turn)
+            if self.bar.total != total:
+                self.bar.total = total
+            self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -421,7 +421,14 @@ def encode_clips(
                 z = model.normalize_latents(z.float())
     finally:
         bar.close()
-    return z.detach().to("cpu", torch.float32).contiguous()
+    return _ordinary_tensor(z.detach().to("cpu", torch.float32).contiguous())
+
+
+def _ordinary_tensor(x: torch.Tensor) -> torch.Tensor:
+    """``x`` usable with autograd: a tensor made under ``torch.inference_mode`` (``.to`` and ``.contiguous``
+    return it unchanged when there is nothing to convert) cannot be saved for backward, so latents used as a
+    diffusion model's training targets would fail there, far from here."""
+    return x.clone() if x.is_inference() else x
 
 
 def _check_encoding_model(model, metadata: dict[str, Any]) -> None:

@@ -229,6 +229,25 @@ def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool, device: t
     return weight
 
 
+def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
+    """How many tiles :func:`run_tiled` cuts a ``height x width`` frame into."""
+    if height <= tile and width <= tile:
+        return 1
+    return sum(1 for _ in iter_tiles(height, width, tile, overlap))
+
+
+class ChunkCounter:
+    """A :data:`ChunkCallback` counting over a whole call: :func:`run_temporal` reports each tile's
+    (and each batch slice's) chunks from 1 again, so a progress report would restart per tile."""
+
+    def __init__(self, callback: ChunkCallback, total: int) -> None:
+        self.callback, self.total, self.done = callback, total, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done += 1
+        self.callback(self.done, self.total)
+
+
 def iter_tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int]]:
     """Top-left corners of tiles of side ``tile`` that overlap by at least ``overlap``."""
     stride = max(tile - overlap, 1)

@@ -209,6 +209,9 @@ class IVVAE(ModelMixin, ConfigMixin):
         by streaming (:meth:`enable_streaming`), not by tiles.
         """
         s = self.spatial_compression
+        if isinstance(tile_size, bool):  # diffusers' old enable_tiling(use_tiling) took a switch
+            raise ValueError(f"enable_tiling({tile_size}): the first argument is the tile size in pixels, not a switch; "
+                             "enable_tiling() turns tiling on (256 px tiles), disable_tiling() turns it off")
         for name, value in (("tile_size", tile_size), ("tile_overlap", tile_overlap)):
             if not is_whole_number(value):
                 raise ValueError(f"{name}={value!r}: expected a whole number of pixels, a multiple of the spatial compression ({s} px)")
@@ -232,11 +235,12 @@ class IVVAE(ModelMixin, ConfigMixin):
 
         ``latent_dist.mode()`` is the mean (deterministic); ``latent_dist.sample(generator)`` draws.
         ``chunk_groups`` overrides :meth:`enable_streaming` for this call; ``callback(done, total)``
-        is called after each chunk.
+        is called after each chunk, counting over every tile and batch slice of the call.
         """
         self._check_video_input(x)
         chunk_groups = self.chunk_groups if chunk_groups is None else streaming.check_chunk_groups(chunk_groups)
         x = streaming.pad_video(x, self.temporal_compression, self.spatial_compression)
+        callback = self._counted(callback, x, self.temporal_compression, chunk_groups, self.tile_size, self.tile_overlap)
         moments = self._per_sample(x, lambda v: self._encode_moments(v, chunk_groups, callback))
         posterior = self._posterior(moments)
         return AutoencoderKLOutput(latent_dist=posterior) if return_dict else (posterior,)
@@ -272,6 +276,8 @@ class IVVAE(ModelMixin, ConfigMixin):
                 z.shape[4] * self.spatial_compression)
         crop = [_check_crop(name, value, limit) for name, value, limit in zip(("num_frames", "height", "width"), size, full, strict=True)]
         chunk_groups = self.chunk_groups if chunk_groups is None else streaming.check_chunk_groups(chunk_groups)
+        s = self.spatial_compression
+        callback = self._counted(callback, z, 1, chunk_groups, self.tile_size // s, self.tile_overlap // s)
         video = self._per_sample(z, lambda v: self._decode_latents(v, chunk_groups, callback))
         video = streaming.crop_video(video, *crop)
         return DecoderOutput(sample=video) if return_dict else (video,)
@@ -296,6 +302,7 @@ class IVVAE(ModelMixin, ConfigMixin):
         so neither the video nor its activations are ever held whole. Tiling applies
         (:meth:`enable_tiling`); slicing does not (the batch goes through together).
         """
+        _check_pieces(pieces, "encode_stream", "x.split(4, dim=2)", "encode(x)")
         chunk_groups = streaming.check_chunk_groups(chunk_groups)
         s = self.spatial_compression
         tile = (self.tile_size, self.tile_overlap, 1 / s) if self.use_tiling else None
@@ -322,6 +329,7 @@ class IVVAE(ModelMixin, ConfigMixin):
         ``chunk_groups`` and tiling. ``height``/``width`` crop every chunk, ``num_frames`` ends the
         video there (dropping the padding of its last group), as in :meth:`decode`.
         """
+        _check_pieces(pieces, "decode_stream", "z.split(1, dim=2)", "decode(z)")
         chunk_groups = streaming.check_chunk_groups(chunk_groups)
         s = self.spatial_compression
         tile = (self.tile_size // s, self.tile_overlap // s, s) if self.use_tiling else None
@@ -427,6 +435,16 @@ class IVVAE(ModelMixin, ConfigMixin):
     def _posterior(self, moments: torch.Tensor) -> LatentDistribution:
         return LatentDistribution(torch.cat(split_moments(moments, self.spec.num_branches), dim=1))
 
+    def _counted(self, callback: streaming.ChunkCallback | None, x: torch.Tensor, frames_per_group: int, chunk_groups: int | None,
+                 tile: int, overlap: int) -> streaming.ChunkCallback | None:
+        """``callback`` called with ``(done, total)`` over every chunk of every tile and batch slice of this call."""
+        if callback is None:
+            return None
+        chunks = len(streaming.chunk_slices(x.shape[2], frames_per_group, chunk_groups))
+        tiles = streaming.tile_count(x.shape[3], x.shape[4], tile, overlap) if self.use_tiling else 1
+        slices = x.shape[0] if self.use_slicing else 1
+        return streaming.ChunkCounter(callback, chunks * tiles * slices)
+
     def _per_sample(self, x: torch.Tensor, fn) -> torch.Tensor:
         if self.use_slicing and x.shape[0] > 1:
             return torch.cat([fn(part) for part in x.split(1)], dim=0)
@@ -446,6 +464,13 @@ class IVVAE(ModelMixin, ConfigMixin):
         return run(z)
 
 
+def _check_pieces(pieces: object, method: str, split: str, whole: str) -> None:
+    """A tensor iterates over its batch, whose elements would be refused as 4-D pieces: name the fix instead."""
+    if isinstance(pieces, torch.Tensor):
+        raise ValueError(f"{method} takes an iterable of pieces of one video, got a tensor of shape {tuple(pieces.shape)}; "
+                         f"cut it into pieces along time ({split}) or use {whole} for the whole of it")
+
+
 def _check_crop(name: str, value: int | None, limit: int) -> int:
     """A ``decode`` crop size: ``None`` (no crop) or an integer in ``1 .. limit`` (the decoded size)."""
     if value is None:
@@ -457,24 +482,71 @@ def _check_crop(name: str, value: int | None, limit: int) -> int:
 
 
 def check_video(x: torch.Tensor, channels: int = 3) -> None:
-    """Raise a ``ValueError`` naming the expected layout unless ``x`` is a float video batch."""
+    """Raise a ``ValueError`` naming the expected layout, and the likely fix, unless ``x`` is a float video batch."""
     expected = f"expected a float video tensor of shape (batch, {channels}, frames, height, width) with values in [-1, 1]"
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{expected}, got {type(x).__name__}")
+        raise ValueError(f"{expected}, got {type(x).__name__}{_not_a_tensor_hint(x)}")
     if x.dim() != 5:
-        hint = "; for images add a time axis: x.unsqueeze(2)" if x.dim() == 4 else ""
-        raise ValueError(f"{expected}, got a {x.dim()}-D tensor of shape {tuple(x.shape)}{hint}")
+        raise ValueError(f"{expected}, got a {x.dim()}-D tensor of shape {tuple(x.shape)}{_video_rank_hint(x.shape, channels)}")
     if x.shape[1] != channels:
-        raise ValueError(f"{expected}, got {x.shape[1]} channels (shape {tuple(x.shape)}); videos are (B, C, T, H, W), channels second")
+        raise ValueError(f"{expected}, got {x.shape[1]} channels (shape {tuple(x.shape)}); videos are (B, C, T, H, W), channels second"
+                         f"{_channel_axis_hint(x.shape, channels, 'x')}")
     if not x.is_floating_point():
         raise ValueError(f"{expected}, got dtype {x.dtype}; convert uint8 frames with x.float() / 127.5 - 1")
     if x.numel() == 0:
         raise ValueError(f"{expected}, got an empty tensor of shape {tuple(x.shape)}")
 
 
+def _not_a_tensor_hint(x: object) -> str:
+    """The fix for a non-tensor given where a tensor belongs."""
+    if hasattr(x, "__array__") and hasattr(x, "shape"):
+        return ": convert it with torch.from_numpy(x)"
+    if isinstance(getattr(x, "sample", None), torch.Tensor):  # decode's or forward's DecoderOutput
+        return ": pass the video, out.sample"
+    if hasattr(x, "latent_dist"):  # encode's AutoencoderKLOutput
+        return ": pass the latents, out.latent_dist.mode() (or .sample(generator))"
+    if isinstance(x, DiagonalGaussianDistribution):
+        return ": pass the latents, posterior.mode() (or posterior.sample(generator))"
+    return ""
+
+
+def _video_rank_hint(shape: torch.Size, channels: int) -> str:
+    """The fix for a video tensor of the wrong rank, from where its channel axis is."""
+    if len(shape) == 4 and channels in shape[:2]:  # (C, T, H, W) and (B, C, H, W) may look alike: name what fits
+        fixes = (["for one video (C, T, H, W) add a batch axis: x.unsqueeze(0)"] * (shape[0] == channels)
+                 + ["for images (B, C, H, W) add a time axis: x.unsqueeze(2)",
+                    "for one video (T, C, H, W): x.permute(1, 0, 2, 3).unsqueeze(0)"] * (shape[1] == channels))
+        return "; " + "; ".join(fixes)
+    if len(shape) == 4 and shape[3] == channels:
+        return "; for frames (T, H, W, C) use x.permute(3, 0, 1, 2).unsqueeze(0)"
+    if len(shape) == 3 and shape[0] == channels:
+        return "; for one image (C, H, W) use x[None, :, None]"
+    return ""
+
+
+def _channel_axis_hint(shape: torch.Size, channels: int, name: str) -> str:
+    """The fix for a 5-D tensor whose channels are on another axis than the second."""
+    if shape[2] == channels:
+        return f"; for (B, T, C, H, W) tensors use {name}.permute(0, 2, 1, 3, 4)"
+    if shape[4] == channels:
+        return f"; for channels-last (B, T, H, W, C) tensors use {name}.permute(0, 4, 1, 2, 3)"
+    return ""
+
+
 def check_latents(z: torch.Tensor, channels: int) -> None:
-    """Raise a ``ValueError`` unless ``z`` is a float latent batch with ``channels`` channels."""
+    """Raise a ``ValueError`` naming the likely fix unless ``z`` is a float latent batch with ``channels`` channels."""
     expected = f"expected float latents of shape (batch, {channels}, latent_frames, latent_height, latent_width)"
-    if not isinstance(z, torch.Tensor) or z.dim() != 5 or z.shape[1] != channels or not z.is_floating_point() or z.numel() == 0:
-        got = f"shape {tuple(z.shape)}, dtype {z.dtype}" if isinstance(z, torch.Tensor) else type(z).__name__
-        raise ValueError(f"{expected}, got {got}")
+    if not isinstance(z, torch.Tensor):
+        raise ValueError(f"{expected}, got {type(z).__name__}{_not_a_tensor_hint(z)}")
+    got = f"{expected}, got shape {tuple(z.shape)}, dtype {z.dtype}"
+    if z.dim() != 5:
+        one_video = z.dim() == 4 and z.shape[0] == channels
+        hint = "; for one video's latents (Z, T', H', W') add a batch axis: z.unsqueeze(0)" if one_video else ""
+        raise ValueError(f"{got}{hint}")
+    if z.shape[1] != channels:
+        other = ("; a video goes to encode(), latents to decode()" if z.shape[1] == 3
+                 else f"; latents with {z.shape[1]} channels come from another model (this one's have {channels})")
+        hint = _channel_axis_hint(z.shape, channels, "z") or other
+        raise ValueError(f"{got}{hint}")
+    if not z.is_floating_point() or z.numel() == 0:
+        raise ValueError(got)
