@@ -146,3 +146,16 @@ def test_streamed_tiles_keep_one_frame_or_two_per_layer_and_tile(model):
     assert len(outputs) == 3 and len(runner._states) == streaming.tile_count(32, 32, 16, 8) == 9
     caches = [t for states in runner._states.values() for state in states for t in state if isinstance(t, torch.Tensor)]
     assert caches and all(t.shape[2] <= 2 and t.shape[-1] <= 16 and t.untyped_storage().nbytes() == t.nbytes for t in caches)
+
+
+def test_decode_takes_diffusers_generator_keyword(model):
+    """diffusers pipelines call vae.decode(z, return_dict=False, generator=g): accepted, and decoding stays deterministic."""
+    from ivvae.models import ImageVAE
+
+    z = model.encode(torch.rand(1, 3, 5, 16, 16) * 2 - 1).latent_dist.mode()
+    (video,) = model.decode(z, return_dict=False, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(video, model.decode(z).sample)
+    image_vae = ImageVAE(base_channels=8, latent_channels=4, channel_multipliers=[1, 2, 2, 2]).eval()
+    with torch.no_grad():
+        zi = image_vae.encode(torch.rand(2, 3, 16, 16) * 2 - 1).latent_dist.mode()
+        assert torch.equal(image_vae.decode(zi, generator=torch.Generator()).sample, image_vae.decode(zi).sample)

@@ -125,8 +125,10 @@ class ImageVAE(IVVAE):
         height: int | None = None,
         width: int | None = None,
         callback=None,
+        generator: torch.Generator | None = None,
     ) -> DecoderOutput | tuple[torch.Tensor]:
-        """Decode latents ``(B, Z, H', W')`` to images, or ``(B, Z, T, H', W')`` to videos."""
+        """Decode latents ``(B, Z, H', W')`` to images, or ``(B, Z, T, H', W')`` to videos.
+        ``generator``: as diffusers takes it, unused (decoding is deterministic)."""
         if isinstance(z, torch.Tensor) and z.dim() == 4:
             check_image_latents(z, self.spec.latent_channels, num_frames)
             images = (

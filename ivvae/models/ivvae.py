@@ -254,10 +254,13 @@ class IVVAE(ModelMixin, ConfigMixin):
         height: int | None = None,
         width: int | None = None,
         callback: streaming.ChunkCallback | None = None,
+        generator: torch.Generator | None = None,
     ) -> DecoderOutput | tuple[torch.Tensor]:
         """Decode latents ``(B, Z, T', H', W')`` to a video ``(B, 3, 1 + 4(T'-1), 8H', 8W')``.
 
         ``num_frames``, ``height``, ``width``: crop the output to the original video's size.
+        ``generator`` is accepted as diffusers' ``AutoencoderKL.decode`` takes it (its pipelines call
+        ``vae.decode(z, return_dict=False, generator=g)``); decoding is deterministic and does not use it.
         """
         self._check_latent_input(z)
         return self._decode(z, return_dict, chunk_groups, (num_frames, height, width), callback)
