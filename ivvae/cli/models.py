@@ -114,7 +114,7 @@ def _export_run(args: argparse.Namespace) -> int:
           f"latent channels {model.config.latent_channels}, base width {model.config.base_channels})")
     print(f"latent normalisation (scaling_factor {model.config.scaling_factor:g}, shift_factor {model.config.shift_factor:g}): "
           f"not in the .pth, which holds weights only; written to {normalization_file(args.target)}, which "
-          f"`ivvae convert {args.target.name} DIR` reads back")
+          f"`ivvae convert {args.target} DIR` reads back")
     return 0
 
 

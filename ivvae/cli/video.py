@@ -228,7 +228,7 @@ def _reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reconstruction to write (H.264 MP4 at the input's fps or --fps; a one-frame result also as .png)")
     add_model_option(parser, DEFAULT_MODEL)
     parser.add_argument("--side-by-side", action="store_true",
-                        help="also write OUT_side_by_side.mp4 (next to OUT): input left, reconstruction right")
+                        help="also write OUT_side_by_side with OUT's extension (next to OUT): input left, reconstruction right")
     add_input_selection(parser)
     add_fps_option(parser, "OUT", "the input's, divided by --stride")
     add_execution_options(parser)
@@ -358,6 +358,7 @@ def _read_latents(path: Path, clip: int | None):
     from ..pipeline import load_latents
 
     if not path.is_dir():
+        _refuse_dataset_shard(path)
         if clip is not None:
             what = "is a file" if path.exists() else "does not exist"
             raise ValueError(f"--clip is for a latent data set folder (from `ivvae encode-dataset`); '{path}' {what}")
@@ -374,6 +375,13 @@ def _read_latents(path: Path, clip: int | None):
         raise ValueError(f"'{path}' is a latent data set: choose a clip with --clip ID ({listed}; see its clips.jsonl)"
                          + (f"; it has no clip {clip}" if clip is not None else ""))
     return data.encoded(ids[clip])
+
+
+def _refuse_dataset_shard(path: Path) -> None:
+    """A shard of an ``encode-dataset`` folder holds many clips and no metadata: name the command that decodes one."""
+    if path.is_file() and (path.parent / "dataset.json").is_file() and (path.parent / "clips.jsonl").is_file():
+        raise ValueError(f"'{path}' is a shard of the latent data set '{path.parent}'; decode one of its clips with "
+                         f"`ivvae decode {path.parent} OUT --clip ID` (ids in {path.parent / 'clips.jsonl'})")
 
 
 def _decoding_model(model: str | None, meta: dict):
