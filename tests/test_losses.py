@@ -366,7 +366,7 @@ def test_build_lpips_loss_stop_skip_and_success(fake_lpips_module, tmp_path, cap
     backbone.write_bytes(b"x")
     missing = str(tmp_path / "no.pth")
     config = {"net": "alex", "backbone_weights": str(backbone), "head_weights": missing}
-    with pytest.raises(FileNotFoundError, match=r"no\.pth.*lpips\.head_weights"):
+    with pytest.raises(FileNotFoundError, match=r"no\.pth.*config field loss\.lpips\.head_weights"):
         build_lpips_loss(config)
     with caplog.at_level(logging.WARNING):
         assert build_lpips_loss(config, on_missing="skip") is None
@@ -387,7 +387,7 @@ def test_build_lpips_loss_maps_errors_raised_inside_lpips(fake_lpips_module):
         raise fake_lpips_module.WeightsNotFoundError("/cache/default_alex.pth")
 
     fake_lpips_module.LPIPS = raising
-    with pytest.raises(FileNotFoundError, match="default_alex.pth"):
+    with pytest.raises(FileNotFoundError, match=r"default_alex.pth.*config fields loss\.lpips\.backbone_weights"):
         build_lpips_loss({"net": "alex"})
     assert build_lpips_loss({"net": "alex"}, on_missing="skip") is None
 

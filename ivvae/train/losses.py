@@ -197,13 +197,13 @@ def build_lpips_loss(
     }
     for field, path in fields.items():
         if not Path(path).is_file():
-            return _lpips_missing(f"{path} (config field lpips.{field})", on_missing)
+            return _lpips_missing(f"{path} (config field loss.lpips.{field})", on_missing)
     try:
         if "pretrained" in config:  # False: an untrained network, for smoke runs only
             fields["pretrained"] = bool(config["pretrained"])
         lpips = LPIPS(net=config.get("net", "alex"), **fields)
     except WeightsNotFoundError as err:  # e.g. a default path resolved inside LPIPS
-        where = "config fields lpips.backbone_weights / lpips.head_weights"
+        where = "config fields loss.lpips.backbone_weights / loss.lpips.head_weights"
         return _lpips_missing(f"{err} ({where})", on_missing, err)
     return lpips.eval().requires_grad_(False)
 
