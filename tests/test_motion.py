@@ -248,3 +248,16 @@ def test_plot_path_is_checked_before_any_work(tmp_path, name, ok):
     with pytest.raises(ValueError, match="image format"):
         plot_motion_histogram([1.0, 2.0], tmp_path / name)
     assert not (tmp_path / name).exists()
+
+
+def test_motion_score_command_takes_sample_names(tmp_path, capsys):
+    """`ivvae motion-score sample:carphone` (as eval and encode-dataset take it; was 'video not found')."""
+    from ivvae.eval import commands
+    from ivvae.io import sample_video_path
+
+    out = tmp_path / "scores.csv"
+    argv = ["motion-score", "sample:carphone", "--max-pairs", "1", "--size", "96x64", "--no-progress", "--out", str(out)]
+    assert commands.main(argv) == 0
+    assert out.read_text().splitlines()[1].startswith(sample_video_path("carphone") + ",")
+    assert commands.main(["motion-score", "sample:nope", "--out", str(tmp_path / "x.csv")]) != 0
+    assert "unknown sample video 'nope'" in capsys.readouterr().err

@@ -340,7 +340,7 @@ MOTION_EPILOG = """
 
 
 def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("videos", nargs="*", metavar="VIDEO", help="video files to score")
+    parser.add_argument("videos", nargs="*", metavar="VIDEO", help="video files to score (or sample:NAME, a bundled sample clip)")
     parser.add_argument("--data", metavar="FOLDER_OR_MANIFEST", default=None,
                         help="also score every video of a folder (recursive) or manifest")
     parser.add_argument("--out", required=True, metavar="SCORES.csv", help="output CSV (path,motion_score)")
@@ -377,11 +377,13 @@ def _check_plot(plot: str | None) -> None:
 
 def _motion_inputs(args: argparse.Namespace) -> list[str]:
     """Absolute paths of the videos to score (positional ones first, no repeats)."""
-    paths = [os.path.abspath(v) for v in args.videos]
+    from ..io import resolve_source
+
+    paths = [os.path.abspath(resolve_source(v)) for v in args.videos]  # sample:NAME as eval and encode-dataset take it
     if args.data:
         from ..train.data import list_videos
 
-        paths += [os.path.abspath(p) for p in list_videos(args.data)]
+        paths += [os.path.abspath(p) for p in list_videos(resolve_source(args.data))]
     if not paths:
         raise ValueError("no videos: give video files and/or --data FOLDER_OR_MANIFEST")
     paths = list(dict.fromkeys(paths))
