@@ -41,6 +41,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .metrics import FAR_OUTSIDE_RANGES
+
 __all__ = [
     "WeightsNotFoundError",
     "find_weights",
@@ -297,8 +299,8 @@ def _check_tensors(x: object, y: object) -> None:
 
 
 #: Float frames beyond +-this are in another convention (0..255, say): decoders overshoot [-1, 1] far less.
-#: The bound of :mod:`ivvae.eval.metrics` for [-1, 1] data (4 value ranges outside it).
-FAR_OUTSIDE = 9.0
+#: The bound :mod:`ivvae.eval.metrics` puts on [-1, 1] data (that many value ranges outside it).
+FAR_OUTSIDE = 1.0 + 2.0 * FAR_OUTSIDE_RANGES
 
 
 def _check_video_range(x: torch.Tensor, name: str) -> None:
