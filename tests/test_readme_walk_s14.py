@@ -88,3 +88,12 @@ def test_readme_eval_example_says_where_the_earlier_model_goes():
     for folder in folders:
         assert f"> {folder}/FILE" in text, (
             f"README's eval example reads {folder} but does not say to write the `git show` files there")
+
+
+def test_one_line_runs_a_heading_into_its_first_item():
+    """convert's layout report printed 'expected layout: | shape mismatch ...' (a stray separator after the colon)."""
+    from ivvae.cli.support import one_line
+
+    error = ValueError("checkpoint does not match the expected layout:\n  missing (1): a\n  shape mismatch (2): b; c")
+    assert one_line(error) == "checkpoint does not match the expected layout: missing (1): a | shape mismatch (2): b; c"
+    assert one_line(ValueError("one\ntwo")) == "one | two"

@@ -69,7 +69,9 @@ def one_line(error: BaseException, limit: int = 600, memory_advice: str = "try -
     """The error as one line; multi-line messages (a checkpoint's layout report) keep a short piece of each line."""
     lines = [" ".join(line.split()) for line in str(error).splitlines() if line.strip()]
     lines = lines[:1] + [line if len(line) <= 160 else line[:160] + "..." for line in lines[1:]]
-    text = " | ".join(lines) or type(error).__name__
+    # a heading line ("... does not match the expected layout:") runs into its first item; later items are separated
+    text = "".join(line if i == 0 else (" " if lines[i - 1].endswith(":") else " | ") + line for i, line in enumerate(lines))
+    text = text or type(error).__name__
     if isinstance(error, MemoryError) or "OutOfMemory" in type(error).__name__:
         text = f"out of memory ({text}); {memory_advice}"
     if len(text) > limit:
