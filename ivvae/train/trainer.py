@@ -610,13 +610,14 @@ class Trainer:
     def train(self, resume: str | os.PathLike | None = None, overwrite: bool = False) -> dict[str, Any]:
         """Train to ``train.max_steps`` (or as far as ``train.max_minutes`` allows; resuming if asked).
 
-        ``resume``: as :func:`run_training` takes it; give the same value to the constructor, so that a
-        run resumed from another run's checkpoint does not need the config's init folder.
+        ``resume``: as :func:`run_training` takes it; None: the constructor's ``resume`` (pass it there, so
+        that a run resumed from another run's checkpoint does not need the config's init folder).
         An export folder that exists, is not empty and was not written by this run (its earlier
         sessions included) is refused before the first step, unless ``overwrite``.
         Returns the summary (also written to summary.json).
         """
         self._overwrite_exports = overwrite
+        resume = self._planned_resume if resume is None else resume
         try:
             with StopRequest() as self._stop:
                 return self._train(resume)
@@ -1437,7 +1438,7 @@ def run_training(config_path: str | os.PathLike, overrides: Sequence[str] = (), 
     """
     cfg = load_config(config_path, overrides)
     trainer = Trainer(cfg, output_dir=output_dir, callbacks=callbacks, resume=resume)
-    return trainer.train(resume=resume, overwrite=overwrite)
+    return trainer.train(overwrite=overwrite)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
