@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Stage 2e-wide on one GPU (prepared in session 8, first run in session 15): the shipped IV-VAE
+# trained on with stage 2c-wide's video recipe (batch 16, lr 3e-4 warm restart, cosine). With
+# IVVAE_TAIL_MINUTES > 0 it is then resumed for that many minutes at a low peak lr
+# (IVVAE_TAIL_LR, default 6e-5), a short anneal rather than a second warm restart at 3e-4.
+# Device commands run 10 minutes at most, so run the tail as a second command on the warm machine:
+#   IVVAE_TAIL_MINUTES=0 timeout 585 configs/small_z16/train_on_gpu_2e.sh $OUT --set train.max_minutes=8.8
+#   IVVAE_SKIP_MAIN=1 IVVAE_TAIL_MINUTES=2.5 configs/small_z16/train_on_gpu_2e.sh $OUT
+# Needs nothing but the tracked tree and the packages (docs/default-model.md "Next").
+#
+#   configs/small_z16/train_on_gpu_2e.sh [RESULTS_DIR] [IVVAE_TRAIN_ARGS...]
+source "$(dirname "$0")/_stage.sh"  # takes RESULTS_DIR off the arguments
+
+config=configs/small_z16/2e_wide_continue_gpu.yaml
+run_dir=runs/small_z16/2e_wide_continue_gpu
+if [[ -z ${IVVAE_SKIP_MAIN-} ]]; then
+  train_stage stage2e_wide "$config" "$run_dir" "$@" || exit
+  [[ -z $stop_signal ]] || exit 143
+fi
+tail_minutes=${IVVAE_TAIL_MINUTES:-0}
+[[ $tail_minutes == 0 ]] && exit 0
+train_stage stage2e_wide_tail "$config" "$run_dir" --resume auto --set "train.max_minutes=$tail_minutes" \
+  --set "optimizer.lr=${IVVAE_TAIL_LR:-6e-5}" --set schedule.warmup_steps=10 "$@"
