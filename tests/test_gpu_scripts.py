@@ -148,3 +148,23 @@ sleep 60 & wait $!
     assert (tmp_path / "calls.log").read_text().splitlines() == ["train image.yaml --set logging.progress_bar=false"]
     assert (tmp_path / "results" / "img.tar").is_file()
     assert "saved on TERM" in (tmp_path / "results" / "img.log").read_text()
+
+
+def test_stage_2e_continues_the_shipped_model_then_anneals_in_a_second_command(tmp_path):
+    """train_on_gpu_2e.sh: stage 2e-wide with the arguments given; IVVAE_SKIP_MAIN=1 with
+    IVVAE_TAIL_MINUTES runs only the resumed tail, at the low peak lr."""
+    log, stub = tmp_path / "calls.log", tmp_path / "ivvae_stub.sh"
+    stub.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n')
+    stub.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "IVVAE_CMD": str(stub), "HOME": str(tmp_path)}
+    script = str(SCRIPTS / "train_on_gpu_2e.sh")
+    subprocess.run(["bash", script, str(tmp_path / "results"), "--set", "train.max_minutes=8.8"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+    subprocess.run(["bash", script, str(tmp_path / "results")], cwd=tmp_path, check=True, capture_output=True, text=True,
+                   env={**env, "IVVAE_SKIP_MAIN": "1", "IVVAE_TAIL_MINUTES": "2.4"})
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2
+    assert calls[0].startswith("train configs/small_z16/2e_wide_continue_gpu.yaml") and calls[0].endswith("train.max_minutes=8.8")
+    assert "--resume" not in calls[0]
+    assert calls[1].startswith("train configs/small_z16/2e_wide_continue_gpu.yaml")
+    assert "--resume auto --set train.max_minutes=2.4 --set optimizer.lr=6e-5" in calls[1]
