@@ -159,3 +159,18 @@ def test_decode_takes_diffusers_generator_keyword(model):
     with torch.no_grad():
         zi = image_vae.encode(torch.rand(2, 3, 16, 16) * 2 - 1).latent_dist.mode()
         assert torch.equal(image_vae.decode(zi, generator=torch.Generator()).sample, image_vae.decode(zi).sample)
+
+
+def test_enable_tiling_without_sizes_keeps_the_sizes_set_before():
+    """diffusers' models keep their tile sizes across enable_tiling(); ours reset them to 256/64 (session 14 note)."""
+    vae = IVVAE(latent_channels=4, base_channels=8, encoder_blocks=1, decoder_blocks=1)
+    assert (vae.tile_size, vae.tile_overlap) == (256, 64)
+    vae.enable_tiling(tile_size=128, tile_overlap=32)
+    vae.disable_tiling()
+    vae.enable_tiling()
+    assert vae.use_tiling and (vae.tile_size, vae.tile_overlap) == (128, 32)
+    vae.enable_tiling(tile_overlap=16)
+    assert (vae.tile_size, vae.tile_overlap) == (128, 16)
+    with pytest.raises(ValueError, match="multiples of the spatial compression"):
+        vae.enable_tiling(tile_size=100)
+    assert (vae.tile_size, vae.tile_overlap) == (128, 16)

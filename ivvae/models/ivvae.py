@@ -201,17 +201,21 @@ class IVVAE(ModelMixin, ConfigMixin):
     def disable_slicing(self) -> None:
         self.use_slicing = False
 
-    def enable_tiling(self, tile_size: int = 256, tile_overlap: int = 64) -> None:
+    def enable_tiling(self, tile_size: int | None = None, tile_overlap: int | None = None) -> None:
         """Process frames in overlapping spatial tiles (pixels), blended linearly over the overlap.
 
-        Both sizes must be multiples of the spatial compression (8): tiles cut the latent grid, and
-        rounding silently would run another tile than the one asked for. Temporal length is bounded
-        by streaming (:meth:`enable_streaming`), not by tiles.
+        A size not given keeps its current value (256 / 64 px until set), as diffusers' models keep
+        their tile sizes across ``enable_tiling()``. Both sizes must be multiples of the spatial
+        compression (8): tiles cut the latent grid, and rounding silently would run another tile
+        than the one asked for. Temporal length is bounded by streaming (:meth:`enable_streaming`),
+        not by tiles.
         """
         s = self.spatial_compression
+        tile_size = self.tile_size if tile_size is None else tile_size
+        tile_overlap = self.tile_overlap if tile_overlap is None else tile_overlap
         if isinstance(tile_size, bool):  # diffusers' old enable_tiling(use_tiling) took a switch
             raise ValueError(f"enable_tiling({tile_size}): the first argument is the tile size in pixels, not a switch; "
-                             "enable_tiling() turns tiling on (256 px tiles), disable_tiling() turns it off")
+                             "enable_tiling() turns tiling on (keeping the tile sizes), disable_tiling() turns it off")
         for name, value in (("tile_size", tile_size), ("tile_overlap", tile_overlap)):
             if not is_whole_number(value):
                 raise ValueError(f"{name}={value!r}: expected a whole number of pixels, a multiple of the spatial compression ({s} px)")
