@@ -81,7 +81,8 @@ def test_enable_streaming_none_points_to_disable_streaming(model):
     one_line_error(ValueError, lambda: tiny().enable_streaming(None), r"disable_streaming\(\)")
 
 
-@pytest.mark.parametrize("args", [(16.0, 8), (16, 8.0), ("16", 8), (16, "8"), (16, 15.9)])  # None keeps a size; (True, ...): test_api_review_s14
+# None keeps a size; (True, ...) is in test_api_review_s14
+@pytest.mark.parametrize("args", [(16.0, 8), (16, 8.0), ("16", 8), (16, "8"), (16, 15.9)])
 def test_enable_tiling_refuses_sizes_that_are_not_whole_numbers(args):
     model = tiny()
     one_line_error(ValueError, lambda: model.enable_tiling(*args), r"expected a whole number of pixels, a multiple of .*8 px")
