@@ -3,9 +3,10 @@
 # trained on with stage 2c-wide's video recipe (batch 16, lr 3e-4 warm restart, cosine). With
 # IVVAE_TAIL_MINUTES > 0 it is then resumed for that many minutes at a low peak lr
 # (IVVAE_TAIL_LR, default 6e-5), a short anneal rather than a second warm restart at 3e-4.
-# Device commands run 10 minutes at most, so run the tail as a second command on the warm machine:
-#   IVVAE_TAIL_MINUTES=0 timeout 585 configs/small_z16/train_on_gpu_2e.sh $OUT --set train.max_minutes=8.8
-#   IVVAE_SKIP_MAIN=1 IVVAE_TAIL_MINUTES=2.5 configs/small_z16/train_on_gpu_2e.sh $OUT
+# Device commands run 10 minutes at most, so run the tail as a second command on the warm machine
+# (session 15's two commands; docs/default-model.md "Next" has them whole):
+#   IVVAE_TAIL_MINUTES=0 timeout 578 configs/small_z16/train_on_gpu_2e.sh $OUT --set train.max_minutes=8.8
+#   IVVAE_SKIP_MAIN=1 IVVAE_TAIL_MINUTES=2.4 timeout 205 configs/small_z16/train_on_gpu_2e.sh $OUT
 # Needs nothing but the tracked tree and the packages (docs/default-model.md "Next").
 #
 #   configs/small_z16/train_on_gpu_2e.sh [RESULTS_DIR] [IVVAE_TRAIN_ARGS...]
