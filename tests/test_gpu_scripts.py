@@ -40,6 +40,14 @@ def run_round(tmp_path: Path, *, image_exports: bool, resume_minutes: str, image
     return log.read_text().splitlines()
 
 
+def logging_stub(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A stand-in for `ivvae` that logs each call's arguments, and the environment that makes the scripts use it."""
+    log, stub = tmp_path / "calls.log", tmp_path / "ivvae_stub.sh"
+    stub.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n')
+    stub.chmod(0o755)
+    return log, {"PATH": "/usr/bin:/bin", "IVVAE_CMD": str(stub), "HOME": str(tmp_path)}
+
+
 def test_a_round_trains_the_image_stage_then_inflates_its_export_then_resumes(tmp_path):
     calls = run_round(tmp_path, image_exports=True, resume_minutes="3.4", image_args="--set train.compile.enabled=true")
     assert len(calls) == 3
@@ -57,10 +65,8 @@ def test_without_an_image_export_the_video_stage_inflates_the_fallback_and_zero_
 
 def test_the_wide_round_grows_the_image_vae_then_trains_the_wide_stages(tmp_path):
     """train_on_gpu_round3_wide.sh itself, with `ivvae` replaced by a stub (IVVAE_CMD)."""
-    log, stub = tmp_path / "calls.log", tmp_path / "ivvae_stub.sh"
-    stub.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n')
-    stub.chmod(0o755)
-    env = {"PATH": "/usr/bin:/bin", "IVVAE_CMD": str(stub), "IVVAE_RESUME_MINUTES": "0", "HOME": str(tmp_path)}
+    log, env = logging_stub(tmp_path)
+    env["IVVAE_RESUME_MINUTES"] = "0"
     subprocess.run(["bash", str(SCRIPTS / "train_on_gpu_round3_wide.sh"), str(tmp_path / "results"), "--set", "extra=1"],
                    cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
     calls = log.read_text().splitlines()
@@ -74,10 +80,8 @@ def test_the_wide_round_grows_the_image_vae_then_trains_the_wide_stages(tmp_path
 def test_round_4_trains_on_from_the_shipped_image_vae(tmp_path):
     """train_on_gpu_round4.sh: stage 1f-wide from the 1e-wide export, 2d-wide inflating it (or, with
     no 1f-wide export, the 1e-wide one), resumed for the minutes asked."""
-    log, stub = tmp_path / "calls.log", tmp_path / "ivvae_stub.sh"
-    stub.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n')
-    stub.chmod(0o755)
-    env = {"PATH": "/usr/bin:/bin", "IVVAE_CMD": str(stub), "IVVAE_RESUME_MINUTES": "2.5", "HOME": str(tmp_path)}
+    log, env = logging_stub(tmp_path)
+    env["IVVAE_RESUME_MINUTES"] = "2.5"
     subprocess.run(["bash", str(SCRIPTS / "train_on_gpu_round4.sh"), str(tmp_path / "results")],
                    cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
     calls = log.read_text().splitlines()
@@ -153,10 +157,7 @@ sleep 60 & wait $!
 def test_stage_2e_continues_the_shipped_model_then_anneals_in_a_second_command(tmp_path):
     """train_on_gpu_2e.sh: stage 2e-wide with the arguments given; IVVAE_SKIP_MAIN=1 with
     IVVAE_TAIL_MINUTES runs only the resumed tail, at the low peak lr."""
-    log, stub = tmp_path / "calls.log", tmp_path / "ivvae_stub.sh"
-    stub.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n')
-    stub.chmod(0o755)
-    env = {"PATH": "/usr/bin:/bin", "IVVAE_CMD": str(stub), "HOME": str(tmp_path)}
+    log, env = logging_stub(tmp_path)
     script = str(SCRIPTS / "train_on_gpu_2e.sh")
     subprocess.run(["bash", script, str(tmp_path / "results"), "--set", "train.max_minutes=8.8"],
                    cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
