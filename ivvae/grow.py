@@ -1,4 +1,4 @@
-"""Widening a trained single-branch model without changing what it computes.
+"""Widening a trained model without changing what it computes.
 
 A wider network trained from scratch throws away the training the narrow one absorbed. :func:`grow`
 builds the wider network (more channels per stage: ``base_channels`` and/or
@@ -24,12 +24,16 @@ The wider model therefore computes the narrow one's function up to terms of orde
 ``new_weight_scale ** 2``; :func:`max_reconstruction_difference` measures it (``ivvae grow``
 prints it).
 
-Limits. Single-branch models only (the image VAE, the causal baseline): for a wider IV-VAE grow
-its image VAE and inflate that (``ivvae inflate``), as the paper's recipe does anyway. Widths may
-only grow, and a residual block whose in and out widths differ must still differ (its 1x1 shortcut
-has no identity to become): with ``base_channels`` 16, multipliers ``[1, 2, 4, 4] -> [1, 2, 4, 6]``
-grows, ``[1, 2, 4, 8]`` does not (the decoder's first upsampling then halves 128 to 64 channels, and
-the next block, 64 -> 64, has no shortcut conv where the old one, 32 -> 64, had).
+Every member of the family grows, the two-branch IV-VAE included: its branches sit side by side on
+the channel axis (see :mod:`ivvae.layers`), so each branch's old channels keep their place at the
+start of that branch's wider block, and a layer that reads both branches (a branch conv, a dense
+per-frame conv after full compression, the parallel atrous conv) reads each one's old channels there.
+
+Limits. Widths may only grow, and a residual block whose in and out widths differ must still differ
+(its 1x1 shortcut has no identity to become): with ``base_channels`` 16, multipliers
+``[1, 2, 4, 4] -> [1, 2, 4, 6]`` grows, ``[1, 2, 4, 8]`` does not (the decoder's first upsampling then
+halves 128 to 64 channels, and the next block, 64 -> 64, has no shortcut conv where the old one,
+32 -> 64, had); ``[1, 2, 5, 8]`` does.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from torch import nn
 from ._checks import is_whole_number
 from ._files import refuse_nonempty_folder, save_model_folder
 from .inflate import refuse_writing_over_model
-from .layers import RMSNorm, Upsample
+from .layers import BranchConv, Downsample, RMSNorm, Upsample
 from .layers.attention import SpatialAttention
 
 #: Config fields :func:`grow` may change.
@@ -68,7 +72,8 @@ class GrowthReport:
         source / target: ``base_channels`` and ``channel_multipliers`` before and after.
         grown: tensors that took the old values into a larger shape.
         copied: tensors whose shape did not change (copied as they were).
-        identity: shortcut convs that replaced an identity shortcut (identity-initialised).
+        identity: shortcut convs that replaced an identity shortcut (identity-initialised; one per
+            branch in a two-branch block).
         new_weight_scale: the scale of the new output channels' initialisation.
         max_difference: largest absolute difference between the two models' reconstructions of a
             test input (values in [-1, 1]); ``None`` until measured.
@@ -85,10 +90,14 @@ class GrowthReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def identity_shortcuts(self) -> int:
+        """Residual blocks whose identity shortcut became a conv (a two-branch block's is one conv per branch)."""
+        return len({name.split(".shortcut", 1)[0] for name in self.identity})
+
     def summary(self) -> str:
         widths = lambda c: f"base {c['base_channels']} x {list(c['channel_multipliers'])}"  # noqa: E731
         line = (f"grown from {widths(self.source)} to {widths(self.target)}: {len(self.grown)} tensors grown, "
-                f"{len(self.copied)} copied, {len(self.identity)} identity shortcuts")
+                f"{len(self.copied)} copied, {self.identity_shortcuts()} identity shortcuts")
         if self.max_difference is not None:
             line += f"; reconstructions differ by at most {self.max_difference:.2e}"
         return line
@@ -117,11 +126,6 @@ def _check_request(model: nn.Module, changes: dict[str, Any]) -> None:
     spec = getattr(model, "spec", None)
     if spec is None:
         raise GrowthError(f"cannot grow a {type(model).__name__}: expected a model of the IV-VAE family")
-    if spec.num_branches != 1:
-        raise GrowthError(
-            f"cannot grow a two-branch {type(model).__name__}: grow its image VAE (`ivvae grow IMAGE_VAE ...`), "
-            "then inflate the wider image VAE (`ivvae inflate`)"
-        )
     old, new = dict(model.config), {**model.config, **changes}
     if len(new["channel_multipliers"]) != len(old["channel_multipliers"]):
         raise GrowthError(f"channel_multipliers must keep {len(old['channel_multipliers'])} stages (the compression), "
@@ -135,10 +139,46 @@ def _check_request(model: nn.Module, changes: dict[str, Any]) -> None:
 
 def _positions(old_size: int, new_size: int, blocks: int, name: str) -> torch.Tensor:
     """Where the ``old_size`` channels (``blocks`` equal blocks) sit among ``new_size`` ones."""
+    if old_size == new_size:  # an ungrown side (image or latent channels) keeps its order, whatever its blocks
+        return torch.arange(old_size)
     if old_size % blocks or new_size % blocks or new_size < old_size:
         raise GrowthError(f"{name}: cannot place {old_size} channels ({blocks} blocks) into {new_size}")
     old_block, new_block = old_size // blocks, new_size // blocks
     return torch.cat([torch.arange(old_block) + b * new_block for b in range(blocks)])
+
+
+@dataclass(frozen=True)
+class _ConvLayout:
+    """How a conv's channels split into equal blocks that grow apart (see :func:`_conv_layouts`).
+
+    ``branch``: for one branch's conv inside a :class:`~ivvae.layers.BranchConv` (reading every
+    branch, writing its own), which branch it writes.
+    """
+
+    in_blocks: int
+    out_blocks: int
+    branch: int | None = None
+
+
+def _conv_layouts(model: nn.Module) -> dict[str, _ConvLayout]:
+    """The channel layout of every conv that does not read and write all branches side by side.
+
+    The rest (dense per-frame convs after full compression, the decoder's first conv, the encoder
+    head and the parallel atrous conv) read and write one block per branch.
+    """
+    layouts: dict[str, _ConvLayout] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, BranchConv):
+            for branch, key in enumerate(module.convs):
+                layouts[f"{name}.convs.{key}"] = _ConvLayout(len(module.convs), 1, branch)
+        elif isinstance(module, (Downsample, Upsample)):  # one module per branch, each on its own channels
+            layouts.update({f"{name}.spatial.{key}": _ConvLayout(1, 1) for key in module.spatial})
+            # an upsampling time conv writes two frames' channels side by side: two blocks of width
+            time_blocks = 2 if isinstance(module, Upsample) else 1
+            layouts.update({f"{name}.time_convs.{key}": _ConvLayout(1, time_blocks) for key in getattr(module, "time_convs", {})})
+        elif isinstance(module, SpatialAttention):  # one per branch; queries, keys and values grow as three blocks
+            layouts.update({f"{name}.to_qkv": _ConvLayout(1, 3), f"{name}.proj": _ConvLayout(1, 1)})
+    return layouts
 
 
 class _Grower:
@@ -150,11 +190,13 @@ class _Grower:
         self.scale = scale
         self.report = report
         self.used: set[str] = set()
+        self.num_branches = target.spec.num_branches
+        self.layouts = _conv_layouts(target)
+
+    def layout(self, name: str) -> _ConvLayout:
+        return self.layouts.get(name, _ConvLayout(self.num_branches, self.num_branches))
 
     def run(self) -> None:
-        # An upsampling time conv writes two frames' channels side by side: two blocks of width.
-        two_block = {f"{n}.time_convs.{k}" for n, m in self.target.named_modules() if isinstance(m, Upsample)
-                     for k in getattr(m, "time_convs", {})}
         inside_attention: tuple[str, ...] = ()
         for name, module in self.target.named_modules():
             if name.startswith(inside_attention):
@@ -163,7 +205,7 @@ class _Grower:
                 self.attention(name, module)
                 inside_attention += (name + ".",)
             elif isinstance(module, nn.modules.conv._ConvNd):
-                self.conv(name, module, out_blocks=2 if name in two_block else 1)
+                self.conv(name, module)
             elif isinstance(module, RMSNorm):
                 self.norm(name, module)
             elif any(True for _ in module.parameters(recurse=False)):
@@ -199,7 +241,7 @@ class _Grower:
                 return prefix
         return None
 
-    def conv(self, name: str, target: nn.Module, out_blocks: int = 1, query_scale: float | None = None) -> None:
+    def conv(self, name: str, target: nn.Module, query_scale: float | None = None) -> None:
         source = self.source_modules.get(name)
         if source is None or isinstance(source, nn.Identity):
             replaced = self._identity_ancestor(name)
@@ -209,8 +251,9 @@ class _Grower:
         if not isinstance(source, nn.modules.conv._ConvNd) or source.weight.dim() != target.weight.dim():
             raise GrowthError(f"{name}: {type(source).__name__} cannot grow into {type(target).__name__}")
         old = source.weight.detach().float()
-        rows = _positions(old.shape[0], target.weight.shape[0], out_blocks, name)
-        cols = _positions(old.shape[1], target.weight.shape[1], 1, name)
+        layout = self.layout(name)
+        rows = _positions(old.shape[0], target.weight.shape[0], layout.out_blocks, name)
+        cols = _positions(old.shape[1], target.weight.shape[1], layout.in_blocks, name)
         weight = target.weight.detach().float() * self.scale  # new output channels: small default init
         weight[rows] = 0.0  # old output channels: no weight on any new input channel ...
         if query_scale is not None:  # the first block of to_qkv are the queries
@@ -234,10 +277,18 @@ class _Grower:
         block_norm = self.source_modules.get(replaced.rsplit(".", 1)[0] + ".norm1")
         if not isinstance(block_norm, RMSNorm):
             raise GrowthError(f"{name}: replaces {replaced}, which is not a residual block's shortcut")
-        old_width = block_norm.width * block_norm.num_branches
+        old_width, branches = block_norm.width, block_norm.num_branches
+        layout = self.layout(name)
+        # where each branch's old channels sit among this conv's inputs, and among its outputs
+        cols = _positions(old_width * branches, target.weight.shape[1], branches, name)
+        if layout.branch is None:  # a dense conv: every branch in, every branch out
+            rows = _positions(old_width * branches, target.weight.shape[0], branches, name)
+        else:  # one branch's conv: reads every branch, passes its own branch's old channels on
+            rows = torch.arange(old_width)
+            cols = cols[layout.branch * old_width : (layout.branch + 1) * old_width]
         weight = target.weight.detach().float() * self.scale
-        weight[:old_width] = 0.0
-        weight[torch.arange(old_width), torch.arange(old_width)] = 1.0
+        weight[rows] = 0.0
+        weight[rows, cols] = 1.0
         with torch.no_grad():
             target.weight.copy_(weight)
             if target.bias is not None:
@@ -260,7 +311,7 @@ class _Grower:
             raise GrowthError(f"{name}: no attention block to grow from")
         old_width, new_width = source.proj.weight.shape[0], target.proj.weight.shape[0]
         self.norm(f"{name}.norm", target.norm)
-        self.conv(f"{name}.to_qkv", target.to_qkv, out_blocks=3, query_scale=(new_width / old_width) ** 0.5)
+        self.conv(f"{name}.to_qkv", target.to_qkv, query_scale=(new_width / old_width) ** 0.5)
         self.conv(f"{name}.proj", target.proj)
 
     def _set(self, parameter: nn.Parameter, value: torch.Tensor, key: str, old_shape) -> None:
@@ -278,11 +329,10 @@ def grow(
     new_weight_scale: float = 1e-2,
     seed: int = 0,
 ) -> tuple[nn.Module, GrowthReport]:
-    """A wider copy of a single-branch model that computes (almost exactly) what ``model`` computes.
+    """A wider copy of ``model`` that computes (almost exactly) what ``model`` computes.
 
     Args:
-        model: an :class:`~ivvae.models.ImageVAE` or :class:`~ivvae.models.CausalVAE` (any
-            single-branch member of the family).
+        model: any member of the family: the IV-VAE, the image VAE, the causal baseline or an ablation.
         base_channels / channel_multipliers: the new widths (``None``: unchanged); every stage's
             width must stay or grow.
         new_weight_scale: scale of the new output channels' default initialisation (> 0: at 0 the
@@ -293,7 +343,7 @@ def grow(
         The wider model (float32, eval mode) and a :class:`GrowthReport`.
 
     Raises:
-        GrowthError: a two-branch model, shrinking or unchanged widths, or widths whose block
+        GrowthError: a model outside the family, shrinking or unchanged widths, or widths whose block
             structure cannot hold the old weights (see the module docstring).
     """
     if isinstance(new_weight_scale, bool) or not isinstance(new_weight_scale, numbers.Real) \

@@ -35,11 +35,12 @@ def test_default_model_training_configs_load():
                                          "1d_image_vae_gpu.yaml", "1e_image_vae_gpu.yaml", "1e_wide_image_vae_gpu.yaml",
                                          "1f_wide_image_vae_gpu.yaml", "2_ivvae_video_gpu.yaml", "2b_ivvae_video_gpu.yaml",
                                          "2c_ivvae_video_gpu.yaml", "2c_wide_ivvae_video_gpu.yaml", "2d_wide_ivvae_video_gpu.yaml",
-                                         "2e_wide_continue_gpu.yaml", "3_continue.yaml", "3b_wide_continue_cpu.yaml",
-                                         "3c_wide_continue_cpu.yaml", "3d_wide_continue_cpu.yaml"]
+                                         "2e_wide_continue_gpu.yaml", "2f_grown_continue_gpu.yaml", "3_continue.yaml",
+                                         "3b_wide_continue_cpu.yaml", "3c_wide_continue_cpu.yaml", "3d_wide_continue_cpu.yaml",
+                                         "3e_grown_continue_cpu.yaml"]
     (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
-     video, video_2b, video_2c, video_2c_wide, video_2d_wide, video_continue, more, cpu_continue, cpu_continue_3c,
-     cpu_continue_3d) = (
+     video, video_2b, video_2c, video_2c_wide, video_2d_wide, video_continue, grown_gpu, more, cpu_continue, cpu_continue_3c,
+     cpu_continue_3d, grown_cpu) = (
         load_config(p) for p in configs)
     stages = (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
               video, video_2b, video_2c, video_2c_wide, video_2d_wide)
@@ -57,8 +58,8 @@ def test_default_model_training_configs_load():
     assert len({stage.output_dir for stage in stages}) == len(stages)
     # the GPU stages run for a fixed time, their horizon fitted to it
     assert all(stage.train.max_minutes for stage in stages[2:])
-    # stages 2e, 3, 3b, 3c and 3d continue from the shipped weights, which a fresh clone has
-    for continued in (video_continue, more, cpu_continue, cpu_continue_3c, cpu_continue_3d):
+    # stages 2e, 2f, 3, 3b, 3c, 3d and 3e continue from the shipped weights, which a fresh clone has
+    for continued in (video_continue, grown_gpu, more, cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu):
         assert (repo / continued.model.init.from_pretrained / "config.json").is_file()
         assert continued.model.init.inflate_from is None
     assert video_continue.train.max_minutes and video_continue.loss.mse_weight == video_2c_wide.loss.mse_weight
@@ -74,7 +75,12 @@ def test_default_model_training_configs_load():
     assert len({c.output_dir for c in (cpu_continue, cpu_continue_3c, cpu_continue_3d)}) == 3
     assert len({c.seed for c in (cpu_continue, cpu_continue_3c, cpu_continue_3d)}) == 3
     assert cpu_continue_3d.optimizer.lr == 3e-5 and cpu_continue_3d.train.max_minutes == 100.0
+    # 2f and 3e widen the shipped model first ([1, 2, 4, 6] -> [1, 2, 5, 8]), then follow 2e's and 3b's recipes
+    for grown, recipe in ((grown_gpu, video_continue), (grown_cpu, cpu_continue)):
+        assert grown.model.init.grow.channel_multipliers == grown.model.config["channel_multipliers"] == [1, 2, 5, 8]
+        assert grown.data == recipe.data and grown.loss == recipe.loss and grown.output_dir != recipe.output_dir
+    assert grown_gpu.optimizer.lr == video_continue.optimizer.lr and grown_gpu.train.max_minutes == video_continue.train.max_minutes
     # every stage holds out the same part of the sample clips
-    for stage in (*stages, video_continue, more, cpu_continue, cpu_continue_3c, cpu_continue_3d):
+    for stage in (*stages, video_continue, grown_gpu, more, cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources

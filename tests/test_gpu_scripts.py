@@ -169,3 +169,18 @@ def test_stage_2e_continues_the_shipped_model_then_anneals_in_a_second_command(t
     assert "--resume" not in calls[0]
     assert calls[1].startswith("train configs/small_z16/2e_wide_continue_gpu.yaml")
     assert "--resume auto --set train.max_minutes=2.4 --set optimizer.lr=6e-5" in calls[1]
+
+
+def test_the_same_script_runs_the_grown_stage_and_refuses_an_unknown_one(tmp_path):
+    """IVVAE_STAGE=2f_grown: the shipped model widened (2f_grown_continue_gpu.yaml), its own run folder and archives."""
+    log, env = logging_stub(tmp_path)
+    script = str(SCRIPTS / "train_on_gpu_2e.sh")
+    subprocess.run(["bash", script, str(tmp_path / "results")], cwd=tmp_path, env={**env, "IVVAE_STAGE": "2f_grown"},
+                   check=True, capture_output=True, text=True)
+    call = log.read_text().splitlines()
+    assert len(call) == 1 and call[0].startswith("train configs/small_z16/2f_grown_continue_gpu.yaml")
+    assert (tmp_path / "results" / "stage2f_grown.log").is_file()  # its own log (and archive, once there is an export)
+    done = subprocess.run(["bash", script, str(tmp_path / "results")], cwd=tmp_path, env={**env, "IVVAE_STAGE": "2g"},
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "IVVAE_STAGE=2g: there is no configs/small_z16/2g_continue_gpu.yaml" in done.stderr
+    assert len(log.read_text().splitlines()) == 1

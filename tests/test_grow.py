@@ -1,4 +1,4 @@
-"""Widening a trained single-branch model: same function at the start, every new weight learns."""
+"""Widening a trained model (image VAE, causal baseline, two-branch IV-VAE): same function at the start, every new weight learns."""
 
 from __future__ import annotations
 
@@ -54,29 +54,68 @@ def test_the_difference_is_second_order_in_the_new_weight_scale(image_vae):
     assert max_reconstruction_difference(image_vae, nearly_exact) < 2e-5
 
 
-def test_every_new_weight_learns(image_vae):
+@pytest.fixture(scope="module")
+def ivvae():
+    return trained_looking(tiny_ivvae())
+
+
+@pytest.mark.parametrize("which, shape", [("image_vae", (1, 3, 128, 128)), ("ivvae", (1, 3, 5, 128, 128))])
+def test_every_new_weight_learns(request, which, shape):
     """New channels are neither dead nor stuck: a few Adam steps move every new weight.
 
     (Most get a gradient on the first step; a norm gamma whose channel only the next layer's zero
-    columns read gets one once those columns have moved.)
+    columns read gets one once those columns have moved.) 128 px: a 16x16 latent, which PAC's
+    dilation-12 taps reach beyond the padding.
     """
-    grown, report = grow(image_vae, channel_multipliers=[1, 2, 4, 6])
+    model = request.getfixturevalue(which)
+    grown, report = grow(model, channel_multipliers=[1, 2, 5, 8])
     before = {k: v.detach().clone() for k, v in grown.named_parameters()}
     optimizer = torch.optim.Adam(grown.parameters(), lr=1e-3)
     torch.manual_seed(1)
     grown.train()
-    for _ in range(3):  # 128 px: a 16x16 latent, which PAC's dilation-12 taps reach beyond the padding
-        x = torch.rand(1, 3, 128, 128) * 2 - 1
+    for _ in range(3):
+        x = torch.rand(*shape) * 2 - 1
         optimizer.zero_grad()
         (grown(x).sample - x).abs().mean().backward()
         optimizer.step()
-    sources = dict(image_vae.named_parameters())
+    sources = dict(model.named_parameters())
     for key in report.grown:
         moved = (dict(grown.named_parameters())[key].detach() - before[key]).abs()
         old_part = tuple(slice(0, n) for n in sources[key].shape)
-        moved[old_part] = 1.0  # look at the new positions only (q/k/v blocks make this a superset)
+        moved[old_part] = 1.0  # look at the new positions only (branch and q/k/v blocks make this a superset)
         assert (moved > 0).all(), f"{key}: {(moved == 0).sum().item()} new entries did not move"
     assert report.identity
+
+
+@pytest.mark.parametrize("architecture", [
+    {},  # IV-VAE: 2-D keyframe + group-causal temporal branch, parallel atrous conv and attention
+    {"branches": ["2d", "causal"], "parallel_atrous": False, "full_compression_attention": False},  # Table 4's KTC
+    {"branches": ["group_causal", "group_causal"]},  # Table 5's 3-D + 3-D
+])
+@pytest.mark.parametrize("widths, identities", [
+    ({"channel_multipliers": [1, 2, 5, 8]}, 2),  # deep stages; a decoder block gains a shortcut conv per branch
+    ({"base_channels": 12}, 0),                 # every stage, the full-resolution branch convs included
+])
+def test_grown_two_branch_model_encodes_and_reconstructs_as_before(architecture, widths, identities):
+    """Each branch's old channels keep their place inside its wider block, for every layer that reads both."""
+    model = trained_looking(tiny_ivvae(**architecture))
+    grown, report = grow(model, **widths)
+    assert grown.spec.branches == model.spec.branches and type(grown) is type(model)
+    assert sum(".shortcut.convs." in name for name in report.identity) == identities
+    clip = torch.rand(1, 3, 9, 64, 48) * 2 - 1  # two groups after the first frame
+    with torch.no_grad():
+        latents = model.encode(clip).latent_dist.mean, grown.encode(clip).latent_dist.mean
+        assert (latents[0] - latents[1]).abs().max() < 1e-3
+        assert (model.decode(latents[0]).sample - grown.decode(latents[0]).sample).abs().max() < 1e-3
+    assert max_reconstruction_difference(model, grown) < 1e-3
+
+
+def test_the_shipped_width_grows_into_the_checkpoint_budget():
+    """The bundled IV-VAE's architecture ([1, 2, 4, 6] at base 16) grows to [1, 2, 5, 8] under #6's 40 MB in fp16."""
+    narrow = trained_looking(tiny_ivvae(latent_channels=16, base_channels=16, channel_multipliers=[1, 2, 4, 6]))
+    grown, report = grow(narrow, channel_multipliers=[1, 2, 5, 8])
+    assert 2 * sum(p.numel() for p in grown.parameters()) < 40e6
+    assert max_reconstruction_difference(narrow, grown, size=32) < 1e-3
 
 
 def test_grown_causal_baseline_reconstructs_as_before():
@@ -105,9 +144,9 @@ def test_refused_widths_say_why(image_vae, widths, message):
         grow(image_vae, **widths)
 
 
-def test_two_branch_models_are_refused_with_the_way_round():
-    with pytest.raises(GrowthError, match="grow its image VAE.*then inflate"):
-        grow(tiny_ivvae(), channel_multipliers=[1, 2, 4, 6])
+def test_two_branch_widths_that_lose_a_shortcut_are_refused(ivvae):
+    with pytest.raises(GrowthError, match=r"decoder.blocks.7 \(16 -> 32 channels\) would be 32 -> 32"):
+        grow(ivvae, channel_multipliers=[1, 2, 4, 8])
 
 
 def test_grow_command(capsys, tmp_path, image_vae):
@@ -128,3 +167,14 @@ def test_grow_command(capsys, tmp_path, image_vae):
     assert code == 2 and "give the new widths" in error_line(err)
     code, _, err = run(capsys, "grow", tmp_path / "image", tmp_path / "other", "--channel-multipliers", 1, 2, 4, 8)
     assert code == 2 and "shortcut" in error_line(err) and not (tmp_path / "other").exists()
+
+
+def test_grow_command_widens_an_ivvae_keeping_its_latent_normalisation(capsys, tmp_path):
+    model = trained_looking(tiny_ivvae(scaling_factor=0.3, shift_factor=-0.45))
+    model.save_pretrained(tmp_path / "ivvae")
+    code, out, _ = run(capsys, "grow", tmp_path / "ivvae", tmp_path / "wide", "--channel-multipliers", 1, 2, 5, 8)
+    assert code == 0 and "2 identity shortcuts" in out
+    wide = load_model(tmp_path / "wide")
+    assert list(wide.config.channel_multipliers) == [1, 2, 5, 8] and wide.spec.num_branches == 2
+    assert (wide.config.scaling_factor, wide.config.shift_factor) == (0.3, -0.45)  # the same latents, so the same statistics
+    assert max_reconstruction_difference(model, wide) < 1e-3

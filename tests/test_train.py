@@ -498,6 +498,34 @@ def test_init_grow_widens_the_image_vae_before_inflating_it(tmp_path):
         load_config(write_config(tmp_path / "bad.yaml", cfg))
 
 
+def test_init_grow_widens_a_pretrained_ivvae(tmp_path):
+    """model.init.grow on an IV-VAE (stage 3e-grown's way: the shipped model, wider, trained on), with the
+    config's architecture naming the new widths as the shipped stage configs do."""
+    from ivvae.grow import grow
+    from ivvae.models import IVVAE
+
+    torch.manual_seed(0)
+    narrow = IVVAE(latent_channels=8, base_channels=8, encoder_blocks=1, decoder_blocks=1).eval()
+    narrow.save_pretrained(tmp_path / "ivvae")
+    cfg = tiny_config(
+        model={"config": {**TINY_MODEL, "channel_multipliers": [1, 2, 5, 8]},
+               "init": {"from_pretrained": str(tmp_path / "ivvae"), "grow": {"channel_multipliers": [1, 2, 5, 8], "seed": 2}}},
+        data={"buckets": [{"num_frames": 5, "size": 32, "crop": 32, "batch_size": 1}], "validation": {"enabled": False}},
+        loss={"lpips": {"enabled": False}}, train={"max_steps": 1, "num_threads": 1},
+        checkpoint={"every": 0, "at_end": False}, export={"at_end": False},
+    )
+    trainer = Trainer(load_config(write_config(tmp_path / "grow.yaml", cfg)), output_dir=tmp_path / "run")
+    try:
+        built = trainer.vae_unwrapped
+        assert list(built.config.channel_multipliers) == [1, 2, 5, 8] and built.spec.num_branches == 2
+        expected, _ = grow(narrow, channel_multipliers=[1, 2, 5, 8], seed=2)
+        assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), expected.state_dict().values(), strict=True))
+        assert np.isfinite(trainer.train()["last_losses"]["total"])
+    finally:
+        trainer.close()
+
+
+
 def test_bf16_channels_last_checkpointing_on_cpu(tmp_path):
     """accelerate's bf16 autocast works on the CPU: gradients agree with fp32 in direction, and a
     run with bf16 + channels-last + gradient checkpointing trains."""

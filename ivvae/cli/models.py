@@ -292,13 +292,13 @@ register(
 # --------------------------------------------------------------------------------------------
 def _grow_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "model", metavar="MODEL", help="a trained single-branch model (image VAE or causal baseline): folder or bundled name"
+        "model", metavar="MODEL", help="a trained model (IV-VAE, image VAE, causal baseline or ablation): folder or bundled name"
     )
     parser.add_argument(
         "out_dir", type=Path, metavar="OUT_DIR", help="folder to write the wider model to (config, safetensors, growth_report.json)"
     )
     parser.add_argument("--channel-multipliers", type=positive_int, nargs="+", default=None, metavar="M",
-                        help="new stage widths in units of the base width, one per stage (e.g. 1 2 4 6)")
+                        help="new stage widths in units of the base width, one per stage (e.g. 1 2 5 8)")
     parser.add_argument("--base-channels", type=positive_int, default=None, metavar="C", help="new base width (default: unchanged)")
     parser.add_argument("--new-weight-scale", type=positive_float, default=1e-2, metavar="S",
                         help="scale of the new channels' random initialisation: the wider model differs from the old one by "
@@ -324,19 +324,19 @@ def _grow_run(args: argparse.Namespace) -> int:
 
 register(
     "grow",
-    "widen a trained image VAE, keeping what it computes",
+    "widen a trained model, keeping what it computes",
     _grow_arguments,
     _grow_run,
     description="""
-        Build a wider copy of a trained single-branch model (image VAE or causal baseline: more channels per
-        stage) that starts out computing what the trained one computes, so training goes on with more capacity
-        instead of starting over. Old channels ignore the new ones; new channels start small and random, so
-        both learn from the first step. Prints how far the two models' reconstructions of a test clip differ.
-        For a wider IV-VAE, grow its image VAE and inflate the result (ivvae inflate).
+        Build a wider copy of a trained model (IV-VAE, image VAE, causal baseline or ablation: more channels
+        per stage) that starts out computing what the trained one computes, so training goes on with more
+        capacity instead of starting over. Old channels ignore the new ones; new channels start small and
+        random, so both learn from the first step. Each branch of a two-branch model grows on its own, and the
+        latent normalisation carries over. Prints how far the two models' reconstructions of a test clip differ.
     """,
     epilog="""
         examples:
-          ivvae grow runs/image_vae/export models/image_vae_wide --channel-multipliers 1 2 4 6
-          ivvae inflate models/image_vae_wide models/ivvae_wide_init
+          ivvae grow ivvae-small-z16 models/ivvae_wide --channel-multipliers 1 2 5 8
+          ivvae grow runs/image_vae/export models/image_vae_wide --base-channels 24
     """,
 )

@@ -137,7 +137,7 @@ class InitConfig:
         strict: loading ``from_pretrained`` weights into a model built from ``preset``/``class``
             requires every key to match.
         grow: widen the ``from_pretrained`` model, or the image VAE ``inflate_from`` names before
-            inflating it, first (:class:`GrowConfig`; single-branch models): e.g.
+            inflating it, first (:class:`GrowConfig`): e.g.
             ``grow: {channel_multipliers: [1, 2, 4, 6]}``.
     """
 
