@@ -96,8 +96,9 @@ class GrowthReport:
 
     def summary(self) -> str:
         widths = lambda c: f"base {c['base_channels']} x {list(c['channel_multipliers'])}"  # noqa: E731
+        shortcuts = self.identity_shortcuts()
         line = (f"grown from {widths(self.source)} to {widths(self.target)}: {len(self.grown)} tensors grown, "
-                f"{len(self.copied)} copied, {self.identity_shortcuts()} identity shortcuts")
+                f"{len(self.copied)} copied, {shortcuts} identity shortcut{'s' * (shortcuts != 1)}")
         if self.max_difference is not None:
             line += f"; reconstructions differ by at most {self.max_difference:.2e}"
         return line
