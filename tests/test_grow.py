@@ -113,7 +113,7 @@ def test_grown_two_branch_model_encodes_and_reconstructs_as_before(architecture,
 def test_the_shipped_width_grows_into_the_checkpoint_budget():
     """The bundled IV-VAE's architecture ([1, 2, 4, 6] at base 16) grows to [1, 2, 5, 8] under #6's 40 MB in fp16."""
     narrow = trained_looking(tiny_ivvae(latent_channels=16, base_channels=16, channel_multipliers=[1, 2, 4, 6]))
-    grown, report = grow(narrow, channel_multipliers=[1, 2, 5, 8])
+    grown, _ = grow(narrow, channel_multipliers=[1, 2, 5, 8])
     assert 2 * sum(p.numel() for p in grown.parameters()) < 40e6
     assert max_reconstruction_difference(narrow, grown, size=32) < 1e-3
 
