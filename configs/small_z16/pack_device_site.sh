@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Packs the Python packages the GPU machines lack (PyAV, diffusers, scikit-video: their image has
 # torch but none of these, and no network) into one xz archive for the device tool's `carry`:
-# ~29 MB instead of the wheels' 44 MB, which keeps the tracked tree (~23 MB since the model is
-# 21 MB), this archive and an image-VAE export under the 64 MiB a device call may carry. The wheels
-# stay in WHEEL_DIR (git-ignored; downloaded once, skipped when there). On the GPU machine:
+# ~23 MB instead of the wheels' 44 MB. A device call carries 64 MiB with the tracked tree (~39 MB
+# since the model is 35 MB), so the archive leaves out what ivvae never loads there: diffusers'
+# pipelines, PyAV's type stubs and Cython headers, and PyAV's extension modules lose their symbol
+# tables (`strip`: 31 -> 5 MB; its bundled FFmpeg in av.libs is left as built). The wheels stay in
+# WHEEL_DIR (git-ignored; downloaded once, skipped when there). On the GPU machine:
 #   python3 -c "import tarfile; tarfile.open('.device_site/site.tar.xz').extractall('/tmp/site', filter='fully_trusted')"
 #   export PYTHONPATH=/tmp/site:$PWD
 #
@@ -19,6 +21,10 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 -
 python3 -m pip download -q --no-deps --only-binary=:all: diffusers==0.42.1 scikit-video==1.1.11 -d "$wheels"
 python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" \
   "$wheels"/av-18.1.0-*.whl "$wheels"/diffusers-0.42.1-*.whl "$wheels"/scikit_video-1.1.11-*.whl
+# trimmed: ivvae imports none of this (checked in session 17: the io and data tests and a training stage ran on the packed site)
+rm -rf "$site"/diffusers/pipelines "$site"/diffusers/modular_pipelines "$site"/diffusers/models/controlnets
+find "$site"/av \( -name '*.pyi' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' \) -delete
+find "$site"/av -name '*.so' -exec strip --strip-unneeded {} +
 mkdir -p "$out"
 tar -cf - -C "$site" . | xz -9e -T0 > "$out/site.tar.xz.tmp"
 mv "$out/site.tar.xz.tmp" "$out/site.tar.xz"
