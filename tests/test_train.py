@@ -526,6 +526,28 @@ def test_init_grow_widens_a_pretrained_ivvae(tmp_path):
 
 
 
+@pytest.mark.parametrize("config", [{"channel_multipliers": [1, 2, 4, 4]}, {"latent_channels": 4}])
+def test_init_from_a_pretrained_model_of_another_architecture_names_the_difference(tmp_path, config):
+    """A stage config written for an older bundled model (e.g. stage 3d's [1, 2, 4, 6] once the shipped model is
+    [1, 2, 5, 8]) stops with the differing config entries named, not PyTorch's tensor-shape list."""
+    from ivvae.models import IVVAE
+    from ivvae.train.build import build_model_from_config
+    from ivvae.train.config import config_from_dict
+
+    IVVAE(**{**TINY_MODEL, "channel_multipliers": [1, 2, 5, 8]}).save_pretrained(tmp_path / "pretrained")
+    for strict in (True, False):
+        mcfg = config_from_dict(tiny_config(model={"config": {**TINY_MODEL, **config},
+                                                   "init": {"from_pretrained": str(tmp_path / "pretrained"), "strict": strict}})).model
+        with pytest.raises(ConfigError) as err:
+            build_model_from_config(mcfg)
+        message = str(err.value)
+        assert message.startswith(f"model.init.from_pretrained: the model in '{tmp_path / 'pretrained'}' does not fit")
+        assert "model.init.grow" in message and "size mismatch" not in message
+        key, value = next(iter(config.items()))
+        pretrained = [1, 2, 5, 8] if key == "channel_multipliers" else TINY_MODEL.get(key)
+        assert f"{key}: pretrained {pretrained}, config {value}" in message
+
+
 def test_bf16_channels_last_checkpointing_on_cpu(tmp_path):
     """accelerate's bf16 autocast works on the CPU: gradients agree with fp32 in direction, and a
     run with bf16 + channels-last + gradient checkpointing trains."""

@@ -143,6 +143,42 @@ def _configured_model(mcfg) -> nn.Module | None:
     return model
 
 
+# config entries that do not shape the weights (the latent normalisation is re-measured after training)
+_WEIGHTLESS_CONFIG_KEYS = {"scaling_factor", "shift_factor"}
+
+
+def _architecture_differences(model: nn.Module, loaded: nn.Module) -> list[str]:
+    """``"key: pretrained P, config C"`` for each config entry where ``loaded`` and ``model`` differ."""
+    if type(model) is not type(loaded):
+        return [f"class: pretrained {type(loaded).__name__}, config {type(model).__name__}"]
+    ours, theirs = dict(getattr(model, "config", {})), dict(getattr(loaded, "config", {}))
+    return [f"{key}: pretrained {_plain(theirs.get(key))}, config {_plain(ours.get(key))}"
+            for key in sorted(ours.keys() | theirs.keys())
+            if not key.startswith("_") and key not in _WEIGHTLESS_CONFIG_KEYS and _plain(ours.get(key)) != _plain(theirs.get(key))]
+
+
+def _plain(value):
+    """Config values compare as lists whatever sequence type stored them (FrozenDict keeps tuples or lists)."""
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _load_init_weights(model: nn.Module, loaded: nn.Module, init, log: logging.Logger) -> None:
+    """Copies the ``from_pretrained`` weights into the model the config builds; a model of another
+    architecture is a ConfigError naming the entries that differ, not PyTorch's list of tensor shapes."""
+    differences = _architecture_differences(model, loaded)
+    try:
+        result = model.load_state_dict(loaded.state_dict(), strict=init.strict)
+    except RuntimeError as err:
+        detail = "; ".join(differences) if differences else str(err).splitlines()[0]
+        raise ConfigError(
+            f"model.init.from_pretrained: the model in '{init.from_pretrained}' does not fit the one the config builds "
+            f"({detail}). Make the model section describe the pretrained model (or leave model.config/preset out to take "
+            "its architecture), or, where the config's model is the wider one, grow the pretrained one to it with "
+            "model.init.grow") from None
+    if not init.strict and (result.missing_keys or result.unexpected_keys):
+        log.warning("init.from_pretrained: %d missing, %d unexpected keys", len(result.missing_keys), len(result.unexpected_keys))
+
+
 def build_model_from_config(mcfg, log: logging.Logger = logger, *, resume_from: str | os.PathLike | None = None) -> nn.Module:
     """The model a ``model`` config section describes, with its initial weights (train mode).
 
@@ -161,9 +197,7 @@ def build_model_from_config(mcfg, log: logging.Logger = logger, *, resume_from: 
         if model is None:
             model = loaded
         else:
-            result = model.load_state_dict(loaded.state_dict(), strict=init.strict)
-            if not init.strict and (result.missing_keys or result.unexpected_keys):
-                log.warning("init.from_pretrained: %d missing, %d unexpected keys", len(result.missing_keys), len(result.unexpected_keys))
+            _load_init_weights(model, loaded, init, log)
         log.info("initialised from %s", init.from_pretrained)
     elif init.inflate_from:
         try:
