@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -96,11 +97,12 @@ def plot_curve(data: dict, out: Path) -> Path:
     by_run: dict[str, list[dict]] = {}
     for entry in data["runs"].values():
         by_run.setdefault(entry.get("run", "ivvae-small-z16"), []).append(entry)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 6))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 6.5))
+    run_lines = []
     for run, entries in by_run.items():
         entries = sorted(entries, key=lambda e: e["step"])
         steps = [e["step"] for e in entries]
-        ax1.plot(steps, [e["psnr"] for e in entries], "o-", label=run)
+        run_lines += ax1.plot(steps, [e["psnr"] for e in entries], "o-", label=run)
         ax2.plot(steps, [e["ssim"] for e in entries], "o-", label=run)
     ref = data.get("bicubic-x4")
     if ref:
@@ -113,9 +115,11 @@ def plot_curve(data: dict, out: Path) -> Path:
         ax.set_xlabel("video-training steps (0 = KTC inflation; a continuing run starts at its start's step)", fontsize=8)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)  # below: the curves fill the axes
+        ax.legend(handles=ax.get_lines()[len(run_lines):], fontsize=7, loc="lower right")  # the references, per axis
+    # one legend of the runs for both axes, below them (the curves fill the axes; long labels need the full width)
+    fig.legend(handles=run_lines, fontsize=7, loc="lower center", ncol=2)
     fig.suptitle("held-out set: carphone + last 20% of bikes and bigbuckbunny, 17x256x256 (native when smaller)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 + 0.022 * math.ceil(len(run_lines) / 2), 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
@@ -178,13 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         todo = [(0, Path(args.start))] + todo
     if "bicubic-x4" not in data:
         data["bicubic-x4"] = evaluate_folder("bicubic-x4", args.threads)
+    label = args.label or args.run.name
     for step, folder in todo:
-        key = f"{folder}@{step}"
+        # a start folder is evaluated for each run that starts from it, so each run's line begins at its start
+        key = f"{folder}@{step}" if step else f"{folder}@0 [{label}]"
         if key in data["runs"]:
             continue
         entry = evaluate_folder(folder, args.threads)
         entry["step"] = args.step_offset + step
-        entry["run"] = args.label or args.run.name
+        entry["run"] = label
         entry["floor"] = floor_check(entry, data["bicubic-x4"])
         data["runs"][key] = entry
         print(f"step {entry['step']}: held-out PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.3f}, SSIM-by-position spread "

@@ -728,3 +728,11 @@ def test_heldout_curve_places_a_continuing_run_after_its_start(tmp_path, monkeyp
     assert sorted((e["step"], e["psnr"]) for e in entries.values()) == [(582, 27.3), (882, 27.4), (1032, 27.5)]
     assert all(e["run"] == "cont" and not e["floor"]["psnr_at_least_bicubic_plus_1_db"] for e in entries.values())
     assert (out / "loss_b.png").is_file() and not (out / "loss_curve.png").exists() and (out / "heldout_curve.png").is_file()
+    # a second run from the same start folder gets its own start point (its line begins there too); cached work is kept
+    evaluated = []
+    monkeypatch.setattr(curve, "evaluate_folder", lambda model, threads: evaluated.append(str(model)) or fake_evaluate(model, threads))
+    (run / "exports" / "step_00000300" / "config.json").unlink()
+    assert curve.main(["--run", str(run), "--start", str(start), "--step-offset", "582", "--label", "other", "--out", str(out)]) == 0
+    entries = json.loads((out / "heldout_curve.json").read_text())["runs"]
+    assert evaluated == [str(start)]
+    assert sorted(e["run"] for e in entries.values() if e["step"] == 582) == ["cont", "other"]

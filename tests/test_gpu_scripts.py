@@ -171,16 +171,17 @@ def test_stage_2e_continues_the_shipped_model_then_anneals_in_a_second_command(t
     assert "--resume auto --set train.max_minutes=2.4 --set optimizer.lr=6e-5" in calls[1]
 
 
-def test_the_same_script_runs_the_grown_stage_and_refuses_an_unknown_one(tmp_path):
-    """IVVAE_STAGE=2f_grown: the shipped model widened (2f_grown_continue_gpu.yaml), its own run folder and archives."""
+@pytest.mark.parametrize("stage", ["2f_grown", "2g_grown"])
+def test_the_same_script_runs_the_grown_stages_and_refuses_an_unknown_one(tmp_path, stage):
+    """IVVAE_STAGE=2f_grown (the shipped model widened) or 2g_grown (the next lease's): its config, run folder and archives."""
     log, env = logging_stub(tmp_path)
     script = str(SCRIPTS / "train_on_gpu_2e.sh")
-    subprocess.run(["bash", script, str(tmp_path / "results")], cwd=tmp_path, env={**env, "IVVAE_STAGE": "2f_grown"},
+    subprocess.run(["bash", script, str(tmp_path / "results")], cwd=tmp_path, env={**env, "IVVAE_STAGE": stage},
                    check=True, capture_output=True, text=True)
     call = log.read_text().splitlines()
-    assert len(call) == 1 and call[0].startswith("train configs/small_z16/2f_grown_continue_gpu.yaml")
-    assert (tmp_path / "results" / "stage2f_grown.log").is_file()  # its own log (and archive, once there is an export)
-    done = subprocess.run(["bash", script, str(tmp_path / "results")], cwd=tmp_path, env={**env, "IVVAE_STAGE": "2g"},
+    assert len(call) == 1 and call[0].startswith(f"train configs/small_z16/{stage}_continue_gpu.yaml")
+    assert (tmp_path / "results" / f"stage{stage}.log").is_file()  # its own log (and archive, once there is an export)
+    done = subprocess.run(["bash", script, str(tmp_path / "results")], cwd=tmp_path, env={**env, "IVVAE_STAGE": "2h"},
                           capture_output=True, text=True)
-    assert done.returncode == 2 and "IVVAE_STAGE=2g: there is no configs/small_z16/2g_continue_gpu.yaml" in done.stderr
+    assert done.returncode == 2 and "IVVAE_STAGE=2h: there is no configs/small_z16/2h_continue_gpu.yaml" in done.stderr
     assert len(log.read_text().splitlines()) == 1

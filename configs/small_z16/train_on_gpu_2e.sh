@@ -8,8 +8,10 @@
 #   IVVAE_TAIL_MINUTES=0 timeout 578 configs/small_z16/train_on_gpu_2e.sh $OUT --set train.max_minutes=8.8
 #   IVVAE_SKIP_MAIN=1 IVVAE_TAIL_MINUTES=2.4 timeout 205 configs/small_z16/train_on_gpu_2e.sh $OUT
 # Needs nothing but the tracked tree and the packages (docs/default-model.md "Next").
-# IVVAE_STAGE picks the stage config configs/small_z16/${IVVAE_STAGE}_continue_gpu.yaml (default 2e_wide;
-# 2f_grown: the shipped model widened to [1, 2, 5, 8] first, the same two commands).
+# IVVAE_STAGE picks the stage config configs/small_z16/${IVVAE_STAGE}_continue_gpu.yaml (default 2e_wide, which ran
+# from the session-14 model and needs it restored, docs/default-model.md;
+# 2f_grown: the session-15 model widened to [1, 2, 5, 8] first, run in session 17; 2g_grown: the shipped model as it
+# is, at half the peak lr, the next lease's; the same two commands).
 #
 #   configs/small_z16/train_on_gpu_2e.sh [RESULTS_DIR] [IVVAE_TRAIN_ARGS...]
 source "$(dirname "$0")/_stage.sh"  # takes RESULTS_DIR off the arguments
