@@ -548,6 +548,19 @@ def test_init_from_a_pretrained_model_of_another_architecture_names_the_differen
         assert f"{key}: pretrained {pretrained}, config {value}" in message
 
 
+
+def test_inflating_a_video_model_names_the_config_key(tmp_path):
+    """model.init.inflate_from must name an image VAE: a video IV-VAE there is a ConfigError that says which key."""
+    from ivvae.models import IVVAE
+    from ivvae.train.build import build_model_from_config
+    from ivvae.train.config import config_from_dict
+
+    IVVAE(**TINY_MODEL).save_pretrained(tmp_path / "video_model")
+    for model_section in ({"config": dict(TINY_MODEL)}, {"class": None, "config": {}}):
+        mcfg = config_from_dict(tiny_config(model={**model_section, "init": {"inflate_from": str(tmp_path / "video_model")}})).model
+        with pytest.raises(ConfigError, match=r"^model.init.inflate_from: '.*video_model': the source must be an image VAE"):
+            build_model_from_config(mcfg)
+
 def test_bf16_channels_last_checkpointing_on_cpu(tmp_path):
     """accelerate's bf16 autocast works on the CPU: gradients agree with fp32 in direction, and a
     run with bf16 + channels-last + gradient checkpointing trains."""

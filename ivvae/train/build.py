@@ -179,6 +179,17 @@ def _load_init_weights(model: nn.Module, loaded: nn.Module, init, log: logging.L
         log.warning("init.from_pretrained: %d missing, %d unexpected keys", len(result.missing_keys), len(result.unexpected_keys))
 
 
+def _inflated(inflation, image_vae: nn.Module, model: nn.Module | None, init):
+    """``(model, report)``: ``image_vae`` inflated into ``model`` (or into the IV-VAE ``init.mode`` builds when None)."""
+    if model is None:
+        return inflation.inflate_image_vae(image_vae, init.mode or "ktc", temporal_frame=init.temporal_frame,
+                                           allow_unfilled=init.allow_unfilled)
+    mode = inflation.infer_mode(image_vae, model)
+    if init.mode is not None and init.mode != mode:
+        raise ConfigError(f"model.init.mode is {init.mode!r} but the image VAE and the model fit mode {mode!r}")
+    return model, inflation.inflate(image_vae, model, temporal_frame=init.temporal_frame, allow_unfilled=init.allow_unfilled)
+
+
 def build_model_from_config(mcfg, log: logging.Logger = logger, *, resume_from: str | os.PathLike | None = None) -> nn.Module:
     """The model a ``model`` config section describes, with its initial weights (train mode).
 
@@ -205,14 +216,10 @@ def build_model_from_config(mcfg, log: logging.Logger = logger, *, resume_from: 
         except ImportError as err:  # the inflation module is optional for other stages
             raise ImportError(f"model.init.inflate_from needs ivvae.inflate: {err}") from err
         image_vae = _grown(_load_init_model("inflate_from", init.inflate_from, init.weights), init.grow, log)
-        if model is None:
-            model, report = inflation.inflate_image_vae(image_vae, init.mode or "ktc", temporal_frame=init.temporal_frame,
-                                                        allow_unfilled=init.allow_unfilled)
-        else:
-            mode = inflation.infer_mode(image_vae, model)
-            if init.mode is not None and init.mode != mode:
-                raise ConfigError(f"model.init.mode is {init.mode!r} but the image VAE and the model fit mode {mode!r}")
-            report = inflation.inflate(image_vae, model, temporal_frame=init.temporal_frame, allow_unfilled=init.allow_unfilled)
+        try:
+            model, report = _inflated(inflation, image_vae, model, init)
+        except inflation.InflationError as err:  # e.g. inflate_from names a video model, not an image VAE
+            raise ConfigError(f"model.init.inflate_from: '{init.inflate_from}': {err}") from None
         log.info("inflated from %s: %s", init.inflate_from, report.summary().splitlines()[0])
     if model is None:
         raise ConfigError("model: nothing to build (give preset, class/config, init.from_pretrained or init.inflate_from)")
