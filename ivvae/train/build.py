@@ -165,11 +165,10 @@ def _plain(value):
 def _load_init_weights(model: nn.Module, loaded: nn.Module, init, log: logging.Logger) -> None:
     """Copies the ``from_pretrained`` weights into the model the config builds; a model of another
     architecture is a ConfigError naming the entries that differ, not PyTorch's list of tensor shapes."""
-    differences = _architecture_differences(model, loaded)
     try:
         result = model.load_state_dict(loaded.state_dict(), strict=init.strict)
     except RuntimeError as err:
-        detail = "; ".join(differences) if differences else str(err).splitlines()[0]
+        detail = "; ".join(_architecture_differences(model, loaded)) or str(err).splitlines()[0]
         raise ConfigError(
             f"model.init.from_pretrained: the model in '{init.from_pretrained}' does not fit the one the config builds "
             f"({detail}). Make the model section describe the pretrained model (or leave model.config/preset out to take "
