@@ -13,6 +13,10 @@ smallest batch of the same run.
     python benchmarks/bench_train_step.py configs/small_z16/1d_image_vae_gpu.yaml --random-init --device cuda \\
         --batch-sizes 16 48 --memory-format both --profile 15 --out benchmarks/results/train_step_image_h200.json
     python benchmarks/bench_train_step.py configs/small_z16/2_ivvae_video_gpu.yaml --quick   # CPU smoke test
+
+``--baseline-fp32-norm`` also times each row with RMSNorm as it was before session 17 (its fp32 gamma
+promoted bf16 features to fp32, so every conv cast its input back, forward and backward) and records
+the speed-up of the current norm over it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 import torch
 from _results import write_results
 
+from ivvae.layers.norm import RMSNorm
 from ivvae.runtime import tune_cpu_allocator
 from ivvae.train.build import build_model_from_config
 from ivvae.train.config import InitConfig, load_config
@@ -46,6 +51,23 @@ def top_ops(step, device: torch.device, top: int) -> list[dict]:
     total = sum(getattr(e, attr) for e in events) or 1.0
     return [{"op": e.key, "calls": e.count, "self_ms": round(getattr(e, attr) / 1e3, 3),
              "share": round(getattr(e, attr) / total, 4)} for e in events[:top]]
+
+
+@contextlib.contextmanager
+def fp32_promoting_norm():
+    """RMSNorm as before session 17: features times the fp32 gamma, so bf16 features come out fp32."""
+    current = RMSNorm.forward
+
+    def promoting(self, x: torch.Tensor) -> torch.Tensor:
+        branches = x.unflatten(1, (self.num_branches, self.width))
+        inv_norm = branches.square().sum(2, keepdim=True).clamp_min(1e-24).rsqrt()
+        return (branches * (inv_norm * self.scale)).flatten(1, 2) * self.gamma
+
+    RMSNorm.forward = promoting
+    try:
+        yield
+    finally:
+        RMSNorm.forward = current
 
 
 def time_steps(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device, precision: str, channels_last: bool,
@@ -106,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the config's (model.channels_last), one of the two, or both in turn (default %(default)s)")
     parser.add_argument("--profile", type=int, default=0, metavar="K",
                         help="also profile one step per row and record its K most expensive operators")
+    parser.add_argument("--baseline-fp32-norm", action="store_true",
+                        help="also time each row with the pre-session-17 RMSNorm (fp32 output under bf16) and record the speed-up")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help="leave glibc malloc as is (default: ivvae.runtime.tune_cpu_allocator(), as ivvae train does)")
@@ -142,8 +166,16 @@ def main(argv: list[str] | None = None) -> int:
             model = build_model_from_config(cfg.model)
             if channels_last:
                 model.to_channels_last()
-            row = time_steps(model, (batch, 3, frames, height, width), device, precision, channels_last, args.warmup,
-                             args.steps, args.profile)
+            shape = (batch, 3, frames, height, width)
+            if args.baseline_fp32_norm:
+                with fp32_promoting_norm():
+                    baseline = time_steps(model, shape, device, precision, channels_last, args.warmup, args.steps, args.profile)
+            row = time_steps(model, shape, device, precision, channels_last, args.warmup, args.steps, args.profile)
+            if args.baseline_fp32_norm:
+                row["fp32_norm_baseline"] = baseline
+                row["speedup_vs_fp32_norm"] = round(baseline["s_per_step"] / row["s_per_step"], 3)
+                print(f"batch {batch:4d}: the pre-session-17 norm took {baseline['s_per_step']:.4f} s/step; "
+                      f"now {row['speedup_vs_fp32_norm']:.2f}x faster")
             rows.append(row)
             print(f"batch {batch:4d} {'channels-last' if channels_last else 'contiguous':13s}: {row['s_per_step']:.4f} s/step, "
                   f"{row['samples_per_s']:.1f} samples/s, {row['mpix_per_s']:.2f} Mpix/s"

@@ -248,6 +248,24 @@ def test_channels_last_bf16_matches_fp32_closely(tiny_model):
     assert (fast - reference).abs().mean() < 0.05
 
 
+
+def test_rms_norm_keeps_bf16_features_bf16_under_autocast():
+    """Its fp32 gamma must not promote bf16 features to fp32 (the next conv would cast them back: a copy of every
+    activation, forward and backward); fp32 features stay exact, and gamma still gets its gradient."""
+    from ivvae.layers.norm import RMSNorm
+
+    norm = RMSNorm(4, num_branches=2)
+    with torch.no_grad():
+        norm.gamma.uniform_(0.5, 1.5)
+    x = torch.randn(1, 8, 3, 4, 4)
+    expected = torch.cat([torch.nn.functional.normalize(h, dim=1) * 2 for h in x.chunk(2, dim=1)], dim=1) * norm.gamma
+    assert torch.allclose(norm(x), expected, atol=1e-6) and norm(x).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = norm(x.bfloat16())
+    assert out.dtype == torch.bfloat16 and torch.allclose(out.float(), expected, atol=0.05)
+    out.float().sum().backward()
+    assert norm.gamma.grad is not None and norm.gamma.grad.dtype == torch.float32 and norm.gamma.grad.abs().sum() > 0
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     x = torch.randn(1, 3, 5, 16, 16)
     grads = []

@@ -30,4 +30,6 @@ class RMSNorm(nn.Module):
         # (15% of a forward pass); a sum of squares reduces over channels as whole-plane adds.
         branches = x.unflatten(1, (self.num_branches, self.width))
         inv_norm = branches.square().sum(2, keepdim=True).clamp_min(_EPS**2).rsqrt()
-        return (branches * (inv_norm * self.scale)).flatten(1, 2) * self.gamma
+        # gamma in x's dtype: an fp32 gamma would promote bf16 (autocast) features to fp32, and the next
+        # conv would cast them back, a copy of every activation each way (forward and backward)
+        return (branches * (inv_norm * self.scale)).flatten(1, 2) * self.gamma.to(x.dtype)
