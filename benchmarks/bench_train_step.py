@@ -14,9 +14,10 @@ smallest batch of the same run.
         --batch-sizes 16 48 --memory-format both --profile 15 --out benchmarks/results/train_step_image_h200.json
     python benchmarks/bench_train_step.py configs/small_z16/2_ivvae_video_gpu.yaml --quick   # CPU smoke test
 
-``--baseline-fp32-norm`` also times each row with RMSNorm as it was before session 17 (its fp32 gamma
-promoted bf16 features to fp32, so every conv cast its input back, forward and backward) and records
-the speed-up of the current norm over it.
+``--baseline`` also times each row with layers as they were before session 17 and records the speed-up
+of the current ones: ``fp32-norm`` (RMSNorm's fp32 gamma promoted bf16 features to fp32, so every conv
+cast its input back, forward and backward), ``stacked-time-conv`` (3-D convs ran as one 2-D conv over
+the time taps stacked on channels), ``session16`` (both).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 import torch
 from _results import write_results
 
+from ivvae.layers.conv import TimeConv3d
 from ivvae.layers.norm import RMSNorm
 from ivvae.runtime import tune_cpu_allocator
 from ivvae.train.build import build_model_from_config
@@ -53,21 +55,37 @@ def top_ops(step, device: torch.device, top: int) -> list[dict]:
              "share": round(getattr(e, attr) / total, 4)} for e in events[:top]]
 
 
-@contextlib.contextmanager
-def fp32_promoting_norm():
+def _fp32_promoting_norm(self: RMSNorm, x: torch.Tensor) -> torch.Tensor:
     """RMSNorm as before session 17: features times the fp32 gamma, so bf16 features come out fp32."""
-    current = RMSNorm.forward
+    branches = x.unflatten(1, (self.num_branches, self.width))
+    inv_norm = branches.square().sum(2, keepdim=True).clamp_min(1e-24).rsqrt()
+    return (branches * (inv_norm * self.scale)).flatten(1, 2) * self.gamma
 
-    def promoting(self, x: torch.Tensor) -> torch.Tensor:
-        branches = x.unflatten(1, (self.num_branches, self.width))
-        inv_norm = branches.square().sum(2, keepdim=True).clamp_min(1e-24).rsqrt()
-        return (branches * (inv_norm * self.scale)).flatten(1, 2) * self.gamma
 
-    RMSNorm.forward = promoting
+def _stacked_time_conv(self: TimeConv3d, x: torch.Tensor) -> torch.Tensor:
+    """TimeConv3d as before session 17: the time taps stacked on channels, one 2-D conv."""
+    out_channels, in_channels, taps, kh, kw = self.weight.shape
+    stacked = x.unfold(2, taps, self.stride[0]).permute(0, 2, 5, 1, 3, 4).flatten(0, 1).flatten(1, 2)  # (B T') (taps C) H W
+    weight = self.weight.transpose(1, 2).reshape(out_channels, taps * in_channels, kh, kw)
+    out = torch.nn.functional.conv2d(stacked, weight, self.bias, stride=self.stride[1:], padding=self.padding[1:])
+    return out.unflatten(0, (x.shape[0], -1)).transpose(1, 2)
+
+
+BASELINES = {"fp32-norm": [(RMSNorm, _fp32_promoting_norm)], "stacked-time-conv": [(TimeConv3d, _stacked_time_conv)]}
+BASELINES["session16"] = BASELINES["fp32-norm"] + BASELINES["stacked-time-conv"]
+
+
+@contextlib.contextmanager
+def baseline_layers(name: str):
+    """The layers of baseline ``name`` in place of the current ones (their classes patched) while inside."""
+    saved = [(cls, cls.forward) for cls, _ in BASELINES[name]]
+    for cls, forward in BASELINES[name]:
+        cls.forward = forward
     try:
         yield
     finally:
-        RMSNorm.forward = current
+        for cls, forward in saved:
+            cls.forward = forward
 
 
 def time_steps(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device, precision: str, channels_last: bool,
@@ -128,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the config's (model.channels_last), one of the two, or both in turn (default %(default)s)")
     parser.add_argument("--profile", type=int, default=0, metavar="K",
                         help="also profile one step per row and record its K most expensive operators")
-    parser.add_argument("--baseline-fp32-norm", action="store_true",
-                        help="also time each row with the pre-session-17 RMSNorm (fp32 output under bf16) and record the speed-up")
+    parser.add_argument("--baseline", choices=sorted(BASELINES), default=None,
+                        help="also time each row with these pre-session-17 layers and record the current ones' speed-up")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help="leave glibc malloc as is (default: ivvae.runtime.tune_cpu_allocator(), as ivvae train does)")
@@ -167,15 +185,15 @@ def main(argv: list[str] | None = None) -> int:
             if channels_last:
                 model.to_channels_last()
             shape = (batch, 3, frames, height, width)
-            if args.baseline_fp32_norm:
-                with fp32_promoting_norm():
+            if args.baseline:
+                with baseline_layers(args.baseline):
                     baseline = time_steps(model, shape, device, precision, channels_last, args.warmup, args.steps, args.profile)
             row = time_steps(model, shape, device, precision, channels_last, args.warmup, args.steps, args.profile)
-            if args.baseline_fp32_norm:
-                row["fp32_norm_baseline"] = baseline
-                row["speedup_vs_fp32_norm"] = round(baseline["s_per_step"] / row["s_per_step"], 3)
-                print(f"batch {batch:4d}: the pre-session-17 norm took {baseline['s_per_step']:.4f} s/step; "
-                      f"now {row['speedup_vs_fp32_norm']:.2f}x faster")
+            if args.baseline:
+                row["baseline"] = {"layers": args.baseline, **baseline}
+                row["speedup_vs_baseline"] = round(baseline["s_per_step"] / row["s_per_step"], 3)
+                print(f"batch {batch:4d}: baseline {args.baseline} took {baseline['s_per_step']:.4f} s/step; "
+                      f"now {row['speedup_vs_baseline']:.2f}x faster")
             rows.append(row)
             print(f"batch {batch:4d} {'channels-last' if channels_last else 'contiguous':13s}: {row['s_per_step']:.4f} s/step, "
                   f"{row['samples_per_s']:.1f} samples/s, {row['mpix_per_s']:.2f} Mpix/s"

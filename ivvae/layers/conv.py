@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 #: Branch kinds: how a branch's convs treat time.
 BRANCH_KINDS = ("2d", "group_causal", "causal")
 
-# Every conv below runs as a 2-D conv with frames folded into the batch. On CPU, PyTorch sends a
-# batch-1 conv3d to a slow reference kernel (measured 1.5 GFLOP/s against 25-50 GFLOP/s for the
-# equivalent conv2d on 2 cores), and a video is usually a batch of one.
+# Per-frame convs run as 2-D convs with frames folded into the batch (a free view of a channels-last
+# 3-D tensor); convs across time are native 3-D convs (TimeConv3d).
 
 
 def frames_to_batch(x: torch.Tensor) -> torch.Tensor:
@@ -36,25 +34,18 @@ class FrameConv2d(nn.Conv2d):
 
 
 class TimeConv3d(nn.Conv3d):
-    """A Conv3d without temporal padding, computed as one 2-D conv over stacked time taps.
+    """A Conv3d whose input arrives padded in time (the temporal layers add cached or repeated frames).
 
-    Output frame ``j`` reads input frames ``j*s .. j*s + kt - 1``; those ``kt`` frames are stacked
-    along channels and convolved by the weight reshaped to ``(out, kt*in, k, k)``. Same numbers as
-    ``nn.Conv3d`` with ``padding=(0, p, p)``, at 2-D conv speed.
+    Output frame ``j`` reads input frames ``j*s .. j*s + kt - 1``. Until session 17 it stacked those
+    frames along channels for one 2-D conv (batch-1 conv3d had measured 1.5 GFLOP/s on a CPU then);
+    with torch 2.13 the native conv3d is faster and skips the stacked copy
+    (`benchmarks/bench_train_step.py --baseline stacked-time-conv`, benchmarks/README.md).
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.padding[0] != 0 or self.dilation != (1, 1, 1) or self.groups != 1:
             raise ValueError("TimeConv3d takes inputs padded in time, without dilation or groups")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out_channels, in_channels, taps, kh, kw = self.weight.shape
-        windows = x.unfold(2, taps, self.stride[0])  # B C T' H W taps
-        stacked = windows.permute(0, 2, 5, 1, 3, 4).flatten(0, 1).flatten(1, 2)  # (B T') (taps C) H W
-        weight = self.weight.transpose(1, 2).reshape(out_channels, taps * in_channels, kh, kw)
-        out = F.conv2d(stacked, weight, self.bias, stride=self.stride[1:], padding=self.padding[1:])
-        return batch_to_frames(out, x.shape[0])
 
 
 def make_frame_conv(in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> FrameConv2d:
