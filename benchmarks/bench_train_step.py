@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from _results import write_results
 
-from ivvae.layers.conv import TimeConv3d
+from ivvae.layers.conv import TimeConv3d, batch_to_frames
 from ivvae.layers.norm import RMSNorm
 from ivvae.runtime import tune_cpu_allocator
 from ivvae.train.build import build_model_from_config
@@ -68,7 +68,7 @@ def _stacked_time_conv(self: TimeConv3d, x: torch.Tensor) -> torch.Tensor:
     stacked = x.unfold(2, taps, self.stride[0]).permute(0, 2, 5, 1, 3, 4).flatten(0, 1).flatten(1, 2)  # (B T') (taps C) H W
     weight = self.weight.transpose(1, 2).reshape(out_channels, taps * in_channels, kh, kw)
     out = torch.nn.functional.conv2d(stacked, weight, self.bias, stride=self.stride[1:], padding=self.padding[1:])
-    return out.unflatten(0, (x.shape[0], -1)).transpose(1, 2)
+    return batch_to_frames(out, x.shape[0])
 
 
 BASELINES = {"fp32-norm": [(RMSNorm, _fp32_promoting_norm)], "stacked-time-conv": [(TimeConv3d, _stacked_time_conv)]}
