@@ -40,10 +40,10 @@ def test_default_model_training_configs_load():
                                          "2e_wide_continue_gpu.yaml", "2f_grown_continue_gpu.yaml", "2g_grown_continue_gpu.yaml",
                                          "3_continue.yaml",
                                          "3b_wide_continue_cpu.yaml", "3c_wide_continue_cpu.yaml", "3d_wide_continue_cpu.yaml",
-                                         "3e_grown_continue_cpu.yaml"]
+                                         "3e_grown_continue_cpu.yaml", "3f_decoder_continue_cpu.yaml"]
     (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
      video, video_2b, video_2c, video_2c_wide, video_2d_wide, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c,
-     cpu_continue_3d, grown_cpu) = (
+     cpu_continue_3d, grown_cpu, decoder_cpu) = (
         load_config(p) for p in configs)
     stages = (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
               video, video_2b, video_2c, video_2c_wide, video_2d_wide)
@@ -90,7 +90,14 @@ def test_default_model_training_configs_load():
     assert grown_gpu_2g.data == grown_gpu.data and grown_gpu_2g.loss == grown_gpu.loss and grown_gpu_2g.schedule == grown_gpu.schedule
     assert grown_gpu_2g.optimizer.lr == grown_gpu.optimizer.lr / 2 and grown_gpu_2g.seed != grown_gpu.seed
     assert grown_gpu_2g.output_dir not in {grown_gpu.output_dir, video_continue.output_dir}
+    # 3f fine-tunes the bundled model's decoder alone (its latents stay), on 3b's CPU data with the MSE loss alone
+    assert decoder_cpu.model.freeze == ["encoder"] and decoder_cpu.model.init.grow is None
+    assert decoder_cpu.model.init.from_pretrained == grown_gpu_2g.model.init.from_pretrained
+    assert {k: bundled[k] for k in decoder_cpu.model.config} == decoder_cpu.model.config
+    assert decoder_cpu.data == cpu_continue.data and decoder_cpu.loss.l1_weight == 0 and decoder_cpu.loss.mse_weight > 0
+    assert decoder_cpu.output_dir not in {c.output_dir for c in (cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu)}
     # every stage holds out the same part of the sample clips
-    for stage in (*stages, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu):
+    for stage in (*stages, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu,
+                  decoder_cpu):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources

@@ -549,6 +549,59 @@ def test_init_from_a_pretrained_model_of_another_architecture_names_the_differen
 
 
 
+def test_frozen_encoder_keeps_the_latent_space_and_trains_the_decoder(tmp_path):
+    """model.freeze [encoder]: decoder-only fine-tuning. The encoder's weights (so every latent) stay exactly as
+    loaded, in the checkpoint, the EMA and the export; the decoder changes; the optimiser holds only the decoder;
+    a resume with another freeze is refused by name."""
+    from ivvae.models import IVVAE
+
+    torch.manual_seed(0)
+    IVVAE(**TINY_MODEL).save_pretrained(tmp_path / "start")
+    start = IVVAE.from_pretrained(tmp_path / "start")
+    cfg = tiny_config(model={"class": None, "config": {}, "init": {"from_pretrained": str(tmp_path / "start")},
+                             "freeze": ["encoder"]},
+                      train={"max_steps": 4, "num_threads": 1}, checkpoint={"every": 2, "keep_last": 1})
+    path = write_config(tmp_path / "decoder_only.yaml", cfg)
+    trainer = Trainer(load_config(path), output_dir=tmp_path / "run")
+    try:
+        decoder = sum(p.numel() for p in trainer.vae_unwrapped.decoder.parameters())
+        assert trainer.trainable_parameters == decoder
+        optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+        assert optimised == {id(p) for p in trainer.vae_unwrapped.decoder.parameters()}
+        summary = trainer.train()
+    finally:
+        trainer.close()
+    assert summary["frozen"] == ["encoder"] and summary["trainable_parameters"] == decoder
+    exported = IVVAE.from_pretrained(tmp_path / "run" / "export")
+    for name, before in start.state_dict().items():
+        after = exported.state_dict()[name]
+        if name.startswith("encoder."):
+            assert torch.equal(after, before), name
+    assert any(not torch.equal(exported.state_dict()[n], t) for n, t in start.state_dict().items() if n.startswith("decoder."))
+    with pytest.raises(ValueError, match=r"trained with model\.freeze \['encoder'\] but the config says \[\]; resume with"):
+        run_training(path, ["model.freeze=[]", "train.max_steps=6"], "auto", output_dir=tmp_path / "run")
+
+
+@pytest.mark.parametrize(("freeze", "message"), [
+    (["encoders"], r"IVVAE has no submodule 'encoders'; its submodules are encoder, decoder \(nested ones by dotted name"),
+    (["encoder", "decoder"], r"freezes every parameter of IVVAE: nothing would train"),
+])
+def test_a_freeze_that_cannot_apply_is_a_config_error(tmp_path, freeze, message):
+    path = write_config(tmp_path / "run.yaml", tiny_config(model={"class": "ivvae.models.IVVAE", "config": dict(TINY_MODEL),
+                                                                  "freeze": freeze}))
+    with pytest.raises(ConfigError, match=rf"run\.yaml: model\.freeze: .*{message}"):
+        Trainer(load_config(path), output_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_frozen_last_conv_with_the_adaptive_gan_weight_is_refused(tmp_path):
+    path = write_config(tmp_path / "run.yaml", tiny_config(
+        model={"class": "ivvae.models.IVVAE", "config": dict(TINY_MODEL), "freeze": ["decoder.conv_out"]},
+        loss={"lpips": {"enabled": False}, "gan": {"enabled": True}}))
+    with pytest.raises(ConfigError, match=r"adaptive GAN weight .*unfreeze it or set loss\.gan\.adaptive_weight: false"):
+        Trainer(load_config(path), output_dir=tmp_path / "run")
+
+
 def test_inflating_a_video_model_names_the_config_key(tmp_path):
     """model.init.inflate_from must name an image VAE: a video IV-VAE there is a ConfigError that says which key."""
     from ivvae.models import IVVAE
@@ -906,6 +959,8 @@ _INVALID = [
     (["data.train_time_range=[0.0, 1.0]"], "data.train_time_range"),
     (["data.train_time_range=[0.0, 0.95]", "data.validation.time_range=[0.9, 1.0]"], "data.train_time_range"),
     (["train.precision=fp16", "loss.gan.enabled=true"], "train.precision"),
+    (["model.freeze=[encoder, encoder]"], "model.freeze"),
+    (["model.freeze=['']"], "model.freeze.0"),
 ]
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "build_train_data",
     "build_validation",
     "build_validation_clips",
+    "freeze_submodules",
 ]
 
 logger = logging.getLogger("ivvae.train")
@@ -223,6 +224,27 @@ def build_model_from_config(mcfg, log: logging.Logger = logger, *, resume_from: 
     if model is None:
         raise ConfigError("model: nothing to build (give preset, class/config, init.from_pretrained or init.inflate_from)")
     return model.float().train()
+
+
+def freeze_submodules(model: nn.Module, names: Sequence[str]) -> int:
+    """Stop training the submodules ``names`` (``model.freeze``); returns the parameters left to train.
+
+    Raises:
+        ConfigError: a name that is not a submodule of ``model`` (the message lists its top-level
+            ones), or nothing left to train.
+    """
+    for name in names:
+        try:
+            part = model.get_submodule(name)
+        except AttributeError:
+            children = ", ".join(n for n, _ in model.named_children())
+            raise ConfigError(f"model.freeze: {type(model).__name__} has no submodule {name!r}; its submodules are "
+                              f"{children} (nested ones by dotted name, e.g. 'decoder.conv_out')") from None
+        part.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if names and not trainable:
+        raise ConfigError(f"model.freeze: {list(names)} freezes every parameter of {type(model).__name__}: nothing would train")
+    return trainable
 
 
 # ============================================================================================

@@ -165,6 +165,10 @@ class ModelConfig:
         init: initial weights (:class:`InitConfig`).
         gradient_checkpointing: recompute activations in the backward pass (less memory).
         channels_last: store conv weights channels-last (fast with bf16 on AMX CPUs and GPUs).
+        freeze: submodules whose weights stay as loaded, by (dotted) name: ``[encoder]`` fine-tunes
+            the decoder alone, so the latent space, and latents already computed, stay valid (as
+            Stable Diffusion's VAE decoder fine-tunes did); the frozen part gets no gradients
+            (the encoder then runs forward only) and no optimiser state.
     """
 
     preset: str | None = None
@@ -174,6 +178,7 @@ class ModelConfig:
     init: InitConfig = field(default_factory=InitConfig)
     gradient_checkpointing: bool = False
     channels_last: bool = False
+    freeze: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -769,6 +774,11 @@ def _validate(cfg: TrainConfig) -> None:
         fail("model.init.mode", "is the inflation rule: it needs 'model.init.inflate_from'")
     if m.init.from_pretrained and m.init.inflate_from:
         fail("model.init", "takes 'from_pretrained' or 'inflate_from', not both")
+    for i, name in enumerate(m.freeze):
+        if not isinstance(name, str) or not name:
+            fail(f"model.freeze.{i}", f"must be a submodule name such as 'encoder', got {name!r}")
+    if len(set(m.freeze)) != len(m.freeze):
+        fail("model.freeze", f"names a submodule twice: {m.freeze}")
     g = m.init.grow
     if g is not None:
         if not (m.init.from_pretrained or m.init.inflate_from):

@@ -62,7 +62,7 @@ import torch
 import yaml
 from torch import nn
 
-from .build import bucket_short_side, build_model_from_config, build_train_data, build_validation
+from .build import bucket_short_side, build_model_from_config, build_train_data, build_validation, freeze_submodules
 from .checkpoint import (
     CHECKPOINTS_DIR,
     EMA_DIR,
@@ -328,6 +328,7 @@ class Trainer:
             vae.enable_gradient_checkpointing()
         if cfg.model.channels_last:
             vae.to_channels_last()
+        self.trainable_parameters = freeze_submodules(vae, cfg.model.freeze)
         self.vae = vae
         single_frame = any(b.kind == "image" or b.num_frames == 1 for b in cfg.data.buckets if b.weight > 0)
         handler = getattr(acc, "ddp_handler", None)
@@ -347,6 +348,10 @@ class Trainer:
                 p.data = p.data.contiguous()
 
         self._build_optimizers(cfg, vae)
+        if g.enabled and g.adaptive_weight and not all(w.requires_grad for w in self.last_layer_weights):
+            raise ConfigError("model.freeze keeps the decoder's last conv fixed, but the adaptive GAN weight "
+                              "(loss.gan.adaptive_weight) is measured by its gradients: unfreeze it or set "
+                              "loss.gan.adaptive_weight: false")
         self._compile(cfg.train.compile)
 
         self.loss_fn = self._build_loss(cfg)
@@ -365,8 +370,10 @@ class Trainer:
 
         if self.is_main:
             n_params = sum(p.numel() for p in vae.parameters())
-            logger.info("model %s: %.2fM parameters; %d process(es) on %s, precision %s", type(vae).__name__, n_params / 1e6,
-                        acc.num_processes, self.device, cfg.train.precision)
+            frozen = (f" ({self.trainable_parameters / 1e6:.2f}M trained; frozen: {', '.join(cfg.model.freeze)})"
+                      if cfg.model.freeze else "")
+            logger.info("model %s: %.2fM parameters%s; %d process(es) on %s, precision %s", type(vae).__name__, n_params / 1e6,
+                        frozen, acc.num_processes, self.device, cfg.train.precision)
             logger.info("data: %s; %d validation clip(s)", ", ".join(
                 f"{n} (weight {b.weight:g}, batch {b.batch_size})" for n, b in zip(self.bucket_names, self.buckets, strict=True)),
                 len(self.val_clips))
@@ -375,7 +382,8 @@ class Trainer:
         """AdamW and the lr schedule for the VAE (and the discriminator), prepared by Accelerate."""
         acc, g = self.accelerator, cfg.loss.gan
         o = cfg.optimizer
-        opt = torch.optim.AdamW(vae.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
+        trained = [p for p in vae.parameters() if p.requires_grad]  # model.freeze leaves the rest out
+        opt = torch.optim.AdamW(trained, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
         s = cfg.schedule
         # The schedule's horizon: max_steps, unless a time budget (train.max_minutes) shortens it.
         self.total_steps = cfg.train.max_steps
@@ -845,6 +853,8 @@ class Trainer:
             "output_dir": str(self.run_dir),
             "model": type(self.vae_unwrapped).__name__,
             "parameters": sum(p.numel() for p in self.vae_unwrapped.parameters()),
+            "trainable_parameters": self.trainable_parameters,
+            "frozen": list(self.cfg.model.freeze),
             "steps": self.step,
             "max_steps": self.cfg.train.max_steps,
             "max_minutes": self.cfg.train.max_minutes,
@@ -1105,6 +1115,11 @@ class Trainer:
             raise ValueError(f"checkpoint '{path}' {'has' if has_disc else 'has no'} discriminator but the config "
                              f"{'disables' if has_disc else 'enables'} the GAN; resume with the config it was written with, "
                              "or start a new stage with model.init.from_pretrained")
+        saved_frozen = list(((state.get("config") or {}).get("model") or {}).get("freeze") or [])
+        if saved_frozen != list(self.cfg.model.freeze):  # else load_state fails on the optimiser's parameter groups
+            raise ValueError(f"checkpoint '{path}' was trained with model.freeze {saved_frozen} but the config says "
+                             f"{list(self.cfg.model.freeze)}; resume with the freeze it was written with, or start a new "
+                             "stage from it with model.init.from_pretrained")
         check_checkpoint_shapes(path, self._weights_files())  # a clear message instead of load_state's size mismatches
         with reading_checkpoint(path, path):  # weights, optimisers, RNG states: accelerate does not say which failed
             acc.load_state(str(path))
