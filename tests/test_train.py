@@ -351,6 +351,29 @@ def test_checkpoints_atomic_latest_and_pruned(uninterrupted, tmp_path):
     assert ckpt.resolve_resume(root / "step_00000004", run).name == "step_00000004"
 
 
+def test_a_slow_data_loader_shows_as_data_wait(tmp_path, monkeypatch):
+    """metrics.jsonl logs each step's wait for its batch and summary.json the session's share of it: what tells
+    a GPU run whether its data workers or its model set the pace. The wait is not a loss."""
+    import time as time_module
+
+    from ivvae.train.build import TrainDataset
+
+    fetch = TrainDataset.__getitem__
+
+    def slow_fetch(self, key):
+        time_module.sleep(0.25)
+        return fetch(self, key)
+
+    monkeypatch.setattr(TrainDataset, "__getitem__", slow_fetch)
+    cfg = tiny_config(data={"buckets": [{"num_frames": 5, "size": 32, "crop": 32, "batch_size": 1}], "validation": {"enabled": False}},
+                      train={"max_steps": 4, "num_threads": 1}, checkpoint={"every": 0, "at_end": False}, export={"at_end": False})
+    summary = run_training(write_config(tmp_path / "slow.yaml", cfg), output_dir=tmp_path / "run")
+    waits = [m["data_wait_s"] for m in metrics(tmp_path / "run")]
+    assert len(waits) == 4 and all(w >= 0.25 for w in waits)
+    assert 0.25 * 4 / summary["train_time_s"] <= summary["data_wait_fraction"] <= 1
+    assert "data_wait_s" not in summary["first_losses"] and "data_wait_s" not in summary["last_losses"]
+
+
 def test_run_outputs(uninterrupted):
     """summary.json, metrics.jsonl, TensorBoard events, validation images, exports on request."""
     ref_root, _, summary = uninterrupted

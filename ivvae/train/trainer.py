@@ -434,6 +434,7 @@ class Trainer:
         self.val_history: list[dict[str, float]] = []
         self.bad_files: dict[str, str] = {}
         self.time_trained = 0.0  # seconds of training steps over all sessions
+        self.data_wait_s = 0.0  # of this session's, waiting for the data loader
         self._resume_sampler_state: dict | None = None
         self._resumed_from: Path | None = None
         # identifies this run in its exports (and checkpoints): a run replaces only exports it wrote itself
@@ -597,13 +598,18 @@ class Trainer:
 
     def _optimizer_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, float]:
         micro: list[dict[str, float]] = []
+        waited = 0.0
         for _ in range(self.cfg.train.gradient_accumulation_steps):
-            batch = next(batches)
+            start = time.perf_counter()
+            batch = next(batches)  # the step before ended in a device sync (its logged floats): this is the loader's delay
+            waited += time.perf_counter() - start
             self._note_bad_files(batch)
             micro.append(self._micro_step(batch))
+        self.data_wait_s += waited
         if not self.accelerator.sync_gradients:  # pragma: no cover - accelerate bookkeeping drifted
             raise RuntimeError("gradient accumulation out of step with the optimiser")
         logs = _mean_dicts(micro)
+        logs["data_wait_s"] = waited
         # the lr this step used: read before the schedulers move on to the next step's
         logs["lr"] = self.scheduler.get_last_lr()[0]
         if self.scheduler_d is not None:
@@ -768,6 +774,7 @@ class Trainer:
         checkpoint = self._start(resume)
         session_start = time.perf_counter()
         start_step = self.step
+        self.data_wait_s = 0.0
         if self.step >= self.total_steps and self.is_main:
             logger.info("%s", _finished_note(self.step, self.total_steps))
         paused = 0.0  # seconds of validation / checkpointing / export in this session
@@ -865,6 +872,8 @@ class Trainer:
             "train_time_s": round(train_time, 3),
             "steps_per_s": round(steps / train_time, 4) if steps and train_time > 0 else None,
             "wall_steps_per_s": round(steps / session_time, 4) if steps and session_time > 0 else None,
+            # a share near 1 means the data loader, not the model, sets the pace (data.num_workers, frame_cache_mb)
+            "data_wait_fraction": round(self.data_wait_s / train_time, 4) if steps and train_time > 0 else None,
             "samples_seen": self.samples_seen,
             "first_losses": self.first_losses,
             "last_losses": self.last_losses,
@@ -982,7 +991,7 @@ class Trainer:
         record = {"step": self.step, "epoch": self.epoch, **{k: means[k] for k in sorted(means)},
                   "steps_per_s": steps_per_s, "samples_seen": self.samples_seen, "skipped_files": len(self.bad_files),
                   "time": time.time()}
-        losses = {k: v for k, v in means.items() if not k.startswith(("lr", "grad_norm"))}
+        losses = {k: v for k, v in means.items() if not k.startswith(("lr", "grad_norm", "data_wait"))}
         if self.first_losses is None:
             self.first_losses = {"step": self.step, **losses}
         self.last_losses = {"step": self.step, **losses}
@@ -990,7 +999,7 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
         if self._writer is not None:
             for k, v in means.items():
-                group = "train" if not k.startswith(("lr", "grad_norm")) else "optim"
+                group = "perf" if k.startswith("data_wait") else "train" if not k.startswith(("lr", "grad_norm")) else "optim"
                 self._writer.add_scalar(f"{group}/{k}", v, self.step)
             self._writer.add_scalar("perf/steps_per_s", steps_per_s, self.step)
             self._writer.add_scalar("data/skipped_files", len(self.bad_files), self.step)
