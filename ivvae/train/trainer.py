@@ -845,9 +845,10 @@ class Trainer:
         summary = self._run_summary(start_step, session_time, train_time, export_dir, stopped_by)
         if self.is_main:
             write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
-            logger.info("done: %d steps in %.1f s (%.3f steps/s); first loss %s, last loss %s; %d file(s) skipped",
-                        summary["steps_this_session"], session_time, summary["steps_per_s"] or 0.0, _fmt(self.first_losses),
-                        _fmt(self.last_losses), summary["num_skipped_files"])
+            logger.info("done: %d steps in %.1f s (%.3f steps/s, %.0f%% of it waiting for data); first loss %s, last loss %s; "
+                        "%d file(s) skipped", summary["steps_this_session"], session_time, summary["steps_per_s"] or 0.0,
+                        100 * (summary["data_wait_fraction"] or 0.0), _fmt(self.first_losses), _fmt(self.last_losses),
+                        summary["num_skipped_files"])
         return summary
 
     def _run_summary(self, start_step: int, session_time: float, train_time: float, export_dir: Path | None,
@@ -1528,7 +1529,8 @@ def train_main(args: argparse.Namespace) -> int:
     summary = run_training(args.config, args.overrides, args.resume, output_dir=args.output_dir, overwrite=args.overwrite)
     main_process = int(os.environ.get("RANK", "0")) == 0  # one summary per run, not per process
     if main_process:
-        print(json.dumps({k: summary[k] for k in ("output_dir", "steps", "time_s", "steps_per_s", "first_losses", "last_losses",
+        print(json.dumps({k: summary[k] for k in ("output_dir", "steps", "time_s", "steps_per_s", "data_wait_fraction",
+                                                  "first_losses", "last_losses",
                                                   "val_psnr", "num_skipped_files", "checkpoint", "export", "stopped_by")},
                          indent=1))
     stopped_by = summary.get("stopped_by")
