@@ -605,6 +605,28 @@ def test_frozen_encoder_keeps_the_latent_space_and_trains_the_decoder(tmp_path):
         run_training(path, ["model.freeze=[]", "train.max_steps=6"], "auto", output_dir=tmp_path / "run")
 
 
+def test_a_config_built_model_keeps_the_pretrained_latent_normalization(tmp_path):
+    """model.config + init.from_pretrained: the pretrained scaling/shift factors carry over (through a resume too),
+    as when the architecture comes from the folder; a factor the model section states wins."""
+    from ivvae.models import IVVAE
+    from ivvae.train.build import build_model_from_config
+    from ivvae.train.config import config_from_dict
+
+    IVVAE(**TINY_MODEL, scaling_factor=0.3, shift_factor=-0.4).save_pretrained(tmp_path / "start")
+    model = {"class": "ivvae.models.IVVAE", "config": dict(TINY_MODEL), "init": {"from_pretrained": str(tmp_path / "start")}}
+    built = build_model_from_config(config_from_dict(tiny_config(model=model)).model)
+    assert (built.config.scaling_factor, built.config.shift_factor) == (0.3, -0.4)
+    stated = build_model_from_config(config_from_dict(tiny_config(model={**model, "config": {**TINY_MODEL, "scaling_factor": 2.0}})).model)
+    assert (stated.config.scaling_factor, stated.config.shift_factor) == (2.0, -0.4)
+    cfg = tiny_config(model={**model, "freeze": ["encoder"]}, data={**tiny_config()["data"], "validation": {"enabled": False}},
+                      train={"max_steps": 2, "num_threads": 1}, checkpoint={"every": 2, "keep_last": 1})
+    path = write_config(tmp_path / "run.yaml", cfg)
+    run_training(path, output_dir=tmp_path / "run")
+    run_training(path, ["train.max_steps=3"], "auto", output_dir=tmp_path / "run")
+    exported = json.loads((tmp_path / "run" / "export" / "config.json").read_text())
+    assert (exported["scaling_factor"], exported["shift_factor"]) == (0.3, -0.4)
+
+
 @pytest.mark.parametrize(("freeze", "message"), [
     (["encoders"], r"IVVAE has no submodule 'encoders'; its submodules are encoder, decoder \(nested ones by dotted name"),
     (["encoder", "decoder"], r"freezes every parameter of IVVAE: nothing would train"),

@@ -96,12 +96,19 @@ def _load_init_model(key: str, path: str, weights: str) -> nn.Module:
         raise type(err)(f"model.init.{key}: {err}") from None
 
 
-def _checkpoint_architecture(checkpoint: Path) -> nn.Module:
-    """A randomly initialised model of the architecture a trainer checkpoint records (its ``config.json``)."""
-    from ivvae.hub import model_class, read_config
+def _checkpoint_config(checkpoint: Path) -> tuple[dict[str, Any], Path]:
+    """The model config a trainer checkpoint records, and the folder holding it."""
+    from ivvae.hub import read_config
 
     folder = checkpoint if (checkpoint / "config.json").is_file() else checkpoint / "ema"
-    config = read_config(folder)
+    return dict(read_config(folder)), folder
+
+
+def _checkpoint_architecture(checkpoint: Path) -> nn.Module:
+    """A randomly initialised model of the architecture a trainer checkpoint records (its ``config.json``)."""
+    from ivvae.hub import model_class
+
+    config, folder = _checkpoint_config(checkpoint)
     return model_class(config, f"'{folder / 'config.json'}'").from_config(config)
 
 
@@ -111,6 +118,11 @@ def _resume_architecture(mcfg, checkpoint: Path, log: logging.Logger) -> nn.Modu
     model = _configured_model(mcfg)
     if model is not None:
         log.info("resuming from %s: model built from the config, model.init weights not loaded", checkpoint)
+        try:
+            recorded = _checkpoint_config(checkpoint)[0]
+        except (OSError, ValueError):  # not this function's to report: loading the checkpoint names its damage
+            recorded = {}
+        _keep_latent_normalization(model, recorded, mcfg, log)
         return model
     key, source = ("from_pretrained", mcfg.init.from_pretrained) if mcfg.init.from_pretrained else ("inflate_from", mcfg.init.inflate_from)
     if source and Path(source).expanduser().exists():
@@ -144,7 +156,8 @@ def _configured_model(mcfg) -> nn.Module | None:
     return model
 
 
-# config entries that do not shape the weights (the latent normalisation is re-measured after training)
+# config entries that do not shape the weights: the latent normalisation (kept from a pretrained model, re-measured
+# after training the encoder)
 _WEIGHTLESS_CONFIG_KEYS = {"scaling_factor", "shift_factor"}
 
 
@@ -179,6 +192,20 @@ def _load_init_weights(model: nn.Module, loaded: nn.Module, init, log: logging.L
         log.warning("init.from_pretrained: %d missing, %d unexpected keys", len(result.missing_keys), len(result.unexpected_keys))
 
 
+def _keep_latent_normalization(model: nn.Module, theirs: dict[str, Any], mcfg, log: logging.Logger) -> None:
+    """Give the config-built model the latent normalisation of the config ``theirs`` (the pretrained model's, or on
+    resume the checkpoint's) unless the model section states it: the latents are the pretrained model's until the
+    encoder trains (for good with ``model.freeze: [encoder]``), as when the architecture comes from the folder."""
+    stated = set(mcfg.config) | set(mcfg.overrides)
+    ours = dict(getattr(model, "config", {}))
+    carried = {key: theirs[key] for key in sorted(_WEIGHTLESS_CONFIG_KEYS - stated) if key in theirs and key in ours
+               and theirs[key] != ours[key]}
+    if carried:
+        model.register_to_config(**carried)
+        log.info("latent normalisation of the pretrained model kept: %s (re-measure it with `ivvae latent-stats "
+                 "--write-model` once the encoder has trained)", ", ".join(f"{k} {v:g}" for k, v in carried.items()))
+
+
 def _inflated(inflation, image_vae: nn.Module, model: nn.Module | None, init):
     """``(model, report)``: ``image_vae`` inflated into ``model`` (or into the IV-VAE ``init.mode`` builds when None)."""
     if model is None:
@@ -209,6 +236,7 @@ def build_model_from_config(mcfg, log: logging.Logger = logger, *, resume_from: 
             model = loaded
         else:
             _load_init_weights(model, loaded, init, log)
+            _keep_latent_normalization(model, dict(getattr(loaded, "config", {})), mcfg, log)
         log.info("initialised from %s", init.from_pretrained)
     elif init.inflate_from:
         try:
