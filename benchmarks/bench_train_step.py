@@ -18,6 +18,12 @@ smallest batch of the same run.
 of the current ones: ``fp32-norm`` (RMSNorm's fp32 gamma promoted bf16 features to fp32, so every conv
 cast its input back, forward and backward), ``stacked-time-conv`` (3-D convs ran as one 2-D conv over
 the time taps stacked on channels), ``session16`` (both).
+
+The config's ``model.freeze`` applies (e.g. stage 3f-decoder's frozen encoder); ``--vs-unfrozen`` also times
+each row with nothing frozen and records what freezing saves:
+
+    python benchmarks/bench_train_step.py configs/small_z16/3f_decoder_continue_cpu.yaml --random-init \
+        --batch-sizes 1 --warmup 2 --steps 5 --vs-unfrozen --threads 2 --out benchmarks/results/train_step_frozen_encoder_cpu.json
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from _results import write_results
 from ivvae.layers.conv import TimeConv3d, batch_to_frames
 from ivvae.layers.norm import RMSNorm
 from ivvae.runtime import tune_cpu_allocator
-from ivvae.train.build import build_model_from_config
+from ivvae.train.build import build_model_from_config, freeze_submodules
 from ivvae.train.config import InitConfig, load_config
 from ivvae.train.trainer import _Autoencoder
 
@@ -91,7 +97,7 @@ def baseline_layers(name: str):
 def time_steps(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device, precision: str, channels_last: bool,
                warmup: int, steps: int, profile_top: int = 0) -> dict:
     ae = _Autoencoder(model).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).mul_(2).sub_(1).to(device)
     if channels_last and x.dim() == 5:
         x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -148,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also profile one step per row and record its K most expensive operators")
     parser.add_argument("--baseline", choices=sorted(BASELINES), default=None,
                         help="also time each row with these pre-session-17 layers and record the current ones' speed-up")
+    parser.add_argument("--vs-unfrozen", action="store_true",
+                        help="also time each row with nothing frozen (the config's model.freeze off) and record the ratio")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help="leave glibc malloc as is (default: ivvae.runtime.tune_cpu_allocator(), as ivvae train does)")
@@ -178,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     precision = cfg.train.precision
     formats = {"config": [cfg.model.channels_last], "channels_last": [True], "contiguous": [False],
                "both": [False, True]}[args.memory_format]
+    if args.vs_unfrozen and not cfg.model.freeze:
+        raise SystemExit("--vs-unfrozen compares against the config's model.freeze, which is empty: "
+                         "set one (--set 'model.freeze=[encoder]')")
     rows = []
     for batch in args.batch_sizes or [bucket.batch_size, 2 * bucket.batch_size, 4 * bucket.batch_size]:
         for channels_last in formats:
@@ -185,10 +196,20 @@ def main(argv: list[str] | None = None) -> int:
             if channels_last:
                 model.to_channels_last()
             shape = (batch, 3, frames, height, width)
+            if args.vs_unfrozen:
+                unfrozen = time_steps(model, shape, device, precision, channels_last, args.warmup, args.steps, args.profile)
+                unfrozen["trainable_parameters"] = sum(p.numel() for p in model.parameters())
+            trainable = freeze_submodules(model, cfg.model.freeze)
             if args.baseline:
                 with baseline_layers(args.baseline):
                     baseline = time_steps(model, shape, device, precision, channels_last, args.warmup, args.steps, args.profile)
             row = time_steps(model, shape, device, precision, channels_last, args.warmup, args.steps, args.profile)
+            row["frozen"], row["trainable_parameters"] = list(cfg.model.freeze), trainable
+            if args.vs_unfrozen:
+                row["unfrozen"] = unfrozen
+                row["speedup_vs_unfrozen"] = round(unfrozen["s_per_step"] / row["s_per_step"], 3)
+                print(f"batch {batch:4d}: with nothing frozen {unfrozen['s_per_step']:.4f} s/step; "
+                      f"frozen {', '.join(cfg.model.freeze)}: {row['speedup_vs_unfrozen']:.2f}x faster")
             if args.baseline:
                 row["baseline"] = {"layers": args.baseline, **baseline}
                 row["speedup_vs_baseline"] = round(baseline["s_per_step"] / row["s_per_step"], 3)

@@ -291,6 +291,27 @@ def test_the_pre_session_17_layers_that_bench_train_step_times_compute_the_same(
         again = tiny_model(x).sample
     assert torch.allclose(old, current, atol=1e-5) and torch.equal(again, current)
 
+
+def test_bench_train_step_times_a_frozen_encoder_against_nothing_frozen(tmp_path):
+    """bench_train_step applies the config's model.freeze (stage 3f's frozen encoder) and, with --vs-unfrozen, times the
+    same rows with nothing frozen: the smoke run records both and the trainable share."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "frozen.json"
+    subprocess.run([sys.executable, str(repo / "benchmarks" / "bench_train_step.py"), "configs/small_z16/3f_decoder_continue_cpu.yaml",
+                    "--quick", "--vs-unfrozen", "--threads", "1", "--set", "model.config.channel_multipliers=[1, 1, 1, 1]",
+                    "--out", str(out)], cwd=repo, check=True, capture_output=True, text=True)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["batch_size"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["frozen"] == ["encoder"] and row["speedup_vs_unfrozen"] > 0 and row["unfrozen"]["s_per_step"] > 0
+        assert 0 < row["trainable_parameters"] < row["unfrozen"]["trainable_parameters"]
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     x = torch.randn(1, 3, 5, 16, 16)
     grads = []
