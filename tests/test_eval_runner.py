@@ -736,3 +736,60 @@ def test_heldout_curve_places_a_continuing_run_after_its_start(tmp_path, monkeyp
     entries = json.loads((out / "heldout_curve.json").read_text())["runs"]
     assert evaluated == [str(start)]
     assert sorted(e["run"] for e in entries.values() if e["step"] == 582) == ["cont", "other"]
+
+
+# --------------------------------------------------------------------------------------------
+# error by spatial scale (benchmarks/error_by_scale.py)
+# --------------------------------------------------------------------------------------------
+def _error_by_scale_module():
+    bench_dir = REPO / "benchmarks"
+    import sys
+
+    sys.path.insert(0, str(bench_dir))  # for its `heldout_curve` import
+    try:
+        spec = importlib.util.spec_from_file_location("error_by_scale", bench_dir / "error_by_scale.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(bench_dir))
+    return module
+
+
+def test_error_bands_put_each_scale_in_its_band_and_add_up_to_the_mse():
+    scales = _error_by_scale_module()
+    flat = torch.full((3, 2, 8, 8), 0.1)  # a colour cast: only the coarsest band
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]).remainder(2).float().mul(0.2).sub(0.1).expand(3, 2, 8, 8)
+    blocks = checker.repeat_interleave(2, -1).repeat_interleave(2, -2)[..., :8, :8]  # 2-px squares: the 2-4 px band
+    for error, band in [(flat, 3), (checker, 0), (blocks, 1)]:
+        bands = scales.error_bands(error, levels=3)
+        assert math.isclose(sum(bands), error.double().pow(2).mean().item(), rel_tol=1e-9)
+        assert math.isclose(bands[band], sum(bands), rel_tol=1e-9) and all(abs(b) < 1e-12 for i, b in enumerate(bands) if i != band)
+    noise = torch.randn(3, 5, 16, 16, generator=torch.Generator().manual_seed(0))
+    bands = scales.error_bands(noise, levels=4)
+    assert math.isclose(sum(bands), noise.double().pow(2).mean().item(), rel_tol=1e-9) and min(bands) >= 0
+    with pytest.raises(ValueError, match="multiples of 16"):
+        scales.error_bands(torch.zeros(3, 1, 20, 16), levels=4)
+    assert scales.center_crop_to_multiple(torch.zeros(3, 1, 144, 176), 32).shape[-2:] == (128, 160)
+
+
+def test_db_if_matched_counts_only_the_excess_over_the_reference_from_a_band_down():
+    scales = _error_by_scale_module()
+    gains = scales.db_if_matched([0.4, 0.3, 0.3], [0.5, 0.1, 0.0])  # band 0 below the reference: no gain there
+    assert gains[2] == pytest.approx(10 * math.log10(1.0 / 0.7))
+    assert gains[1] == pytest.approx(10 * math.log10(1.0 / 0.5)) and gains[0] == pytest.approx(gains[1])
+
+
+def test_error_by_scale_writes_bands_of_a_model_and_the_bicubic_reference(tmp_path, monkeypatch, data_dir, model_dirs):
+    scales = _error_by_scale_module()
+    monkeypatch.setattr(scales, "held_out_set", lambda: DatasetSpec(data_dir, frames=5))
+    out = tmp_path / "scales"
+    assert scales.main(["--model", f"tiny={model_dirs['tiny_z8']}", "--levels", "2", "--out", str(out)]) == 0
+    data = json.loads((out / "error_by_scale.json").read_text())
+    assert set(data["models"]) == {"tiny", "bicubic-x4"} and data["bands"] == ["1-2 px", "2-4 px", ">= 4 px"]
+    for result in data["models"].values():
+        assert len(result["per_clip"]) == 2
+        for entry in [result["mean"], *result["per_clip"]]:
+            assert math.isclose(sum(entry["bands"]), entry["mse"], rel_tol=1e-9) and math.isclose(sum(entry["share"]), 1.0)
+    # an untrained model misses the colour of whole blocks that bicubic keeps: matching it there is worth something
+    assert data["models"]["tiny"]["mean"]["db_if_matched"][-1] > 0
+    assert "| tiny | mean |" in (out / "error_by_scale.md").read_text()
