@@ -40,10 +40,11 @@ def test_default_model_training_configs_load():
                                          "2e_wide_continue_gpu.yaml", "2f_grown_continue_gpu.yaml", "2g_grown_continue_gpu.yaml",
                                          "3_continue.yaml",
                                          "3b_wide_continue_cpu.yaml", "3c_wide_continue_cpu.yaml", "3d_wide_continue_cpu.yaml",
-                                         "3e_grown_continue_cpu.yaml", "3f_decoder_continue_cpu.yaml"]
+                                         "3e_grown_continue_cpu.yaml", "3f_decoder_continue_cpu.yaml",
+                                         "3g_decoder_256_cpu.yaml"]
     (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
      video, video_2b, video_2c, video_2c_wide, video_2d_wide, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c,
-     cpu_continue_3d, grown_cpu, decoder_cpu) = (
+     cpu_continue_3d, grown_cpu, decoder_cpu, decoder_cpu_256) = (
         load_config(p) for p in configs)
     stages = (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
               video, video_2b, video_2c, video_2c_wide, video_2d_wide)
@@ -96,8 +97,14 @@ def test_default_model_training_configs_load():
     assert {k: bundled[k] for k in decoder_cpu.model.config} == decoder_cpu.model.config
     assert decoder_cpu.data == cpu_continue.data and decoder_cpu.loss.l1_weight == 0 and decoder_cpu.loss.mse_weight > 0
     assert decoder_cpu.output_dir not in {c.output_dir for c in (cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu)}
+    # 3g is 3f from the bundled model on 9x256x256 crops: the size the held-out set is scored at
+    assert decoder_cpu_256.model == decoder_cpu.model and decoder_cpu_256.loss == decoder_cpu.loss
+    assert decoder_cpu_256.optimizer == decoder_cpu.optimizer and decoder_cpu_256.seed != decoder_cpu.seed
+    assert [b.kind for b in decoder_cpu_256.data.buckets] == [b.kind for b in decoder_cpu.data.buckets]
+    assert all(b.crop == 256 and b.num_frames == 9 for b in decoder_cpu_256.data.buckets if b.kind != "image")
+    assert decoder_cpu_256.output_dir != decoder_cpu.output_dir
     # every stage holds out the same part of the sample clips
     for stage in (*stages, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu,
-                  decoder_cpu):
+                  decoder_cpu, decoder_cpu_256):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources
