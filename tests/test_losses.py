@@ -23,6 +23,7 @@ from ivvae.train.discriminator import (
 from ivvae.train.losses import (
     VAELoss,
     adaptive_gan_weight,
+    block_mse,
     build_lpips_loss,
     hinge_d_loss,
     hinge_g_loss,
@@ -250,6 +251,31 @@ def test_vae_loss_mse_term():
     expected = 0.5 * (x_rec - x).abs().mean() + 4.0 * (x_rec - x).square().mean() + 1e-3 * kl_loss(post, "mean")
     torch.testing.assert_close(loss, expected)
     assert logs["mse"] == pytest.approx(torch.nn.functional.mse_loss(x_rec, x).item())
+
+
+def test_block_mse_sees_only_the_block_means():
+    """A colour cast is all block error; detail inside each block (a checkerboard) none; the term stays out of the logs
+    and the total unless weighted, and adds its weight times itself when it is."""
+    cast = torch.full((2, 3, 5, 8, 8), 0.1)
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]).remainder(2).float().mul(0.2).sub(0.1)
+    zeros = torch.zeros_like(cast)
+    assert block_mse(zeros, cast, 4).item() == pytest.approx(0.01, rel=1e-5)
+    assert block_mse(zeros, checker.expand_as(cast), 4).item() == pytest.approx(0.0, abs=1e-12)
+    assert block_mse(zeros[:, :, 0], cast[:, :, 0], 8).item() == pytest.approx(0.01, rel=1e-5)  # images too
+    with pytest.raises(ValueError, match="no 16x16 block"):
+        block_mse(zeros, cast, 16)
+    torch.manual_seed(0)
+    vae = ToyVAE()
+    x = _video()
+    x_rec, post = vae(x)
+    plain, logs = VAELoss(l1_weight=0.5, mse_weight=4.0, kl_weight=1e-3)(x, x_rec, post, step=0)
+    assert "block_mse" not in logs
+    weighted, logs = VAELoss(l1_weight=0.5, mse_weight=4.0, kl_weight=1e-3, block_mse_weight=20.0, block_mse_size=2)(
+        x, x_rec, post, step=0)
+    torch.testing.assert_close(weighted, plain + 20.0 * block_mse(x, x_rec, 2))
+    assert 0 < logs["block_mse"] < logs["mse"]
+    with pytest.raises(ValueError, match="block_mse_size must be >= 2"):
+        VAELoss(block_mse_weight=1.0, block_mse_size=1)
 
 
 def test_vae_loss_gan_after_start_freezes_discriminator():

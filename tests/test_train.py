@@ -639,6 +639,17 @@ def test_a_freeze_that_cannot_apply_is_a_config_error(tmp_path, freeze, message)
     assert not (tmp_path / "run").exists()
 
 
+def test_the_block_mse_term_is_trained_on_and_logged(tmp_path):
+    path = write_config(tmp_path / "run.yaml", tiny_config(loss={"lpips": {"enabled": False}, "block_mse_weight": 5.0,
+                                                                 "block_mse_size": 8}, train={"max_steps": 2, "num_threads": 1}))
+    run_training(path, output_dir=tmp_path / "run")
+    logged = [m for m in metrics(tmp_path / "run") if "l1" in m]
+    assert logged and all(0 < m["block_mse"] for m in logged)
+    bad = write_config(tmp_path / "bad.yaml", tiny_config(loss={"lpips": {"enabled": False}, "block_mse_size": 1}))
+    with pytest.raises(ConfigError, match=r"loss\.block_mse_size.*must be >= 2 pixels, got 1"):
+        load_config(bad)
+
+
 def test_a_frozen_last_conv_with_the_adaptive_gan_weight_is_refused(tmp_path):
     path = write_config(tmp_path / "run.yaml", tiny_config(
         model={"class": "ivvae.models.IVVAE", "config": dict(TINY_MODEL), "freeze": ["decoder.conv_out"]},

@@ -384,15 +384,20 @@ class GanConfig:
 
 @dataclass
 class LossConfig:
-    """Reconstruction loss: ``l1_weight * L1 + mse_weight * MSE + lpips.weight * LPIPS + kl_weight * KL (+ GAN)``.
+    """Reconstruction loss: ``l1_weight * L1 + mse_weight * MSE + block_mse_weight * block MSE + lpips.weight * LPIPS
+    + kl_weight * KL (+ GAN)``.
 
     Attributes:
         mse_weight: mean squared error (0: off, the paper's recipe); PSNR measures it.
+        block_mse_weight: MSE of the ``block_mse_size``-pixel block means of each frame (0: off): weights the error's
+            coarse part (local colour) more than the MSE alone does (:func:`ivvae.train.losses.block_mse`).
         sample_posterior: decode a sample of the posterior (else its mean) while training.
     """
 
     l1_weight: float = 1.0
     mse_weight: float = 0.0
+    block_mse_weight: float = 0.0
+    block_mse_size: int = 4
     kl_weight: float = 1e-6
     kl_reduction: Literal["mean", "sum"] = "mean"
     sample_posterior: bool = True
@@ -877,11 +882,14 @@ def _validate(cfg: TrainConfig) -> None:
     for key, value in (("logging.val_every", cfg.logging.val_every), ("checkpoint.every", cfg.checkpoint.every),
                        ("checkpoint.keep_last", cfg.checkpoint.keep_last), ("export.every", cfg.export.every),
                        ("loss.gan.start_step", cfg.loss.gan.start_step), ("loss.l1_weight", cfg.loss.l1_weight),
-                       ("loss.mse_weight", cfg.loss.mse_weight), ("loss.kl_weight", cfg.loss.kl_weight),
+                       ("loss.mse_weight", cfg.loss.mse_weight), ("loss.block_mse_weight", cfg.loss.block_mse_weight),
+                       ("loss.kl_weight", cfg.loss.kl_weight),
                        ("loss.lpips.weight", cfg.loss.lpips.weight), ("loss.gan.weight", cfg.loss.gan.weight),
                        ("loss.gan.max_adaptive_weight", cfg.loss.gan.max_adaptive_weight)):
         if value < 0:
             fail(key, f"must be >= 0, got {value}")
+    if cfg.loss.block_mse_size < 2:
+        fail("loss.block_mse_size", f"must be >= 2 pixels, got {cfg.loss.block_mse_size}")
     for size, weight in cfg.loss.gan.weight_by_size.items():
         if weight < 0:
             fail(f"loss.gan.weight_by_size.{size}", f"must be >= 0, got {weight}")

@@ -223,14 +223,19 @@ def _lpips_missing(what: str, on_missing: str, cause: Exception | None = None) -
 
 
 class VAELoss(nn.Module):
-    """L1 (+ MSE) + LPIPS + KL, plus an adaptively weighted GAN term from `gan_start_step` on.
+    """L1 (+ MSE, + block MSE) + LPIPS + KL, plus an adaptively weighted GAN term from `gan_start_step` on.
 
-    total = l1_weight * L1 + mse_weight * MSE + lpips_weight * LPIPS + kl_weight * KL
-            + [step >= gan_start_step] * gan_weight * adaptive_weight * g_loss
+    total = l1_weight * L1 + mse_weight * MSE + block_mse_weight * block MSE + lpips_weight * LPIPS
+            + kl_weight * KL + [step >= gan_start_step] * gan_weight * adaptive_weight * g_loss
 
     Args:
         mse_weight: weight of the mean squared error (0: no term; the paper's recipe is L1 +
             LPIPS; PSNR is a function of the MSE).
+        block_mse_weight: weight of the MSE between the ``block_mse_size``-pixel block means of each
+            frame (0: no term). The block means are the error's coarse part (local colour and
+            brightness), part of the MSE already; this term weights it more, so its gradient is not
+            drowned by the fine detail's (see :func:`block_mse`).
+        block_mse_size: block side in pixels.
         lpips: a callable `(x, y) -> per-sample distance` on images (B, 3, H, W) in [-1, 1],
             e.g. from `build_lpips_loss`; None omits the term. Video frames are folded into
             the batch. An `nn.Module` is registered (moves with `.to()`) and kept in eval mode.
@@ -256,12 +261,18 @@ class VAELoss(nn.Module):
         adaptive_weight: bool = True,
         max_adaptive_weight: float = 1e4,
         mse_weight: float = 0.0,
+        block_mse_weight: float = 0.0,
+        block_mse_size: int = 4,
     ) -> None:
         super().__init__()
         if lpips_frames is not None and lpips_frames < 1:
             raise ValueError(f"lpips_frames must be >= 1 or None, got {lpips_frames}")
+        if block_mse_size < 2:
+            raise ValueError(f"block_mse_size must be >= 2 pixels, got {block_mse_size}")
         self.l1_weight = l1_weight
         self.mse_weight = mse_weight
+        self.block_mse_weight = block_mse_weight
+        self.block_mse_size = block_mse_size
         self.lpips = lpips
         self.lpips_weight = lpips_weight
         self.lpips_frames = lpips_frames
@@ -300,7 +311,7 @@ class VAELoss(nn.Module):
         and the GAN weight is nonzero; the discriminator's parameters are frozen while it
         judges `x_rec` (its `.grad` stays untouched), and a DDP wrapper is bypassed.
 
-        Returns the total loss and float logs: l1, mse and lpips (only when the term exists), kl, total,
+        Returns the total loss and float logs: l1, mse, block_mse and lpips (only when the term exists), kl, total,
         and g_loss, d_weight (= gan_weight * adaptive weight) when the GAN term is on.
         """
         terms: dict[str, torch.Tensor] = {"l1": (x_rec - x).abs().mean()}
@@ -308,6 +319,9 @@ class VAELoss(nn.Module):
         if self.mse_weight:
             terms["mse"] = (x_rec - x).square().mean()
             rec = rec + self.mse_weight * terms["mse"]
+        if self.block_mse_weight:
+            terms["block_mse"] = block_mse(x, x_rec, self.block_mse_size)
+            rec = rec + self.block_mse_weight * terms["block_mse"]
         if self.lpips is not None:
             terms["lpips"] = self._lpips(x, x_rec)
             rec = rec + self.lpips_weight * terms["lpips"]
@@ -361,6 +375,24 @@ class VAELoss(nn.Module):
             x, x_rec = _select_frames(x, x_rec, self.lpips_frames)
             x, x_rec = _fold_frames(x), _fold_frames(x_rec)
         return self.lpips(x, x_rec).reshape(-1).mean()
+
+
+def block_mse(x: torch.Tensor, x_rec: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean squared error of the ``size x size`` block means of each frame of ``x`` and ``x_rec``
+    (videos ``(B, C, T, H, W)`` or images ``(B, C, H, W)``; a partial block at the bottom or right
+    edge is left out).
+
+    The error's energy splits exactly into what lies within blocks and what the block means carry
+    (local colour and brightness at scales of ``size`` pixels and more), so the plain MSE already
+    contains this term once. A bicubic x4 reconstruction keeps each 4x4 mean of a frame and loses
+    what is inside; a VAE at 4x8x8 compression trades the other way (benchmarks/error_by_scale.py).
+    """
+    if x.ndim == 5:
+        x, x_rec = _fold_frames(x), _fold_frames(x_rec)
+    if min(x.shape[-2:]) < size:
+        raise ValueError(f"block_mse: frames of {x.shape[-1]}x{x.shape[-2]} pixels hold no {size}x{size} block")
+    error = (x_rec - x).float()
+    return F.avg_pool2d(error, size).square().mean()
 
 
 def _select_frames(

@@ -418,7 +418,8 @@ class Trainer:
             lpips_cfg["pretrained"] = False
         lpips = build_lpips_loss(lpips_cfg if lp.enabled else None, on_missing=lp.on_missing)
         return VAELoss(
-            l1_weight=cfg.loss.l1_weight, mse_weight=cfg.loss.mse_weight, lpips=lpips, lpips_weight=lp.weight, lpips_frames=lp.frames,
+            l1_weight=cfg.loss.l1_weight, mse_weight=cfg.loss.mse_weight, block_mse_weight=cfg.loss.block_mse_weight,
+            block_mse_size=cfg.loss.block_mse_size, lpips=lpips, lpips_weight=lp.weight, lpips_frames=lp.frames,
             kl_weight=cfg.loss.kl_weight, kl_reduction=cfg.loss.kl_reduction, gan_loss=g.loss, gan_weight=g.weight,
             gan_start_step=g.start_step, adaptive_weight=g.adaptive_weight, max_adaptive_weight=g.max_adaptive_weight,
         ).to(self.device)
