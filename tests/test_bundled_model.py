@@ -41,10 +41,10 @@ def test_default_model_training_configs_load():
                                          "3_continue.yaml",
                                          "3b_wide_continue_cpu.yaml", "3c_wide_continue_cpu.yaml", "3d_wide_continue_cpu.yaml",
                                          "3e_grown_continue_cpu.yaml", "3f_decoder_continue_cpu.yaml",
-                                         "3g_decoder_256_cpu.yaml"]
+                                         "3g_decoder_256_cpu.yaml", "3h_decoder_block_mse_cpu.yaml"]
     (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
      video, video_2b, video_2c, video_2c_wide, video_2d_wide, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c,
-     cpu_continue_3d, grown_cpu, decoder_cpu, decoder_cpu_256) = (
+     cpu_continue_3d, grown_cpu, decoder_cpu, decoder_cpu_256, decoder_block_mse) = (
         load_config(p) for p in configs)
     stages = (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
               video, video_2b, video_2c, video_2c_wide, video_2d_wide)
@@ -103,8 +103,14 @@ def test_default_model_training_configs_load():
     assert [b.kind for b in decoder_cpu_256.data.buckets] == [b.kind for b in decoder_cpu.data.buckets]
     assert all(b.crop == 256 and b.num_frames == 9 for b in decoder_cpu_256.data.buckets if b.kind != "image")
     assert decoder_cpu_256.output_dir != decoder_cpu.output_dir
+    # 3h is 3f from the bundled model with the block-MSE term added: one change
+    assert decoder_block_mse.model == decoder_cpu.model and decoder_block_mse.data == decoder_cpu.data
+    assert decoder_block_mse.optimizer == decoder_cpu.optimizer and decoder_block_mse.seed not in {decoder_cpu.seed, decoder_cpu_256.seed}
+    assert decoder_block_mse.loss.block_mse_weight > 0 and decoder_cpu.loss.block_mse_weight == 0
+    assert {**vars(decoder_block_mse.loss), "block_mse_weight": 0} == vars(decoder_cpu.loss)
+    assert decoder_block_mse.output_dir not in {decoder_cpu.output_dir, decoder_cpu_256.output_dir}
     # every stage holds out the same part of the sample clips
     for stage in (*stages, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu,
-                  decoder_cpu, decoder_cpu_256):
+                  decoder_cpu, decoder_cpu_256, decoder_block_mse):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources
