@@ -11,6 +11,7 @@ the bands are orthogonal and add up to the MSE exactly (each clip is cropped to 
 For each model, per clip and over the held-out set (the clips of ``heldout_curve.py``):
 
 * ``bands``: the MSE in each band; ``share``: its fraction of the model's MSE;
+* ``colour_cast``: the mean error per channel (R, G, B) in 8-bit levels, part of the coarsest band;
 * ``db_if_matched``: the PSNR gained were the model's error in that band and every coarser one no
   greater than the reference's (bicubic x4 keeps every 4x4 block mean, so its coarse bands are
   nearly empty): what getting the local colour right would be worth, against getting detail right.
@@ -97,7 +98,9 @@ def measure(models: dict[str, str], levels: int) -> dict:
         real = center_crop_to_multiple(clip.video, 2 ** levels)
         for name, model in loaded.items():
             recon = _quantize(reconstruct_clip(model, real[None])[0])
-            entry = summarize(error_bands(recon - _quantize(real), levels))
+            error = recon - _quantize(real)
+            entry = summarize(error_bands(error, levels))
+            entry["colour_cast"] = [round(v * 127.5, 3) for v in error.double().mean(dim=(1, 2, 3)).tolist()]
             per_clip[name].append({"path": Path(clip.path).name, "start": clip.start, **entry})
     results = {}
     for name, clips in per_clip.items():
@@ -117,8 +120,8 @@ def markdown(results: dict, levels: int) -> str:
              "Share of each model's MSE per octave band, and (for each band) the PSNR gained were the error in",
              "that band and all coarser ones no more than bicubic x4's. `mse` is over the pooled clips (cropped",
              "to whole 32-pixel blocks), so its PSNR differs slightly from the mean per-clip PSNR of `ivvae eval`.", ""]
-    lines.append("| model | clip | PSNR | " + " | ".join(labels) + " |")
-    lines.append("|---" * (len(labels) + 3) + "|")
+    lines.append("| model | clip | PSNR | " + " | ".join(labels) + " | colour cast (R, G, B levels) |")
+    lines.append("|---" * (len(labels) + 4) + "|")
     for name, result in results.items():
         rows = [("mean", result["mean"])] + [(f"{c['path']}@{c['start']}", c) for c in result["per_clip"]]
         for clip_name, entry in rows:
@@ -128,7 +131,8 @@ def markdown(results: dict, levels: int) -> str:
                 if name != REFERENCE:
                     cell += f" (+{entry['db_if_matched'][k]:.2f} dB)"
                 cells.append(cell)
-            lines.append(f"| {name} | {clip_name} | {entry['psnr']:.2f} | " + " | ".join(cells) + " |")
+            cast = ", ".join(f"{v:+.2f}" for v in entry["colour_cast"]) if "colour_cast" in entry else ""
+            lines.append(f"| {name} | {clip_name} | {entry['psnr']:.2f} | " + " | ".join(cells) + f" | {cast} |")
     return "\n".join(lines) + "\n"
 
 

@@ -787,7 +787,7 @@ def test_error_by_scale_writes_bands_of_a_model_and_the_bicubic_reference(tmp_pa
     data = json.loads((out / "error_by_scale.json").read_text())
     assert set(data["models"]) == {"tiny", "bicubic-x4"} and data["bands"] == ["1-2 px", "2-4 px", ">= 4 px"]
     for result in data["models"].values():
-        assert len(result["per_clip"]) == 2
+        assert len(result["per_clip"]) == 2 and all(len(c["colour_cast"]) == 3 for c in result["per_clip"])
         for entry in [result["mean"], *result["per_clip"]]:
             assert math.isclose(sum(entry["bands"]), entry["mse"], rel_tol=1e-9) and math.isclose(sum(entry["share"]), 1.0)
     # an untrained model misses the colour of whole blocks that bicubic keeps: matching it there is worth something
