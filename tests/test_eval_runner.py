@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import math
 import warnings
@@ -15,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from bench_helpers import load_benchmark
 
 from ivvae.eval import commands
 from ivvae.eval.lpips import LPIPS
@@ -648,10 +648,7 @@ def test_eval_names_the_line_of_a_broken_jsonl_manifest(data_dir, tmp_path, caps
 # long-video benchmark (paper Table 7): the library functions, no timing
 # --------------------------------------------------------------------------------------------
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_long_video", REPO / "benchmarks" / "bench_long_video.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_long_video")
 
 
 def test_long_video_cache_is_exact_and_overlap_is_not(tiny_model):
@@ -704,9 +701,7 @@ def test_tiles_that_are_not_whole_latent_pixels_are_refused_before_any_clip(data
 # held-out curve of a training run (benchmarks/heldout_curve.py): its bookkeeping, no evaluation
 # --------------------------------------------------------------------------------------------
 def test_heldout_curve_places_a_continuing_run_after_its_start(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("heldout_curve", REPO / "benchmarks" / "heldout_curve.py")
-    curve = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(curve)
+    curve = load_benchmark("heldout_curve")
     run, start = tmp_path / "run", tmp_path / "start"
     for folder in (run / "exports" / "step_00000300", run / "export", start):
         folder.mkdir(parents=True)
@@ -742,17 +737,7 @@ def test_heldout_curve_places_a_continuing_run_after_its_start(tmp_path, monkeyp
 # error by spatial scale (benchmarks/error_by_scale.py)
 # --------------------------------------------------------------------------------------------
 def _error_by_scale_module():
-    bench_dir = REPO / "benchmarks"
-    import sys
-
-    sys.path.insert(0, str(bench_dir))  # for its `heldout_curve` import
-    try:
-        spec = importlib.util.spec_from_file_location("error_by_scale", bench_dir / "error_by_scale.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(bench_dir))
-    return module
+    return load_benchmark("error_by_scale")
 
 
 def test_error_bands_put_each_scale_in_its_band_and_add_up_to_the_mse():

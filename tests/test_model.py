@@ -271,18 +271,9 @@ def test_rms_norm_keeps_bf16_features_bf16_under_autocast():
 def test_the_pre_session_17_layers_that_bench_train_step_times_compute_the_same(tiny_model, baseline):
     """The benchmark's speed-ups compare like with like: its baseline layers give the current ones' outputs (fp32),
     and the current layers are back after its context."""
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from bench_helpers import load_benchmark
 
-    bench_dir = Path(__file__).resolve().parents[1] / "benchmarks"
-    sys.path.insert(0, str(bench_dir))  # for its `_results` import
-    try:
-        spec = importlib.util.spec_from_file_location("bench_train_step", bench_dir / "bench_train_step.py")
-        bench = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(bench)
-    finally:
-        sys.path.remove(str(bench_dir))
+    bench = load_benchmark("bench_train_step")
     x = torch.rand(1, 3, 9, 32, 32) * 2 - 1
     with torch.no_grad():
         current = tiny_model(x).sample
