@@ -65,6 +65,7 @@ with open(os.path.join(out, f"rank{acc.process_index}.json"), "w") as f:
     json.dump({"world": acc.num_processes, "vae": digest(trainer.ae), "disc": digest(trainer.discriminator),
                "l1": losses, "summary_steps": summary["steps"], "stopped_by": summary["stopped_by"],
                "error": summary.get("error")}, f)
+acc.end_training()  # as `ivvae train` does: a gloo group left to the interpreter's exit can abort the process
 '''
 
 
@@ -185,3 +186,20 @@ def test_ddp_a_non_finite_loss_on_one_process_stops_every_process(ddp_config, tm
     assert ranks[1]["error"].startswith("step 2: the loss is not finite (")
     assert ranks[0]["error"].startswith("step 2: the loss is not finite on another process (")
     assert ckpt.latest_checkpoint(out / "checkpoints") is None and not (out / "export").exists()
+
+
+def test_ivvae_train_tears_down_the_process_group_it_ran_in():
+    """A gloo group left to the interpreter's exit can abort a finished process; train_main ends it (_end_process_group)."""
+    import torch.distributed as dist
+
+    from ivvae.train.trainer import _end_process_group
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        assert dist.is_initialized()
+        _end_process_group()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    _end_process_group()  # nothing to end: a no-op

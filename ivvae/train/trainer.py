@@ -1527,7 +1527,10 @@ def train_main(args: argparse.Namespace) -> int:
         out = export_checkpoint(checkpoint, run_dir / cfg.export.dir, cfg.export.dtype, weights=weights)
         print(f"exported {checkpoint} -> {out}")
         return 0
-    summary = run_training(args.config, args.overrides, args.resume, output_dir=args.output_dir, overwrite=args.overwrite)
+    try:
+        summary = run_training(args.config, args.overrides, args.resume, output_dir=args.output_dir, overwrite=args.overwrite)
+    finally:
+        _end_process_group()
     main_process = int(os.environ.get("RANK", "0")) == 0  # one summary per run, not per process
     if main_process:
         print(json.dumps({k: summary[k] for k in ("output_dir", "steps", "time_s", "steps_per_s", "data_wait_fraction",
@@ -1545,6 +1548,14 @@ def train_main(args: argparse.Namespace) -> int:
               file=sys.stderr)
     # the shell's convention for a signal's end (130 for Ctrl-C, 143 for SIGTERM): scripts see it did not finish
     return 128 + int(getattr(signal.Signals, stopped_by, signal.SIGTERM))
+
+
+def _end_process_group() -> None:
+    """Tear down the torchrun process group, as accelerate's ``end_training`` does: left to the interpreter's exit, a gloo
+    group's threads can abort a process that finished its work ("terminate called without an active exception"), and
+    torchrun then reports the whole run as failed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
