@@ -386,6 +386,9 @@ def block_mse(x: torch.Tensor, x_rec: torch.Tensor, size: int) -> torch.Tensor:
     (local colour and brightness at scales of ``size`` pixels and more), so the plain MSE already
     contains this term once. A bicubic x4 reconstruction keeps each 4x4 mean of a frame and loses
     what is inside; a VAE at 4x8x8 compression trades the other way (benchmarks/error_by_scale.py).
+    Weighting this term moves a model's error between scales, not necessarily out of it: on the
+    bundled model (weight 20, size 4) it traded detail for coarse accuracy at the same PSNR
+    (docs/default-model.md, "Where the error is").
     """
     if x.ndim == 5:
         x, x_rec = _fold_frames(x), _fold_frames(x_rec)
