@@ -36,7 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout_curve import held_out_set  # noqa: E402  (the same clips as the curve)
 
-from ivvae.eval.runner import _quantize, load_eval_model, reconstruct_clip  # noqa: E402
+from ivvae.eval.runner import _quantize, check_eval_model, load_eval_model, reconstruct_clip  # noqa: E402
 
 REFERENCE = "bicubic-x4"
 DEFAULT_LEVELS = 5  # blocks of 1, 2, ..., 32 pixels: 32 is 4 latent pixels of an 8x model
@@ -158,7 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--levels must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = measure(parse_models(args.model), args.levels)
+    models = parse_models(args.model)
+    try:
+        for source in models.values():
+            check_eval_model(source)  # a wrong folder fails here, before any clip is read
+        results = measure(models, args.levels)
+    except (ValueError, OSError) as err:  # a model that does not load, clips too small for --levels
+        print(f"error_by_scale: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     payload = {"levels": args.levels, "bands": band_labels(args.levels), "reference": REFERENCE, "models": results}
     (args.out / "error_by_scale.json").write_text(json.dumps(payload, indent=1))

@@ -778,3 +778,12 @@ def test_error_by_scale_writes_bands_of_a_model_and_the_bicubic_reference(tmp_pa
     # an untrained model misses the colour of whole blocks that bicubic keeps: matching it there is worth something
     assert data["models"]["tiny"]["mean"]["db_if_matched"][-1] > 0
     assert "| tiny | mean |" in (out / "error_by_scale.md").read_text()
+
+
+def test_error_by_scale_names_a_missing_model_or_too_many_levels(tmp_path, monkeypatch, capsys, data_dir, model_dirs):
+    scales = _error_by_scale_module()
+    monkeypatch.setattr(scales, "held_out_set", lambda: DatasetSpec(data_dir, frames=5))
+    assert scales.main(["--model", f"x={tmp_path / 'nope'}", "--out", str(tmp_path / "a")]) == 2
+    assert "model folder" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    assert scales.main(["--model", f"tiny={model_dirs['tiny_z8']}", "--levels", "6", "--out", str(tmp_path / "b")]) == 2
+    assert "no whole 64x64 block" in capsys.readouterr().err and not (tmp_path / "b").exists()
