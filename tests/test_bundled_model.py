@@ -42,11 +42,11 @@ def test_default_model_training_configs_load():
                                          "3b_wide_continue_cpu.yaml", "3c_wide_continue_cpu.yaml", "3d_wide_continue_cpu.yaml",
                                          "3e_grown_continue_cpu.yaml", "3f_decoder_continue_cpu.yaml",
                                          "3g_decoder_256_cpu.yaml", "3h_decoder_block_mse_cpu.yaml",
-                                         "3i_block_mse_cpu.yaml"]
+                                         "3i_block_mse_cpu.yaml", "3j_encoder_cpu.yaml"]
     (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
      video, video_2b, video_2c, video_2c_wide, video_2d_wide, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c,
      cpu_continue_3d, grown_cpu, decoder_cpu, decoder_cpu_256, decoder_block_mse,
-     block_mse_cpu) = (
+     block_mse_cpu, encoder_cpu) = (
         load_config(p) for p in configs)
     stages = (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
               video, video_2b, video_2c, video_2c_wide, video_2d_wide)
@@ -115,8 +115,14 @@ def test_default_model_training_configs_load():
     assert block_mse_cpu.model.freeze == [] and block_mse_cpu.loss == decoder_block_mse.loss
     assert block_mse_cpu.data == decoder_block_mse.data and block_mse_cpu.optimizer == decoder_block_mse.optimizer
     assert block_mse_cpu.output_dir != decoder_block_mse.output_dir and block_mse_cpu.seed != decoder_block_mse.seed
+    # 3j is 3f with the roles swapped: the encoder trained, the decoder frozen, at a higher lr
+    assert encoder_cpu.model.freeze == ["decoder"] and encoder_cpu.model.init == decoder_cpu.model.init
+    assert encoder_cpu.data == decoder_cpu.data and encoder_cpu.loss == decoder_cpu.loss
+    assert encoder_cpu.optimizer.lr > decoder_cpu.optimizer.lr and encoder_cpu.schedule == decoder_cpu.schedule
+    assert encoder_cpu.seed not in {decoder_cpu.seed, decoder_block_mse.seed, block_mse_cpu.seed}
+    assert encoder_cpu.output_dir not in {decoder_cpu.output_dir, decoder_block_mse.output_dir, block_mse_cpu.output_dir}
     # every stage holds out the same part of the sample clips
     for stage in (*stages, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu,
-                  decoder_cpu, decoder_cpu_256, decoder_block_mse, block_mse_cpu):
+                  decoder_cpu, decoder_cpu_256, decoder_block_mse, block_mse_cpu, encoder_cpu):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources

@@ -787,3 +787,36 @@ def test_error_by_scale_names_a_missing_model_or_too_many_levels(tmp_path, monke
     assert "model folder" in capsys.readouterr().err and not (tmp_path / "a").exists()
     assert scales.main(["--model", f"tiny={model_dirs['tiny_z8']}", "--levels", "6", "--out", str(tmp_path / "b")]) == 2
     assert "no whole 64x64 block" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# the encoder's latents against the best the decoder can render (benchmarks/latent_gap.py)
+# --------------------------------------------------------------------------------------------
+def test_latent_gap_optimises_the_latent_alone_and_beats_the_encoder(data_dir, model_dirs):
+    gap = load_benchmark("latent_gap")
+    model = IVVAE.from_pretrained(model_dirs["tiny_z8"]).eval().requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    clip = next(iter(DatasetSpec(data_dir, frames=5).iter_clips()))
+    real = gap.center_crop(clip.video, 24)[None]
+    assert real.shape[-2:] == (24, 24)
+    result = gap.optimise_latent(model, real, steps=6, lr=0.05, report_every=3, precision="fp32")
+    assert [row[0] for row in result["curve"]] == [3, 6]
+    assert result["curve"][-1][1] > result["start"] + 0.1 and result["curve"][-1][2] > 0  # better, and the latent moved
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # no weight changed
+
+
+def test_latent_gap_writes_its_report_and_refuses_a_missing_model_or_a_reference(tmp_path, monkeypatch, capsys, data_dir, model_dirs):
+    gap = load_benchmark("latent_gap")
+    monkeypatch.setattr(gap, "held_out_set", lambda: DatasetSpec(data_dir, frames=5))
+    out = tmp_path / "gap"
+    assert gap.main(["--model", str(model_dirs["tiny_z8"]), "--crop", "24", "--steps", "4", "--report-every", "2",
+                     "--precision", "fp32", "--out", str(out)]) == 0
+    data = json.loads((out / "latent_gap.json").read_text())
+    assert len(data["per_clip"]) == 2 and [row[0] for row in data["mean"]["optimised"]] == [2, 4]
+    assert data["mean"]["optimised"][-1][1] > data["mean"]["encoder"]
+    assert all(math.isfinite(c["bicubic-x4"]) and c["size"] == [5, 24, 24] for c in data["per_clip"])
+    assert "| **mean**" in (out / "latent_gap.md").read_text()
+    assert gap.main(["--model", str(tmp_path / "nope"), "--out", str(tmp_path / "a")]) == 2
+    assert "model folder" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    assert gap.main(["--model", "bicubic-x4", "--out", str(tmp_path / "b")]) == 2
+    assert "no decoder weights" in capsys.readouterr().err and not (tmp_path / "b").exists()
