@@ -4,7 +4,8 @@ For each held-out clip (the clips of ``heldout_curve.py``, centre-cropped to ``-
 the encoder gives (the posterior mean) is taken as a start and optimised against the frozen
 decoder -- Adam on the latent tensor alone, MSE to the real clip, no weight changes -- and the PSNR
 of the decoded clip is recorded every ``--report-every`` steps, next to bicubic x4 on the same
-crop. A large rise says the decoder can render much more than the encoder hands it: training the
+crop, with the error's coarse part (scales of 4 px and up, ``error_by_scale.py``'s bands; MSE on
+the [-1, 1] scale) before and after. A large rise says the decoder can render much more than the encoder hands it: training the
 encoder (``model.freeze: [decoder]``) is then the lever, not a larger latent. ``latent_shift`` is how
 far the latent moved, as a fraction of the latent's standard deviation.
 
@@ -29,11 +30,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from error_by_scale import center_crop_to_multiple, error_bands  # noqa: E402
 from heldout_curve import held_out_set  # noqa: E402  (the same clips as the curve)
 
 from ivvae.eval.runner import check_eval_model, load_eval_model  # noqa: E402
 
 REFERENCE = "bicubic-x4"
+COARSE_FROM = 2  # error_bands' band 2 on: detail of 4 px and coarser, what bicubic x4 keeps (block means)
 
 
 def psnr(reconstruction: torch.Tensor, real: torch.Tensor) -> float:
@@ -42,12 +45,17 @@ def psnr(reconstruction: torch.Tensor, real: torch.Tensor) -> float:
     return 10 * math.log10(4.0 / max(mse, 1e-12))
 
 
+def coarse_error(reconstruction: torch.Tensor, real: torch.Tensor) -> float:
+    """The part of the MSE at scales of 4 px and more (``error_by_scale.py``'s bands), of a ``(1, 3, T, H, W)`` clip."""
+    return sum(error_bands(reconstruction[0].float().clamp(-1, 1) - real[0], levels=COARSE_FROM)[COARSE_FROM:])
+
+
 def center_crop(video: torch.Tensor, size: int) -> torch.Tensor:
-    """``(..., H, W)`` cropped about its centre to at most ``size x size``."""
+    """``(..., H, W)`` cropped about its centre to at most ``size x size``, in whole 4x4 blocks."""
     h, w = video.shape[-2:]
     th, tw = min(h, size), min(w, size)
     top, left = (h - th) // 2, (w - tw) // 2
-    return video[..., top:top + th, left:left + tw].contiguous()
+    return center_crop_to_multiple(video[..., top:top + th, left:left + tw], 2 ** COARSE_FROM).contiguous()
 
 
 def _autocast(precision: str):
@@ -57,12 +65,14 @@ def _autocast(precision: str):
 def optimise_latent(model, real: torch.Tensor, steps: int, lr: float, report_every: int, precision: str = "bf16") -> dict:
     """Adam on the latent of ``real`` ``(1, 3, T, H, W)`` against ``model``'s frozen decoder.
 
-    Returns ``{"start": psnr, "curve": [[step, psnr, latent_shift], ...]}``; the model's weights are untouched.
+    Returns ``{"start": psnr, "curve": [[step, psnr, latent_shift], ...], "coarse_error": [at the start, at the end]}``
+    (:func:`coarse_error`); the model's weights are untouched.
     """
     size = dict(num_frames=real.shape[2], height=real.shape[3], width=real.shape[4])
     with torch.no_grad():
         start = model.encode(real).latent_dist.mode()
-        start_psnr = psnr(model.decode(start, **size).sample, real)
+        first = model.decode(start, **size).sample
+        start_psnr, start_coarse = psnr(first, real), coarse_error(first, real)
     latent = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([latent], lr=lr)
     spread = start.std().item()
@@ -77,8 +87,9 @@ def optimise_latent(model, real: torch.Tensor, steps: int, lr: float, report_eve
         if step % report_every == 0 or step == steps:
             with torch.no_grad():
                 shift = ((latent - start).std().item()) / spread
-                curve.append([step, psnr(model.decode(latent, **size).sample, real), shift])
-    return {"start": start_psnr, "curve": curve}
+                rendered = model.decode(latent, **size).sample
+                curve.append([step, psnr(rendered, real), shift])
+    return {"start": start_psnr, "curve": curve, "coarse_error": [start_coarse, coarse_error(rendered, real)]}
 
 
 def measure(model, crop: int, steps: int, lr: float, report_every: int, precision: str) -> dict:
@@ -92,30 +103,34 @@ def measure(model, crop: int, steps: int, lr: float, report_every: int, precisio
             raise SystemExit(f"error: held-out video {clip[0]} could not be read: {clip[1]}")
         real = center_crop(clip.video, crop)[None]
         with torch.no_grad():
-            bicubic = psnr(reference.decode(reference.encode(real).latent_dist.mode()).sample, real)
+            upsampled = reference.decode(reference.encode(real).latent_dist.mode(), height=real.shape[3], width=real.shape[4]).sample
         result = optimise_latent(model, real, steps, lr, report_every, precision)
         clips.append({"path": Path(clip.path).name, "start": clip.start, "size": list(real.shape[2:]),
-                      REFERENCE: bicubic, "encoder": result["start"], "optimised": result["curve"]})
+                      REFERENCE: psnr(upsampled, real), "encoder": result["start"], "optimised": result["curve"],
+                      "coarse_error": {REFERENCE: coarse_error(upsampled, real), "encoder": result["coarse_error"][0],
+                                       "optimised": result["coarse_error"][1]}})
         last = result["curve"][-1]
-        print(f"{clips[-1]['path']} {clip.start}: bicubic {bicubic:.3f}, encoder {result['start']:.3f}, "
+        print(f"{clips[-1]['path']} {clip.start}: bicubic {clips[-1][REFERENCE]:.3f}, encoder {result['start']:.3f}, "
               f"optimised {last[1]:.3f} dB after {last[0]} steps", flush=True)
     mean_curve = [[row[0], sum(c["optimised"][i][1] for c in clips) / len(clips),
                    sum(c["optimised"][i][2] for c in clips) / len(clips)] for i, row in enumerate(clips[0]["optimised"])]
     mean = {REFERENCE: sum(c[REFERENCE] for c in clips) / len(clips),
-            "encoder": sum(c["encoder"] for c in clips) / len(clips), "optimised": mean_curve}
+            "encoder": sum(c["encoder"] for c in clips) / len(clips), "optimised": mean_curve,
+            "coarse_error": {k: sum(c["coarse_error"][k] for c in clips) / len(clips) for k in (REFERENCE, "encoder", "optimised")}}
     return {"mean": mean, "per_clip": clips}
 
 
 def markdown(results: dict, settings: dict) -> str:
     steps = [row[0] for row in results["mean"]["optimised"]]
-    head = "| clip | bicubic x4 | encoder | " + " | ".join(f"step {s}" for s in steps) + " |"
+    head = "| clip | bicubic x4 | encoder | " + " | ".join(f"step {s}" for s in steps) + " | coarse error: bicubic / encoder / optimised |"
     lines = [f"# Latent gap: {settings['model']}", "",
              f"Held-out clips centre-cropped to {settings['crop']} px; Adam lr {settings['lr']} on the latent, "
              f"{settings['precision']}; PSNR (dB) of the whole clip, latent shift in units of the latent's std.", "",
-             head, "|" + "---|" * (3 + len(steps))]
+             head, "|" + "---|" * (4 + len(steps))]
     for clip in [*results["per_clip"], {"path": "**mean**", "start": "", **results["mean"]}]:
         cells = " | ".join(f"{p:.2f} ({shift:.2f})" for _, p, shift in clip["optimised"])
-        lines.append(f"| {clip['path']} {clip['start']} | {clip[REFERENCE]:.2f} | {clip['encoder']:.2f} | {cells} |")
+        coarse = " / ".join(f"{clip['coarse_error'][k]:.5f}" for k in (REFERENCE, "encoder", "optimised"))
+        lines.append(f"| {clip['path']} {clip['start']} | {clip[REFERENCE]:.2f} | {clip['encoder']:.2f} | {cells} | {coarse} |")
     return "\n".join(lines) + "\n"
 
 

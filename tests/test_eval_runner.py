@@ -803,6 +803,12 @@ def test_latent_gap_optimises_the_latent_alone_and_beats_the_encoder(data_dir, m
     assert [row[0] for row in result["curve"]] == [3, 6]
     assert result["curve"][-1][1] > result["start"] + 0.1 and result["curve"][-1][2] > 0  # better, and the latent moved
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # no weight changed
+    assert len(result["coarse_error"]) == 2 and min(result["coarse_error"]) >= 0
+    # the coarse error of a colour cast is all of its MSE; of fine 1-px stripes, none of it
+    inside = real * 0.5  # nothing clamped once shifted by 0.1
+    assert gap.coarse_error(inside + 0.1, inside) == pytest.approx(0.01, rel=1e-4)
+    stripes = (torch.arange(24) % 2).float().mul(0.2).sub(0.1).expand_as(real)
+    assert gap.coarse_error(inside + stripes, inside) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_latent_gap_writes_its_report_and_refuses_a_missing_model_or_a_reference(tmp_path, monkeypatch, capsys, data_dir, model_dirs):
@@ -815,6 +821,7 @@ def test_latent_gap_writes_its_report_and_refuses_a_missing_model_or_a_reference
     assert len(data["per_clip"]) == 2 and [row[0] for row in data["mean"]["optimised"]] == [2, 4]
     assert data["mean"]["optimised"][-1][1] > data["mean"]["encoder"]
     assert all(math.isfinite(c["bicubic-x4"]) and c["size"] == [5, 24, 24] for c in data["per_clip"])
+    assert set(data["mean"]["coarse_error"]) == {"bicubic-x4", "encoder", "optimised"}
     assert "| **mean**" in (out / "latent_gap.md").read_text()
     assert gap.main(["--model", str(tmp_path / "nope"), "--out", str(tmp_path / "a")]) == 2
     assert "model folder" in capsys.readouterr().err and not (tmp_path / "a").exists()
