@@ -93,7 +93,8 @@ def optimise_latent(model, real: torch.Tensor, steps: int, lr: float, report_eve
 
 
 def measure(model, crop: int, steps: int, lr: float, report_every: int, precision: str) -> dict:
-    """Per clip and mean: the encoder's PSNR, the optimised latents' PSNR by step, and bicubic x4's."""
+    """Per clip and mean: the encoder's PSNR, the optimised latents' PSNR by step and bicubic x4's, with each one's
+    coarse error (:func:`coarse_error`)."""
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     reference = load_eval_model(REFERENCE)
@@ -112,11 +113,13 @@ def measure(model, crop: int, steps: int, lr: float, report_every: int, precisio
         last = result["curve"][-1]
         print(f"{clips[-1]['path']} {clip.start}: bicubic {clips[-1][REFERENCE]:.3f}, encoder {result['start']:.3f}, "
               f"optimised {last[1]:.3f} dB after {last[0]} steps", flush=True)
-    mean_curve = [[row[0], sum(c["optimised"][i][1] for c in clips) / len(clips),
-                   sum(c["optimised"][i][2] for c in clips) / len(clips)] for i, row in enumerate(clips[0]["optimised"])]
-    mean = {REFERENCE: sum(c[REFERENCE] for c in clips) / len(clips),
-            "encoder": sum(c["encoder"] for c in clips) / len(clips), "optimised": mean_curve,
-            "coarse_error": {k: sum(c["coarse_error"][k] for c in clips) / len(clips) for k in (REFERENCE, "encoder", "optimised")}}
+    def mean_of(value) -> float:
+        return sum(value(c) for c in clips) / len(clips)
+
+    mean_curve = [[step, mean_of(lambda c, i=i: c["optimised"][i][1]), mean_of(lambda c, i=i: c["optimised"][i][2])]
+                  for i, (step, _, _) in enumerate(clips[0]["optimised"])]
+    mean = {REFERENCE: mean_of(lambda c: c[REFERENCE]), "encoder": mean_of(lambda c: c["encoder"]), "optimised": mean_curve,
+            "coarse_error": {k: mean_of(lambda c, k=k: c["coarse_error"][k]) for k in (REFERENCE, "encoder", "optimised")}}
     return {"mean": mean, "per_clip": clips}
 
 
