@@ -43,11 +43,11 @@ def test_default_model_training_configs_load():
                                          "3b_wide_continue_cpu.yaml", "3c_wide_continue_cpu.yaml", "3d_wide_continue_cpu.yaml",
                                          "3e_grown_continue_cpu.yaml", "3f_decoder_continue_cpu.yaml",
                                          "3g_decoder_256_cpu.yaml", "3h_decoder_block_mse_cpu.yaml",
-                                         "3i_block_mse_cpu.yaml", "3j_encoder_cpu.yaml"]
+                                         "3i_block_mse_cpu.yaml", "3j_encoder_cpu.yaml", "3k_decoder_cpu.yaml"]
     (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
      video, video_2b, video_2c, video_2c_wide, video_2d_wide, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c,
      cpu_continue_3d, grown_cpu, decoder_cpu, decoder_cpu_256, decoder_block_mse,
-     block_mse_cpu, encoder_cpu) = (
+     block_mse_cpu, encoder_cpu, decoder_cpu_3k) = (
         load_config(p) for p in configs)
     stages = (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
               video, video_2b, video_2c, video_2c_wide, video_2d_wide)
@@ -122,8 +122,15 @@ def test_default_model_training_configs_load():
     assert encoder_cpu.optimizer.lr > decoder_cpu.optimizer.lr and encoder_cpu.schedule == decoder_cpu.schedule
     assert encoder_cpu.seed not in {decoder_cpu.seed, decoder_block_mse.seed, block_mse_cpu.seed}
     assert encoder_cpu.output_dir not in {decoder_cpu.output_dir, decoder_block_mse.output_dir, block_mse_cpu.output_dir}
+    # 3k is 3f again, from the bundled model (session 20's: 3j's encoder): the halves alternate
+    assert decoder_cpu_3k.model == decoder_cpu.model and decoder_cpu_3k.data == decoder_cpu.data
+    assert decoder_cpu_3k.loss == decoder_cpu.loss and decoder_cpu_3k.optimizer == decoder_cpu.optimizer
+    assert decoder_cpu_3k.schedule == decoder_cpu.schedule
+    earlier = (decoder_cpu, decoder_cpu_256, decoder_block_mse, block_mse_cpu, encoder_cpu)
+    assert decoder_cpu_3k.output_dir not in {c.output_dir for c in earlier}
+    assert decoder_cpu_3k.seed not in {c.seed for c in earlier}
     # every stage holds out the same part of the sample clips
     for stage in (*stages, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu,
-                  decoder_cpu, decoder_cpu_256, decoder_block_mse, block_mse_cpu, encoder_cpu):
+                  decoder_cpu, decoder_cpu_256, decoder_block_mse, block_mse_cpu, encoder_cpu, decoder_cpu_3k):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources
