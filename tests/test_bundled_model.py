@@ -22,7 +22,7 @@ def test_bundled_model_reconstructs_a_held_out_clip():
     with torch.no_grad():
         recon = model(video).sample.clamp(-1, 1)
     assert recon.shape == video.shape
-    # measured 22.69 dB (session 18: 22.68, 17: 22.64, 15: 22.51, 14: 22.37, 13: 22.31, 8: 22.18, 5: 21.64)
+    # measured 22.77 dB (session 20: 22.69, 18: 22.68, 17: 22.64, 15: 22.51, 14: 22.37, 13: 22.31, 8: 22.18, 5: 21.64)
     assert float(psnr(video, recon)) > 22.0
 
 
