@@ -27,6 +27,7 @@ def test_bundled_model_reconstructs_a_held_out_clip():
 
 
 def test_default_model_training_configs_load():
+    from dataclasses import replace
     from pathlib import Path
 
     from ivvae.hub import HELD_OUT_SOURCES, HELD_OUT_START_FRACTION
@@ -43,11 +44,12 @@ def test_default_model_training_configs_load():
                                          "3b_wide_continue_cpu.yaml", "3c_wide_continue_cpu.yaml", "3d_wide_continue_cpu.yaml",
                                          "3e_grown_continue_cpu.yaml", "3f_decoder_continue_cpu.yaml",
                                          "3g_decoder_256_cpu.yaml", "3h_decoder_block_mse_cpu.yaml",
-                                         "3i_block_mse_cpu.yaml", "3j_encoder_cpu.yaml", "3k_decoder_cpu.yaml"]
+                                         "3i_block_mse_cpu.yaml", "3j_encoder_cpu.yaml", "3k_decoder_cpu.yaml",
+                                         "3l_encoder_cpu.yaml"]
     (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
      video, video_2b, video_2c, video_2c_wide, video_2d_wide, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c,
      cpu_continue_3d, grown_cpu, decoder_cpu, decoder_cpu_256, decoder_block_mse,
-     block_mse_cpu, encoder_cpu, decoder_cpu_3k) = (
+     block_mse_cpu, encoder_cpu, decoder_cpu_3k, encoder_cpu_3l) = (
         load_config(p) for p in configs)
     stages = (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
               video, video_2b, video_2c, video_2c_wide, video_2d_wide)
@@ -129,8 +131,16 @@ def test_default_model_training_configs_load():
     earlier = (decoder_cpu, decoder_cpu_256, decoder_block_mse, block_mse_cpu, encoder_cpu)
     assert decoder_cpu_3k.output_dir not in {c.output_dir for c in earlier}
     assert decoder_cpu_3k.seed not in {c.seed for c in earlier}
+    # 3l is 3j at a lower peak lr (a smaller warm-restart dip), from the bundled model (session 21's: 3k's decoder)
+    assert encoder_cpu_3l.model == encoder_cpu.model and encoder_cpu_3l.data == encoder_cpu.data
+    assert encoder_cpu_3l.loss == encoder_cpu.loss and encoder_cpu_3l.schedule == encoder_cpu.schedule
+    assert encoder_cpu_3l.optimizer == replace(encoder_cpu.optimizer, lr=encoder_cpu_3l.optimizer.lr)
+    assert encoder_cpu_3l.optimizer.lr < encoder_cpu.optimizer.lr
+    assert encoder_cpu_3l.output_dir not in {c.output_dir for c in (*earlier, decoder_cpu_3k)}
+    assert encoder_cpu_3l.seed not in {c.seed for c in (*earlier, decoder_cpu_3k)}
     # every stage holds out the same part of the sample clips
     for stage in (*stages, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu,
-                  decoder_cpu, decoder_cpu_256, decoder_block_mse, block_mse_cpu, encoder_cpu, decoder_cpu_3k):
+                  decoder_cpu, decoder_cpu_256, decoder_block_mse, block_mse_cpu, encoder_cpu, decoder_cpu_3k,
+                  encoder_cpu_3l):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources
