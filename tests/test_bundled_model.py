@@ -45,11 +45,11 @@ def test_default_model_training_configs_load():
                                          "3e_grown_continue_cpu.yaml", "3f_decoder_continue_cpu.yaml",
                                          "3g_decoder_256_cpu.yaml", "3h_decoder_block_mse_cpu.yaml",
                                          "3i_block_mse_cpu.yaml", "3j_encoder_cpu.yaml", "3k_decoder_cpu.yaml",
-                                         "3l_encoder_cpu.yaml", "3m_decoder_cpu.yaml"]
+                                         "3l_encoder_cpu.yaml", "3m_decoder_cpu.yaml", "3n_encoder_cpu.yaml"]
     (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
      video, video_2b, video_2c, video_2c_wide, video_2d_wide, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c,
      cpu_continue_3d, grown_cpu, decoder_cpu, decoder_cpu_256, decoder_block_mse,
-     block_mse_cpu, encoder_cpu, decoder_cpu_3k, encoder_cpu_3l, decoder_cpu_3m) = (
+     block_mse_cpu, encoder_cpu, decoder_cpu_3k, encoder_cpu_3l, decoder_cpu_3m, encoder_cpu_3n) = (
         load_config(p) for p in configs)
     stages = (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
               video, video_2b, video_2c, video_2c_wide, video_2d_wide)
@@ -144,9 +144,16 @@ def test_default_model_training_configs_load():
     assert decoder_cpu_3m.optimizer == replace(decoder_cpu_3k.optimizer, lr=decoder_cpu_3k.optimizer.lr / 2)
     assert decoder_cpu_3m.output_dir not in {c.output_dir for c in (*earlier, decoder_cpu_3k, encoder_cpu_3l)}
     assert decoder_cpu_3m.seed not in {c.seed for c in (*earlier, decoder_cpu_3k, encoder_cpu_3l)}
+    # 3n is 3j unchanged (its peak lr again), from the bundled model (session 25's: 3l's encoder, 3k's decoder)
+    assert encoder_cpu_3n.model == encoder_cpu.model and encoder_cpu_3n.data == encoder_cpu.data
+    assert encoder_cpu_3n.loss == encoder_cpu.loss and encoder_cpu_3n.schedule == encoder_cpu.schedule
+    assert encoder_cpu_3n.optimizer == encoder_cpu.optimizer
+    later = (*earlier, decoder_cpu_3k, encoder_cpu_3l, decoder_cpu_3m)
+    assert encoder_cpu_3n.output_dir not in {c.output_dir for c in later}
+    assert encoder_cpu_3n.seed not in {c.seed for c in later}
     # every stage holds out the same part of the sample clips
     for stage in (*stages, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu,
                   decoder_cpu, decoder_cpu_256, decoder_block_mse, block_mse_cpu, encoder_cpu, decoder_cpu_3k,
-                  encoder_cpu_3l, decoder_cpu_3m):
+                  encoder_cpu_3l, decoder_cpu_3m, encoder_cpu_3n):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources
