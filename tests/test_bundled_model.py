@@ -45,11 +45,12 @@ def test_default_model_training_configs_load():
                                          "3e_grown_continue_cpu.yaml", "3f_decoder_continue_cpu.yaml",
                                          "3g_decoder_256_cpu.yaml", "3h_decoder_block_mse_cpu.yaml",
                                          "3i_block_mse_cpu.yaml", "3j_encoder_cpu.yaml", "3k_decoder_cpu.yaml",
-                                         "3l_encoder_cpu.yaml", "3m_decoder_cpu.yaml", "3n_encoder_cpu.yaml"]
+                                         "3l_encoder_cpu.yaml", "3m_decoder_cpu.yaml", "3n_encoder_cpu.yaml",
+                                         "3o_decoder_cpu.yaml"]
     (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
      video, video_2b, video_2c, video_2c_wide, video_2d_wide, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c,
      cpu_continue_3d, grown_cpu, decoder_cpu, decoder_cpu_256, decoder_block_mse,
-     block_mse_cpu, encoder_cpu, decoder_cpu_3k, encoder_cpu_3l, decoder_cpu_3m, encoder_cpu_3n) = (
+     block_mse_cpu, encoder_cpu, decoder_cpu_3k, encoder_cpu_3l, decoder_cpu_3m, encoder_cpu_3n, decoder_cpu_3o) = (
         load_config(p) for p in configs)
     stages = (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
               video, video_2b, video_2c, video_2c_wide, video_2d_wide)
@@ -151,9 +152,15 @@ def test_default_model_training_configs_load():
     later = (*earlier, decoder_cpu_3k, encoder_cpu_3l, decoder_cpu_3m)
     assert encoder_cpu_3n.output_dir not in {c.output_dir for c in later}
     assert encoder_cpu_3n.seed not in {c.seed for c in later}
+    # 3o is 3k unchanged, from the bundled model (session 26's: 3n's encoder joined with 3m's decoder)
+    assert decoder_cpu_3o.model == decoder_cpu_3k.model and decoder_cpu_3o.data == decoder_cpu_3k.data
+    assert decoder_cpu_3o.loss == decoder_cpu_3k.loss and decoder_cpu_3o.schedule == decoder_cpu_3k.schedule
+    assert decoder_cpu_3o.optimizer == decoder_cpu_3k.optimizer
+    assert decoder_cpu_3o.output_dir not in {c.output_dir for c in (*later, encoder_cpu_3n)}
+    assert decoder_cpu_3o.seed not in {c.seed for c in (*later, encoder_cpu_3n)}
     # every stage holds out the same part of the sample clips
     for stage in (*stages, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu,
                   decoder_cpu, decoder_cpu_256, decoder_block_mse, block_mse_cpu, encoder_cpu, decoder_cpu_3k,
-                  encoder_cpu_3l, decoder_cpu_3m, encoder_cpu_3n):
+                  encoder_cpu_3l, decoder_cpu_3m, encoder_cpu_3n, decoder_cpu_3o):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources
