@@ -57,6 +57,15 @@ def test_refuses_different_architectures_and_existing_output(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
 
 
+def test_refuses_different_dtypes(tmp_path):
+    a = saved(tmp_path, "a", 0)
+    half = tmp_path / "half"
+    tiny_ivvae().half().save_pretrained(half)
+    with pytest.raises(combine_halves.CombineError, match="different dtypes"):
+        combine_halves.combine_halves(a, half, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_names_a_missing_weights_file(tmp_path):
     a = saved(tmp_path, "a", 0)
     config_only = tmp_path / "config_only"

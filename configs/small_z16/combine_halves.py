@@ -61,10 +61,11 @@ def combine_halves(encoder_from: Path, decoder_from: Path, out: Path) -> dict[st
     if others:
         raise CombineError(f"tensors outside encoder.* and decoder.* ({', '.join(others[:3])}...) belong to neither "
                            "half: this script joins models whose weights split into the two")
-    for name, weights in (("encoder", enc_weights), ("decoder", dec_weights)):
-        dtypes = {t.dtype for k, t in weights.items() if k.startswith(name + ".")}
-        if len(dtypes) != 1:
-            raise CombineError(f"the {name} half mixes dtypes {sorted(map(str, dtypes))}")
+    mismatched = sorted(k for k in enc_weights if enc_weights[k].dtype != dec_weights[k].dtype)
+    if mismatched:
+        raise CombineError(f"{encoder_from} and {decoder_from} store tensors in different dtypes ({mismatched[0]}: "
+                           f"{enc_weights[mismatched[0]].dtype} vs {dec_weights[mismatched[0]].dtype}): join exports "
+                           "written with the same export.dtype")
     joined = {k: (enc_weights[k] if k.startswith("encoder.") else dec_weights[k]) for k in enc_weights}
     out.mkdir(parents=True)
     save_file(joined, out / WEIGHTS)
