@@ -21,7 +21,10 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-WEIGHTS, CONFIG = "diffusion_pytorch_model.safetensors", "config.json"
+from ivvae.hub import CONFIG_NAME as CONFIG
+from ivvae.hub import WEIGHTS_NAMES
+
+WEIGHTS = WEIGHTS_NAMES[0]  # the safetensors file every export and save_pretrained writes
 # config keys the two halves may differ in: the latent normalisation is re-measured for the result
 NORMALISATION_KEYS = {"shift_factor", "scaling_factor"}
 
