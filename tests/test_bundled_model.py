@@ -47,12 +47,13 @@ def test_default_model_training_configs_load():
                                          "3g_decoder_256_cpu.yaml", "3h_decoder_block_mse_cpu.yaml",
                                          "3i_block_mse_cpu.yaml", "3j_encoder_cpu.yaml", "3k_decoder_cpu.yaml",
                                          "3l_encoder_cpu.yaml", "3m_decoder_cpu.yaml", "3n_encoder_cpu.yaml",
-                                         "3o_decoder_cpu.yaml", "3p_encoder_cpu.yaml"]
+                                         "3o_decoder_cpu.yaml", "3p_encoder_cpu.yaml",
+                                         "3q_decoder_cpu.yaml"]
     (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
      video, video_2b, video_2c, video_2c_wide, video_2d_wide, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c,
      cpu_continue_3d, grown_cpu, decoder_cpu, decoder_cpu_256, decoder_block_mse,
      block_mse_cpu, encoder_cpu, decoder_cpu_3k, encoder_cpu_3l, decoder_cpu_3m, encoder_cpu_3n, decoder_cpu_3o,
-     encoder_cpu_3p) = (
+     encoder_cpu_3p, decoder_cpu_3q) = (
         load_config(p) for p in configs)
     stages = (image, image_1b, image_1c, image_1d, image_1e, image_1e_wide, image_1f_wide,
               video, video_2b, video_2c, video_2c_wide, video_2d_wide)
@@ -167,9 +168,18 @@ def test_default_model_training_configs_load():
     assert encoder_cpu_3p.train.max_minutes is None and encoder_cpu_3p.train.max_steps == 1600
     assert encoder_cpu_3p.output_dir not in {c.output_dir for c in (*later, encoder_cpu_3n, decoder_cpu_3o)}
     assert encoder_cpu_3p.seed not in {c.seed for c in (*later, encoder_cpu_3n, decoder_cpu_3o)}
+    # 3q is 3k's recipe on a fixed step horizon, from the bundled model (session 28's, if 3p shipped)
+    assert decoder_cpu_3q.model == decoder_cpu_3k.model and decoder_cpu_3q.data == decoder_cpu_3k.data
+    assert decoder_cpu_3q.loss == decoder_cpu_3k.loss and decoder_cpu_3q.schedule == decoder_cpu_3k.schedule
+    assert decoder_cpu_3q.optimizer == decoder_cpu_3k.optimizer
+    assert decoder_cpu_3q.train.max_minutes is None and decoder_cpu_3q.train.max_steps == 1700
+    half_stages = (*later, encoder_cpu_3n, decoder_cpu_3o, encoder_cpu_3p)
+    assert decoder_cpu_3q.output_dir not in {c.output_dir for c in half_stages}
+    assert decoder_cpu_3q.seed not in {c.seed for c in half_stages}
     # every stage holds out the same part of the sample clips
     for stage in (*stages, video_continue, grown_gpu, grown_gpu_2g, more, cpu_continue, cpu_continue_3c, cpu_continue_3d, grown_cpu,
                   decoder_cpu, decoder_cpu_256, decoder_block_mse, block_mse_cpu, encoder_cpu, decoder_cpu_3k,
-                  encoder_cpu_3l, decoder_cpu_3m, encoder_cpu_3n, decoder_cpu_3o, encoder_cpu_3p):
+                  encoder_cpu_3l, decoder_cpu_3m, encoder_cpu_3n, decoder_cpu_3o, encoder_cpu_3p,
+                  decoder_cpu_3q):
         assert stage.data.train_time_range == [0.0, HELD_OUT_START_FRACTION]
         assert HELD_OUT_SOURCES[0] not in stage.data.sources
