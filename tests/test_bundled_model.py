@@ -168,7 +168,7 @@ def test_default_model_training_configs_load():
     assert encoder_cpu_3p.train.max_minutes is None and encoder_cpu_3p.train.max_steps == 1600
     assert encoder_cpu_3p.output_dir not in {c.output_dir for c in (*later, encoder_cpu_3n, decoder_cpu_3o)}
     assert encoder_cpu_3p.seed not in {c.seed for c in (*later, encoder_cpu_3n, decoder_cpu_3o)}
-    # 3q is 3k's recipe on a fixed step horizon, from the bundled model (session 28's, if 3p shipped)
+    # 3q is 3k's recipe on a fixed step horizon, from the bundled model (session 28's: 3p's encoder)
     assert decoder_cpu_3q.model == decoder_cpu_3k.model and decoder_cpu_3q.data == decoder_cpu_3k.data
     assert decoder_cpu_3q.loss == decoder_cpu_3k.loss and decoder_cpu_3q.schedule == decoder_cpu_3k.schedule
     assert decoder_cpu_3q.optimizer == decoder_cpu_3k.optimizer
